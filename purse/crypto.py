@@ -1,0 +1,151 @@
+"""AES-128 CMAC, NXP AN10922 key diversification, session keys and MAC checks.
+
+Everything cryptographic the card, the SAMs and processing share lives here, so that
+the published vectors in ``shared/vectors`` pin it down (docs/protocol.md, "Crypto").
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from cryptography.hazmat.primitives.cmac import CMAC
+
+KEY_SIZE = 16
+BLOCK = 16
+MAC_SIZE = 8
+_RB = 0x87
+
+# Diversification constants of AN10922 section 2.2 (AES-128): the input starts with 0x01.
+AN10922_AES128_DIV_CONSTANT = 0x01
+# Our own labels for session key derivation (docs/protocol.md, "Session keys").
+SESSION_MAC_LABEL = b"\x01SPMAC"
+SESSION_ENC_LABEL = b"\x02SPENC"
+
+
+def cmac(key: bytes, data: bytes) -> bytes:
+    """Full 16-byte AES-CMAC (RFC 4493) of ``data`` under ``key``."""
+    c = CMAC(algorithms.AES(key))
+    c.update(data)
+    return c.finalize()
+
+
+def mac8(key: bytes, data: bytes) -> bytes:
+    """CMAC truncated to the 8 leftmost bytes, the size of every MAC on the wire."""
+    return cmac(key, data)[:MAC_SIZE]
+
+
+class PrekeyedMac:
+    """A CMAC context keyed once and copied per message.
+
+    Keying AES costs more than MACing a 70-byte record; the hot paths (card commands,
+    batch verification) key once per key and ``copy()`` the context for each message.
+    """
+
+    __slots__ = ("_ctx",)
+
+    def __init__(self, key: bytes) -> None:
+        self._ctx = CMAC(algorithms.AES(key))
+
+    def mac(self, data: bytes) -> bytes:
+        c = self._ctx.copy()
+        c.update(data)
+        return c.finalize()[:MAC_SIZE]
+
+    def full(self, data: bytes) -> bytes:
+        c = self._ctx.copy()
+        c.update(data)
+        return c.finalize()
+
+
+def macs_equal(a: bytes, b: bytes) -> bool:
+    """Constant-time comparison: a MAC check must not leak how many bytes matched."""
+    return hmac.compare_digest(a, b)
+
+
+def _aes_ecb_encrypt(key: bytes, data: bytes) -> bytes:
+    enc = Cipher(algorithms.AES(key), modes.ECB()).encryptor()
+    return enc.update(data) + enc.finalize()
+
+
+def _aes_ecb_decrypt(key: bytes, data: bytes) -> bytes:
+    dec = Cipher(algorithms.AES(key), modes.ECB()).decryptor()
+    return dec.update(data) + dec.finalize()
+
+
+def _shift_left(block: bytes) -> bytes:
+    value = int.from_bytes(block, "big") << 1
+    return (value & ((1 << 128) - 1)).to_bytes(BLOCK, "big")
+
+
+def cmac_subkeys(key: bytes) -> tuple[bytes, bytes]:
+    """K1, K2 of RFC 4493 section 2.3; AN10922 needs them to pad to 32 bytes."""
+    l_block = _aes_ecb_encrypt(key, bytes(BLOCK))
+    k1 = _shift_left(l_block)
+    if l_block[0] & 0x80:
+        k1 = k1[:-1] + bytes([k1[-1] ^ _RB])
+    k2 = _shift_left(k1)
+    if k1[0] & 0x80:
+        k2 = k2[:-1] + bytes([k2[-1] ^ _RB])
+    return k1, k2
+
+
+def _xor(a: bytes, b: bytes) -> bytes:
+    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+
+
+def an10922_diversify(master: bytes, diversification_input: bytes) -> bytes:
+    """AES-128 key diversification of NXP AN10922 section 2.2.
+
+    D = 0x01 || M, padded with 80 00.. to 32 bytes (K2 when padded, K1 when M is exactly
+    31 bytes), CBC-MAC with zero IV; the diversified key is the last block. This differs
+    from plain CMAC for short M (CMAC pads to 16, AN10922 always to 32), which is why it
+    is written out here rather than delegated to ``cmac``.
+    """
+    if len(master) != KEY_SIZE:
+        raise ValueError("AN10922 AES-128 needs a 16-byte master key")
+    if not 1 <= len(diversification_input) <= 31:
+        raise ValueError("AN10922 diversification input must be 1..31 bytes")
+    k1, k2 = cmac_subkeys(master)
+    data = bytes([AN10922_AES128_DIV_CONSTANT]) + diversification_input
+    if len(data) == 32:
+        last_key = k1
+    else:
+        data = data + b"\x80" + bytes(31 - len(data))
+        last_key = k2
+    data = data[:16] + _xor(data[16:], last_key)
+    enc = Cipher(algorithms.AES(master), modes.CBC(bytes(BLOCK))).encryptor()
+    return (enc.update(data) + enc.finalize())[-BLOCK:]
+
+
+def card_diversification_input(uid: bytes, aid: bytes, system_identifier: bytes) -> bytes:
+    """M = UID || AID || system identifier, as in the AN10922 worked example."""
+    return uid + aid + system_identifier
+
+
+def session_keys(card_key: bytes, terminal_random: bytes, card_random: bytes) -> tuple[bytes, bytes]:
+    """(MAC key, encryption key) of one session, from the card key and both randoms.
+
+    Fresh randoms on both sides make every session's keys different, so an APDU recorded
+    in one session is worthless in the next (replay protection).
+    """
+    material = terminal_random + card_random
+    return cmac(card_key, SESSION_MAC_LABEL + material), cmac(card_key, SESSION_ENC_LABEL + material)
+
+
+def encrypt_block(key: bytes, block: bytes) -> bytes:
+    """One AES block under a session encryption key (PIN blocks, keys in PUT KEY)."""
+    if len(block) % BLOCK:
+        raise ValueError("data must be whole AES blocks")
+    return _aes_ecb_encrypt(key, block)
+
+
+def decrypt_block(key: bytes, block: bytes) -> bytes:
+    if len(block) % BLOCK:
+        raise ValueError("data must be whole AES blocks")
+    return _aes_ecb_decrypt(key, block)
+
+
+def random_bytes(n: int) -> bytes:
+    return os.urandom(n)

@@ -1,0 +1,82 @@
+"""Software SAM: holds master keys, derives card keys, computes session MACs.
+
+A terminal never sees a master key: it asks its SAM for a session. A POS SAM holds the
+DEBIT masters and its terminal log key, a credit SAM the CREDIT masters, a processing
+SAM the TXN and TERM masters (DESIGN.md, "Key hierarchy"). A hardware SAM implementing
+AN10922 can stand in for this class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from purse import crypto
+from purse.errors import SmartpurseError
+from purse.protocol import AID, DEFAULT_SYSTEM_IDENTIFIER, KeyRef
+
+
+class MissingKey(SmartpurseError):
+    """The SAM does not hold the key a command needs (e.g. a POS SAM asked to load)."""
+
+
+class SessionCrypto:
+    """The keys of one open card session, on the terminal side."""
+
+    __slots__ = ("mac", "enc_key")
+
+    def __init__(self, sk_mac: bytes, sk_enc: bytes) -> None:
+        self.mac = crypto.PrekeyedMac(sk_mac)
+        self.enc_key = sk_enc
+
+
+class SoftwareSam:
+    def __init__(
+        self,
+        masters: Mapping[KeyRef, Mapping[int, bytes]],
+        *,
+        log_key: bytes | None = None,
+        log_key_version: int = 1,
+        system_identifier: bytes = DEFAULT_SYSTEM_IDENTIFIER,
+    ) -> None:
+        self._masters = {KeyRef(ref): dict(versions) for ref, versions in masters.items()}
+        self._log_key = log_key
+        self.log_key_version = log_key_version
+        self.system_identifier = system_identifier
+        self._card_keys: dict[tuple[int, int, bytes], bytes] = {}
+
+    def holds(self, ref: KeyRef) -> bool:
+        return bool(self._masters.get(ref))
+
+    def versions(self, ref: KeyRef) -> list[int]:
+        return sorted(self._masters.get(ref, {}))
+
+    def card_key(self, ref: KeyRef, version: int, uid: bytes) -> bytes:
+        """The card's key ``ref`` of ``version``: the master diversified by AN10922."""
+        cache_key = (ref, version, uid)
+        key = self._card_keys.get(cache_key)
+        if key is None:
+            master = self._masters.get(ref, {}).get(version)
+            if master is None:
+                raise MissingKey(f"this SAM holds no {ref.name} key of version {version}")
+            key = crypto.an10922_diversify(
+                master, crypto.card_diversification_input(uid, AID, self.system_identifier)
+            )
+            if len(self._card_keys) > 4096:
+                self._card_keys.clear()
+            self._card_keys[cache_key] = key
+        return key
+
+    def open_session(self, ref: KeyRef, version: int, uid: bytes,
+                     terminal_random: bytes, card_random: bytes) -> SessionCrypto:
+        key = self.card_key(ref, version, uid)
+        return SessionCrypto(*crypto.session_keys(key, terminal_random, card_random))
+
+    def transport_session(self, transport_key: bytes, terminal_random: bytes, card_random: bytes) -> SessionCrypto:
+        """A session under a blank card's transport key (personalization only)."""
+        return SessionCrypto(*crypto.session_keys(transport_key, terminal_random, card_random))
+
+    @property
+    def log_key(self) -> bytes:
+        if self._log_key is None:
+            raise MissingKey("this SAM holds no terminal log key")
+        return self._log_key
