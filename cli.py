@@ -18,7 +18,7 @@ from purse.cliutil import CliContext
 from purse.errors import SmartpurseError
 from purse.home import Home
 
-COMMAND_MODULES = ("purse.commands", "personalization.commands", "processing.commands")
+COMMAND_MODULES = ("purse.commands", "purse.pos_commands", "personalization.commands", "processing.commands")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -149,3 +149,11 @@ def decrypt_block(key: bytes, block: bytes) -> bytes:
 
 def random_bytes(n: int) -> bytes:
     return os.urandom(n)
+
+
+def terminal_log_key(term_master: bytes, terminal_id: int, system_identifier: bytes) -> bytes:
+    """A terminal's log key: MK_TERM diversified (AN10922) by "TERM" || terminal id || system id.
+
+    Processing holds MK_TERM and derives every terminal's key; a terminal holds only its own.
+    """
+    return an10922_diversify(term_master, b"TERM" + terminal_id.to_bytes(4, "big") + system_identifier[:16])

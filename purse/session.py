@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 
 from purse import crypto
-from purse.apdu import CommandApdu, ResponseApdu, raise_for_status
+from purse.apdu import ApduError, CommandApdu, ResponseApdu, raise_for_status
 from purse.errors import SmartpurseError
 from purse.protocol import (
     AID,
@@ -169,8 +169,6 @@ class PurseSession:
 
     def read_whole_log(self) -> list[TransactionRecord]:
         records: list[TransactionRecord] = []
-        from purse.apdu import ApduError
-
         while True:
             try:
                 records += self.read_log(len(records), 1)

@@ -1,0 +1,313 @@
+"""The terminal library that terminal vendors embed: POS and credit terminals.
+
+A ``Terminal`` talks only to the card and its SAM: offline debit with points, cancel
+of the last debit, blocking hotlisted cards, recovery of a debit whose answer was lost,
+and batch export. Every command is written to the terminal log before it is sent, so a
+card pulled mid-command is resolved at its next presentation: the card's counter and
+last log record say whether the command ran; the terminal completes or drops its entry,
+never twice (DESIGN.md, "Anti-tearing").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Container
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from purse.apdu import ApduError, CardBlocked
+from purse.batch import Totals, write_batch_file
+from purse.errors import SmartpurseError
+from purse.points import PointsPolicy, PointsUpdate
+from purse.protocol import CardState, KeyRef, RecordType
+from purse.records import PointsSlot, TransactionRecord
+from purse.sam import MissingKey, SoftwareSam
+from purse.session import CardInfo, CardNotGenuine, PurseSession
+from purse.terminal_log import TerminalLog
+from purse.transport import CardRemoved, Transport
+
+log = logging.getLogger(__name__)
+
+
+class TransactionInterrupted(CardRemoved):
+    """The card left before answering; present it again to finish or forget the command."""
+
+
+class CardHotlisted(SmartpurseError):
+    """The card is on the hotlist: the terminal blocked it instead of selling."""
+
+    def __init__(self, number: str, receipt: Receipt | None) -> None:
+        self.receipt = receipt
+        super().__init__(f"card {number} is hotlisted: blocked by this terminal")
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """The outcome of one card transaction, with the card's certificate."""
+
+    kind: str
+    card_number: str
+    terminal_id: int
+    terminal_seq: int
+    counter: int
+    time: int
+    amount: int
+    balance: int
+    price: int = 0
+    discount: int = 0
+    points_value: int = 0
+    program_id: int = 0
+    points_before: int = 0
+    points_after: int = 0
+    points_earned: int = 0
+    points_redeemed: int = 0
+    prizes: int = 0
+    prize_text: tuple[str, ...] = ()
+    certificate: bytes = b""
+    record: TransactionRecord | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_record(cls, record: TransactionRecord, **extra: object) -> Receipt:
+        return cls(
+            kind=record.record_type.name.lower(), card_number=record.card_number, terminal_id=record.terminal_id,
+            terminal_seq=record.terminal_seq, counter=record.counter, time=record.time, amount=record.amount,
+            balance=record.balance_after, program_id=record.program_id, points_before=record.points_before,
+            points_after=record.points_after, points_earned=record.points_earned,
+            points_redeemed=record.points_redeemed, prizes=record.prizes, certificate=record.certificate,
+            record=record, **extra,  # type: ignore[arg-type]
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        out = {k: v for k, v in self.__dict__.items() if k != "record"}
+        out["certificate"] = self.certificate.hex()
+        out["prize_text"] = list(self.prize_text)
+        return out
+
+
+@dataclass(frozen=True)
+class CardView:
+    """What a terminal reads from a card: identity, purse, its program's points, the log."""
+
+    info: CardInfo
+    balance: int
+    counter: int
+    points: PointsSlot
+    log: list[TransactionRecord]
+    recovered: list[Receipt]
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    path: Path
+    batch_seq: int
+    records: int
+    totals: Totals
+
+
+class _CardTerminal:
+    """What POS and credit terminals share: presentation, write-ahead log, recovery."""
+
+    key_ref: KeyRef
+
+    def __init__(self, transport: Transport, sam: SoftwareSam, log_store: TerminalLog, *,
+                 terminal_id: int, clock: Callable[[], float] = time.time) -> None:
+        if not sam.holds(self.key_ref):
+            raise MissingKey(f"this terminal's SAM holds no {self.key_ref.name} key")
+        self.transport = transport
+        self.sam = sam
+        self.log = log_store
+        self.terminal_id = terminal_id
+        self.clock = clock
+        self.session = PurseSession(transport, sam)
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+    def present(self) -> tuple[CardInfo, list[Receipt]]:
+        """Power the card up, SELECT it, and resolve any command it left pending here."""
+        self.transport.connect()
+        info = self.session.select()
+        if info.state == CardState.BLANK:
+            raise SmartpurseError("the card is blank: personalize it first")
+        return info, self._recover(info)
+
+    def _recover(self, info: CardInfo) -> list[Receipt]:
+        recovered: list[Receipt] = []
+        for pending in self.log.pending_for(info.number):
+            if pending.uid != info.uid:
+                continue
+            if info.counter < pending.expected_counter:
+                self.log.drop(pending.terminal_seq)  # the card never ran it
+                log.info("pending %s on %s dropped: not on the card", pending.terminal_seq, info.number)
+                continue
+            back = info.counter - pending.expected_counter
+            try:
+                record = self.session.read_log(back, 1)[0]
+            except ApduError:
+                self.log.mark_unresolvable(pending.terminal_seq)  # beyond the card's cyclic log
+                continue
+            if (record.counter == pending.expected_counter and record.terminal_id == self.terminal_id
+                    and record.terminal_seq == pending.terminal_seq):
+                self.log.complete(pending.terminal_seq, record)
+                recovered.append(Receipt.from_record(record))
+            else:
+                self.log.drop(pending.terminal_seq)
+        return recovered
+
+    def _run(self, kind: RecordType, info: CardInfo, expected_counter: int, amount: int,
+             command: Callable[[int], TransactionRecord]) -> TransactionRecord:
+        """Write ahead, send, complete: the only path by which a transaction is logged."""
+        seq = self.log.begin(kind, info.number, info.uid, expected_counter, amount)
+        try:
+            record = command(seq)
+        except CardRemoved as e:
+            raise TransactionInterrupted(
+                f"card {info.number} left before answering: present it again to finish ({e})"
+            ) from e
+        except CardNotGenuine:
+            raise  # the answer was not the card's: keep it pending, the next presentation decides
+        except ApduError:
+            self.log.drop(seq)  # the card refused: nothing happened
+            raise
+        self.log.complete(seq, record)
+        return record
+
+    def _record(self, info: CardInfo, kind: RecordType, seq: int, when: int, counter: int, amount: int,
+                balance: int, certificate: bytes, **points: int) -> TransactionRecord:
+        return TransactionRecord(
+            kind, info.key_version, info.uid, info.number, counter, amount, balance, info.currency,
+            points.get("program_id", 0), points.get("points_before", 0), points.get("points_after", 0),
+            points.get("earned", 0), points.get("redeemed", 0), points.get("prizes", 0), points.get("tier", 0),
+            self.terminal_id, seq, when, 0, certificate,
+        )
+
+
+class Terminal(_CardTerminal):
+    """A POS terminal: its SAM holds the DEBIT masters and this terminal's log key."""
+
+    key_ref = KeyRef.DEBIT
+
+    def __init__(self, transport: Transport, sam: SoftwareSam, log_store: TerminalLog, *,
+                 terminal_id: int, merchant_id: int, hotlist: Container[str] = frozenset(),
+                 clock: Callable[[], float] = time.time) -> None:
+        super().__init__(transport, sam, log_store, terminal_id=terminal_id, clock=clock)
+        self.merchant_id = merchant_id
+        self.hotlist = hotlist
+
+    def _present_usable(self) -> tuple[CardInfo, list[Receipt]]:
+        info, recovered = self.present()
+        if info.state == CardState.BLOCKED:
+            raise CardBlocked()
+        if info.number in self.hotlist:
+            receipt = self._block(info)
+            raise CardHotlisted(info.number, receipt)
+        return info, recovered
+
+    def read_card(self, program_id: int = 0) -> CardView:
+        """Number, balance, this program's points and the card's log (newest first)."""
+        info, recovered = self.present()
+        if info.state == CardState.BLOCKED:
+            return CardView(info, info.balance, info.counter, PointsSlot(), self.session.read_whole_log(), recovered)
+        opened = self.session.open(KeyRef.DEBIT, self.terminal_id, program_id)
+        return CardView(info, opened.balance, opened.counter, opened.slot, self.session.read_whole_log(), recovered)
+
+    def debit(self, price: int, *, points: PointsPolicy | None = None, redeem_points: int = 0,
+              pin: str | None = None) -> Receipt:
+        """Sell for ``price`` minor units: SELECT, OPEN SESSION, [VERIFY PIN], DEBIT."""
+        if price < 0:
+            raise ValueError("price must not be negative")
+        info, _ = self._present_usable()
+        program_id = points.program_id if points is not None else 0
+        opened = self.session.open(KeyRef.DEBIT, self.terminal_id, program_id)
+        when = self._now()
+        if points is not None:
+            update = points.apply(opened.slot, price, when, redeem_points)
+        else:
+            if redeem_points:
+                raise SmartpurseError("this terminal runs no loyalty program: nothing to redeem points for")
+            update = PointsUpdate(slot=opened.slot, amount_due=price)
+        if update.redeemed:
+            if pin is None:
+                raise SmartpurseError("redeeming points needs the card holder's PIN")
+            self.session.verify_pin(pin)
+        slot = update.slot if program_id else None
+
+        def send(seq: int) -> TransactionRecord:
+            result = self.session.debit(update.amount_due, when, seq, earned=update.earned,
+                                        redeemed=update.redeemed, prizes=update.prizes, slot=slot)
+            return self._record(
+                info, RecordType.PURCHASE, seq, when, result.counter, update.amount_due, result.balance,
+                result.certificate, program_id=program_id, points_before=opened.slot.points if program_id else 0,
+                points_after=update.slot.points if program_id else 0, earned=update.earned,
+                redeemed=update.redeemed, prizes=update.prizes, tier=update.slot.tier if program_id else 0,
+            )
+
+        record = self._run(RecordType.PURCHASE, info, opened.counter + 1, update.amount_due, send)
+        return Receipt.from_record(record, price=price, discount=update.discount, points_value=update.points_value,
+                                   prize_text=update.prize_text)
+
+    def cancel_last(self) -> Receipt:
+        """UNDEBIT: cancel this terminal's last debit on the card, points included."""
+        info, _ = self._present_usable()
+        opened = self.session.open(KeyRef.DEBIT, self.terminal_id, 0)
+        last = self.session.read_log(0, 1)[0]
+        when = self._now()
+
+        def send(seq: int) -> TransactionRecord:
+            self.session.undebit(last.counter, when, seq)
+            record = self.session.read_log(0, 1)[0]  # the card's own record: restored points and tier
+            if record.terminal_seq != seq or record.record_type != RecordType.CANCEL:
+                raise CardNotGenuine("the card's log does not show the cancellation")
+            return record
+
+        record = self._run(RecordType.CANCEL, info, opened.counter + 1, last.amount, send)
+        return Receipt.from_record(record)
+
+    def _block(self, info: CardInfo) -> Receipt:
+        opened = self.session.open(KeyRef.DEBIT, self.terminal_id, 0)
+        when = self._now()
+
+        def send(seq: int) -> TransactionRecord:
+            result = self.session.block(when, seq)
+            return self._record(info, RecordType.BLOCK, seq, when, result.counter, 0, result.balance,
+                                result.certificate)
+
+        return Receipt.from_record(self._run(RecordType.BLOCK, info, opened.counter + 1, 0, send))
+
+    def block(self) -> Receipt:
+        """Block the presented card (a hotlisted card, or on the issuer's order)."""
+        info, _ = self.present()
+        if info.state == CardState.BLOCKED:
+            raise CardBlocked()
+        return self._block(info)
+
+    def export_batch(self, path: Path) -> BatchSummary:
+        """Close every record not yet batched into a batch file for processing."""
+        batch = self.log.close_batch()
+        totals = write_batch_file(Path(path), batch, terminal_id=self.terminal_id, merchant_id=self.merchant_id,
+                                  log_key=self.sam.log_key, log_key_version=self.sam.log_key_version)
+        return BatchSummary(Path(path), batch.batch_seq, len(batch.entries), totals)
+
+
+class CreditTerminal(_CardTerminal):
+    """The issuer's load desk: its SAM holds the CREDIT masters."""
+
+    key_ref = KeyRef.CREDIT
+
+    def load(self, amount: int) -> Receipt:
+        """CREDIT: add ``amount`` minor units; the receipt carries the card's certificate."""
+        if amount <= 0:
+            raise ValueError("a load must be positive")
+        info, _ = self.present()
+        if info.state == CardState.BLOCKED:
+            raise CardBlocked()
+        opened = self.session.open(KeyRef.CREDIT, self.terminal_id, 0)
+        when = self._now()
+
+        def send(seq: int) -> TransactionRecord:
+            result = self.session.credit(amount, when, seq)
+            return self._record(info, RecordType.LOAD, seq, when, result.counter, amount, result.balance,
+                                result.certificate)
+
+        return Receipt.from_record(self._run(RecordType.LOAD, info, opened.counter + 1, amount, send))

@@ -1,0 +1,216 @@
+"""The terminal's durable local log, MAC-chained (DESIGN.md, "Terminal log and batches").
+
+Every transaction is written here *before* its command reaches the card (a pending
+entry) and completed with the card's certificate after; so a card pulled mid-command
+leaves a pending entry that the next presentation of that card resolves. Completed
+records are chained: ``mac_i = CMAC(K_term, record_i || mac_{i-1})`` truncated to 8
+bytes, with 8 zero bytes before the first, so a dropped, reordered or altered record
+breaks the chain. SQLite with synchronous=FULL: a power cut loses nothing committed.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from purse import crypto
+from purse.errors import SmartpurseError
+from purse.records import TransactionRecord
+
+GENESIS_MAC = bytes(8)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS chain_head (id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL, mac BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS journal (
+    chain_index INTEGER PRIMARY KEY,
+    terminal_seq INTEGER NOT NULL UNIQUE,
+    card_number TEXT NOT NULL,
+    counter INTEGER NOT NULL,
+    record BLOB NOT NULL,
+    chain_mac BLOB NOT NULL,
+    batch_seq INTEGER
+);
+CREATE INDEX IF NOT EXISTS journal_unbatched ON journal (batch_seq, chain_index);
+CREATE TABLE IF NOT EXISTS pending (
+    terminal_seq INTEGER PRIMARY KEY,
+    kind INTEGER NOT NULL,
+    card_number TEXT NOT NULL,
+    uid BLOB NOT NULL,
+    expected_counter INTEGER NOT NULL,
+    amount INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending'
+);
+CREATE TABLE IF NOT EXISTS batches (
+    batch_seq INTEGER PRIMARY KEY,
+    first_index INTEGER NOT NULL,
+    record_count INTEGER NOT NULL,
+    prev_mac BLOB NOT NULL,
+    final_mac BLOB NOT NULL,
+    created INTEGER NOT NULL
+);
+"""
+
+
+class TerminalLogError(SmartpurseError):
+    """The terminal log is unusable (wrong file, another terminal's log)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    terminal_seq: int
+    kind: int
+    card_number: str
+    uid: bytes
+    expected_counter: int
+    amount: int
+    created: int
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedBatch:
+    batch_seq: int
+    first_index: int
+    prev_mac: bytes
+    final_mac: bytes
+    created: int
+    entries: list[tuple[bytes, bytes]]  # (record bytes, chain MAC)
+
+
+class TerminalLog:
+    def __init__(self, path: Path | str, *, terminal_id: int, merchant_id: int, log_key: bytes | None) -> None:
+        self.path = Path(path) if str(path) != ":memory:" else path
+        try:
+            self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA synchronous=FULL")
+            self.db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as e:
+            raise TerminalLogError(f"{path}: not a terminal log ({e})") from None
+        self._mac = crypto.PrekeyedMac(log_key) if log_key is not None else None
+        self.terminal_id = self._bind("terminal_id", terminal_id)
+        self.merchant_id = self._bind("merchant_id", merchant_id)
+
+    def _bind(self, key: str, value: int) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES (?, ?)", (key, value))
+            return value
+        if row[0] != value:
+            raise TerminalLogError(f"{self.path} belongs to {key.replace('_', ' ')} {row[0]}, not {value}")
+        return value
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- write-ahead ---------------------------------------------------------------------
+    def begin(self, kind: int, card_number: str, uid: bytes, expected_counter: int, amount: int) -> int:
+        """Allocate the next terminal sequence number and record the pending command."""
+        with self._tx():
+            row = self.db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
+            seq = row[0] if row else 1
+            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('next_seq', ?)", (seq + 1,))
+            self.db.execute(
+                "INSERT INTO pending (terminal_seq, kind, card_number, uid, expected_counter, amount, created)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (seq, kind, card_number, uid, expected_counter, amount, int(time.time())),
+            )
+        return seq
+
+    def complete(self, terminal_seq: int, record: TransactionRecord) -> bytes:
+        """Replace a pending entry by the certified record, chained; returns its chain MAC."""
+        raw = record.to_bytes()
+        with self._tx():
+            idx, prev = self._head()
+            mac = self._mac.mac(raw + prev) if self._mac is not None else GENESIS_MAC
+            self.db.execute(
+                "INSERT INTO journal (chain_index, terminal_seq, card_number, counter, record, chain_mac)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (idx + 1, terminal_seq, record.card_number, record.counter, raw, mac),
+            )
+            self.db.execute("INSERT OR REPLACE INTO chain_head VALUES (1, ?, ?)", (idx + 1, mac))
+            self.db.execute("DELETE FROM pending WHERE terminal_seq=?", (terminal_seq,))
+        return mac
+
+    def drop(self, terminal_seq: int) -> None:
+        """The card did not run the command: forget it (the sequence number stays used)."""
+        self.db.execute("DELETE FROM pending WHERE terminal_seq=?", (terminal_seq,))
+
+    def mark_unresolvable(self, terminal_seq: int) -> None:
+        self.db.execute("UPDATE pending SET state='unresolvable' WHERE terminal_seq=?", (terminal_seq,))
+
+    def pending_for(self, card_number: str) -> list[Pending]:
+        rows = self.db.execute(
+            "SELECT * FROM pending WHERE card_number=? AND state='pending' ORDER BY terminal_seq", (card_number,)
+        ).fetchall()
+        return [Pending(*r) for r in rows]
+
+    def all_pending(self) -> list[Pending]:
+        return [Pending(*r) for r in self.db.execute("SELECT * FROM pending ORDER BY terminal_seq")]
+
+    # -- reading ---------------------------------------------------------------------------
+    def _head(self) -> tuple[int, bytes]:
+        row = self.db.execute("SELECT idx, mac FROM chain_head WHERE id=1").fetchone()
+        return (row[0], row[1]) if row else (0, GENESIS_MAC)
+
+    def records(self, *, unbatched_only: bool = False) -> Iterator[tuple[int, TransactionRecord, bytes]]:
+        sql = "SELECT chain_index, record, chain_mac FROM journal"
+        if unbatched_only:
+            sql += " WHERE batch_seq IS NULL"
+        for idx, raw, mac in self.db.execute(sql + " ORDER BY chain_index"):
+            yield idx, TransactionRecord.from_bytes(raw), mac
+
+    def last_record(self) -> TransactionRecord | None:
+        row = self.db.execute("SELECT record FROM journal ORDER BY chain_index DESC LIMIT 1").fetchone()
+        return TransactionRecord.from_bytes(row[0]) if row else None
+
+    def verify_chain(self) -> int:
+        """Recompute the whole chain; returns the number of records, raises on a break."""
+        if self._mac is None:
+            raise TerminalLogError("this log has no chain key")
+        prev = GENESIS_MAC
+        count = 0
+        for idx, raw, mac in self.db.execute("SELECT chain_index, record, chain_mac FROM journal ORDER BY chain_index"):
+            expected = self._mac.mac(raw + prev)
+            if idx != count + 1 or not crypto.macs_equal(expected, mac):
+                raise TerminalLogError(f"terminal log chain broken at record {idx}")
+            prev, count = mac, count + 1
+        return count
+
+    # -- batches -------------------------------------------------------------------------------
+    def close_batch(self) -> ClosedBatch:
+        """Assign every unbatched record to the next batch; the batch may be empty."""
+        with self._tx():
+            row = self.db.execute("SELECT max(batch_seq), max(first_index + record_count) FROM batches").fetchone()
+            batch_seq = (row[0] or 0) + 1
+            prev_row = self.db.execute("SELECT final_mac FROM batches WHERE batch_seq=?", (batch_seq - 1,)).fetchone()
+            prev_mac = prev_row[0] if prev_row else GENESIS_MAC
+            entries = self.db.execute(
+                "SELECT chain_index, record, chain_mac FROM journal WHERE batch_seq IS NULL ORDER BY chain_index"
+            ).fetchall()
+            first = entries[0][0] if entries else (row[1] or 1)
+            final = entries[-1][2] if entries else prev_mac
+            created = int(time.time())
+            self.db.execute("UPDATE journal SET batch_seq=? WHERE batch_seq IS NULL", (batch_seq,))
+            self.db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
+                            (batch_seq, first, len(entries), prev_mac, final, created))
+        return ClosedBatch(batch_seq, first, prev_mac, final, created, [(r, m) for _, r, m in entries])
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self.db)
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def __enter__(self) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self.db.execute("COMMIT" if exc_type is None else "ROLLBACK")
