@@ -1,0 +1,28 @@
+"""The issuer's own record of every load made at its credit desks.
+
+``smartpurse load`` writes here, with the card's certificate, at the moment of the
+load (the desk is the issuer's, so it is online); processing matches the LOAD records
+that come back from cards against this table (DESIGN.md, "Reconcile").
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, String, Table, UniqueConstraint, func
+
+from processing.schema import metadata
+
+loads = Table(
+    "loads",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("card_number", String(16), nullable=False, index=True),
+    Column("counter", BigInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("terminal_id", BigInteger, nullable=False),
+    Column("terminal_seq", BigInteger, nullable=False),
+    Column("time", BigInteger, nullable=False),  # unix seconds, as on the card
+    Column("record", LargeBinary(72), nullable=False),  # the certified record, raw
+    Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("card_number", "counter", name="uq_loads_card_counter"),
+)
