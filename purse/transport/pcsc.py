@@ -208,6 +208,12 @@ class PcscTransport:
             raise self._failure(code, "sending a command")
         answer = bytes(response)
         log.log(TRAFFIC, "pcsc < %s", answer.hex())
+        if len(answer) < 2:
+            # Some drivers (vpcd among them) report success with no bytes when the card
+            # went silent mid-command: that is a lost card, not a malformed answer.
+            reader = self.reader
+            self.disconnect()
+            raise CardRemoved(f"the card in {reader!r} gave no answer: removed or lost power")
         return answer
 
     def disconnect(self) -> None:

@@ -1,0 +1,100 @@
+"""Commands of the ``purse`` package: serving virtual cards and talking raw APDUs.
+
+``cli.py`` registers ``COMMANDS`` on the root group and ``CARD_COMMANDS`` under
+``smartpurse cards``. Each command parses, calls the library and prints through
+``emit``; transports and sessions live in the library, never here.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import click
+
+from purse.apdu import SW, ApduError, PurseError, ResponseApdu, raise_for_status
+from purse.cliutil import CliContext, emit, pass_cli
+from purse.errors import UserError
+from purse.transport import Transport
+from purse.transport.pcsc import PcscTransport
+from purse.transport.virtual import VirtualTransport
+from purse.transport.vpcd import DEFAULT_HOST, DEFAULT_PORT, serve
+
+
+@click.command("serve")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--port", default=DEFAULT_PORT, show_default=True, help="vpcd slot port (35964 is the second slot).")
+@click.option("--host", default=DEFAULT_HOST, show_default=True, help="Host where pcscd runs the vpcd driver.")
+@pass_cli
+def serve_card(cli: CliContext, image: Path, port: int, host: str) -> None:
+    """Put a virtual card IMAGE in pcscd's vpcd reader until interrupted (Ctrl-C)."""
+
+    def ready(reader: str) -> None:
+        emit(cli, {"image": str(image), "host": host, "port": port, "reader": reader},
+             f"serving {image} to vpcd at {host}:{port}: pcscd shows it in reader {reader!r} (Ctrl-C to stop)")
+
+    serve(image, host, port, on_ready=ready)
+
+
+def parse_apdu(text: str) -> bytes:
+    """Hex with optional spaces or colons, e.g. ``"00 A4 04 00 07 ..."``."""
+    digits = re.sub(r"[\s:]", "", text)
+    try:
+        raw = bytes.fromhex(digits)
+    except ValueError:
+        raise UserError(f"not hex: {text!r}") from None
+    if len(raw) < 4:
+        raise UserError(f"an APDU has at least 4 bytes (CLA INS P1 P2): {text!r}")
+    return raw
+
+
+def sw_meaning(sw: int) -> str:
+    """What a status word means, in the words the library uses for its errors."""
+    try:
+        raise_for_status(sw)
+    except PurseError as e:
+        return str(e)
+    except ApduError:
+        if sw in set(SW):
+            return f"{SW(sw).name.lower().replace('_', ' ')} (SW {sw:04X})"
+        return f"status word {sw:04X}, unknown to smartpurse"
+    return "success"
+
+
+def _open_transport(reader: str | None, image: Path | None) -> Transport:
+    if reader is not None and image is not None:
+        raise UserError("give either --reader or --image, not both")
+    if image is not None:
+        return VirtualTransport.open(image)
+    return PcscTransport(reader)
+
+
+@click.command("apdu")
+@click.argument("apdus", nargs=-1, required=True, metavar="HEX...")
+@click.option("--reader", help="PC/SC reader name or a unique part of it [first reader with a card].")
+@click.option("--image", type=click.Path(path_type=Path), help="Send to this virtual card image instead.")
+@pass_cli
+def apdu(cli: CliContext, apdus: tuple[str, ...], reader: str | None, image: Path | None) -> None:
+    """Debugging: send raw APDUs (one hex argument each) and print every answer."""
+    commands = [parse_apdu(a) for a in apdus]
+    transport = _open_transport(reader, image)
+    transport.connect()
+    results: list[dict[str, Any]] = []
+    try:
+        for command in commands:
+            response = ResponseApdu.parse(transport.transmit(command))
+            results.append({"command": command.hex(), "data": response.data.hex(), "sw": f"{response.sw:04X}",
+                            "meaning": sw_meaning(response.sw)})
+    finally:
+        transport.disconnect()
+    emit(cli, results, lambda rs: "\n".join(_exchange_text(r) for r in rs))
+
+
+def _exchange_text(r: dict[str, Any]) -> str:
+    answer = " ".join(part for part in (r["data"], r["sw"]) if part)
+    return f"> {r['command']}\n< {answer} ({r['meaning']})"
+
+
+CARD_COMMANDS: list[click.Command] = [serve_card]
+COMMANDS: list[click.Command] = [apdu]
