@@ -1,17 +1,30 @@
-"""Opening the issuer database: SQLite by default, PostgreSQL by URL.
+"""Opening the issuer database: SQLite by default, PostgreSQL by URL, schema by Alembic.
 
-Every command goes through ``open_database`` so the schema is always current and
-SQLite is tuned the same way everywhere (WAL, foreign keys, a busy timeout so two
-processes wait for each other instead of failing).
+Every command goes through ``open_database``, which upgrades the schema to the newest
+migration shipped in ``processing/migrations`` (so an installed package migrates a
+database it finds older) and tunes SQLite the same way everywhere (WAL, foreign keys,
+a busy timeout so two processes wait for each other instead of failing). Upgrades are
+serialized: a PostgreSQL advisory lock, a lock file next to a SQLite database.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
+import fcntl
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from processing.schema import load_all_tables
 from purse.errors import SmartpurseError
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_MIGRATION_LOCK = 0x5350_0000  # PostgreSQL advisory lock key
 
 
 class DatabaseError(SmartpurseError):
@@ -29,7 +42,7 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyp
 
 def make_engine(url: str) -> Engine:
     try:
-        engine = create_engine(url, future=True)
+        engine = create_engine(url)
     except (ArgumentError, ModuleNotFoundError) as e:
         raise DatabaseError(f"bad database URL {url!r}: {e}") from None
     if engine.dialect.name == "sqlite":
@@ -37,12 +50,70 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
+def alembic_config(connection: Connection | None = None) -> Config:
+    """A configuration built in code: the package needs no alembic.ini."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    if connection is not None:
+        cfg.attributes["connection"] = connection
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+@contextmanager
+def _upgrade_lock(engine: Engine, conn: Connection) -> Iterator[None]:
+    if engine.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_lock(:k)"), {"k": _MIGRATION_LOCK})
+        conn.commit()
+        try:
+            yield
+        finally:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": _MIGRATION_LOCK})
+            conn.commit()
+    elif engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        lock_path = Path(str(engine.url.database) + ".migrate-lock")
+        with open(lock_path, "a") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
+    else:
+        yield
+
+
+def upgrade(engine: Engine) -> None:
+    """Bring the schema to the newest revision; a no-op when it is there already."""
+    head = head_revision()
+    with engine.connect() as conn:
+        if MigrationContext.configure(conn).get_current_revision() == head:
+            return
+        conn.rollback()
+        with _upgrade_lock(engine, conn):
+            current = MigrationContext.configure(conn).get_current_revision()
+            if current == head:
+                return
+            if current is None and "cards" in inspect(conn).get_table_names():
+                raise DatabaseError(f"{_safe(engine)} holds tables made without migrations: start from a new "
+                                    "database (or stamp it with alembic if it matches the schema)")
+            conn.rollback()
+            with conn.begin():
+                command.upgrade(alembic_config(conn), "head")
+
+
+def _safe(engine: Engine) -> str:
+    return engine.url.render_as_string(hide_password=True)
+
+
 def open_database(url: str) -> Engine:
-    """An engine on ``url`` with the schema created or upgraded."""
+    """An engine on ``url`` with the schema upgraded to the newest migration."""
     engine = make_engine(url)
     try:
-        load_all_tables().create_all(engine)
+        upgrade(engine)
     except OperationalError as e:
-        raise DatabaseError(f"cannot open database {engine.url.render_as_string(hide_password=True)}: "
+        raise DatabaseError(f"cannot open database {_safe(engine)}: "
                             f"{str(e.orig).strip().splitlines()[0]}") from None
     return engine

@@ -155,10 +155,9 @@ def parse_batch(data: bytes) -> ParsedBatch:
         raise BatchFormatError(
             f"header announces {header.record_count} records but the file holds {body / ENTRY_SIZE:g}"
         )
-    entries = [
-        (bytes(e.record), bytes(e.chain_mac))
-        for e in (BatchEntry.parse(data[p : p + ENTRY_SIZE]) for p in range(HEADER_SIZE, HEADER_SIZE + body, ENTRY_SIZE))
-    ]
+    offsets = range(HEADER_SIZE, HEADER_SIZE + body, ENTRY_SIZE)
+    parsed = (BatchEntry.parse(data[p : p + ENTRY_SIZE]) for p in offsets)
+    entries = [(bytes(e.record), bytes(e.chain_mac)) for e in parsed]
     tb = data[-TRAILER_SIZE:]
     try:
         trailer = BatchTrailer.parse(tb)

@@ -134,6 +134,16 @@ def session_keys(card_key: bytes, terminal_random: bytes, card_random: bytes) ->
     return cmac(card_key, SESSION_MAC_LABEL + material), cmac(card_key, SESSION_ENC_LABEL + material)
 
 
+def session_mac_key(card_key: PrekeyedMac, terminal_random: bytes, card_random: bytes) -> bytes:
+    """The MAC half of ``session_keys`` from a card key keyed once (the hot path of a debit)."""
+    return card_key.full(SESSION_MAC_LABEL + terminal_random + card_random)
+
+
+def session_enc_key(card_key: PrekeyedMac, terminal_random: bytes, card_random: bytes) -> bytes:
+    """The encryption half of ``session_keys``; derived only when a PIN or key travels."""
+    return card_key.full(SESSION_ENC_LABEL + terminal_random + card_random)
+
+
 def encrypt_block(key: bytes, block: bytes) -> bytes:
     """One AES block under a session encryption key (PIN blocks, keys in PUT KEY)."""
     if len(block) % BLOCK:

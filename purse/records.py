@@ -25,7 +25,11 @@ def number_to_bcd(number: str) -> bytes:
 
 
 def bcd_to_number(raw: bytes) -> str:
-    return raw.hex()
+    """8 packed BCD bytes as 16 digits; a nibble above 9 is not a card number."""
+    number = raw.hex()
+    if not number.isdigit():
+        raise ValueError(f"not a BCD card number: {number}")
+    return number
 
 
 @dataclass(frozen=True, slots=True)

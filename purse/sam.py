@@ -20,13 +20,36 @@ class MissingKey(SmartpurseError):
 
 
 class SessionCrypto:
-    """The keys of one open card session, on the terminal side."""
+    """The keys of one open card session, on the terminal side.
 
-    __slots__ = ("mac", "enc_key")
+    The encryption key is needed only when a PIN block or a key travels, so a session
+    built by ``derive`` computes it on first use: a plain debit never pays for it.
+    """
+
+    __slots__ = ("mac", "_enc_key", "_card_key", "_material")
 
     def __init__(self, sk_mac: bytes, sk_enc: bytes) -> None:
         self.mac = crypto.PrekeyedMac(sk_mac)
-        self.enc_key = sk_enc
+        self._enc_key: bytes | None = sk_enc
+        self._card_key: crypto.PrekeyedMac | None = None
+        self._material = (b"", b"")
+
+    @classmethod
+    def derive(cls, card_key: crypto.PrekeyedMac, terminal_random: bytes, card_random: bytes) -> SessionCrypto:
+        """The session keys of docs/protocol.md ("Session keys") from a pre-keyed card key."""
+        self = cls.__new__(cls)
+        self.mac = crypto.PrekeyedMac(crypto.session_mac_key(card_key, terminal_random, card_random))
+        self._enc_key = None
+        self._card_key = card_key
+        self._material = (terminal_random, card_random)
+        return self
+
+    @property
+    def enc_key(self) -> bytes:
+        if self._enc_key is None:
+            assert self._card_key is not None
+            self._enc_key = crypto.session_enc_key(self._card_key, *self._material)
+        return self._enc_key
 
 
 class SoftwareSam:
@@ -43,6 +66,7 @@ class SoftwareSam:
         self.log_key_version = log_key_version
         self.system_identifier = system_identifier
         self._card_keys: dict[tuple[int, int, bytes], bytes] = {}
+        self._card_macs: dict[tuple[int, int, bytes], crypto.PrekeyedMac] = {}
 
     def holds(self, ref: KeyRef) -> bool:
         return bool(self._masters.get(ref))
@@ -68,8 +92,14 @@ class SoftwareSam:
 
     def open_session(self, ref: KeyRef, version: int, uid: bytes,
                      terminal_random: bytes, card_random: bytes) -> SessionCrypto:
-        key = self.card_key(ref, version, uid)
-        return SessionCrypto(*crypto.session_keys(key, terminal_random, card_random))
+        cache_key = (ref, version, uid)
+        card_mac = self._card_macs.get(cache_key)
+        if card_mac is None:
+            card_mac = crypto.PrekeyedMac(self.card_key(ref, version, uid))
+            if len(self._card_macs) > 4096:
+                self._card_macs.clear()
+            self._card_macs[cache_key] = card_mac
+        return SessionCrypto.derive(card_mac, terminal_random, card_random)
 
     def transport_session(self, transport_key: bytes, terminal_random: bytes, card_random: bytes) -> SessionCrypto:
         """A session under a blank card's transport key (personalization only)."""

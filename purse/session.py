@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 from dataclasses import dataclass
 
 from purse import crypto
 from purse.apdu import ApduError, CommandApdu, ResponseApdu, raise_for_status
-from purse.errors import SmartpurseError
+from purse.errors import SmartpurseError, UserError
 from purse.protocol import (
     AID,
     BLOCK_CMD,
@@ -45,6 +46,17 @@ TRAFFIC = 5  # below DEBUG: APDU hex traffic (PIN blocks and keys travel encrypt
 
 class CardNotGenuine(SmartpurseError):
     """The card's cryptogram or response MAC is wrong: not one of the issuer's cards."""
+
+
+class ValueOutOfRange(UserError, ValueError):
+    """An amount, time or sequence number that does not fit its field on the wire."""
+
+
+def _pack(layout: struct.Struct, *values: object) -> bytes:
+    try:
+        return layout.pack(*values)
+    except struct.error:
+        raise ValueOutOfRange(f"a value does not fit the command's fields: {values[:3]}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,10 +101,16 @@ class PurseSession:
     # -- plumbing ------------------------------------------------------------------------
     def _send(self, apdu: CommandApdu) -> bytes:
         raw = apdu.to_bytes()
-        log.log(TRAFFIC, "> %s", raw.hex())
+        traced = log.isEnabledFor(TRAFFIC)  # hex-encoding every APDU costs more than MACing it
+        if traced:
+            log.log(TRAFFIC, "> %s", raw.hex())
         answer = self.transport.transmit(raw)
-        log.log(TRAFFIC, "< %s", answer.hex())
-        response = ResponseApdu.parse(answer)
+        if traced:
+            log.log(TRAFFIC, "< %s", answer.hex())
+        try:
+            response = ResponseApdu.parse(answer)
+        except ValueError:
+            raise CardNotGenuine("the card's answer has no status word") from None
         if response.sw != 0x9000:
             self._crypto = None if response.sw == 0x6982 else self._crypto
             raise_for_status(response.sw, response.data)
@@ -119,7 +137,10 @@ class PurseSession:
             raise CardNotGenuine("SELECT answer has the wrong size")
         f = SELECT_RESP.unpack(data)
         self._crypto = None
-        self.info = CardInfo(CardState(f[0]), f[1], bcd_to_number(f[2]), *f[3:])
+        try:
+            self.info = CardInfo(CardState(f[0]), f[1], bcd_to_number(f[2]), *f[3:])
+        except ValueError:
+            raise CardNotGenuine("SELECT answer holds an unknown state or a card number that is not BCD") from None
         return self.info
 
     def open(self, ref: KeyRef, terminal_id: int, program_id: int = 0,
@@ -127,7 +148,7 @@ class PurseSession:
         """OPEN SESSION and check the card cryptogram: after this the card is genuine."""
         info = self.info or self.select()
         terminal_random = os.urandom(8)
-        cmd = OPEN_SESSION_CMD.pack(terminal_id, program_id, terminal_random)
+        cmd = _pack(OPEN_SESSION_CMD, terminal_id, program_id, terminal_random)
         data = self._send(CommandApdu(CLA_PURSE, Ins.OPEN_SESSION, ref, 0, cmd, 0))
         if len(data) != OPEN_SESSION_RESP.size:
             raise CardNotGenuine("OPEN SESSION answer has the wrong size")
@@ -142,22 +163,24 @@ class PurseSession:
         return OpenedSession(counter, balance, PointsSlot.from_bytes(slot))
 
     def _txn(self, payload: bytes) -> TxnResult:
+        if len(payload) != TXN_RESP.size:
+            raise CardNotGenuine(f"a transaction answer is {TXN_RESP.size} bytes, not {len(payload)}")
         return TxnResult(*TXN_RESP.unpack(payload))
 
     def debit(self, amount: int, when: int, terminal_seq: int, *, earned: int = 0, redeemed: int = 0,
               prizes: int = 0, slot: PointsSlot | None = None) -> TxnResult:
         slot_bytes = slot.to_bytes() if slot is not None else bytes(32)
-        body = DEBIT_CMD.pack(amount, when, terminal_seq, earned, redeemed, prizes, slot_bytes)
+        body = _pack(DEBIT_CMD, amount, when, terminal_seq, earned, redeemed, prizes, slot_bytes)
         return self._txn(self._secured(Ins.DEBIT, body))
 
     def credit(self, amount: int, when: int, terminal_seq: int) -> TxnResult:
-        return self._txn(self._secured(Ins.CREDIT, CREDIT_CMD.pack(amount, when, terminal_seq)))
+        return self._txn(self._secured(Ins.CREDIT, _pack(CREDIT_CMD, amount, when, terminal_seq)))
 
     def undebit(self, debit_counter: int, when: int, terminal_seq: int) -> TxnResult:
-        return self._txn(self._secured(Ins.UNDEBIT, UNDEBIT_CMD.pack(debit_counter, when, terminal_seq)))
+        return self._txn(self._secured(Ins.UNDEBIT, _pack(UNDEBIT_CMD, debit_counter, when, terminal_seq)))
 
     def block(self, when: int, terminal_seq: int) -> TxnResult:
-        return self._txn(self._secured(Ins.BLOCK, BLOCK_CMD.pack(when, terminal_seq)))
+        return self._txn(self._secured(Ins.BLOCK, _pack(BLOCK_CMD, when, terminal_seq)))
 
     def unblock(self) -> None:
         self._secured(Ins.UNBLOCK, b"")
@@ -165,7 +188,12 @@ class PurseSession:
     def read_log(self, index: int = 0, count: int = 1) -> list[TransactionRecord]:
         """Records newest first; READ LOG needs no session (certificates are not secret)."""
         data = self._send(CommandApdu(CLA_PURSE, Ins.READ_LOG, index, count, b"", 0))
-        return [TransactionRecord.from_bytes(data[i : i + RECORD_SIZE]) for i in range(0, len(data), RECORD_SIZE)]
+        if len(data) != count * RECORD_SIZE:
+            raise CardNotGenuine(f"READ LOG answered {len(data)} bytes for {count} records")
+        try:
+            return [TransactionRecord.from_bytes(data[i : i + RECORD_SIZE]) for i in range(0, len(data), RECORD_SIZE)]
+        except ValueError as e:
+            raise CardNotGenuine(f"the card's log holds a malformed record ({e})") from None
 
     def read_whole_log(self) -> list[TransactionRecord]:
         records: list[TransactionRecord] = []
@@ -178,7 +206,7 @@ class PurseSession:
     def _pin_block(self, pin: str) -> bytes:
         """ISO 9564 format 2 PIN block, then the card random, encrypted under the session."""
         if not pin.isdigit() or not 4 <= len(pin) <= 12:
-            raise ValueError("a PIN is 4 to 12 digits")
+            raise ValueOutOfRange("a PIN is 4 to 12 digits")
         block = bytes.fromhex(f"2{len(pin):X}{pin}".ljust(16, "F"))
         assert self._crypto is not None
         return crypto.encrypt_block(self._crypto.enc_key, block + self._card_random)

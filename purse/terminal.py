@@ -16,7 +16,7 @@ from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from purse.apdu import ApduError, CardBlocked
+from purse.apdu import ApduError, CardBlocked, NothingToCancel
 from purse.batch import Totals, write_batch_file
 from purse.errors import SmartpurseError
 from purse.points import PointsPolicy, PointsUpdate
@@ -251,7 +251,11 @@ class Terminal(_CardTerminal):
         """UNDEBIT: cancel this terminal's last debit on the card, points included."""
         info, _ = self._present_usable()
         opened = self.session.open(KeyRef.DEBIT, self.terminal_id, 0)
+        if opened.counter == 0:
+            raise NothingToCancel()  # a card that never transacted has an empty log
         last = self.session.read_log(0, 1)[0]
+        if last.record_type != RecordType.PURCHASE or last.terminal_id != self.terminal_id:
+            raise NothingToCancel()  # the card would refuse it too: spare the write-ahead entry
         when = self._now()
 
         def send(seq: int) -> TransactionRecord:

@@ -93,6 +93,11 @@ class TerminalLog:
         except sqlite3.DatabaseError as e:
             raise TerminalLogError(f"{path}: not a terminal log ({e})") from None
         self._mac = crypto.PrekeyedMac(log_key) if log_key is not None else None
+        # Cached between transactions (one terminal, one writer): the next sequence number
+        # and the chain head. A stale cache cannot corrupt the log: the primary keys refuse a
+        # reused sequence number or chain index, and the write is retried on fresh values.
+        self._next_seq: int | None = None
+        self._chain_head: tuple[int, bytes] | None = None
         self.terminal_id = self._bind("terminal_id", terminal_id)
         self.merchant_id = self._bind("merchant_id", merchant_id)
 
@@ -111,31 +116,52 @@ class TerminalLog:
     # -- write-ahead ---------------------------------------------------------------------
     def begin(self, kind: int, card_number: str, uid: bytes, expected_counter: int, amount: int) -> int:
         """Allocate the next terminal sequence number and record the pending command."""
-        with self._tx():
-            row = self.db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
-            seq = row[0] if row else 1
-            self.db.execute("INSERT OR REPLACE INTO meta VALUES ('next_seq', ?)", (seq + 1,))
-            self.db.execute(
-                "INSERT INTO pending (terminal_seq, kind, card_number, uid, expected_counter, amount, created)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (seq, kind, card_number, uid, expected_counter, amount, int(time.time())),
-            )
-        return seq
+        for attempt in (1, 2):
+            try:
+                with self._tx():
+                    seq = self._next_seq if self._next_seq is not None else self._stored_next_seq()
+                    self.db.execute("INSERT OR REPLACE INTO meta VALUES ('next_seq', ?)", (seq + 1,))
+                    self.db.execute(
+                        "INSERT INTO pending (terminal_seq, kind, card_number, uid, expected_counter, amount,"
+                        " created) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (seq, kind, card_number, uid, expected_counter, amount, int(time.time())),
+                    )
+            except sqlite3.IntegrityError:
+                self._next_seq = self._chain_head = None  # another writer moved on: reload
+                if attempt == 2:
+                    raise
+                continue
+            self._next_seq = seq + 1
+            return seq
+        raise AssertionError("unreachable")
+
+    def _stored_next_seq(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
+        return row[0] if row else 1
 
     def complete(self, terminal_seq: int, record: TransactionRecord) -> bytes:
         """Replace a pending entry by the certified record, chained; returns its chain MAC."""
         raw = record.to_bytes()
-        with self._tx():
-            idx, prev = self._head()
-            mac = self._mac.mac(raw + prev) if self._mac is not None else GENESIS_MAC
-            self.db.execute(
-                "INSERT INTO journal (chain_index, terminal_seq, card_number, counter, record, chain_mac)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
-                (idx + 1, terminal_seq, record.card_number, record.counter, raw, mac),
-            )
-            self.db.execute("INSERT OR REPLACE INTO chain_head VALUES (1, ?, ?)", (idx + 1, mac))
-            self.db.execute("DELETE FROM pending WHERE terminal_seq=?", (terminal_seq,))
-        return mac
+        for attempt in (1, 2):
+            try:
+                with self._tx():
+                    idx, prev = self._chain_head if self._chain_head is not None else self._head()
+                    mac = self._mac.mac(raw + prev) if self._mac is not None else GENESIS_MAC
+                    self.db.execute(
+                        "INSERT INTO journal (chain_index, terminal_seq, card_number, counter, record, chain_mac)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (idx + 1, terminal_seq, record.card_number, record.counter, raw, mac),
+                    )
+                    self.db.execute("INSERT OR REPLACE INTO chain_head VALUES (1, ?, ?)", (idx + 1, mac))
+                    self.db.execute("DELETE FROM pending WHERE terminal_seq=?", (terminal_seq,))
+            except sqlite3.IntegrityError:
+                self._next_seq = self._chain_head = None
+                if attempt == 2:
+                    raise
+                continue
+            self._chain_head = (idx + 1, mac)
+            return mac
+        raise AssertionError("unreachable")
 
     def drop(self, terminal_seq: int) -> None:
         """The card did not run the command: forget it (the sequence number stays used)."""
@@ -180,6 +206,11 @@ class TerminalLog:
             if idx != count + 1 or not crypto.macs_equal(expected, mac):
                 raise TerminalLogError(f"terminal log chain broken at record {idx}")
             prev, count = mac, count + 1
+        # The head is written in the same transaction as each record: a log cut short at its
+        # end (the one break the chain alone cannot show) disagrees with it.
+        head_index, head_mac = self._head()
+        if head_index != count or not crypto.macs_equal(head_mac, prev):
+            raise TerminalLogError(f"terminal log ends at record {count}, its head says {head_index}")
         return count
 
     # -- batches -------------------------------------------------------------------------------

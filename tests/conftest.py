@@ -20,3 +20,46 @@ def pcsc_reader(pcsc: pcsc_env.PcscEnv) -> str:
     """Name of the vpcd reader; a personalized card (issued by ``pcsc.sam``) is in it at first."""
     return pcsc.reader
 
+
+# --- purse: card, protocol, terminal library (logic in purse_env.py) -------------------
+import purse_env  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def purse_issuer() -> purse_env.Issuer:
+    """The test issuer: fixed master keys, personalizes virtual cards, hands out SAMs."""
+    return purse_env.make_issuer()
+
+
+@pytest.fixture(scope="session")
+def purse_other_issuer() -> purse_env.Issuer:
+    """Another issuer: its cards are not genuine to the first issuer's terminals."""
+    return purse_env.make_issuer(b"someone else")
+
+
+# --- personalization: keystore, issuing, registry (logic in personalization_env.py) -------
+import personalization_env  # noqa: E402
+
+
+@pytest.fixture
+def personalization_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A fresh home with an initialized keystore; SMARTPURSE_HOME/PASSPHRASE point at it."""
+    from personalization.keystore import init_keystore
+    from purse.home import Home
+
+    home = tmp_path / "home"
+    monkeypatch.setenv("SMARTPURSE_HOME", str(home))
+    monkeypatch.setenv("SMARTPURSE_PASSPHRASE", personalization_env.PASSPHRASE)
+    monkeypatch.delenv("SMARTPURSE_DB", raising=False)
+    init_keystore(Home.open(home), personalization_env.PASSPHRASE)
+    return home
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def personalization_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A registry database URL: SQLite in tmp_path, then PostgreSQL in a schema of its own."""
+    if request.param == "sqlite":
+        yield personalization_env.sqlite_url(tmp_path)
+    else:
+        with personalization_env.pg_schema() as url:
+            yield url

@@ -8,6 +8,7 @@ only a holder of the right master key can derive.
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from purse.apdu import (
     WRONG_PIN_MASK,
     AlreadyPersonalized,
     ApduError,
+    BalanceLimitExceeded,
     CardBlocked,
     CardExpired,
     CommandApdu,
@@ -33,10 +35,9 @@ from purse.apdu import (
     PinRequired,
     PurseError,
     SecurityStatusNotSatisfied,
-    BalanceLimitExceeded,
 )
 from purse.card import layout as L
-from purse.card.storage import FileStorage, MemoryStorage, Storage
+from purse.card.storage import CardTorn, FileStorage, MemoryStorage, Storage
 from purse.protocol import (
     AID,
     BLOCK_CMD,
@@ -66,8 +67,9 @@ from purse.protocol import (
     KeyRef,
     RecordType,
 )
-from purse.records import RECORD_SIZE, TransactionRecord
+from purse.records import CERTIFIED_SIZE, RECORD, RECORD_SIZE, TransactionRecord
 
+log = logging.getLogger(__name__)
 ATR_HISTORICAL = b"SMARTPURSE"
 
 
@@ -82,6 +84,7 @@ def _make_atr() -> bytes:
 
 
 ATR = _make_atr()
+_NO_CERTIFICATE = bytes(MAC_SIZE)
 
 
 class WrongData(PurseError):
@@ -104,16 +107,27 @@ class NotEnoughMemory(PurseError):
     text = "no free points slot on the card"
 
 
-@dataclass
 class _Session:
-    key_ref: KeyRef
-    terminal_id: int
-    program_id: int
-    card_random: bytes
-    mac: crypto.PrekeyedMac
-    enc_key: bytes
-    seq: int = 0
-    pin_verified: bool = False
+    """RAM state of one open session; lost at power-off, as on a chip."""
+
+    __slots__ = ("key_ref", "terminal_id", "program_id", "card_random", "mac", "_key", "_terminal_random",
+                 "_enc_key", "seq", "pin_verified")
+
+    def __init__(self, key_ref: KeyRef, terminal_id: int, program_id: int, card_random: bytes,
+                 key: _Key, terminal_random: bytes) -> None:
+        self.key_ref, self.terminal_id, self.program_id = key_ref, terminal_id, program_id
+        self.card_random, self._key, self._terminal_random = card_random, key, terminal_random
+        self.mac = crypto.PrekeyedMac(crypto.session_mac_key(key.prekeyed, terminal_random, card_random))
+        self._enc_key: bytes | None = None
+        self.seq = 0
+        self.pin_verified = False
+
+    @property
+    def enc_key(self) -> bytes:
+        """Derived on first use: only PIN blocks and PUT KEY need it, a debit never does."""
+        if self._enc_key is None:
+            self._enc_key = crypto.session_enc_key(self._key.prekeyed, self._terminal_random, self.card_random)
+        return self._enc_key
 
 
 @dataclass
@@ -121,6 +135,22 @@ class _Key:
     version: int
     value: bytes
     mac: crypto.PrekeyedMac | None = field(default=None, repr=False)
+
+    @property
+    def prekeyed(self) -> crypto.PrekeyedMac:
+        """The key's CMAC context, keyed once per power-up (AES key schedules cost more than MACs)."""
+        if self.mac is None:
+            self.mac = crypto.PrekeyedMac(self.value)
+        return self.mac
+
+
+class _Certified:
+    """A logged record's bytes and its certificate (docs/protocol.md, "Transaction record")."""
+
+    __slots__ = ("raw", "certificate")
+
+    def __init__(self, raw: bytes, certificate: bytes) -> None:
+        self.raw, self.certificate = raw, certificate
 
 
 class PurseApplet:
@@ -198,6 +228,12 @@ class PurseApplet:
             return e.sw.to_bytes(2, "big")
         except (struct.error, ValueError):
             return SW.WRONG_DATA.to_bytes(2, "big")
+        except CardTorn:
+            raise
+        except Exception:  # a card answers every command; a fault is 6F00, never silence
+            log.exception("applet fault on %s", raw[:4].hex())
+            self._session = None
+            return SW.NO_PRECISE_DIAGNOSIS.to_bytes(2, "big")
 
     def _dispatch(self, apdu: CommandApdu) -> bytes:
         if apdu.cla == CLA_ISO:
@@ -265,11 +301,10 @@ class PurseApplet:
             if index is not None:
                 slot = self.slots[index]
         card_random = os.urandom(8)
-        sk_mac, sk_enc = crypto.session_keys(key.value, terminal_random, card_random)
-        mac = crypto.PrekeyedMac(sk_mac)
+        session = _Session(ref, terminal_id, program_id, card_random, key, terminal_random)
         head = OPEN_SESSION_RESP.pack(card_random, self.counter, self.balance, slot, bytes(8))[:-MAC_SIZE]
-        cryptogram = mac.mac(CRYPTOGRAM_TAG + apdu.data + head)
-        self._session = _Session(ref, terminal_id, program_id, card_random, mac, sk_enc)
+        cryptogram = session.mac.mac(CRYPTOGRAM_TAG + apdu.data + head)
+        self._session = session
         return head + cryptogram
 
     def _secured(self, apdu: CommandApdu, *allowed: KeyRef) -> tuple[_Session, bytes]:
@@ -281,6 +316,9 @@ class PurseApplet:
             raise WrongLength()
         body, received = apdu.data[:-MAC_SIZE], apdu.data[-MAC_SIZE:]
         seq = session.seq + 1
+        if seq > 0xFFFF:  # the 2-byte sequence is spent: a fresh session is needed
+            self._session = None
+            raise SecurityStatusNotSatisfied()
         expected = session.mac.mac(
             CMD_MAC_TAG + seq.to_bytes(2, "big") + bytes((apdu.cla, apdu.ins, apdu.p1, apdu.p2)) + body
         )
@@ -313,26 +351,27 @@ class PurseApplet:
             raise ConditionsNotSatisfied()
         return self.counter + 1
 
-    def _certify(self, record: TransactionRecord) -> TransactionRecord:
-        txn = self.keys[KeyRef.TXN]
-        if txn.mac is None:
-            txn.mac = crypto.PrekeyedMac(txn.value)
-        return record.with_certificate(txn.mac.mac(record.certified_bytes()))
-
     def _record(self, kind: RecordType, counter: int, amount: int, balance: int, session: _Session,
                 terminal_seq: int, when: int, program_id: int = 0, points_before: int = 0,
                 points_after: int = 0, earned: int = 0, redeemed: int = 0, prizes: int = 0,
-                tier: int = 0) -> TransactionRecord:
-        return self._certify(TransactionRecord(
-            kind, self.key_version, self.uid, self.number_bcd.hex(), counter, amount, balance,
-            self.currency, program_id, points_before, points_after, earned, redeemed, prizes, tier,
-            session.terminal_id, terminal_seq, when,
-        ))
+                tier: int = 0) -> _Certified:
+        """The record of this transaction, certified under the card's TXN key.
 
-    def _log_writes(self, record: TransactionRecord) -> list[tuple[int, bytes]]:
+        Packed straight into the layout of ``purse.records.RECORD`` (the same bytes
+        ``TransactionRecord.to_bytes`` gives; tests compare them), flags 0.
+        """
+        certified = RECORD.pack(
+            kind, self.key_version, self.uid, self.number_bcd, counter, amount, balance, self.currency,
+            program_id, points_before, points_after, earned, redeemed, prizes, tier, session.terminal_id,
+            terminal_seq, when, 0, _NO_CERTIFICATE,
+        )[:CERTIFIED_SIZE]
+        certificate = self.keys[KeyRef.TXN].prekeyed.mac(certified)
+        return _Certified(certified + certificate, certificate)
+
+    def _log_writes(self, record: _Certified) -> list[tuple[int, bytes]]:
         pos = self.log_next
         return [
-            (L.LOG_AT + pos * RECORD_SIZE, record.to_bytes()),
+            (L.LOG_AT + pos * RECORD_SIZE, record.raw),
             (L.LOG_HEAD_AT, L.LOG_HEAD.pack((pos + 1) % LOG_RECORDS, min(self.log_count + 1, LOG_RECORDS))),
         ]
 

@@ -44,6 +44,7 @@ class Storage:
         self.journal_size = journal_size
         self.writes = 0
         self.tear_at: int | None = None
+        self.commits = 0  # completed commits and recoveries: tells a cached applet it is current
 
     # backend primitives -------------------------------------------------------------
     def _read(self, offset: int, length: int) -> bytes:
@@ -81,6 +82,7 @@ class Storage:
         for off, data in writes:
             self._persist(base + off, data)
         self._persist(self._journal_offset, bytes(JOURNAL_HEADER.size))
+        self.commits += 1
 
     def recover(self) -> bool:
         """Roll a complete journal forward; drop a torn one. True if it rolled forward."""
@@ -103,6 +105,7 @@ class Storage:
             self._write(base + off, body[pos : pos + n])
             pos += n
         self._write(self._journal_offset, bytes(JOURNAL_HEADER.size))
+        self.commits += 1
         return True
 
     def image_bytes(self) -> bytes:

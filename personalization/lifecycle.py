@@ -1,0 +1,168 @@
+"""The card life cycle after issuing: block, unblock, replace, PIN reset, and what we know of a card.
+
+Blocking is a registry fact (the lost card is out of reach); processing's hotlist turns
+it into a signed list terminals enforce. A replacement blocks the old card, issues a
+new one as a one-card batch (so a re-run finishes it rather than issuing a second),
+and records the transfer of the old card's value, which processing credits once the
+old card's last batches are in (docs/personalization.md, "Life cycle").
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, insert, select, update
+
+from personalization import registry
+from personalization.issuing import (
+    CardPresenter,
+    CardProfile,
+    CardRequest,
+    IssueReport,
+    generate_pin,
+    issue_to_images,
+    issue_to_reader,
+    issuer_sam,
+)
+from personalization.keystore import Keystore
+from processing.schema.registry import card_transfers, cards
+from purse.card.applet import PurseApplet
+from purse.errors import UserError
+from purse.home import Home
+from purse.protocol import CardState, KeyRef
+from purse.session import PurseSession
+from purse.transport import Transport
+from purse.transport.pcsc import PcscTransport
+from purse.transport.virtual import VirtualTransport
+
+ISSUER_TERMINAL_ID = 0  # the terminal id the issuer's station uses in ADMIN sessions
+
+
+def image_path(home: Home, number: str, row: dict[str, Any] | None = None) -> Path:
+    """Where card ``number``'s virtual image is: as registered, else the home's cards folder."""
+    if row is not None and row.get("image"):
+        return Path(row["image"])
+    return home.cards_dir / f"{number}.card"
+
+
+def open_card(home: Home, number: str, reader: str | None, row: dict[str, Any] | None = None) -> Transport:
+    """The card itself: in a PC/SC reader when ``reader`` is given, else its virtual image."""
+    if reader is not None:
+        return PcscTransport(reader)
+    path = image_path(home, number, row)
+    if not path.is_file():
+        raise UserError(f"no card image for {number} at {path}: present the card with --reader")
+    return VirtualTransport.open(path)
+
+
+def _admin_session(transport: Transport, keystore: Keystore, number: str) -> PurseSession:
+    transport.connect()
+    session = PurseSession(transport, issuer_sam(keystore))
+    info = session.select()
+    if info.number != number:
+        raise UserError(f"the card presented is {info.number}, not {number}")
+    session.open(KeyRef.ADMIN, ISSUER_TERMINAL_ID)
+    return session
+
+
+def shadow_balance(engine: Engine, number: str) -> Any:
+    """The balance processing computes from batches, once processing provides it; else None."""
+    try:
+        module = importlib.import_module("processing.shadow")
+    except ModuleNotFoundError as e:
+        if e.name in ("processing.shadow",):
+            return None
+        raise
+    reader = getattr(module, "shadow_balance", None)
+    return reader(engine, number) if reader is not None else None
+
+
+def card_details(engine: Engine, home: Home, number: str) -> dict[str, Any]:
+    row = registry.card_row(engine, number)
+    row["uid"] = row["uid"].hex()
+    with engine.connect() as conn:
+        transfer = conn.execute(select(card_transfers).where(
+            (card_transfers.c.from_number == number) | (card_transfers.c.to_number == number))).mappings().first()
+    if transfer is not None:
+        row["transfer"] = dict(transfer)
+    shadow = shadow_balance(engine, number)
+    if shadow is not None:
+        row["shadow_balance"] = shadow
+    return row
+
+
+def block(engine: Engine, number: str, reason: str) -> dict[str, Any]:
+    return registry.set_blocked(engine, number, reason)
+
+
+def unblock(engine: Engine, home: Home, number: str, issuer: Callable[[], Keystore]) -> dict[str, Any]:
+    """Unblock in the registry; a virtual card a terminal blocked on-chip is unblocked too (ADMIN)."""
+    row = registry.set_unblocked(engine, number)
+    path = image_path(home, number, row)
+    if path.is_file():
+        if PurseApplet.from_image_bytes(path.read_bytes()).state == CardState.BLOCKED:
+            transport = VirtualTransport.open(path)
+            try:
+                _admin_session(transport, issuer(), number).unblock()
+            finally:
+                transport.disconnect()
+            row["unblocked_on_card"] = True
+    return row
+
+
+def reset_pin(engine: Engine, home: Home, keystore: Keystore, number: str, pin: str | None,
+              reader: str | None = None) -> str:
+    """SET PIN under ADMIN: the issuer gives redemption back after too many wrong PINs."""
+    row = registry.card_row(engine, number)
+    if row["state"] == "replaced":
+        raise UserError(f"card {number} was replaced by {row['replaced_by']}; reset that card's PIN")
+    if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 12):
+        raise UserError("a PIN is 4 to 12 digits")
+    pin = pin or generate_pin(int(home.issuer.get("pin_length", 4)))
+    transport = open_card(home, number, reader, row)
+    try:
+        _admin_session(transport, keystore, number).set_pin(pin)
+    finally:
+        transport.disconnect()
+    return pin
+
+
+def _balance_on_card(home: Home, number: str, row: dict[str, Any]) -> int | None:
+    """What the old card's chip says, when its image is at hand (a damaged, not lost, card)."""
+    path = image_path(home, number, row)
+    if not path.is_file():
+        return None
+    card = PurseApplet.from_image_bytes(path.read_bytes())
+    return card.balance
+
+
+def replace(engine: Engine, home: Home, keystore: Keystore, profile: CardProfile, number: str, reason: str, *,
+            folder: Path | None = None, reader: str | None = None,
+            present: CardPresenter | None = None) -> tuple[dict[str, Any], IssueReport]:
+    """Block ``number``, issue its replacement, record the value transfer. Safe to run again."""
+    old = registry.card_row(engine, number)
+    if old["state"] == "replaced":
+        raise UserError(f"card {number} was already replaced by {old['replaced_by']}")
+    if old["state"] == "issued":
+        registry.set_blocked(engine, number, f"replaced: {reason}")
+    request = CardRequest(0, program=old["program"], tier=old["tier"])
+    batch = f"replace-{number}"
+    sam = issuer_sam(keystore)
+    if reader is not None:
+        if present is None:
+            raise UserError("issuing into a reader needs a way to present the card")
+        report = issue_to_reader(engine, sam, profile, [request], batch, reader, present, source=number)
+    else:
+        report = issue_to_images(engine, sam, profile, [request], batch, folder or home.cards_dir, source=number)
+    (new,) = registry.batch_numbers(engine, batch)
+    balance = _balance_on_card(home, number, old)
+    with engine.begin() as conn:
+        conn.execute(update(cards).where(cards.c.number == new).values(replaces=number, holder_id=old["holder_id"]))
+        conn.execute(update(cards).where(cards.c.number == number).values(state="replaced", replaced_by=new))
+        conn.execute(insert(card_transfers).values(from_number=number, to_number=new, reason=reason[:200],
+                                                   balance_on_card=balance))
+    return {"old": number, "new": new, "reason": reason, "balance_on_card": balance,
+            "holder": old.get("holder_name")}, report

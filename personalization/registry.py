@@ -1,0 +1,245 @@
+"""Registry operations: what personalization reads and writes in the shared schema.
+
+Tables are declared in ``processing.schema.registry``; this module is the only writer
+of holders, cards, card numbers and terminals. Each function is one short transaction,
+with the write that takes the lock first (see ``numbering.allocate``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, and_, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from personalization.holders_csv import HolderRow
+from personalization.numbering import allocate, insert_or_ignore
+from processing.schema.registry import card_numbers, cards, holders, issue_batches, merchants, terminals
+from purse.errors import UserError
+
+DEFAULT_FEE_BPS = 100  # used when smartpurse.toml has no [merchants] default_fee_bps
+
+
+class UnknownCard(UserError):
+    """No card with that number in the registry."""
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """A number reserved for one position of a batch (and, once known, the chip's UID)."""
+
+    number: str
+    batch_index: int
+    uid: bytes | None
+    holder_id: int | None
+    attempt: int = 0
+
+
+@dataclass(frozen=True)
+class IssuedRow:
+    number: str
+    uid: bytes
+    holder_id: int | None
+    key_version: int
+    program: int | None
+    tier: int | None
+    currency: int
+    max_balance: int
+    expiry: int
+    batch: str
+    image: str | None = None
+    reader: str | None = None
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+# -- batches ------------------------------------------------------------------------------
+def open_batch(engine: Engine, name: str, requested: int, source: str | None) -> set[int]:
+    """Record the batch (or find it again) and return the positions already issued."""
+    with engine.begin() as conn:
+        insert_or_ignore(conn, issue_batches, {"name": name, "requested": requested, "source": source})
+        row = conn.execute(select(issue_batches).where(issue_batches.c.name == name)).one()
+        if row.requested != requested:
+            raise UserError(f"batch {name!r} was started for {row.requested} cards, not {requested}: "
+                            f"run it again with the same count or choose another --batch")
+        done = conn.execute(select(card_numbers.c.batch_index).where(
+            card_numbers.c.batch == name, card_numbers.c.state == "issued")).scalars()
+        return set(done)
+
+
+def reservations(engine: Engine, batch: str) -> dict[int, Reservation]:
+    """Numbers reserved for ``batch`` and not yet issued nor voided: a resume reuses them."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(card_numbers).where(card_numbers.c.batch == batch,
+                                                       card_numbers.c.state == "reserved"))
+        return {r.batch_index: Reservation(r.number, r.batch_index, r.uid, r.holder_id, r.attempt) for r in rows}
+
+
+def holders_with_cards(engine: Engine, emails: Iterable[str]) -> dict[str, str]:
+    """e-mail -> number of the card the holder already holds (a re-run must not issue twice)."""
+    wanted = list(emails)
+    found: dict[str, str] = {}
+    with engine.connect() as conn:
+        for i in range(0, len(wanted), 500):
+            rows = conn.execute(select(holders.c.email, cards.c.number)
+                                .join(cards, cards.c.holder_id == holders.c.id)
+                                .where(holders.c.email.in_(wanted[i : i + 500]), cards.c.state == "issued"))
+            found.update({r.email: r.number for r in rows})
+    return found
+
+
+def _holder_ids(conn: Any, rows: Sequence[HolderRow]) -> dict[str, int]:
+    emails = [h.email for h in rows]
+    ids = dict(conn.execute(select(holders.c.email, holders.c.id).where(holders.c.email.in_(emails))).all())
+    new = [h for h in rows if h.email not in ids]
+    if new:
+        conn.execute(insert(holders), [{"name": h.name, "phone": h.phone, "email": h.email} for h in new])
+        ids = dict(conn.execute(select(holders.c.email, holders.c.id).where(holders.c.email.in_(emails))).all())
+    return ids
+
+
+def reserve(engine: Engine, iin: str, batch: str, wanted: Sequence[tuple[int, HolderRow | None, bytes | None]],
+            attempt: int = 0) -> list[Reservation]:
+    """Allocate and reserve one number per (batch index, holder, uid), in one transaction.
+
+    (batch, index, attempt) is unique, so two processes running the same batch cannot
+    both reserve a position: the second one fails instead of issuing a twin card."""
+    if not wanted:
+        return []
+    with engine.begin() as conn:
+        numbers = allocate(conn, iin, len(wanted))
+        with_holder = [h for _, h, _ in wanted if h is not None]
+        ids = _holder_ids(conn, with_holder) if with_holder else {}
+        out = [Reservation(n, i, uid, ids[h.email] if h is not None else None, attempt)
+               for n, (i, h, uid) in zip(numbers, wanted, strict=True)]
+        try:
+            conn.execute(insert(card_numbers), [
+                {"number": r.number, "batch": batch, "batch_index": r.batch_index, "attempt": attempt, "uid": r.uid,
+                 "holder_id": r.holder_id, "state": "reserved"} for r in out])
+        except IntegrityError:
+            raise UserError(f"batch {batch!r} is being issued by another process right now") from None
+    return out
+
+
+def set_reservation_uid(engine: Engine, number: str, uid: bytes | None) -> None:
+    with engine.begin() as conn:
+        conn.execute(update(card_numbers).where(card_numbers.c.number == number).values(uid=uid))
+
+
+def void_number(engine: Engine, number: str, note: str) -> None:
+    """The number may sit on a card we could not register: never hand it out again."""
+    with engine.begin() as conn:
+        conn.execute(update(card_numbers).where(card_numbers.c.number == number, card_numbers.c.state == "reserved")
+                     .values(state="void", note=note[:200]))
+
+
+def register(engine: Engine, issued: Sequence[IssuedRow]) -> None:
+    """The cards exist: insert them and mark their numbers issued, atomically."""
+    if not issued:
+        return
+    when = now()
+    with engine.begin() as conn:
+        conn.execute(update(card_numbers).where(card_numbers.c.number.in_([c.number for c in issued]))
+                     .values(state="issued"))
+        conn.execute(insert(cards), [{
+            "number": c.number, "uid": c.uid, "holder_id": c.holder_id, "key_version": c.key_version,
+            "program": c.program, "tier": c.tier, "currency": c.currency, "max_balance": c.max_balance,
+            "expiry": c.expiry, "issued_at": when, "state": "issued", "batch": c.batch, "image": c.image,
+            "reader": c.reader} for c in issued])
+
+
+def batch_numbers(engine: Engine, batch: str) -> list[str]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(card_numbers.c.number).where(
+            card_numbers.c.batch == batch, card_numbers.c.state == "issued").order_by(card_numbers.c.batch_index))
+            .scalars())
+
+
+def uid_registered(engine: Engine, uid: bytes) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(select(cards.c.number).where(cards.c.uid == uid)).scalar()
+
+
+# -- cards ----------------------------------------------------------------------------------
+def card_row(engine: Engine, number: str) -> dict[str, Any]:
+    with engine.connect() as conn:
+        row = conn.execute(select(cards, holders.c.name.label("holder_name"), holders.c.email, holders.c.phone)
+                           .outerjoin(holders, holders.c.id == cards.c.holder_id)
+                           .where(cards.c.number == number)).mappings().first()
+    if row is None:
+        raise UnknownCard(f"no card {number} in the registry")
+    return dict(row)
+
+
+def list_cards(engine: Engine, state: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    query = (select(cards.c.number, cards.c.state, cards.c.key_version, cards.c.program, cards.c.issued_at,
+                    cards.c.blocked_at, holders.c.name.label("holder_name"))
+             .outerjoin(holders, holders.c.id == cards.c.holder_id).order_by(cards.c.number))
+    if state is not None:
+        query = query.where(cards.c.state == state)
+    if limit is not None:
+        query = query.limit(limit)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
+def set_blocked(engine: Engine, number: str, reason: str) -> dict[str, Any]:
+    """Block in the registry (the hotlist reads it). Blocking a blocked card keeps the first time."""
+    with engine.begin() as conn:
+        result = conn.execute(update(cards).where(cards.c.number == number, cards.c.state == "issued")
+                              .values(state="blocked", blocked_at=now(), block_reason=reason[:200]))
+        if result.rowcount == 0:
+            state = conn.execute(select(cards.c.state).where(cards.c.number == number)).scalar()
+            if state is None:
+                raise UnknownCard(f"no card {number} in the registry")
+            if state == "replaced":
+                raise UserError(f"card {number} was replaced; it is blocked for good")
+    return card_row(engine, number)
+
+
+def set_unblocked(engine: Engine, number: str) -> dict[str, Any]:
+    with engine.begin() as conn:
+        result = conn.execute(update(cards).where(cards.c.number == number, cards.c.state == "blocked")
+                              .values(state="issued", blocked_at=None, block_reason=None))
+        if result.rowcount == 0:
+            state = conn.execute(select(cards.c.state).where(cards.c.number == number)).scalar()
+            if state is None:
+                raise UnknownCard(f"no card {number} in the registry")
+            raise UserError(f"card {number} is {state}, not blocked" +
+                            ("; a replaced card cannot come back" if state == "replaced" else ""))
+    return card_row(engine, number)
+
+
+# -- terminals and merchants ----------------------------------------------------------------
+def register_terminal(engine: Engine, terminal_id: int, merchant_id: int, log_key_version: int, *,
+                      fee_bps: int, name: str | None = None) -> None:
+    """Terminal T belongs to merchant M and logs under key version v (processing verifies with it)."""
+    with engine.begin() as conn:
+        insert_or_ignore(conn, merchants, {"merchant_id": merchant_id, "name": f"Merchant {merchant_id}",
+                                           "fee_bps": fee_bps})
+        values = {"merchant_id": merchant_id, "log_key_version": log_key_version}
+        if name is not None:
+            values["name"] = name
+        existing = conn.execute(select(terminals.c.terminal_id).where(terminals.c.terminal_id == terminal_id)).first()
+        if existing is None:
+            conn.execute(insert(terminals).values(terminal_id=terminal_id, registered_at=now(), **values))
+        else:
+            conn.execute(update(terminals).where(terminals.c.terminal_id == terminal_id).values(**values))
+
+
+def reservation_for(engine: Engine, batch: str, index: int) -> tuple[Reservation | None, int]:
+    """The live reservation of a batch position, if any, and the attempt a new one must use."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(card_numbers).where(and_(card_numbers.c.batch == batch,
+                                                            card_numbers.c.batch_index == index))).all()
+    live = [r for r in rows if r.state == "reserved"]
+    attempt = max((r.attempt for r in rows), default=-1) + 1
+    if not live:
+        return None, attempt
+    r = live[0]
+    return Reservation(r.number, r.batch_index, r.uid, r.holder_id, r.attempt), attempt

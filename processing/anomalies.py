@@ -1,0 +1,68 @@
+"""Fraud signals and discrepancies, each with its evidence, each recorded once.
+
+An anomaly is data for a person to judge, not an error that stops the import
+(beancount's habit: collect every discrepancy, report them all). The fingerprint makes
+recording idempotent: re-importing a batch or re-running a check finds the same
+anomaly and does not record it twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection
+from sqlalchemy.dialects import postgresql, sqlite
+
+from processing.schema.processing import anomalies
+
+KINDS = {
+    "clone": "two different certified records with one card and counter",
+    "terminal_seq_reused": "two different records with one terminal and terminal sequence",
+    "balance_out_of_chain": "balance before a record is not the balance after the previous one",
+    "points_out_of_chain": "points before a record are not the points after the card's previous record "
+                           "of that program",
+    "points_mismatch": "the program's rules give other points than the record shows",
+    "counter_rollback": "a terminal saw a card's counter go back",
+    "hotlisted_use": "a card used after the time it was blocked or hotlisted",
+    "batch_seq_reused": "a terminal's batch sequence number repeated with different content",
+    "unmatched_load": "a load on a card that the issuer's load desks never recorded",
+    "counter_gap": "counters missing from a card's history for longer than the allowed wait",
+    "bad_load_certificate": "a load record of the issuer's desk whose certificate does not verify",
+}
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    kind: str
+    fingerprint: str
+    detail: str
+    evidence: dict[str, Any] = field(default_factory=dict)
+    card_number: str | None = None
+    counter: int | None = None
+    terminal_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "card_number": self.card_number, "counter": self.counter,
+                "terminal_id": self.terminal_id, "detail": self.detail, "evidence": self.evidence}
+
+
+def record_evidence(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
+    """A stored or received row as evidence: the certified bytes and where they came from."""
+    if row is None:
+        return None
+    return {"card_number": row[0], "counter": row[1], "terminal_id": row[12], "terminal_seq": row[13],
+            "time": row[14], "batch_id": row[17], "record": bytes(row[19]).hex()}
+
+
+def save(conn: Connection, found: Iterable[Anomaly], batch_id: int | None = None) -> int:
+    """Insert anomalies not yet known; returns how many were new."""
+    rows = [{"kind": a.kind, "fingerprint": a.fingerprint[:200], "card_number": a.card_number, "counter": a.counter,
+             "terminal_id": a.terminal_id, "batch_id": batch_id, "detail": a.detail, "evidence": a.evidence}
+            for a in found]
+    if not rows:
+        return 0
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    result = conn.execute(dialect.insert(anomalies).on_conflict_do_nothing(index_elements=["fingerprint"]), rows)
+    return int(result.rowcount) if result.rowcount is not None and result.rowcount >= 0 else len(rows)

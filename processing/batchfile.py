@@ -1,0 +1,139 @@
+"""Reading batch files fast: header and trailer first, then entries in bounded chunks.
+
+``purse.batch`` (construct) defines the format and stays the reference parser; this
+module reads the same bytes with ``struct`` so a million-record file is parsed in a
+second and never held in memory whole. tests/test_processing_parse.py proves both
+agree on every field (docs/batch-format.md).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, NamedTuple
+
+from purse.batch import ENTRY_SIZE, FORMAT_VERSION, HEADER_SIZE, TRAILER_SIZE
+from purse.errors import SmartpurseError
+from purse.records import RECORD
+
+HEADER = struct.Struct(">4sBB2sIIIIII8s")
+TRAILER = struct.Struct(">4sIIQIQIQI8s8s")
+# One entry: the 72-byte record's fields, then the 8-byte chain MAC.
+ENTRY = struct.Struct(">" + RECORD.format.lstrip(">") + "8s")
+assert HEADER.size == HEADER_SIZE and TRAILER.size == TRAILER_SIZE and ENTRY.size == ENTRY_SIZE
+
+CHUNK_RECORDS = 32_768
+
+
+class BatchRejected(SmartpurseError):
+    """The batch fails a check; ``check`` names it, ``record`` is the 1-based entry if any."""
+
+    def __init__(self, check: str, detail: str, record: int | None = None) -> None:
+        self.check = check
+        self.record = record
+        where = f"record {record}: " if record is not None else ""
+        super().__init__(f"{where}{check}: {detail}")
+
+
+class Header(NamedTuple):
+    format_version: int
+    log_key_version: int
+    terminal_id: int
+    merchant_id: int
+    batch_seq: int
+    first_index: int
+    record_count: int
+    created: int
+    prev_chain_mac: bytes
+
+
+class Trailer(NamedTuple):
+    record_count: int
+    purchase_count: int
+    purchase_total: int
+    cancel_count: int
+    cancel_total: int
+    load_count: int
+    load_total: int
+    block_count: int
+    final_chain_mac: bytes
+    batch_mac: bytes
+
+
+@dataclass(frozen=True)
+class BatchFile:
+    """A batch whose envelope has been read; entries are streamed with ``chunks``."""
+
+    path: Path
+    size: int
+    header: Header
+    header_bytes: bytes
+    trailer: Trailer
+    trailer_bytes: bytes
+
+    def chunks(self, chunk_records: int = CHUNK_RECORDS) -> Iterator[tuple[int, bytes]]:
+        """(0-based index of the chunk's first entry, the chunk's bytes), in file order."""
+        with open(self.path, "rb") as f:
+            f.seek(HEADER_SIZE)
+            index = 0
+            remaining = self.header.record_count
+            while remaining:
+                n = min(chunk_records, remaining)
+                data = _read_exactly(f, n * ENTRY_SIZE)
+                yield index, data
+                index += n
+                remaining -= n
+
+
+def _read_exactly(f: BinaryIO, n: int) -> bytes:
+    data = f.read(n)
+    if len(data) != n:
+        raise BatchRejected("structure", "the file changed while it was read (truncated)")
+    return data
+
+
+def parse_header(raw: bytes) -> Header:
+    magic, version, key_version, reserved, *rest = HEADER.unpack(raw)
+    if magic != b"SPBT":
+        raise BatchRejected("structure", f"not a batch file (magic {magic!r}, expected b'SPBT')")
+    if reserved != b"\x00\x00":
+        raise BatchRejected("structure", "reserved header bytes are not zero")
+    if version != FORMAT_VERSION:
+        raise BatchRejected("structure", f"batch format version {version} is not supported (only {FORMAT_VERSION})")
+    return Header(version, key_version, *rest)
+
+
+def parse_trailer(raw: bytes) -> Trailer:
+    magic, *rest = TRAILER.unpack(raw)
+    if magic != b"SPTR":
+        raise BatchRejected("structure", f"trailer magic is {magic!r}, expected b'SPTR' (truncated or altered)")
+    return Trailer(*rest)
+
+
+def open_batch(path: Path) -> BatchFile:
+    """Read and structurally check header and trailer; sizes must match exactly."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            if size < HEADER_SIZE + TRAILER_SIZE:
+                raise BatchRejected("structure", f"file too short for a batch ({size} bytes; truncated?)")
+            header_bytes = f.read(HEADER_SIZE)
+            f.seek(size - TRAILER_SIZE)
+            trailer_bytes = f.read(TRAILER_SIZE)
+    except OSError as e:
+        raise BatchRejected("file", f"cannot read {path}: {e.strerror}") from None
+    header = parse_header(header_bytes)
+    body = size - HEADER_SIZE - TRAILER_SIZE
+    if body % ENTRY_SIZE or body // ENTRY_SIZE != header.record_count:
+        raise BatchRejected(
+            "structure",
+            f"header announces {header.record_count} records but the file holds {body / ENTRY_SIZE:g} "
+            "(truncated or padded)")
+    trailer = parse_trailer(trailer_bytes)
+    if trailer.record_count != header.record_count:
+        raise BatchRejected("trailer", f"trailer counts {trailer.record_count} records, header "
+                            f"{header.record_count}")
+    return BatchFile(Path(path), size, header, header_bytes, trailer, trailer_bytes)

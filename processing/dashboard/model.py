@@ -1,0 +1,106 @@
+"""What the dashboard shows, as plain typed rows: the seam between the database and the page.
+
+The renderer takes only this, so it can be tested on hand-built data and cannot read
+anything the JSON reports did not also produce. Every stored amount is an ``int`` in the
+currency's minor units (DESIGN.md, "Invariants"); floats appear only later, as pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+
+@dataclass(frozen=True, slots=True)
+class DailySales:
+    """One merchant's purchases on one day, net of cancellations made that day."""
+
+    day: date
+    merchant: str
+    purchases: int  # minor units, gross
+    cancellations: int = 0  # minor units, money given back
+    count: int = 0  # purchase records
+
+    @property
+    def net(self) -> int:
+        return self.purchases - self.cancellations
+
+
+@dataclass(frozen=True, slots=True)
+class FloatPoint:
+    """The card float (issuer liability for money on cards) at the end of ``day``."""
+
+    day: date
+    balance: int  # minor units, closing balance of the card-float account
+    loads: int = 0  # minor units loaded that day
+    spent: int = 0  # minor units spent that day, net of cancellations
+
+
+@dataclass(frozen=True, slots=True)
+class PointsLiability:
+    """Points still on cards for one loyalty program: a promise the issuer must honour."""
+
+    program: str
+    points: int  # outstanding points
+    cards: int = 0  # cards holding points of this program
+    prizes: int = 0  # prizes won in the period
+    value: int | None = None  # minor units, when the program prices a point
+
+
+@dataclass(frozen=True, slots=True)
+class Anomaly:
+    """A fraud signal or a reconciliation conflict found by processing."""
+
+    detected: datetime
+    kind: str  # e.g. "clone", "counter_gap", "balance_chain"
+    card_number: str
+    detail: str
+    amount: int | None = None  # minor units at stake, when known
+    merchant: str = ""
+    severity: str = "warning"  # "critical" | "warning" | "info"
+
+
+@dataclass(frozen=True, slots=True)
+class SettlementRow:
+    """Where one merchant's money stands: owed, settled to the bank, still pending."""
+
+    merchant: str
+    gross: int  # purchases less cancellations, minor units
+    fees: int  # minor units kept by the issuer
+    settled: int  # minor units paid out
+    pending: int  # minor units still payable
+    status: str = ""  # e.g. "settled", "pending", "partial"
+    last_settled: date | None = None
+
+    @property
+    def net(self) -> int:
+        return self.gross - self.fees
+
+
+@dataclass(frozen=True, slots=True)
+class DashboardData:
+    """Everything one dashboard page shows, for one issuer and one period."""
+
+    issuer: str
+    currency: str  # ISO 4217 code or number, printed next to amounts
+    exponent: int  # digits after the decimal point of the minor unit
+    period_from: date
+    period_to: date
+    generated: datetime
+    daily_sales: list[DailySales] = field(default_factory=list)
+    float_series: list[FloatPoint] = field(default_factory=list)
+    points: list[PointsLiability] = field(default_factory=list)
+    anomalies: list[Anomaly] = field(default_factory=list)  # the top ones, most serious first
+    anomaly_kinds: dict[str, int] = field(default_factory=dict)  # every anomaly of the period, counted by kind
+    settlement: list[SettlementRow] = field(default_factory=list)
+    sources: dict[str, str] = field(default_factory=dict)  # section -> where its figures come from
+
+    @property
+    def anomaly_counts(self) -> dict[str, int]:
+        """Anomalies per kind in the period; the shown ones when no full count was given."""
+        if self.anomaly_kinds:
+            return dict(self.anomaly_kinds)
+        counts: dict[str, int] = {}
+        for a in self.anomalies:
+            counts[a.kind] = counts.get(a.kind, 0) + 1
+        return counts

@@ -1,0 +1,261 @@
+"""One function per dashboard section: a chart for the eye, a table with the same figures as text.
+
+Each section prints every figure it draws, so the page reads without the charts
+(screen readers, a printout in black and white, an auditor who wants the numbers) and
+a test can compare the text with the JSON reports.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from datetime import date, timedelta
+from html import escape
+
+from processing.dashboard import svg
+from processing.dashboard.fmt import axis_count, axis_money, group, money
+from processing.dashboard.model import DashboardData
+
+MAX_DAYS_DRAWN = 400  # beyond this a day-by-day axis is unreadable: draw only days with data
+
+SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
+
+
+class Fmt:
+    """Money formatting bound to the page's currency, so no section can forget the exponent."""
+
+    def __init__(self, exponent: int, currency: str) -> None:
+        self.exponent = exponent
+        self.currency = currency
+
+    def money(self, minor: int) -> str:
+        return money(minor, self.exponent)
+
+    def tick(self, minor: int, step: int) -> str:
+        return axis_money(minor, self.exponent, step)
+
+
+def _td(value: int | str, fmt: Fmt | None = None, *, cls: str = "") -> str:
+    """A table cell; integers are money when ``fmt`` is given, counts otherwise, right-aligned."""
+    if isinstance(value, int):
+        text = fmt.money(value) if fmt else group(value)
+        return f'<td class="{" ".join(filter(None, ("num", cls)))}" data-value="{value}">{text}</td>'
+    return f'<td class="{cls}">{escape(value)}</td>' if cls else f"<td>{escape(value)}</td>"
+
+
+def _table(caption: str, head: Sequence[tuple[str, bool]], rows: Iterable[str], foot: str = "",
+           table_id: str = "") -> str:
+    """A scrollable data table; ``head`` is (label, numeric) pairs."""
+    ths = "".join(f'<th scope="col"{" class=num" if num else ""}>{escape(label)}</th>' for label, num in head)
+    tid = f' id="{table_id}"' if table_id else ""
+    return (f'<div class="scroll"><table{tid}><caption>{escape(caption)}</caption><thead><tr>{ths}</tr></thead>'
+            f'<tbody>{"".join(rows)}</tbody>{f"<tfoot>{foot}</tfoot>" if foot else ""}</table></div>')
+
+
+def _legend(items: Sequence[tuple[str, str]]) -> str:
+    lis = "".join(f'<li><span class="swatch" style="background:{c}" aria-hidden="true"></span>{escape(n)}</li>'
+                  for n, c in items)
+    return f'<ul class="legend" aria-label="Legend">{lis}</ul>'
+
+
+def _source(data: DashboardData, key: str) -> str:
+    text = data.sources.get(key)
+    return f'<p class="source">Source: {escape(text)}</p>' if text else ""
+
+
+def _section(section_id: str, title: str, lede: str, body: str, source: str) -> str:
+    return (f'<section class="card" id="{section_id}" aria-labelledby="{section_id}-h">'
+            f'<h2 id="{section_id}-h">{escape(title)}</h2><p class="lede">{escape(lede)}</p>{body}{source}</section>')
+
+
+def _empty(text: str) -> str:
+    return f'<p class="empty">{escape(text)}</p>'
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+def _short_day(d: date) -> str:
+    return d.strftime("%d %b")
+
+
+def kpis(data: DashboardData, f: Fmt) -> str:
+    """The headline figures; each tile carries its integer in ``data-value`` for tests and scripts."""
+    net_sales = sum(r.net for r in data.daily_sales)
+    purchases = sum(r.count for r in data.daily_sales)
+    tiles: list[tuple[str, str, int, bool, str, str]] = [
+        ("kpi-sales", "Net sales", net_sales, True, f"{group(purchases)} purchases", ""),
+    ]
+    if data.float_series:
+        closing = data.float_series[-1].balance
+        loads = sum(p.loads for p in data.float_series)
+        tiles.append(("kpi-float", f"Card float on {data.float_series[-1].day.isoformat()}", closing, True,
+                      f"loaded {f.money(loads)} in period", ""))
+    else:
+        tiles.append(("kpi-float", "Card float", 0, True, "no ledger movements", ""))
+    points = sum(p.points for p in data.points)
+    prizes = sum(p.prizes for p in data.points)
+    tiles.append(("kpi-points", "Points outstanding", points, False, f"{group(prizes)} prizes won", ""))
+    shown = len(data.anomalies)
+    total = sum(data.anomaly_counts.values())
+    critical = sum(1 for a in data.anomalies if a.severity == "critical")
+    tiles.append(("kpi-anomalies", "Anomalies", total, False, f"{group(critical)} critical among the top {shown}"
+                  if total > shown else f"{group(critical)} critical", "alert" if critical else ""))
+    pending = sum(s.pending for s in data.settlement)
+    settled = sum(s.settled for s in data.settlement)
+    tiles.append(("kpi-pending", "Settlement pending", pending, True, f"settled {f.money(settled)}", ""))
+    out = ['<section class="kpis" aria-label="Key figures">']
+    for tid, label, value, is_money, sub, extra in tiles:
+        shown_value = (f'{f.money(value)}<small>{escape(f.currency)}</small>' if is_money else group(value))
+        out.append(f'<div class="kpi {extra}" id="{tid}" data-value="{value}"><div class="label">{escape(label)}</div>'
+                   f'<div class="value">{shown_value}</div><div class="sub">{escape(sub)}</div></div>')
+    out.append("</section>")
+    return "".join(out)
+
+
+def daily_sales(data: DashboardData, f: Fmt) -> str:
+    """Stacked columns: one per day, one colour per merchant; the pivot table below."""
+    title = "Daily sales per merchant"
+    lede = f"Purchases less cancellations, per calendar day, in {f.currency}."
+    if not data.daily_sales:
+        return _section("sales", title, lede, _empty("No sales in this period."), _source(data, "sales"))
+    merchants = sorted({r.merchant for r in data.daily_sales})
+    by_key: dict[tuple[date, str], int] = defaultdict(int)
+    counts: dict[date, int] = defaultdict(int)
+    for r in data.daily_sales:
+        by_key[r.day, r.merchant] += r.net
+        counts[r.day] += r.count
+    days_with_data = sorted({r.day for r in data.daily_sales})
+    first, last = min(days_with_data[0], data.period_from), max(days_with_data[-1], data.period_to)
+    days = _days(first, last) if (last - first).days < MAX_DAYS_DRAWN else days_with_data
+    colors = {m: svg.color(i) for i, m in enumerate(merchants)}
+    series = [svg.Series(m, [by_key.get((d, m), 0) for d in days], colors[m]) for m in merchants]
+    total = sum(by_key.values())
+    desc = (f"{len(days)} days from {days[0].isoformat()} to {days[-1].isoformat()}, {len(merchants)} merchants; "
+            f"total net sales {f.money(total)} {f.currency}.")
+    chart = svg.column_chart(chart_id="chart-sales", title=title, desc=desc, categories=[_short_day(d) for d in days],
+                             tip_categories=[d.isoformat() for d in days], series=series, value_text=f.money,
+                             tick_text=f.tick)
+    rows = []
+    for d in days_with_data:
+        cells = "".join(_td(by_key.get((d, m), 0), f) for m in merchants)
+        day_total = sum(by_key.get((d, m), 0) for m in merchants)
+        rows.append(f"<tr><th scope=row>{d.isoformat()}</th>{cells}{_td(day_total, f)}{_td(counts[d])}</tr>")
+    foot_cells = "".join(_td(sum(by_key.get((d, m), 0) for d in days_with_data), f) for m in merchants)
+    foot = f"<tr><th scope=row>Total</th>{foot_cells}{_td(total, f)}{_td(sum(counts.values()))}</tr>"
+    head = [("Day", False), *((m, True) for m in merchants), ("Total", True), ("Purchases", True)]
+    table = _table(f"Net sales per day and merchant, {f.currency}", head, rows, foot, "table-sales")
+    body = _legend([(m, colors[m]) for m in merchants]) + f"<figure>{chart}</figure>" + table
+    return _section("sales", title, lede, body, _source(data, "sales"))
+
+
+def float_over_time(data: DashboardData, f: Fmt) -> str:
+    """The issuer's liability for money on cards, closing balance per day."""
+    title = "Card float over time"
+    lede = ("Money held on cards: the issuer's liability (ledger account card float), closing balance per day. "
+            "Loads raise it, purchases lower it, cancellations give it back.")
+    pts = sorted(data.float_series, key=lambda p: p.day)
+    if not pts:
+        return _section("float", title, lede, _empty("No ledger movements in this period."), _source(data, "float"))
+    desc = (f"Closing card float from {pts[0].day.isoformat()} ({f.money(pts[0].balance)} {f.currency}) "
+            f"to {pts[-1].day.isoformat()} ({f.money(pts[-1].balance)} {f.currency}); "
+            f"highest {f.money(max(p.balance for p in pts))}.")
+    chart = svg.line_chart(chart_id="chart-float", title=title, desc=desc, xs=[p.day.toordinal() for p in pts],
+                           labels=[_short_day(p.day) for p in pts], values=[p.balance for p in pts],
+                           value_text=f.money, tick_text=f.tick, name="Card float")
+    rows = [f"<tr><th scope=row>{p.day.isoformat()}</th>{_td(p.loads, f)}{_td(p.spent, f)}{_td(p.balance, f)}</tr>"
+            for p in pts]
+    foot = (f"<tr><th scope=row>Period</th>{_td(sum(p.loads for p in pts), f)}{_td(sum(p.spent for p in pts), f)}"
+            f"{_td(pts[-1].balance, f)}</tr>")
+    table = _table(f"Card float per day, {f.currency}", [("Day", False), ("Loaded", True),
+                   ("Spent (net)", True), ("Closing float", True)], rows, foot, "table-float")
+    return _section("float", title, lede, f"<figure>{chart}</figure>{table}", _source(data, "float"))
+
+
+def points_liability(data: DashboardData, f: Fmt) -> str:
+    """Outstanding points per loyalty program, as bars and as a table."""
+    title = "Points liability per program"
+    lede = "Points on cards not yet turned into prizes or redeemed."
+    progs = sorted(data.points, key=lambda p: (-p.points, p.program))
+    if not progs:
+        return _section("points", title, lede, _empty("No loyalty program has points on cards."),
+                        _source(data, "points"))
+    rows_svg = [svg.HBarRow(p.program, [("points", p.points, svg.color(i))], group(p.points))
+                for i, p in enumerate(progs)]
+    desc = "; ".join(f"{p.program}: {group(p.points)} points on {group(p.cards)} cards" for p in progs)
+    chart = svg.hbar_chart(chart_id="chart-points", title=title, desc=desc, rows=rows_svg, value_text=group,
+                           tick_text=axis_count)
+    priced = any(p.value is not None for p in progs)
+    head = [("Program", False), ("Cards", True), ("Points", True), ("Prizes won", True)]
+    if priced:
+        head.append((f"Value, {f.currency}", True))
+    rows = []
+    for p in progs:
+        value = (_td(p.value, f) if p.value is not None else "<td></td>") if priced else ""
+        rows.append(f"<tr><th scope=row>{escape(p.program)}</th>{_td(p.cards)}{_td(p.points)}{_td(p.prizes)}"
+                    f"{value}</tr>")
+    table = _table("Points per program", head, rows, table_id="table-points")
+    body = f'<div class="split"><figure>{chart}</figure>{table}</div>'
+    return _section("points", title, lede, body, _source(data, "points"))
+
+
+def settlement(data: DashboardData, f: Fmt) -> str:
+    """What each merchant is owed, how much of it is paid: settled and pending, fees apart."""
+    title = "Settlement status per merchant"
+    lede = f"Net sales owed to each merchant: fees kept, amount settled to the bank, amount pending, in {f.currency}."
+    rows_in = sorted(data.settlement, key=lambda s: s.merchant)
+    if not rows_in:
+        return _section("settlement", title, lede, _empty("Nothing to settle in this period."),
+                        _source(data, "settlement"))
+    parts = (("settled", "#59a14f"), ("pending", "#f28e2b"), ("fees", "#bab0ac"))
+    rows_svg = [svg.HBarRow(s.merchant, [("settled", s.settled, parts[0][1]), ("pending", s.pending, parts[1][1]),
+                                         ("fees", s.fees, parts[2][1])], f.money(s.pending) + " due")
+                for s in rows_in]
+    desc = "; ".join(f"{s.merchant}: settled {f.money(s.settled)}, pending {f.money(s.pending)}, "
+                     f"fees {f.money(s.fees)}" for s in rows_in)
+    chart = svg.hbar_chart(chart_id="chart-settlement", title=title, desc=desc, rows=rows_svg, value_text=f.money,
+                           tick_text=f.tick, width=960, row_height=30)
+    rows = []
+    for s in rows_in:
+        status = s.status or ("settled" if s.pending == 0 else "pending")
+        last = s.last_settled.isoformat() if s.last_settled else "—"
+        rows.append(f'<tr><th scope=row>{escape(s.merchant)}</th>{_td(s.gross, f)}{_td(s.fees, f)}{_td(s.settled, f)}'
+                    f'{_td(s.pending, f)}<td><span class="badge {escape(status)}">{escape(status)}</span></td>'
+                    f"<td>{last}</td></tr>")
+    totals = "".join(_td(sum(getattr(s, k) for s in rows_in), f) for k in ("gross", "fees", "settled", "pending"))
+    foot = f"<tr><th scope=row>Total</th>{totals}<td></td><td></td></tr>"
+    head = [("Merchant", False), ("Gross", True), ("Fees", True), ("Settled", True), ("Pending", True),
+            ("Status", False), ("Last settled", False)]
+    table = _table(f"Settlement per merchant, {f.currency}", head, rows, foot, "table-settlement")
+    body = _legend([(n.capitalize(), c) for n, c in parts]) + f"<figure>{chart}</figure>{table}"
+    return _section("settlement", title, lede, body, _source(data, "settlement"))
+
+
+def anomalies(data: DashboardData, f: Fmt) -> str:
+    """The most serious fraud signals first; a bar per kind to see what dominates."""
+    title = "Top anomalies"
+    counts = sorted(data.anomaly_counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    total = sum(n for _, n in counts)
+    lede = (f"Fraud signals and reconciliation conflicts found by processing: {group(total)} in the period"
+            + (f", the {len(data.anomalies)} most serious shown." if total > len(data.anomalies) else "."))
+    if not data.anomalies:
+        return _section("anomalies", title, lede, _empty("No anomalies: every record reconciled."),
+                        _source(data, "anomalies"))
+    items = sorted(data.anomalies, key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), -(a.amount or 0), a.detected))
+    rows_svg = [svg.HBarRow(k, [("anomalies", n, "#e15759")], group(n)) for k, n in counts]
+    desc = "; ".join(f"{k}: {n}" for k, n in counts)
+    chart = svg.hbar_chart(chart_id="chart-anomalies", title="Anomalies in the period, by kind", desc=desc,
+                           rows=rows_svg, value_text=group, tick_text=axis_count, width=640, row_height=28)
+    rows = []
+    for a in items:
+        amount = _td(a.amount, f) if a.amount is not None else "<td></td>"
+        rows.append(f'<tr><td>{a.detected.strftime("%Y-%m-%d %H:%M")}</td>'
+                    f'<td><span class="badge {escape(a.severity)}">{escape(a.severity)}</span></td>'
+                    f"<td>{escape(a.kind)}</td>{_td(a.card_number, cls='card-no')}<td>{escape(a.merchant)}</td>"
+                    f"{amount}<td>{escape(a.detail)}</td></tr>")
+    head = [("Detected", False), ("Severity", False), ("Kind", False), ("Card", False), ("Merchant", False),
+            (f"Amount, {f.currency}", True), ("Detail", False)]
+    table = _table("Anomalies, most serious first", head, rows, table_id="table-anomalies")
+    return _section("anomalies", title, lede, f'<figure class="narrow">{chart}</figure>{table}',
+                    _source(data, "anomalies"))

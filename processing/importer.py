@@ -1,0 +1,343 @@
+"""Importing batch files: verify, store once, reconcile, post — or reject whole into quarantine.
+
+One batch is one database transaction. Entries are streamed in chunks: each chunk is
+verified (chain MACs, certificates), stored through the driver's bulk path, and its new
+records walked by the reconciler; the trailer is checked at the end. Any failure rolls
+the whole transaction back, so nothing of a bad batch is posted, and the file is
+copied to the quarantine folder with the reason (record and check) in ``batches``.
+
+Imports are serialized at the database (PostgreSQL advisory lock, SQLite's write lock):
+two ``smartpurse process`` runs on overlapping batches take turns, and the unique keys
+of ``records`` make a record posted once even if that lock were bypassed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, delete, insert, select, text, update
+
+from processing import anomalies as anomaly_store
+from processing import ledger
+from processing.anomalies import Anomaly, record_evidence
+from processing.batchfile import BatchFile, BatchRejected, open_batch
+from processing.keys import CardMacs, ProcessingKeys
+from processing.reconcile import LOAD, Reconciler, open_gaps
+from processing.schema.loads import loads
+from processing.schema.processing import batches, records
+from processing.schema.registry import terminals
+from processing.store import RecordStore, Row
+from processing.verify import BatchVerifier, check_envelope
+from purse.crypto import macs_equal
+from purse.records import CERTIFIED_SIZE, RECORD
+
+IMPORT_LOCK = 0x5350_0001  # PostgreSQL advisory lock key: "SP" + 1
+DEFAULT_GAP_SECONDS = 72 * 3600
+
+
+@dataclass
+class ImportOptions:
+    quarantine_dir: Path
+    gap_seconds: int = DEFAULT_GAP_SECONDS
+    now: Callable[[], float] = time.time
+    chunk_records: int = 32_768
+    programs: dict[int, Any] = field(default_factory=dict)  # program id -> purse.loyalty.Program
+
+
+@dataclass
+class ImportResult:
+    file: str
+    status: str  # accepted | duplicate | rejected
+    batch_id: int | None = None
+    terminal_id: int | None = None
+    batch_seq: int | None = None
+    records: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    anomalies: list[dict[str, Any]] = field(default_factory=list)
+    reason: str | None = None
+    quarantine: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def file_digest(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+@contextmanager
+def import_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction holding the import lock until it ends."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.begin()
+            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": IMPORT_LOCK})
+        try:
+            yield conn
+        except BaseException:
+            conn.rollback()
+            raise
+        else:
+            conn.commit()
+
+
+def _day(unix: int) -> dt.date:
+    return dt.datetime.fromtimestamp(unix, dt.UTC).date()
+
+
+class _Rejected(Exception):
+    def __init__(self, error: BatchRejected, header: Any) -> None:
+        self.error, self.header = error, header
+
+
+def import_batch(engine: Engine, path: Path, keys: ProcessingKeys, options: ImportOptions,
+                 card_macs: CardMacs | None = None, progress: Callable[[int], None] | None = None) -> ImportResult:
+    """Import one batch file; never raises for a bad batch (it is rejected and quarantined)."""
+    path = Path(path)
+    result = ImportResult(str(path), "rejected")
+    try:
+        digest = file_digest(path)
+    except OSError as e:
+        result.reason = f"file: cannot read {path}: {e.strerror}"
+        return result
+    header = None
+    try:
+        batch = open_batch(path)
+        header = batch.header
+        result.terminal_id, result.batch_seq, result.records = header.terminal_id, header.batch_seq, \
+            header.record_count
+        log_key = check_envelope(batch, keys)
+        with import_transaction(engine) as conn:
+            try:
+                _import(conn, batch, digest, log_key, card_macs or CardMacs(keys), options, result, progress)
+            except BatchRejected as e:
+                raise _Rejected(e, header) from None
+        return result
+    except BatchRejected as e:
+        _quarantine(engine, path, digest, header, e, options, result)
+    except _Rejected as e:
+        _quarantine(engine, path, digest, e.header, e.error, options, result)
+    return result
+
+
+def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, card_macs: CardMacs,
+            options: ImportOptions, result: ImportResult, progress: Callable[[int], None] | None) -> None:
+    h = batch.header
+    b = batches.c
+    existing = conn.execute(select(b.id, b.status, b.imported_at).where(b.sha256 == digest)).first()
+    if existing is not None and existing.status == "accepted":
+        result.status, result.batch_id = "duplicate", existing.id
+        result.reason = f"already imported as batch {existing.id} on {existing.imported_at:%Y-%m-%d %H:%M}: " \
+                        "nothing changed"
+        result.duplicates = h.record_count
+        return
+    if existing is not None:  # quarantined before: try again (a terminal or key may have been added since)
+        conn.execute(delete(batches).where(b.id == existing.id))
+    _check_terminal(conn, h)
+    found = _check_continuity(conn, h, batch.trailer.final_chain_mac, digest)
+    ingest_loads(conn, card_macs, options)
+    now = int(options.now())
+    batch_id = conn.execute(insert(batches).values(
+        sha256=digest, status="accepted", file_name=batch.path.name, terminal_id=h.terminal_id,
+        merchant_id=h.merchant_id, batch_seq=h.batch_seq, first_index=h.first_index, record_count=h.record_count,
+        created=h.created, prev_chain_mac=h.prev_chain_mac, final_chain_mac=batch.trailer.final_chain_mac)
+        .returning(b.id)).scalar_one()
+    entry_id = ledger.open_entry(conn, "batch", f"batch {h.batch_seq} of terminal {h.terminal_id}",
+                                 _day(h.created), batch_id)
+    verifier = BatchVerifier(batch, log_key, card_macs, batch_id, entry_id)
+    store = RecordStore(conn)
+    rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, batch_id=batch_id)
+    rec.found.extend(found)
+    purchases = cancellations = new_loads = 0
+    new_load_rows: list[Row] = []
+    for start, data in batch.chunks(options.chunk_records):
+        rows = verifier.chunk(start, data)
+        rec.prepare(rows)
+        stored = store.store(rows, entry_id)
+        result.duplicates += stored.duplicates
+        for received, other in stored.conflicts:
+            rec.found.append(_conflict(received, other))
+        rec.walk(stored.new)
+        for r in stored.new:
+            kind = r[2]
+            if kind == 2:
+                purchases += r[4]
+            elif kind == 3:
+                cancellations += r[4]
+            elif kind == LOAD:
+                new_loads += r[4]
+                new_load_rows.append(r)
+        result.accepted += len(stored.new)
+        if progress is not None:
+            progress(len(rows))
+    verifier.finish()
+    for r in new_load_rows:  # loads the issuer's desks had recorded were ingested above: these were not
+        rec.found.append(Anomaly("unmatched_load", f"unmatched_load:{r[0]}:{r[1]}",
+                                 f"card {r[0]} counter {r[1]}: load of {r[4]} not recorded by any load desk",
+                                 {"record": record_evidence(r)}, r[0], r[1], r[12]))
+    touched = rec.finish()
+    rec.found.extend(_recompute_points(conn, touched, options.programs))
+    rec.found.extend(open_gaps(conn, now, options.gap_seconds))
+    ledger.post(conn, entry_id, ledger.batch_lines(h.merchant_id, purchases, cancellations, 0, new_loads))
+    if not result.accepted:
+        conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))
+    conn.execute(update(batches).where(b.id == batch_id).values(accepted=result.accepted,
+                                                                duplicates=result.duplicates))
+    anomaly_store.save(conn, rec.found, batch_id)
+    result.status, result.batch_id = "accepted", batch_id
+    result.anomalies = [a.as_dict() for a in rec.found]
+
+
+def _conflict(received: Row, stored: Row | None) -> Anomaly:
+    if stored is not None and stored[0] == received[0] and stored[1] == received[1]:
+        return Anomaly("clone", f"clone:{received[0]}:{received[1]}:{bytes(received[19]).hex()[-16:]}",
+                       f"card {received[0]} counter {received[1]}: two different certified records (a clone)",
+                       {"stored": record_evidence(stored), "received": record_evidence(received)},
+                       received[0], received[1], received[12])
+    return Anomaly("terminal_seq_reused", f"tseq:{received[12]}:{received[13]}:{received[0]}:{received[1]}",
+                   f"terminal {received[12]} sequence {received[13]} names two different records",
+                   {"stored": record_evidence(stored), "received": record_evidence(received)},
+                   received[0], received[1], received[12])
+
+
+def _check_terminal(conn: Connection, h: Any) -> None:
+    t = terminals.c
+    merchant = conn.execute(select(t.merchant_id).where(t.terminal_id == h.terminal_id)).scalar()
+    if merchant is None:
+        raise BatchRejected("terminal", f"terminal {h.terminal_id} is not registered")
+    if merchant != h.merchant_id:
+        raise BatchRejected("terminal", f"header names merchant {h.merchant_id}, terminal {h.terminal_id} "
+                            f"belongs to merchant {merchant}")
+
+
+def _check_continuity(conn: Connection, h: Any, final_mac: bytes, digest: str) -> list[Anomaly]:
+    """The header must continue the previous batch's chain, and the next must continue ours."""
+    b = batches.c
+    cols = (b.id, b.sha256, b.batch_seq, b.first_index, b.record_count, b.prev_chain_mac, b.final_chain_mac)
+    near = conn.execute(select(*cols).where(b.terminal_id == h.terminal_id, b.status == "accepted",
+                                            b.batch_seq.between(h.batch_seq - 1, h.batch_seq + 1))).all()
+    found: list[Anomaly] = []
+    if h.batch_seq == 1 and h.prev_chain_mac != bytes(8):
+        raise BatchRejected("chain continuity", "the first batch of a terminal must start the chain from zero")
+    for row in near:
+        if row.batch_seq == h.batch_seq - 1 and (bytes(row.final_chain_mac) != h.prev_chain_mac
+                                                 or row.first_index + row.record_count != h.first_index):
+            raise BatchRejected("chain continuity", f"header does not continue batch {row.batch_seq} of terminal "
+                                f"{h.terminal_id} (previous chain MAC or record index differ)")
+        if row.batch_seq == h.batch_seq + 1 and (bytes(row.prev_chain_mac) != final_mac
+                                                 or h.first_index + h.record_count != row.first_index):
+            raise BatchRejected("chain continuity", f"batch {row.batch_seq} of terminal {h.terminal_id}, already "
+                                "imported, does not continue this batch's chain")
+        if row.batch_seq == h.batch_seq and row.sha256 != digest:
+            found.append(Anomaly(
+                "batch_seq_reused", f"batchseq:{h.terminal_id}:{h.batch_seq}:{digest}",
+                f"terminal {h.terminal_id} batch {h.batch_seq} was already imported with different content",
+                {"imported_batch_id": row.id, "imported_sha256": row.sha256, "imported_records": row.record_count,
+                 "this_sha256": digest, "this_records": h.record_count}, terminal_id=h.terminal_id))
+    return found
+
+
+def _quarantine(engine: Engine, path: Path, digest: str, header: Any, error: BatchRejected,
+                options: ImportOptions, result: ImportResult) -> None:
+    """Keep the file and the reason; nothing of the batch is posted."""
+    options.quarantine_dir.mkdir(parents=True, exist_ok=True)
+    target = options.quarantine_dir / f"{digest[:16]}-{path.name}"
+    if not target.exists():
+        shutil.copyfile(path, target)
+    result.status, result.reason, result.quarantine = "rejected", str(error), str(target)
+    values = dict(sha256=digest, status="quarantined", file_name=path.name, reason=str(error),
+                  quarantine_path=str(target))
+    if header is not None:
+        values.update(terminal_id=header.terminal_id, merchant_id=header.merchant_id, batch_seq=header.batch_seq,
+                      first_index=header.first_index, record_count=header.record_count, created=header.created,
+                      prev_chain_mac=header.prev_chain_mac)
+    with import_transaction(engine) as conn:
+        b = batches.c
+        existing = conn.execute(select(b.id, b.status).where(b.sha256 == digest)).first()
+        if existing is None:
+            result.batch_id = conn.execute(insert(batches).values(**values).returning(b.id)).scalar_one()
+        elif existing.status == "quarantined":
+            conn.execute(update(batches).where(b.id == existing.id).values(**values))
+            result.batch_id = existing.id
+
+
+# -- loads: the issuer's desk records, posted Dr cash / Cr card float ------------------------------
+def ingest_loads(conn: Connection, card_macs: CardMacs, options: ImportOptions) -> int:
+    """Post every load of the ``loads`` table not yet in the sub-ledger; returns how many."""
+    lo, r = loads.c, records.c
+    pending = conn.execute(
+        select(lo.record).select_from(loads.outerjoin(records, (r.card_number == lo.card_number)
+                                                      & (r.counter == lo.counter)))
+        .where(r.counter.is_(None)).order_by(lo.card_number, lo.counter)).scalars().all()
+    if not pending:
+        return 0
+    rows: list[Row] = []
+    found: list[Anomaly] = []
+    for raw in pending:
+        raw = bytes(raw)
+        f = RECORD.unpack(raw)
+        number = f[3].hex()
+        ctx = card_macs.get(f[1], f[2])
+        if f[0] != LOAD or ctx is None or not macs_equal(ctx.mac(raw[:CERTIFIED_SIZE]), f[19]):
+            found.append(Anomaly("bad_load_certificate", f"badload:{number}:{f[4]}",
+                                 f"card {number} counter {f[4]}: the desk's load record does not verify",
+                                 {"record": raw.hex()}, number, f[4], f[15]))
+            continue
+        rows.append((number, f[4], f[0], f[1], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[15], f[16],
+                     f[17], f[17] // 86400, None, None, 0, raw))
+    now = int(options.now())
+    entry_id = ledger.open_entry(conn, "load", f"{len(rows)} loads at the issuer's desks", _day(now))
+    rows = [(*row[:18], entry_id, row[19]) for row in rows]
+    store = RecordStore(conn)
+    rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds)
+    rec.found.extend(found)
+    rec.prepare(rows)
+    stored = store.store(rows, entry_id)
+    for received, other in stored.conflicts:
+        rec.found.append(_conflict(received, other))
+    rec.walk(stored.new)
+    rec.finish()
+    total = sum(row[4] for row in stored.new)
+    ledger.post(conn, entry_id, ledger.batch_lines(None, 0, 0, total, 0))
+    if not stored.new:
+        conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))
+    anomaly_store.save(conn, rec.found)
+    return len(stored.new)
+
+
+def _recompute_points(conn: Connection, numbers: list[str], programs: dict[int, Any]) -> list[Anomaly]:
+    """Replay each touched card's records through its program's rules (purse.loyalty)."""
+    if not programs or not numbers:
+        return []
+    from purse.loyalty import recompute_points
+    from purse.records import TransactionRecord
+
+    out: list[Anomaly] = []
+    c = records.c
+    for number in numbers:
+        history = [TransactionRecord.from_bytes(bytes(raw)) for raw in conn.execute(
+            select(c.raw).where(c.card_number == number, c.program_id.in_(list(programs)))
+            .order_by(c.counter)).scalars()]
+        for program_id in {rec.program_id for rec in history}:
+            for d in recompute_points(programs[program_id], history):
+                out.append(Anomaly("points_mismatch", f"pointsrule:{d.card_number}:{d.counter}",
+                                   f"card {d.card_number} counter {d.counter}: {d.reason}",
+                                   {"expected_earned": d.expected_earned, "recorded_earned": d.recorded_earned,
+                                    "expected_after": d.expected_after, "recorded_after": d.recorded_after,
+                                    "program_id": program_id}, d.card_number, d.counter))
+    return out

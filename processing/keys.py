@@ -1,0 +1,65 @@
+"""The keys processing verifies with: MK_TXN (card certificates) and MK_TERM (terminal logs).
+
+Processing never signs or debits; it only recomputes MACs. Card keys are derived per
+card (AN10922, as ``purse.sam.SoftwareSam.card_key``) and kept as pre-keyed CMAC
+contexts: deriving costs ~10 us, MACing a record with a copied context ~0.5 us, and a
+batch holds many records of few cards (docs/performance.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from purse import crypto
+from purse.errors import UserError
+from purse.protocol import AID, DEFAULT_SYSTEM_IDENTIFIER
+
+
+@dataclass(frozen=True)
+class ProcessingKeys:
+    """Master keys by version; the library takes these plain so tests need no keystore."""
+
+    txn_masters: dict[int, bytes]
+    term_masters: dict[int, bytes]
+    system_identifier: bytes = DEFAULT_SYSTEM_IDENTIFIER
+
+    def log_key(self, version: int, terminal_id: int) -> bytes | None:
+        master = self.term_masters.get(version)
+        if master is None:
+            return None
+        return crypto.terminal_log_key(master, terminal_id, self.system_identifier)
+
+
+@dataclass
+class CardMacs:
+    """Pre-keyed certificate MAC contexts per (key version, UID), bounded in size."""
+
+    keys: ProcessingKeys
+    limit: int = 1_000_000
+    _cache: dict[tuple[int, bytes], crypto.PrekeyedMac] = field(default_factory=dict)
+
+    def get(self, version: int, uid: bytes) -> crypto.PrekeyedMac | None:
+        """The card's TXN MAC context, or None when processing has no master of ``version``."""
+        ctx = self._cache.get((version, uid))
+        if ctx is None:
+            master = self.keys.txn_masters.get(version)
+            if master is None:
+                return None
+            key = crypto.an10922_diversify(
+                master, crypto.card_diversification_input(uid, AID, self.keys.system_identifier))
+            if len(self._cache) >= self.limit:
+                self._cache.clear()
+            ctx = self._cache[(version, uid)] = crypto.PrekeyedMac(key)
+        return ctx
+
+
+def load_processing_keys(home: object, passphrase: str | None = None) -> ProcessingKeys:
+    """The processing role's keys from its encrypted key file (personalization.keyfiles)."""
+    try:
+        from personalization import keyfiles  # written by the personalization role
+        from purse.protocol import KeyRef
+    except ImportError:
+        raise UserError("no processing key file support installed (personalization.keyfiles)") from None
+    role = keyfiles.load_role_keys(keyfiles.role_key_path(home, "processing"),
+                                   passphrase if passphrase is not None else keyfiles.get_passphrase())
+    return ProcessingKeys(dict(role.masters[KeyRef.TXN]), dict(role.term_masters), role.system_identifier)

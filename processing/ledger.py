@@ -1,0 +1,98 @@
+"""The double-entry general ledger: a chart of accounts, balanced journal entries.
+
+Postings are signed in the API (positive = debit, negative = credit) and stored as
+separate debit/credit columns, so every report reads like an accountant's journal.
+``post`` refuses an unbalanced entry before it touches the database: a posting error
+is a bug, never a silently wrong ledger (DESIGN.md, "Ledger"). Card-level detail lives
+in the ``records`` sub-ledger; the general ledger holds aggregates per batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+from sqlalchemy import Connection, func, insert, select
+
+from processing.schema.processing import accounts, journal_entries, postings
+
+CASH = "cash"  # money taken at the issuer's load desks
+BANK = "bank"  # the issuer's bank account, from which merchants are paid
+LOAD_SUSPENSE = "load_suspense"  # loads seen on cards but unknown to the issuer's desk
+CARD_FLOAT = "card_float"  # the issuer's liability for money on cards
+FEE_INCOME = "fee_income"
+
+_CHART = {
+    CASH: ("Cash at load desks", "asset"),
+    BANK: ("Bank account", "asset"),
+    LOAD_SUSPENSE: ("Loads awaiting issuer records (suspense)", "asset"),
+    CARD_FLOAT: ("Card float: money on cards", "liability"),
+    FEE_INCOME: ("Merchant fee income", "income"),
+}
+
+
+class UnbalancedEntry(AssertionError):
+    """A bug: an entry whose debits and credits differ must never be written."""
+
+
+def merchant_payable(merchant_id: int) -> str:
+    return f"merchant_payable:{merchant_id}"
+
+
+def account_id(conn: Connection, code: str) -> int:
+    """The account's id, creating it from the chart on first use."""
+    found = conn.execute(select(accounts.c.id).where(accounts.c.code == code)).scalar()
+    if found is not None:
+        return int(found)
+    if code.startswith("merchant_payable:"):
+        merchant = int(code.split(":", 1)[1])
+        name, kind, merchant_id = f"Payable to merchant {merchant}", "liability", merchant
+    else:
+        (name, kind), merchant_id = _CHART[code], None
+    return int(conn.execute(insert(accounts).values(code=code, name=name, kind=kind, merchant_id=merchant_id)
+                            .returning(accounts.c.id)).scalar_one())
+
+
+def open_entry(conn: Connection, kind: str, description: str, day: dt.date, batch_id: int | None = None) -> int:
+    """Create an entry header; its postings follow with ``post`` in the same transaction."""
+    return int(conn.execute(insert(journal_entries).values(kind=kind, description=description, day=day,
+                                                           batch_id=batch_id).returning(journal_entries.c.id))
+               .scalar_one())
+
+
+def post(conn: Connection, entry_id: int, lines: Iterable[tuple[str, int]]) -> None:
+    """Write ``(account code, signed amount)`` lines; zero lines are dropped; must balance."""
+    lines = [(code, amount) for code, amount in lines if amount]
+    if sum(amount for _, amount in lines) != 0:
+        raise UnbalancedEntry(f"entry {entry_id} does not balance: {lines}")
+    if lines:
+        conn.execute(insert(postings), [
+            {"entry_id": entry_id, "account_id": account_id(conn, code),
+             "debit": amount if amount > 0 else 0, "credit": -amount if amount < 0 else 0}
+            for code, amount in lines])
+
+
+def balance(conn: Connection, code: str) -> int:
+    """Debit-positive balance of an account (a liability's balance is negative)."""
+    row = conn.execute(
+        select(func.coalesce(func.sum(postings.c.debit), 0), func.coalesce(func.sum(postings.c.credit), 0))
+        .select_from(postings.join(accounts, accounts.c.id == postings.c.account_id))
+        .where(accounts.c.code == code)).one()
+    return int(row[0]) - int(row[1])
+
+
+def card_float(conn: Connection) -> int:
+    """The issuer's liability for money on cards, as a positive number."""
+    return -balance(conn, CARD_FLOAT)
+
+
+def batch_lines(merchant_id: int | None, purchases: int, cancellations: int, loads: int,
+                unmatched_loads: int) -> list[tuple[str, int]]:
+    """The postings of one batch's new records (aggregates; the records are the detail)."""
+    lines: list[tuple[str, int]] = []
+    if purchases or cancellations:
+        payable = merchant_payable(int(merchant_id or 0))
+        lines += [(CARD_FLOAT, purchases), (payable, -purchases), (payable, cancellations),
+                  (CARD_FLOAT, -cancellations)]
+    lines += [(CASH, loads), (CARD_FLOAT, -loads), (LOAD_SUSPENSE, unmatched_loads), (CARD_FLOAT, -unmatched_loads)]
+    return lines

@@ -1,0 +1,249 @@
+"""Reconciling each card's history as records arrive, in any order, from any terminal.
+
+Per card processing keeps a *chain head*: the highest counter up to which every
+counter is present, with the balance after it and each program's points. A new record
+that continues the head is checked at once (balance before == previous balance after,
+points before == previous points after of that program) and moves the head. A record
+beyond the head leaves a gap: it is stored and posted (its certificate proves the card
+did it) and waits; when the missing records arrive, the head walks through the stored
+ones from the database. A gap still open after ``gap_seconds`` is an anomaly.
+
+The shadow balance is different on purpose: it is the sum of every posted record of
+the card, in whatever order they came, so money is conserved whatever arrives late
+(DESIGN.md, invariant 1); the chain head is what detects clones and forgeries.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, and_, insert, or_, select, update
+
+from processing.anomalies import Anomaly, record_evidence
+from processing.schema.processing import anomalies, card_accounts, card_points, records
+from processing.schema.registry import cards
+from purse.protocol import RecordType
+
+Row = tuple[Any, ...]
+_IN = 500
+
+LOAD, PURCHASE, CANCEL, BLOCK = (int(t) for t in RecordType)
+
+
+def signed_amount(kind: int, amount: int) -> int:
+    """What a record does to the money on the card."""
+    if kind == PURCHASE:
+        return -amount
+    if kind in (LOAD, CANCEL):
+        return amount
+    return 0
+
+
+def balance_before(kind: int, amount: int, balance_after: int) -> int:
+    return balance_after - signed_amount(kind, amount)
+
+
+@dataclass(slots=True)
+class CardWalk:
+    number: str
+    exists: bool
+    chain_counter: int = 0
+    chain_balance: int = 0
+    chain_time: int = 0
+    max_counter: int = 0
+    gap_since: int | None = None
+    points: dict[int, int] = field(default_factory=dict)
+    points_counter: dict[int, int] = field(default_factory=dict)
+    delta: int = 0
+    detached: bool = False  # a new record did not continue the head: walk from the database at the end
+    last_seen: int = -1  # last counter of this card in the current batch, in terminal order
+
+
+def hotlist_times(conn: Connection) -> dict[str, int]:
+    """Card number -> unix time from which the card must not be used (blocked or cloned)."""
+    out: dict[str, int] = {}
+    for number, blocked_at in conn.execute(
+            select(cards.c.number, cards.c.blocked_at).where(cards.c.blocked_at.is_not(None))):
+        out[number] = int(_as_utc(blocked_at).timestamp())
+    for number, detected in conn.execute(select(anomalies.c.card_number, anomalies.c.detected_at)
+                                         .where(anomalies.c.kind == "clone")):
+        t = int(_as_utc(detected).timestamp())
+        out[number] = min(out.get(number, t), t)
+    return out
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+class Reconciler:
+    """Chain checks for one import, then the card accounts written back in bulk."""
+
+    def __init__(self, conn: Connection, *, now: int, gap_seconds: int, batch_id: int | None = None,
+                 on_card: Callable[[str], None] | None = None) -> None:
+        self.conn = conn
+        self.now = now
+        self.gap_seconds = gap_seconds
+        self.batch_id = batch_id
+        self.cards: dict[str, CardWalk] = {}
+        self.found: list[Anomaly] = []
+        self.hotlist = hotlist_times(conn)
+        self.on_card = on_card
+
+    # -- before storing: card state, order within the batch, hotlist ---------------------------
+    def prepare(self, rows: Sequence[Row]) -> None:
+        """Load the card accounts of cards first seen in ``rows``; check terminal order and hotlist."""
+        missing = sorted({r[0] for r in rows} - self.cards.keys())
+        for i in range(0, len(missing), _IN):
+            self._load(missing[i : i + _IN])
+        hot = self.hotlist
+        for r in rows:
+            w = self.cards[r[0]]
+            if r[1] <= w.last_seen:
+                self.found.append(Anomaly(
+                    "counter_rollback", f"rollback:{r[0]}:{r[1]}:{r[12]}:{r[13]}",
+                    f"card {r[0]}: counter {r[1]} after counter {w.last_seen} at terminal {r[12]}",
+                    {"record": record_evidence(r), "previous_counter": w.last_seen}, r[0], r[1], r[12]))
+            w.last_seen = r[1]
+            blocked = hot.get(r[0])
+            if blocked is not None and r[2] != BLOCK and r[14] > blocked:
+                self.found.append(Anomaly(
+                    "hotlisted_use", f"hotlisted:{r[0]}:{r[1]}",
+                    f"card {r[0]} used at {_iso(r[14])}, blocked since {_iso(blocked)}",
+                    {"record": record_evidence(r), "blocked_at": blocked}, r[0], r[1], r[12]))
+
+    def _load(self, numbers: list[str]) -> None:
+        ca = card_accounts.c
+        stmt = select(ca.card_number, ca.chain_counter, ca.chain_balance, ca.chain_time, ca.max_counter,
+                      ca.gap_since).where(ca.card_number.in_(numbers))
+        for row in self.conn.execute(stmt):
+            self.cards[row[0]] = CardWalk(row[0], True, row[1], row[2], row[3], row[4], row[5])
+        for number in numbers:
+            if number not in self.cards:
+                self.cards[number] = CardWalk(number, False)
+        cp = card_points.c
+        for number, program, points, counter in self.conn.execute(
+                select(cp.card_number, cp.program_id, cp.points, cp.counter).where(cp.card_number.in_(numbers))):
+            w = self.cards[number]
+            w.points[program] = points
+            w.points_counter[program] = counter
+
+    # -- after storing: walk the new records -----------------------------------------------------
+    def walk(self, rows: Sequence[Row]) -> None:
+        """Advance chain heads through newly stored rows (terminal order: per card, counters rise)."""
+        for r in rows:
+            w = self.cards[r[0]]
+            w.delta += signed_amount(r[2], r[4])
+            if r[1] > w.max_counter:
+                w.max_counter = r[1]
+            if not w.detached and r[1] == w.chain_counter + 1:
+                self._step(w, r)
+            else:
+                w.detached = True
+
+    def _step(self, w: CardWalk, r: Row) -> None:
+        kind, amount, after = r[2], r[4], r[5]
+        before = balance_before(kind, amount, after)
+        if before != w.chain_balance:
+            self.found.append(Anomaly(
+                "balance_out_of_chain", f"balance:{w.number}:{r[1]}",
+                f"card {w.number} counter {r[1]}: balance before {before}, previous record left {w.chain_balance}",
+                {"record": record_evidence(r), "previous_counter": w.chain_counter,
+                 "previous_balance_after": w.chain_balance, "balance_before": before}, w.number, r[1], r[12]))
+        program = r[7]
+        if program and kind in (PURCHASE, CANCEL):
+            previous = w.points.get(program)
+            if previous is not None and previous != r[8]:
+                self.found.append(Anomaly(
+                    "points_out_of_chain", f"points:{w.number}:{r[1]}",
+                    f"card {w.number} counter {r[1]}: program {program} points before {r[8]}, "
+                    f"previous record left {previous}",
+                    {"record": record_evidence(r), "previous_counter": w.points_counter.get(program),
+                     "previous_points_after": previous, "points_before": r[8]}, w.number, r[1], r[12]))
+            w.points[program] = r[9]
+            w.points_counter[program] = r[1]
+        w.chain_counter, w.chain_balance, w.chain_time = r[1], after, r[14]
+
+    def _walk_stored(self, w: CardWalk) -> None:
+        """Continue the head through records that arrived before the gap closed."""
+        c = records.c
+        stmt = (select(*[c[n] for n in ("card_number", "counter", "record_type", "key_version", "amount",
+                                        "balance_after", "currency", "program_id", "points_before", "points_after",
+                                        "points_earned", "points_redeemed", "terminal_id", "terminal_seq", "time",
+                                        "day", "merchant_id", "batch_id", "entry_id", "raw")])
+                .where(c.card_number == w.number, c.counter > w.chain_counter).order_by(c.counter))
+        for r in self.conn.execute(stmt):
+            if r[1] != w.chain_counter + 1:
+                break
+            self._step(w, tuple(r))
+
+    # -- at the end: write the card accounts back -------------------------------------------------
+    def finish(self) -> list[str]:
+        """Walk detached cards from the database, record gaps, write accounts; the touched cards."""
+        touched = [w for w in self.cards.values() if w.delta or w.detached or w.max_counter > w.chain_counter
+                   or not w.exists]
+        for w in touched:
+            if w.detached or w.max_counter > w.chain_counter:
+                self._walk_stored(w)
+            if w.max_counter > w.chain_counter:
+                if w.gap_since is None:
+                    w.gap_since = self.now
+            else:
+                w.gap_since = None
+        ca = card_accounts.c
+        new = [w for w in touched if not w.exists]
+        if new:
+            self.conn.execute(insert(card_accounts), [
+                {"card_number": w.number, "balance": w.delta, "chain_counter": w.chain_counter,
+                 "chain_balance": w.chain_balance, "chain_time": w.chain_time, "max_counter": w.max_counter,
+                 "gap_since": w.gap_since} for w in new])
+        old = [w for w in touched if w.exists]
+        if old:
+            from sqlalchemy import bindparam
+
+            self.conn.execute(
+                update(card_accounts).where(ca.card_number == bindparam("n"))
+                .values(balance=ca.balance + bindparam("d"), chain_counter=bindparam("cc"),
+                        chain_balance=bindparam("cb"), chain_time=bindparam("ct"), max_counter=bindparam("mc"),
+                        gap_since=bindparam("gs")),
+                [{"n": w.number, "d": w.delta, "cc": w.chain_counter, "cb": w.chain_balance, "ct": w.chain_time,
+                  "mc": w.max_counter, "gs": w.gap_since} for w in old])
+        self._write_points(touched)
+        for w in touched:
+            w.exists, w.delta, w.detached = True, 0, False
+        return [w.number for w in touched]
+
+    def _write_points(self, touched: list[CardWalk]) -> None:
+        numbers = [w.number for w in touched if w.points]
+        cp = card_points.c
+        for i in range(0, len(numbers), _IN):
+            self.conn.execute(card_points.delete().where(cp.card_number.in_(numbers[i : i + _IN])))
+        rows = [{"card_number": w.number, "program_id": p, "points": pts, "counter": w.points_counter[p]}
+                for w in touched for p, pts in w.points.items()]
+        if rows:
+            self.conn.execute(insert(card_points), rows)
+
+
+def open_gaps(conn: Connection, now: int, gap_seconds: int) -> list[Anomaly]:
+    """Gaps open longer than allowed: missing counters the late batches never brought."""
+    ca = card_accounts.c
+    out = []
+    stmt = select(ca.card_number, ca.chain_counter, ca.max_counter, ca.gap_since).where(
+        and_(ca.gap_since.is_not(None), or_(ca.gap_since <= now - gap_seconds)))
+    for number, head, top, since in conn.execute(stmt):
+        nxt = conn.execute(select(records.c.counter).where(records.c.card_number == number,
+                                                           records.c.counter > head)
+                           .order_by(records.c.counter).limit(1)).scalar()
+        missing = f"{head + 1}..{(nxt or top + 1) - 1}"
+        out.append(Anomaly("counter_gap", f"gap:{number}:{head + 1}",
+                           f"card {number}: counters {missing} missing since {_iso(since)}",
+                           {"missing_from": head + 1, "missing_to": (nxt or top + 1) - 1, "gap_since": since,
+                            "highest_counter": top}, number, head + 1))
+    return out
+
+
+def _iso(t: int) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")

@@ -1,0 +1,190 @@
+"""Processing tables: batches (with quarantine), the record sub-ledger, shadow card
+accounts, anomalies, the double-entry journal, and merchant settlements.
+
+Money is integer minor units everywhere (BigInteger). The ``records`` table is the
+sub-ledger: one row per certified card transaction, primary key (card, counter) and
+unique (terminal, terminal sequence), so a record can be stored, and hence posted, at
+most once whatever is re-sent (DESIGN.md, invariant 3). Each row names the journal
+entry that posted it; ``smartpurse check`` proves the entries and the rows agree.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    CheckConstraint,
+    Column,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+)
+
+from processing.schema import metadata
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("sha256", String(64), nullable=False),  # the file's digest: the idempotency key
+    Column("status", String(12), nullable=False),  # 'accepted' | 'quarantined'
+    Column("file_name", Text, nullable=False),
+    Column("terminal_id", BigInteger),  # NULL when the header itself is unreadable
+    Column("merchant_id", BigInteger),
+    Column("batch_seq", BigInteger),
+    Column("first_index", BigInteger),
+    Column("record_count", BigInteger),
+    Column("created", BigInteger),  # unix seconds, from the header
+    Column("prev_chain_mac", LargeBinary(8)),
+    Column("final_chain_mac", LargeBinary(8)),
+    Column("accepted", BigInteger, nullable=False, server_default="0"),  # records new to processing
+    Column("duplicates", BigInteger, nullable=False, server_default="0"),
+    Column("reason", Text),  # why a quarantined batch was rejected: record and check
+    Column("quarantine_path", Text),
+    Column("imported_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("sha256", name="uq_batches_sha256"),
+    CheckConstraint("status IN ('accepted', 'quarantined')", name="status"),
+    Index("ix_batches_terminal_seq", "terminal_id", "batch_seq"),
+)
+
+accounts = Table(
+    "accounts",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("code", String(40), nullable=False),  # 'cash', 'card_float', 'merchant_payable:42', ...
+    Column("name", Text, nullable=False),
+    Column("kind", String(10), nullable=False),  # asset | liability | income
+    Column("merchant_id", BigInteger),
+    UniqueConstraint("code", name="uq_accounts_code"),
+)
+
+journal_entries = Table(
+    "journal_entries",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(12), nullable=False),  # load | batch | settlement | transfer
+    Column("description", Text, nullable=False),
+    Column("day", Date, nullable=False),  # the business day the entry belongs to (UTC)
+    Column("batch_id", Integer, ForeignKey("batches.id")),
+    Column("posted_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_journal_entries_batch", "batch_id"),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("entry_id", Integer, ForeignKey("journal_entries.id"), nullable=False),
+    Column("account_id", Integer, ForeignKey("accounts.id"), nullable=False),
+    Column("debit", BigInteger, nullable=False, server_default="0"),
+    Column("credit", BigInteger, nullable=False, server_default="0"),
+    CheckConstraint("debit >= 0 AND credit >= 0 AND (debit = 0 OR credit = 0)", name="one_side"),
+    Index("ix_postings_entry", "entry_id"),
+    Index("ix_postings_account", "account_id"),
+)
+
+settlements = Table(
+    "settlements",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("merchant_id", BigInteger, nullable=False),
+    Column("until", Date, nullable=False),  # records of days before this date are in it
+    Column("purchase_count", BigInteger, nullable=False),
+    Column("gross", BigInteger, nullable=False),
+    Column("cancel_count", BigInteger, nullable=False),
+    Column("cancellations", BigInteger, nullable=False),
+    Column("fee_bps", Integer, nullable=False),
+    Column("fee", BigInteger, nullable=False),
+    Column("net", BigInteger, nullable=False),
+    Column("entry_id", Integer, ForeignKey("journal_entries.id"), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Index("ix_settlements_merchant", "merchant_id", "until"),
+)
+
+records = Table(
+    "records",
+    metadata,
+    Column("card_number", String(16), primary_key=True),
+    Column("counter", BigInteger, primary_key=True),
+    Column("record_type", SmallInteger, nullable=False),  # purse.protocol.RecordType
+    Column("key_version", SmallInteger, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("balance_after", BigInteger, nullable=False),
+    Column("currency", Integer, nullable=False),
+    Column("program_id", Integer, nullable=False),
+    Column("points_before", BigInteger, nullable=False),
+    Column("points_after", BigInteger, nullable=False),
+    Column("points_earned", BigInteger, nullable=False),
+    Column("points_redeemed", BigInteger, nullable=False),
+    Column("terminal_id", BigInteger, nullable=False),
+    Column("terminal_seq", BigInteger, nullable=False),
+    Column("time", BigInteger, nullable=False),  # unix seconds, the card's
+    Column("day", Integer, nullable=False),  # time // 86400: per-day reports group on it in any dialect
+    Column("merchant_id", BigInteger),  # NULL for loads (the issuer's desk)
+    Column("batch_id", Integer, ForeignKey("batches.id")),  # NULL for loads taken from the loads table
+    Column("entry_id", Integer, ForeignKey("journal_entries.id"), nullable=False),  # posted by
+    Column("settlement_id", Integer, ForeignKey("settlements.id")),
+    Column("raw", LargeBinary(72), nullable=False),  # the certified bytes, for evidence and re-verification
+    UniqueConstraint("terminal_id", "terminal_seq", name="uq_records_terminal_seq"),
+    Index("ix_records_batch", "batch_id"),
+    Index("ix_records_entry", "entry_id"),
+    Index("ix_records_merchant_day", "merchant_id", "day"),
+    sqlite_with_rowid=False,
+)
+
+card_accounts = Table(
+    "card_accounts",
+    metadata,
+    Column("card_number", String(16), primary_key=True),
+    Column("balance", BigInteger, nullable=False),  # shadow balance: sum of this card's posted records
+    Column("chain_counter", BigInteger, nullable=False),  # counters 1..chain_counter all present
+    Column("chain_balance", BigInteger, nullable=False),  # balance after the record at chain_counter
+    Column("chain_time", BigInteger, nullable=False),
+    Column("max_counter", BigInteger, nullable=False),  # > chain_counter: a gap waits for late batches
+    Column("gap_since", BigInteger),  # unix seconds when the current gap was first seen
+)
+
+card_points = Table(
+    "card_points",
+    metadata,
+    Column("card_number", String(16), primary_key=True),
+    Column("program_id", Integer, primary_key=True),
+    Column("points", BigInteger, nullable=False),  # points after the card's chained record of this program
+    Column("counter", BigInteger, nullable=False),
+)
+
+anomalies = Table(
+    "anomalies",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", String(24), nullable=False),
+    Column("fingerprint", String(200), nullable=False),  # one anomaly is recorded once, however often seen
+    Column("card_number", String(16)),
+    Column("counter", BigInteger),
+    Column("terminal_id", BigInteger),
+    Column("batch_id", Integer, ForeignKey("batches.id")),
+    Column("detail", Text, nullable=False),
+    Column("evidence", JSON, nullable=False),
+    Column("detected_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    UniqueConstraint("fingerprint", name="uq_anomalies_fingerprint"),
+    Index("ix_anomalies_card", "card_number"),
+)
+
+transfers_posted = Table(
+    "transfers_posted",
+    metadata,
+    Column("transfer_key", String(80), primary_key=True),  # the registry's transfer, posted once
+    Column("old_card", String(16), nullable=False),
+    Column("new_card", String(16), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("entry_id", Integer, ForeignKey("journal_entries.id"), nullable=False),
+)
