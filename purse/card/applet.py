@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -631,7 +632,7 @@ class PurseApplet:
         self._session = None
         return response
 
-    _handlers = {
+    _handlers: dict[int, Callable[[PurseApplet, CommandApdu], bytes]] = {
         Ins.OPEN_SESSION: _open_session,
         Ins.DEBIT: _debit,
         Ins.CREDIT: _credit,
