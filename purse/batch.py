@@ -1,4 +1,4 @@
-"""The terminal batch file: header, chained records, trailer (docs/batch-format.md).
+"""The terminal batch file: header, chained records, trailer (docs/protocol.md, section 9).
 
 Defined with construct, which is also the reference parser; processing may parse the
 hot path faster, and a test proves both agree on every field. A batch carries its own
