@@ -24,6 +24,7 @@ from personalization import lifecycle, registry
 from personalization.faces import write_face
 from personalization.holders_csv import HoldersCsvError, read_holders
 from personalization.issuing import (
+    DEFAULT_CHUNK,
     CardProfile,
     IssueReport,
     card_profile,
@@ -230,10 +231,12 @@ def _write_pins(path: Path, report: IssueReport) -> None:
 @click.option("--pins", "pins_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the PINs to this file (0600) instead of showing them.")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for each card.")
+@click.option("--chunk", type=click.IntRange(1, 100_000), default=DEFAULT_CHUNK, show_default=True,
+              help="Cards per registry transaction (virtual images).")
 @pass_cli
 def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str | None, reader: str | None,
           folder: Path | None, program: int | None, tier: int | None, max_balance: str | None,
-          currency: int | None, expiry: str | None, pins_file: Path | None, timeout: float) -> None:
+          currency: int | None, expiry: str | None, pins_file: Path | None, timeout: float, chunk: int) -> None:
     """Personalize cards (virtual images by default) and record them in the registry."""
     if (count is None) == (csv_path is None):
         raise UserError("give either --count N or --from holders.csv")
@@ -274,7 +277,7 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
                                      progress=advance)
         else:
             report = issue_to_images(engine, sam, profile, requests, batch, folder or cli.home.cards_dir,
-                                     source=source, progress=advance)
+                                     source=source, chunk=chunk, progress=advance)
     if pins_file is not None and report.issued:
         _write_pins(pins_file, report)
     emit(cli, _report_data(report, profile, pins_file if report.issued else None), _report_text)

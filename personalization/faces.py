@@ -105,6 +105,7 @@ def render_png(face: Face) -> bytes:
     for b in face.boxes:
         draw.rectangle((round(b.x), round(b.y), round(b.x + b.w) - 1, round(b.y + b.h) - 1), fill="black")
     for t in face.texts:
+        font: ImageFont.FreeTypeFont | ImageFont.ImageFont
         try:
             font = ImageFont.truetype("DejaVuSansMono.ttf" if t.mono else "DejaVuSans.ttf", t.size)
         except OSError:

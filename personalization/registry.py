@@ -222,7 +222,7 @@ def register_terminal(engine: Engine, terminal_id: int, merchant_id: int, log_ke
     with engine.begin() as conn:
         insert_or_ignore(conn, merchants, {"merchant_id": merchant_id, "name": f"Merchant {merchant_id}",
                                            "fee_bps": fee_bps})
-        values = {"merchant_id": merchant_id, "log_key_version": log_key_version}
+        values: dict[str, object] = {"merchant_id": merchant_id, "log_key_version": log_key_version}
         if name is not None:
             values["name"] = name
         existing = conn.execute(select(terminals.c.terminal_id).where(terminals.c.terminal_id == terminal_id)).first()

@@ -38,6 +38,8 @@ def purse_other_issuer() -> purse_env.Issuer:
 
 
 # --- personalization: keystore, issuing, registry (logic in personalization_env.py) -------
+from pathlib import Path  # noqa: E402
+
 import personalization_env  # noqa: E402
 
 
@@ -63,3 +65,14 @@ def personalization_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterat
     else:
         with personalization_env.pg_schema() as url:
             yield url
+
+
+# --- processing: databases, keys, synthetic terminals (logic in processing_env.py) ---------
+import processing_env  # noqa: E402
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def processing_db(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
+    """A fresh processing world on SQLite, then on PostgreSQL (own schema; skipped without SMARTPURSE_TEST_PG)."""
+    with processing_env.world(request.param, tmp_path) as w:
+        yield w

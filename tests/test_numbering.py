@@ -76,7 +76,7 @@ def test_two_concurrent_issue_processes_never_share_a_number(personalization_hom
     procs = [subprocess.Popen(command + ["--batch", f"p{i}", "--out", str(personalization_home / f"out{i}")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for i in range(2)]
     outputs = [p.communicate(timeout=120) for p in procs]
-    for p, (out, err) in zip(procs, outputs, strict=True):
+    for p, (_out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err.decode()
     numbers = [c["number"] for out, _ in outputs for c in json.loads(out)["cards"]]
     assert len(numbers) == 300 and len(set(numbers)) == 300
