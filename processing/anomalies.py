@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
 from processing.schema.processing import anomalies
+from processing.verify import details
 
 KINDS = {
     "clone": "two different certified records with one card and counter",
@@ -52,8 +53,9 @@ def record_evidence(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
     """A stored or received row as evidence: the certified bytes and where they came from."""
     if row is None:
         return None
-    return {"card_number": row[0], "counter": row[1], "terminal_id": row[12], "terminal_seq": row[13],
-            "time": row[14], "batch_id": row[17], "record": bytes(row[19]).hex()}
+    raw = bytes(row[10])
+    return {"card_number": row[0], "counter": row[1], "terminal_id": row[4], "terminal_seq": row[5],
+            "time": details(raw)[11], "batch_id": row[8], "record": raw.hex()}
 
 
 def save(conn: Connection, found: Iterable[Anomaly], batch_id: int | None = None) -> int:

@@ -33,6 +33,7 @@ class BatchRejected(SmartpurseError):
 
     def __init__(self, check: str, detail: str, record: int | None = None) -> None:
         self.check = check
+        self.detail = detail
         self.record = record
         where = f"record {record}: " if record is not None else ""
         super().__init__(f"{where}{check}: {detail}")

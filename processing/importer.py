@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import multiprocessing
 import shutil
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +37,7 @@ from processing.schema.loads import loads
 from processing.schema.processing import batches, records
 from processing.schema.registry import terminals
 from processing.store import RecordStore, Row
-from processing.verify import BatchVerifier, check_envelope
+from processing.verify import BatchVerifier, check_envelope, parse_rows, verify_in_worker
 from purse.crypto import macs_equal
 from purse.records import CERTIFIED_SIZE, RECORD
 
@@ -50,6 +52,8 @@ class ImportOptions:
     now: Callable[[], float] = time.time
     chunk_records: int = 32_768
     programs: dict[int, Any] = field(default_factory=dict)  # program id -> purse.loyalty.Program
+    parallel_min_records: int = 50_000  # from this size a second process verifies the MACs
+    ingest_loads: bool = True  # post the desk's new loads first (``process`` does it once per run instead)
 
 
 @dataclass
@@ -122,6 +126,9 @@ def import_batch(engine: Engine, path: Path, keys: ProcessingKeys, options: Impo
         result.terminal_id, result.batch_seq, result.records = header.terminal_id, header.batch_seq, \
             header.record_count
         log_key = check_envelope(batch, keys)
+        if options.ingest_loads:  # its own transaction: the loads stand even if this batch is rejected
+            with import_transaction(engine) as conn:
+                ingest_loads(conn, card_macs or CardMacs(keys), options)
         with import_transaction(engine) as conn:
             try:
                 _import(conn, batch, digest, log_key, card_macs or CardMacs(keys), options, result, progress)
@@ -150,7 +157,6 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
         conn.execute(delete(batches).where(b.id == existing.id))
     _check_terminal(conn, h)
     found = _check_continuity(conn, h, batch.trailer.final_chain_mac, digest)
-    ingest_loads(conn, card_macs, options)
     now = int(options.now())
     batch_id = conn.execute(insert(batches).values(
         sha256=digest, status="accepted", file_name=batch.path.name, terminal_id=h.terminal_id,
@@ -160,13 +166,21 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
     entry_id = ledger.open_entry(conn, "batch", f"batch {h.batch_seq} of terminal {h.terminal_id}",
                                  _day(h.created), batch_id)
     verifier = BatchVerifier(batch, log_key, card_macs, batch_id, entry_id)
+    worker = None
+    if h.record_count >= options.parallel_min_records:
+        worker = _executor().submit(verify_in_worker, str(batch.path), card_macs.keys, options.chunk_records)
     store = RecordStore(conn)
     rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, batch_id=batch_id)
     rec.found.extend(found)
     purchases = cancellations = new_loads = 0
     new_load_rows: list[Row] = []
     for start, data in batch.chunks(options.chunk_records):
-        rows = verifier.chunk(start, data)
+        if worker is None:
+            rows = verifier.chunk(start, data)
+        else:
+            if worker.done():
+                _raise_if_rejected(worker.result())
+            rows = parse_rows(data, h.terminal_id, h.merchant_id, batch_id, entry_id)
         rec.prepare(rows)
         stored = store.store(rows, entry_id)
         result.duplicates += stored.duplicates
@@ -176,24 +190,34 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
         for r in stored.new:
             kind = r[2]
             if kind == 2:
-                purchases += r[4]
+                purchases += r[3]
             elif kind == 3:
-                cancellations += r[4]
+                cancellations += r[3]
             elif kind == LOAD:
-                new_loads += r[4]
+                new_loads += r[3]
                 new_load_rows.append(r)
         result.accepted += len(stored.new)
         if progress is not None:
             progress(len(rows))
-    verifier.finish()
-    for r in new_load_rows:  # loads the issuer's desks had recorded were ingested above: these were not
+    if worker is None:
+        verifier.finish()
+    else:
+        _raise_if_rejected(worker.result())
+    matched_loads = 0
+    for r in new_load_rows:  # a load in a batch: the desk's record (not yet ingested) or an anomaly
+        lo = loads.c
+        desk = conn.execute(select(lo.record).where(lo.card_number == r[0], lo.counter == r[1])).scalar()
+        if desk is not None and bytes(desk) == r[10]:
+            matched_loads += r[3]
+            continue
         rec.found.append(Anomaly("unmatched_load", f"unmatched_load:{r[0]}:{r[1]}",
-                                 f"card {r[0]} counter {r[1]}: load of {r[4]} not recorded by any load desk",
-                                 {"record": record_evidence(r)}, r[0], r[1], r[12]))
+                                 f"card {r[0]} counter {r[1]}: load of {r[3]} not recorded by any load desk",
+                                 {"record": record_evidence(r)}, r[0], r[1], r[4]))
     touched = rec.finish()
     rec.found.extend(_recompute_points(conn, touched, options.programs))
     rec.found.extend(open_gaps(conn, now, options.gap_seconds))
-    ledger.post(conn, entry_id, ledger.batch_lines(h.merchant_id, purchases, cancellations, 0, new_loads))
+    ledger.post(conn, entry_id, ledger.batch_lines(h.merchant_id, purchases, cancellations, matched_loads,
+                                                   new_loads - matched_loads))
     if not result.accepted:
         conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))
     conn.execute(update(batches).where(b.id == batch_id).values(accepted=result.accepted,
@@ -203,16 +227,34 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
     result.anomalies = [a.as_dict() for a in rec.found]
 
 
+_EXECUTOR: ProcessPoolExecutor | None = None
+
+
+def _executor() -> ProcessPoolExecutor:
+    """One verifying worker process per ``smartpurse process`` run, started on the first large batch.
+
+    forkserver, not fork: the worker must not inherit the open database connection."""
+    global _EXECUTOR
+    if _EXECUTOR is None:
+        _EXECUTOR = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+    return _EXECUTOR
+
+
+def _raise_if_rejected(verdict: tuple[str, str, int | None] | None) -> None:
+    if verdict is not None:
+        raise BatchRejected(*verdict)
+
+
 def _conflict(received: Row, stored: Row | None) -> Anomaly:
     if stored is not None and stored[0] == received[0] and stored[1] == received[1]:
-        return Anomaly("clone", f"clone:{received[0]}:{received[1]}:{bytes(received[19]).hex()[-16:]}",
+        return Anomaly("clone", f"clone:{received[0]}:{received[1]}:{bytes(received[10]).hex()[-16:]}",
                        f"card {received[0]} counter {received[1]}: two different certified records (a clone)",
                        {"stored": record_evidence(stored), "received": record_evidence(received)},
-                       received[0], received[1], received[12])
-    return Anomaly("terminal_seq_reused", f"tseq:{received[12]}:{received[13]}:{received[0]}:{received[1]}",
-                   f"terminal {received[12]} sequence {received[13]} names two different records",
+                       received[0], received[1], received[4])
+    return Anomaly("terminal_seq_reused", f"tseq:{received[4]}:{received[5]}:{received[0]}:{received[1]}",
+                   f"terminal {received[4]} sequence {received[5]} names two different records",
                    {"stored": record_evidence(stored), "received": record_evidence(received)},
-                   received[0], received[1], received[12])
+                   received[0], received[1], received[4])
 
 
 def _check_terminal(conn: Connection, h: Any) -> None:
@@ -298,11 +340,10 @@ def ingest_loads(conn: Connection, card_macs: CardMacs, options: ImportOptions) 
                                  f"card {number} counter {f[4]}: the desk's load record does not verify",
                                  {"record": raw.hex()}, number, f[4], f[15]))
             continue
-        rows.append((number, f[4], f[0], f[1], f[5], f[6], f[7], f[8], f[9], f[10], f[11], f[12], f[15], f[16],
-                     f[17], f[17] // 86400, None, None, 0, raw))
+        rows.append((number, f[4], f[0], f[5], f[15], f[16], f[17] // 86400, None, None, 0, raw))
     now = int(options.now())
     entry_id = ledger.open_entry(conn, "load", f"{len(rows)} loads at the issuer's desks", _day(now))
-    rows = [(*row[:18], entry_id, row[19]) for row in rows]
+    rows = [(*row[:9], entry_id, row[10]) for row in rows]
     store = RecordStore(conn)
     rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds)
     rec.found.extend(found)
@@ -312,7 +353,7 @@ def ingest_loads(conn: Connection, card_macs: CardMacs, options: ImportOptions) 
         rec.found.append(_conflict(received, other))
     rec.walk(stored.new)
     rec.finish()
-    total = sum(row[4] for row in stored.new)
+    total = sum(row[3] for row in stored.new)
     ledger.post(conn, entry_id, ledger.batch_lines(None, 0, 0, total, 0))
     if not stored.new:
         conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))
@@ -330,9 +371,8 @@ def _recompute_points(conn: Connection, numbers: list[str], programs: dict[int, 
     out: list[Anomaly] = []
     c = records.c
     for number in numbers:
-        history = [TransactionRecord.from_bytes(bytes(raw)) for raw in conn.execute(
-            select(c.raw).where(c.card_number == number, c.program_id.in_(list(programs)))
-            .order_by(c.counter)).scalars()]
+        history = [rec for rec in (TransactionRecord.from_bytes(bytes(raw)) for raw in conn.execute(
+            select(c.raw).where(c.card_number == number).order_by(c.counter)).scalars()) if rec.program_id in programs]
         for program_id in {rec.program_id for rec in history}:
             for d in recompute_points(programs[program_id], history):
                 out.append(Anomaly("points_mismatch", f"pointsrule:{d.card_number}:{d.counter}",

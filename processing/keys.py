@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 
 from purse import crypto
 from purse.errors import UserError
-from purse.protocol import AID, DEFAULT_SYSTEM_IDENTIFIER
+from purse.home import Home
+from purse.protocol import AID, DEFAULT_SYSTEM_IDENTIFIER, KeyRef
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,14 @@ class CardMacs:
         return ctx
 
 
-def load_processing_keys(home: object, passphrase: str | None = None) -> ProcessingKeys:
-    """The processing role's keys from its encrypted key file (personalization.keyfiles)."""
-    try:
-        from personalization import keyfiles  # written by the personalization role
-        from purse.protocol import KeyRef
-    except ImportError:
-        raise UserError("no processing key file support installed (personalization.keyfiles)") from None
-    role = keyfiles.load_role_keys(keyfiles.role_key_path(home, "processing"),
-                                   passphrase if passphrase is not None else keyfiles.get_passphrase())
+def load_processing_keys(home: Home, passphrase: str | None = None) -> ProcessingKeys:
+    """The processing role's keys from its encrypted key file (``keys export --role processing``)."""
+    from personalization import keyfiles
+
+    path = keyfiles.role_key_path(home, "processing")
+    if not path.is_file():
+        raise UserError(f"no processing key file at {path}: run 'smartpurse keys export --role processing'")
+    role = keyfiles.load_role_keys(path, passphrase if passphrase is not None else keyfiles.get_passphrase())
+    if not role.masters.get(KeyRef.TXN) or not role.term_masters:
+        raise UserError(f"{path} is a {role.role} key file without the TXN and TERM masters processing needs")
     return ProcessingKeys(dict(role.masters[KeyRef.TXN]), dict(role.term_masters), role.system_identifier)

@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Connection, and_, insert, or_, select, update
+from sqlalchemy import Connection, and_, insert, or_, select
 
 from processing.anomalies import Anomaly, record_evidence
 from processing.schema.processing import anomalies, card_accounts, card_points, records
 from processing.schema.registry import cards
+from processing.store import select_in, write_card_accounts
+from processing.verify import RAW_TAIL, RAW_TAIL_AT, ROW_FIELDS, details
 from purse.protocol import RecordType
 
 Row = tuple[Any, ...]
@@ -55,8 +57,8 @@ class CardWalk:
     chain_time: int = 0
     max_counter: int = 0
     gap_since: int | None = None
-    points: dict[int, int] = field(default_factory=dict)
-    points_counter: dict[int, int] = field(default_factory=dict)
+    points: dict[int, int] | None = None  # program -> points at the head; most cards have no program
+    points_counter: dict[int, int] | None = None
     delta: int = 0
     detached: bool = False  # a new record did not continue the head: walk from the database at the end
     last_seen: int = -1  # last counter of this card in the current batch, in terminal order
@@ -97,88 +99,101 @@ class Reconciler:
     def prepare(self, rows: Sequence[Row]) -> None:
         """Load the card accounts of cards first seen in ``rows``; check terminal order and hotlist."""
         missing = sorted({r[0] for r in rows} - self.cards.keys())
-        for i in range(0, len(missing), _IN):
-            self._load(missing[i : i + _IN])
+        if missing:
+            self._load(missing)
         hot = self.hotlist
         for r in rows:
             w = self.cards[r[0]]
             if r[1] <= w.last_seen:
                 self.found.append(Anomaly(
-                    "counter_rollback", f"rollback:{r[0]}:{r[1]}:{r[12]}:{r[13]}",
-                    f"card {r[0]}: counter {r[1]} after counter {w.last_seen} at terminal {r[12]}",
-                    {"record": record_evidence(r), "previous_counter": w.last_seen}, r[0], r[1], r[12]))
+                    "counter_rollback", f"rollback:{r[0]}:{r[1]}:{r[4]}:{r[5]}",
+                    f"card {r[0]}: counter {r[1]} after counter {w.last_seen} at terminal {r[4]}",
+                    {"record": record_evidence(r), "previous_counter": w.last_seen}, r[0], r[1], r[4]))
             w.last_seen = r[1]
             blocked = hot.get(r[0])
-            if blocked is not None and r[2] != BLOCK and r[14] > blocked:
-                self.found.append(Anomaly(
-                    "hotlisted_use", f"hotlisted:{r[0]}:{r[1]}",
-                    f"card {r[0]} used at {_iso(r[14])}, blocked since {_iso(blocked)}",
-                    {"record": record_evidence(r), "blocked_at": blocked}, r[0], r[1], r[12]))
+            if blocked is not None and r[2] != BLOCK:
+                when = details(r[10])[11]
+                if when > blocked:
+                    self.found.append(Anomaly(
+                        "hotlisted_use", f"hotlisted:{r[0]}:{r[1]}",
+                        f"card {r[0]} used at {_iso(when)}, blocked since {_iso(blocked)}",
+                        {"record": record_evidence(r), "blocked_at": blocked}, r[0], r[1], r[4]))
 
     def _load(self, numbers: list[str]) -> None:
-        ca = card_accounts.c
-        stmt = select(ca.card_number, ca.chain_counter, ca.chain_balance, ca.chain_time, ca.max_counter,
-                      ca.gap_since).where(ca.card_number.in_(numbers))
-        for row in self.conn.execute(stmt):
+        for row in select_in(self.conn, "SELECT card_number, chain_counter, chain_balance, chain_time, max_counter, "
+                             "gap_since FROM card_accounts WHERE card_number", numbers):
             self.cards[row[0]] = CardWalk(row[0], True, row[1], row[2], row[3], row[4], row[5])
         for number in numbers:
             if number not in self.cards:
                 self.cards[number] = CardWalk(number, False)
-        cp = card_points.c
-        for number, program, points, counter in self.conn.execute(
-                select(cp.card_number, cp.program_id, cp.points, cp.counter).where(cp.card_number.in_(numbers))):
+        for number, program, points, counter in select_in(
+                self.conn, "SELECT card_number, program_id, points, counter FROM card_points WHERE card_number",
+                numbers):
             w = self.cards[number]
+            if w.points is None or w.points_counter is None:
+                w.points, w.points_counter = {}, {}
             w.points[program] = points
             w.points_counter[program] = counter
 
     # -- after storing: walk the new records -----------------------------------------------------
     def walk(self, rows: Sequence[Row]) -> None:
-        """Advance chain heads through newly stored rows (terminal order: per card, counters rise)."""
+        """Advance chain heads through newly stored rows (terminal order: per card, counters rise).
+
+        The common case (a purchase continuing its card's chain, no program) is inlined: this loop
+        runs once per record of every batch.
+        """
+        cards = self.cards
+        unpack = RAW_TAIL.unpack_from
         for r in rows:
-            w = self.cards[r[0]]
-            w.delta += signed_amount(r[2], r[4])
-            if r[1] > w.max_counter:
-                w.max_counter = r[1]
-            if not w.detached and r[1] == w.chain_counter + 1:
+            w = cards[r[0]]
+            kind, counter, amount = r[2], r[1], r[3]
+            signed = -amount if kind == PURCHASE else amount if kind != BLOCK else 0
+            w.delta += signed
+            if counter > w.max_counter:
+                w.max_counter = counter
+            if w.detached or counter != w.chain_counter + 1:
+                w.detached = True
+                continue
+            after, _, program, _, _, _, _, _, _, _, _, when = unpack(r[10], RAW_TAIL_AT)
+            if program or after - signed != w.chain_balance:
                 self._step(w, r)
             else:
-                w.detached = True
+                w.chain_counter, w.chain_balance, w.chain_time = counter, after, when
 
     def _step(self, w: CardWalk, r: Row) -> None:
-        kind, amount, after = r[2], r[4], r[5]
+        kind, amount = r[2], r[3]
+        after, _, program, points_before, points_after, *_, when = details(r[10])
         before = balance_before(kind, amount, after)
         if before != w.chain_balance:
             self.found.append(Anomaly(
                 "balance_out_of_chain", f"balance:{w.number}:{r[1]}",
                 f"card {w.number} counter {r[1]}: balance before {before}, previous record left {w.chain_balance}",
                 {"record": record_evidence(r), "previous_counter": w.chain_counter,
-                 "previous_balance_after": w.chain_balance, "balance_before": before}, w.number, r[1], r[12]))
-        program = r[7]
+                 "previous_balance_after": w.chain_balance, "balance_before": before}, w.number, r[1], r[4]))
         if program and kind in (PURCHASE, CANCEL):
+            if w.points is None or w.points_counter is None:
+                w.points, w.points_counter = {}, {}
             previous = w.points.get(program)
-            if previous is not None and previous != r[8]:
+            if previous is not None and previous != points_before:
                 self.found.append(Anomaly(
                     "points_out_of_chain", f"points:{w.number}:{r[1]}",
-                    f"card {w.number} counter {r[1]}: program {program} points before {r[8]}, "
+                    f"card {w.number} counter {r[1]}: program {program} points before {points_before}, "
                     f"previous record left {previous}",
                     {"record": record_evidence(r), "previous_counter": w.points_counter.get(program),
-                     "previous_points_after": previous, "points_before": r[8]}, w.number, r[1], r[12]))
-            w.points[program] = r[9]
+                     "previous_points_after": previous, "points_before": points_before}, w.number, r[1], r[4]))
+            w.points[program] = points_after
             w.points_counter[program] = r[1]
-        w.chain_counter, w.chain_balance, w.chain_time = r[1], after, r[14]
+        w.chain_counter, w.chain_balance, w.chain_time = r[1], after, when
 
     def _walk_stored(self, w: CardWalk) -> None:
         """Continue the head through records that arrived before the gap closed."""
         c = records.c
-        stmt = (select(*[c[n] for n in ("card_number", "counter", "record_type", "key_version", "amount",
-                                        "balance_after", "currency", "program_id", "points_before", "points_after",
-                                        "points_earned", "points_redeemed", "terminal_id", "terminal_seq", "time",
-                                        "day", "merchant_id", "batch_id", "entry_id", "raw")])
+        stmt = (select(*[c[n] for n in ROW_FIELDS])
                 .where(c.card_number == w.number, c.counter > w.chain_counter).order_by(c.counter))
         for r in self.conn.execute(stmt):
             if r[1] != w.chain_counter + 1:
                 break
-            self._step(w, tuple(r))
+            self._step(w, (*r[:10], bytes(r[10])))
 
     # -- at the end: write the card accounts back -------------------------------------------------
     def finish(self) -> list[str]:
@@ -193,24 +208,12 @@ class Reconciler:
                     w.gap_since = self.now
             else:
                 w.gap_since = None
-        ca = card_accounts.c
-        new = [w for w in touched if not w.exists]
-        if new:
-            self.conn.execute(insert(card_accounts), [
-                {"card_number": w.number, "balance": w.delta, "chain_counter": w.chain_counter,
-                 "chain_balance": w.chain_balance, "chain_time": w.chain_time, "max_counter": w.max_counter,
-                 "gap_since": w.gap_since} for w in new])
-        old = [w for w in touched if w.exists]
-        if old:
-            from sqlalchemy import bindparam
-
-            self.conn.execute(
-                update(card_accounts).where(ca.card_number == bindparam("n"))
-                .values(balance=ca.balance + bindparam("d"), chain_counter=bindparam("cc"),
-                        chain_balance=bindparam("cb"), chain_time=bindparam("ct"), max_counter=bindparam("mc"),
-                        gap_since=bindparam("gs")),
-                [{"n": w.number, "d": w.delta, "cc": w.chain_counter, "cb": w.chain_balance, "ct": w.chain_time,
-                  "mc": w.max_counter, "gs": w.gap_since} for w in old])
+        write_card_accounts(
+            self.conn,
+            [(w.number, w.delta, w.chain_counter, w.chain_balance, w.chain_time, w.max_counter, w.gap_since)
+             for w in touched if not w.exists],
+            [(w.number, w.delta, w.chain_counter, w.chain_balance, w.chain_time, w.max_counter, w.gap_since)
+             for w in touched if w.exists])
         self._write_points(touched)
         for w in touched:
             w.exists, w.delta, w.detached = True, 0, False
@@ -220,9 +223,9 @@ class Reconciler:
         numbers = [w.number for w in touched if w.points]
         cp = card_points.c
         for i in range(0, len(numbers), _IN):
-            self.conn.execute(card_points.delete().where(cp.card_number.in_(numbers[i : i + _IN])))
-        rows = [{"card_number": w.number, "program_id": p, "points": pts, "counter": w.points_counter[p]}
-                for w in touched for p, pts in w.points.items()]
+            self.conn.execute(card_points.delete().where(cp.card_number.in_(numbers[i : i + _IN])))  # few: programs
+        rows = [{"card_number": w.number, "program_id": p, "points": pts, "counter": (w.points_counter or {})[p]}
+                for w in touched if w.points for p, pts in w.points.items()]
         if rows:
             self.conn.execute(insert(card_points), rows)
 

@@ -1,8 +1,9 @@
 """Storing records in bulk, once: the driver's fastest path, and who won each conflict.
 
-SQLite gets ``executemany`` of one prepared ``INSERT OR IGNORE``; PostgreSQL gets
-binary ``COPY`` into a session temp table, then ``INSERT … SELECT … ON CONFLICT DO
-NOTHING`` into ``records``. Either way the unique keys (card, counter) and (terminal,
+SQLite gets ``executemany`` of one prepared ``INSERT OR IGNORE``; PostgreSQL gets a
+binary ``COPY`` straight into ``records`` inside a savepoint, and only when that hits
+a unique key, ``COPY`` into a session temp table then ``INSERT … SELECT … ON CONFLICT
+DO NOTHING``. Either way the unique keys (card, counter) and (terminal,
 terminal sequence) decide: a row that was already stored is not stored again. When the
 number stored is the number sent (the usual case) nothing more is asked; otherwise
 ``classify`` looks each row up and tells new rows, exact duplicates and conflicts apart.
@@ -10,6 +11,7 @@ number stored is the number sent (the usual case) nothing more is asked; otherwi
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,8 +23,7 @@ from processing.verify import ROW_FIELDS
 
 Row = tuple[Any, ...]
 _COLS = ", ".join(ROW_FIELDS)
-_PG_TYPES = ["text", "int8", "int2", "int2", "int8", "int8", "int4", "int4", "int8", "int8", "int8", "int8",
-             "int8", "int8", "int8", "int4", "int8", "int4", "int4", "bytea"]
+_PG_TYPES = ["text", "int8", "int2", "int8", "int8", "int8", "int4", "int8", "int4", "int4", "bytea"]
 _LOOKUP = 400  # keys per lookup query (SQLite's host-parameter limit is far above 2 x 400)
 
 
@@ -41,7 +42,7 @@ class RecordStore:
     def __init__(self, conn: Connection) -> None:
         self.conn = conn
         self.dialect = conn.dialect.name
-        self._dbapi = conn.connection.driver_connection
+        self._dbapi: Any = conn.connection.driver_connection
         self._staging = False
 
     def insert(self, rows: Sequence[Row]) -> int:
@@ -54,19 +55,33 @@ class RecordStore:
                 f"INSERT OR IGNORE INTO records ({_COLS}) VALUES ({', '.join('?' * len(ROW_FIELDS))})", rows)
             return int(self._dbapi.total_changes - before)
         if self.dialect == "postgresql":
+            import psycopg
+
             cur = self._dbapi.cursor()
+            cur.execute("SAVEPOINT bulk_records")
+            try:  # the usual case, nothing stored yet: COPY straight into the table
+                self._copy(cur, "records", rows)
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT bulk_records")
+            else:
+                cur.execute("RELEASE SAVEPOINT bulk_records")
+                return len(rows)
             if not self._staging:
                 cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS records_in AS SELECT {_COLS} FROM records WITH NO DATA")
                 self._staging = True
             cur.execute("TRUNCATE records_in")
-            with cur.copy(f"COPY records_in ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(_PG_TYPES)
-                write = copy.write_row
-                for row in rows:
-                    write(row)
+            self._copy(cur, "records_in", rows)
             cur.execute(f"INSERT INTO records ({_COLS}) SELECT {_COLS} FROM records_in ON CONFLICT DO NOTHING")
             return int(cur.rowcount)
         raise NotImplementedError(f"bulk insert for {self.dialect}")
+
+    @staticmethod
+    def _copy(cur: Any, table: str, rows: Sequence[Row]) -> None:
+        with cur.copy(f"COPY {table} ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_PG_TYPES)
+            write = copy.write_row
+            for row in rows:
+                write(row)
 
     def store(self, rows: Sequence[Row], entry_id: int) -> Stored:
         inserted = self.insert(rows)
@@ -87,16 +102,16 @@ class RecordStore:
                     tuple_(c.card_number, c.counter).in_([(r[0], r[1]) for r in part]))):
                 by_key[(found[0], found[1])] = tuple(found)
             for found in self.conn.execute(select(*cols).where(
-                    tuple_(c.terminal_id, c.terminal_seq).in_([(r[12], r[13]) for r in part]))):
-                by_seq[(found[12], found[13])] = tuple(found)
+                    tuple_(c.terminal_id, c.terminal_seq).in_([(r[4], r[5]) for r in part]))):
+                by_seq[(found[4], found[5])] = tuple(found)
         claimed: set[tuple[str, int]] = set()
         for row in rows:
             key = (row[0], row[1])
-            stored = by_key.get(key) or by_seq.get((row[12], row[13]))
+            stored = by_key.get(key) or by_seq.get((row[4], row[5]))
             if stored is None:
                 out.conflicts.append((row, None))
-            elif bytes(stored[19]) == row[19]:
-                if stored[18] == entry_id and key not in claimed:
+            elif bytes(stored[10]) == row[10]:
+                if stored[9] == entry_id and key not in claimed:
                     claimed.add(key)
                     out.new.append(row)
                 else:
@@ -104,3 +119,57 @@ class RecordStore:
             else:
                 out.conflicts.append((row, stored))
         return out
+
+
+def select_in(conn: Connection, head: str, keys: Sequence[str]) -> list[tuple[Any, ...]]:
+    """``head`` (a SELECT ending in ``WHERE <column>``) for all ``keys`` in one driver call.
+
+    One parameter whatever the number of keys (a JSON array on SQLite, an array on
+    PostgreSQL): SQLAlchemy's expanding IN recompiles per list and dominated imports
+    touching a hundred thousand cards.
+    """
+    if not keys:
+        return []
+    dbapi: Any = conn.connection.driver_connection
+    if conn.dialect.name == "sqlite":
+        return list(dbapi.execute(f"{head} IN (SELECT value FROM json_each(?))", (json.dumps(list(keys)),)))
+    cur = dbapi.cursor()
+    cur.execute(f"{head} = ANY(%s)", (list(keys),))
+    return list(cur.fetchall())
+
+
+_ACCOUNT_COLS = ("card_number", "balance", "chain_counter", "chain_balance", "chain_time", "max_counter", "gap_since")
+
+
+def write_card_accounts(conn: Connection, new: Sequence[Row], changed: Sequence[Row]) -> None:
+    """Insert ``new`` and update ``changed`` card accounts; rows in ``_ACCOUNT_COLS`` order, the
+    balance of a changed row being the delta to add."""
+    dbapi: Any = conn.connection.driver_connection
+    cols = ", ".join(_ACCOUNT_COLS)
+    if conn.dialect.name == "sqlite":
+        if new:
+            dbapi.executemany(f"INSERT INTO card_accounts ({cols}) VALUES (?, ?, ?, ?, ?, ?, ?)", new)
+        if changed:
+            dbapi.executemany(
+                "UPDATE card_accounts SET balance = balance + ?, chain_counter = ?, chain_balance = ?, "
+                "chain_time = ?, max_counter = ?, gap_since = ? WHERE card_number = ?",
+                [(*r[1:], r[0]) for r in changed])
+        return
+    cur = dbapi.cursor()
+    types = ["text", "int8", "int8", "int8", "int8", "int8", "int8"]
+    if new:
+        with cur.copy(f"COPY card_accounts ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            for r in new:
+                copy.write_row(r)
+    if changed:
+        cur.execute(f"CREATE TEMP TABLE IF NOT EXISTS card_accounts_in AS SELECT {cols} FROM card_accounts "
+                    "WITH NO DATA")
+        cur.execute("TRUNCATE card_accounts_in")
+        with cur.copy(f"COPY card_accounts_in ({cols}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(types)
+            for r in changed:
+                copy.write_row(r)
+        cur.execute("UPDATE card_accounts ca SET balance = ca.balance + i.balance, chain_counter = i.chain_counter, "
+                    "chain_balance = i.chain_balance, chain_time = i.chain_time, max_counter = i.max_counter, "
+                    "gap_since = i.gap_since FROM card_accounts_in i WHERE ca.card_number = i.card_number")

@@ -11,6 +11,7 @@ naming the record (1-based, in file order) and the check that failed.
 from __future__ import annotations
 
 import hmac
+import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,19 @@ from purse.records import CERTIFIED_SIZE, RECORD_SIZE, TransactionRecord
 
 RECORD_TYPES = frozenset(int(t) for t in RecordType)
 
-# Row layout handed to storage (processing.store.RECORD_COLUMNS names the same order).
-ROW_FIELDS = ("card_number", "counter", "record_type", "key_version", "amount", "balance_after", "currency",
-              "program_id", "points_before", "points_after", "points_earned", "points_redeemed", "terminal_id",
-              "terminal_seq", "time", "day", "merchant_id", "batch_id", "entry_id", "raw")
+# Row layout handed to storage: the ``records`` columns, in this order.
+ROW_FIELDS = ("card_number", "counter", "record_type", "amount", "terminal_id", "terminal_seq", "day", "merchant_id",
+              "batch_id", "entry_id", "raw")
+# The rest of a record, read from its raw bytes: balance after, currency, program, points before/after,
+# earned, redeemed, prizes, tier, terminal id, terminal sequence, time (docs/protocol.md, record layout).
+RAW_TAIL = struct.Struct(">IHHIIiiBBIII")
+RAW_TAIL_AT = 25
+
+
+def details(raw: bytes) -> tuple[int, ...]:
+    """(balance_after, currency, program_id, points_before, points_after, earned, redeemed, prizes, tier,
+    terminal_id, terminal_seq, time) of a stored record."""
+    return RAW_TAIL.unpack_from(raw, RAW_TAIL_AT)
 
 
 def check_envelope(batch: BatchFile, keys: ProcessingKeys) -> bytes:
@@ -65,8 +75,8 @@ class BatchVerifier:
         self.prev_mac = self.batch.header.prev_chain_mac
         self._chain = crypto.PrekeyedMac(self.log_key)
 
-    def chunk(self, start: int, data: bytes) -> list[tuple[object, ...]]:
-        """Verify entries ``start``.. in ``data``; the rows in ``ROW_FIELDS`` order."""
+    def chunk(self, start: int, data: bytes, build: bool = True) -> list[tuple[object, ...]]:
+        """Verify entries ``start``.. in ``data``; the rows in ``ROW_FIELDS`` order (none unless ``build``)."""
         if start != self.seen:
             raise ValueError("chunks must be verified in file order")
         rows: list[tuple[object, ...]] = []
@@ -103,6 +113,9 @@ class BatchVerifier:
                 raise BatchRejected("certificate", f"{_describe(number, counter)}: the card certificate does not "
                                     f"verify under the card's TXN key v{version} (forged or altered record)", i)
             amount = f[5]
+            if build:
+                append((number, counter, kind, amount, terminal_id, f[16], f[17] // 86400, merchant_id, batch_id,
+                        entry_id, raw))
             if kind == 2:
                 t.purchase_count += 1
                 t.purchase_total += amount
@@ -114,11 +127,8 @@ class BatchVerifier:
                 t.load_total += amount
             else:
                 t.block_count += 1
-            time_ = f[17]
-            append((number, counter, kind, version, amount, f[6], f[7], f[8], f[9], f[10], f[11], f[12],
-                    terminal_id, f[16], time_, time_ // 86400, merchant_id, batch_id, entry_id, raw))
         self.prev_mac = prev
-        self.seen = start + len(rows)
+        self.seen = start + len(data) // ENTRY_SIZE
         return rows
 
     def finish(self) -> None:
@@ -134,6 +144,42 @@ class BatchVerifier:
             if announced != value:
                 raise BatchRejected("trailer", f"{name.replace('_', ' ')} is {announced} in the trailer, "
                                     f"the records give {value}")
+
+
+def parse_rows(data: bytes, terminal_id: int, merchant_id: int, batch_id: int, entry_id: int) -> list[
+        tuple[object, ...]]:
+    """Storage rows of a chunk without any check: the import's main process, while a worker verifies."""
+    rows: list[tuple[object, ...]] = []
+    pos = 0
+    for f in ENTRY.iter_unpack(data):
+        rows.append((f[3].hex(), f[4], f[0], f[5], terminal_id, f[16], f[17] // 86400, merchant_id, batch_id, entry_id,
+                     data[pos : pos + RECORD_SIZE]))
+        pos += ENTRY_SIZE
+    return rows
+
+
+_WORKER_MACS: dict[int, CardMacs] = {}
+
+
+def verify_in_worker(path: str, keys: ProcessingKeys, chunk_records: int) -> tuple[str, str, int | None] | None:
+    """Verify a whole batch in another process; None when it is good, else (check, detail, record).
+
+    The worker keeps its card MAC contexts from batch to batch (deriving a card key costs
+    20 times a MAC), keyed by the keys' identity within this worker's life."""
+    macs = _WORKER_MACS.get(hash((tuple(sorted(keys.txn_masters.items())), keys.system_identifier)))
+    if macs is None:
+        _WORKER_MACS.clear()
+        macs = _WORKER_MACS.setdefault(hash((tuple(sorted(keys.txn_masters.items())), keys.system_identifier)),
+                                       CardMacs(keys))
+    try:
+        batch = open_batch(Path(path))
+        verifier = BatchVerifier(batch, check_envelope(batch, keys), macs)
+        for start, data in batch.chunks(chunk_records):
+            verifier.chunk(start, data, build=False)
+        verifier.finish()
+    except BatchRejected as e:
+        return e.check, e.detail, e.record
+    return None
 
 
 def verify_file(batch: BatchFile, keys: ProcessingKeys, card_macs: CardMacs | None = None) -> Iterable[
@@ -173,7 +219,8 @@ def reference_verify(path: Path, keys: ProcessingKeys) -> list[TransactionRecord
         try:
             rec = TransactionRecord.from_bytes(raw)
         except ValueError:
-            raise BatchRejected("record", f"unknown record type {raw[0]} ({_describe(number, int.from_bytes(raw[18:22], 'big'))})", i) from None
+            counter = int.from_bytes(raw[17:21], "big")
+            raise BatchRejected("record", f"unknown record type {raw[0]} ({_describe(number, counter)})", i) from None
         if rec.terminal_id != header.terminal_id:
             raise BatchRejected("record", f"{_describe(rec.card_number, rec.counter)} was made at terminal "
                                 f"{rec.terminal_id}, not at this batch's terminal {header.terminal_id}", i)

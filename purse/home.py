@@ -94,3 +94,23 @@ class Home:
     @property
     def system_identifier(self) -> bytes:
         return str(self.issuer["system_identifier"]).encode()[:16]
+
+
+@dataclass(frozen=True)
+class TerminalFiles:
+    """Where terminal ``terminal_id`` keeps its log, installed program and hotlist in a home."""
+
+    folder: Path
+    terminal_id: int
+
+    @property
+    def log(self) -> Path:
+        return self.folder / f"{self.terminal_id}.db"
+
+    @property
+    def program(self) -> Path:
+        return self.folder / f"{self.terminal_id}.program.signed"
+
+    @property
+    def hotlist(self) -> Path:
+        return self.folder / f"{self.terminal_id}.hotlist.signed"

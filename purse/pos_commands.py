@@ -22,6 +22,7 @@ from personalization.keystore import Keystore
 from personalization.roles import RoleKeys
 from purse.cliutil import CliContext, emit, pass_cli
 from purse.errors import UserError
+from purse.home import TerminalFiles
 from purse.hotlist import Hotlist, load_hotlist
 from purse.loyalty import (
     Program,
@@ -64,26 +65,6 @@ def _issuer(cli: CliContext) -> Keystore:
 
 
 # -- a terminal's files in the home ------------------------------------------------------------
-
-@dataclass(frozen=True)
-class TerminalFiles:
-    """Where terminal ``terminal_id`` keeps its log, program and hotlist."""
-
-    folder: Path
-    terminal_id: int
-
-    @property
-    def log(self) -> Path:
-        return self.folder / f"{self.terminal_id}.db"
-
-    @property
-    def program(self) -> Path:
-        return self.folder / f"{self.terminal_id}.program.signed"
-
-    @property
-    def hotlist(self) -> Path:
-        return self.folder / f"{self.terminal_id}.hotlist.signed"
-
 
 @dataclass
 class PosStation:
@@ -446,6 +427,7 @@ class _NoCard:
 def load(cli: CliContext, number: str, amount: str, reader: str | None) -> None:
     """Load AMOUNT onto card NUMBER at the issuer's credit desk (AMOUNT like 500.00)."""
     from processing.db import open_database
+    from processing.issuer_loads import record_loads
 
     value = _amount(cli, amount)
     keys = _role_keys(cli, "credit")
@@ -456,25 +438,8 @@ def load(cli: CliContext, number: str, amount: str, reader: str | None) -> None:
     terminal = CreditTerminal(open_card(cli, number, reader, sam), sam, log, terminal_id=terminal_id)
     _, recovered = terminal.present()  # a load left pending by a pulled card is recorded too
     receipt = terminal.load(value)
-    _record_loads(engine, [r for r in recovered if r.kind == "load"] + [receipt])
+    record_loads(engine, [r for r in recovered if r.kind == "load"] + [receipt])
     emit(cli, receipt_data(receipt), lambda d: receipt_text(cli, d))
-
-
-def _record_loads(engine: Any, receipts: list[Receipt]) -> None:
-    """Write loads to the issuer's ``loads`` table, once each (card number + counter)."""
-    from sqlalchemy import select
-
-    from processing.schema.loads import loads
-
-    with engine.begin() as conn:
-        for r in receipts:
-            assert r.record is not None
-            known = conn.execute(select(loads.c.id).where(loads.c.card_number == r.card_number,
-                                                          loads.c.counter == r.counter)).first()
-            if known is None:
-                conn.execute(loads.insert().values(
-                    card_number=r.card_number, counter=r.counter, amount=r.amount, balance_after=r.balance,
-                    terminal_id=r.terminal_id, terminal_seq=r.terminal_seq, time=r.time, record=r.record.to_bytes()))
 
 
 COMMANDS: list[click.Command] = [program_group, pos_group, load]

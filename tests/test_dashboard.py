@@ -8,6 +8,7 @@ fetched, and --dump-dom hands the measurements back to the test.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -15,9 +16,16 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
+import purse_env
 import pytest
+from click.testing import CliRunner
+from processing_env import World
+from sqlalchemy import insert
+from stdnum import luhn
 
+import cli as smartpurse_cli
 from processing.dashboard import (
     Anomaly,
     DailySales,
@@ -25,9 +33,23 @@ from processing.dashboard import (
     FloatPoint,
     PointsLiability,
     SettlementRow,
+    collect_dashboard_data,
     render_dashboard,
+    write_dashboard,
 )
 from processing.dashboard.fmt import axis_money, currency_code, money, nice_ticks
+from processing.importer import ImportOptions, import_batch
+from processing.keys import ProcessingKeys
+from processing.schema.loads import loads
+from processing.schema.registry import merchants, terminals
+from processing.settlement import settle
+from purse.card.storage import MemoryStorage
+from purse.loyalty import ProgramPolicy
+from purse.loyalty.program import program_from_dict
+from purse.protocol import DEFAULT_SYSTEM_IDENTIFIER, KeyRef
+from purse.terminal import CreditTerminal, Terminal
+from purse.terminal_log import TerminalLog
+from purse.transport.virtual import VirtualTransport
 
 MERCHANTS = ("Cafe North", "Fuel Station 7")
 
@@ -60,17 +82,17 @@ def sample_data(days: int = 10) -> DashboardData:
         generated=datetime(2025, 4, 1, 9, 30, tzinfo=UTC),
         daily_sales=sales,
         float_series=floats,
-        points=[PointsLiability("Coffee club", 123_456, 180, 12), PointsLiability("Fuel rewards", 4_521, 9, 3, 45_21)],
+        points=[PointsLiability("Coffee club", 123_456, 180, 20_000, 1_500), PointsLiability("Fuel rewards", 4_521, 9)],
         anomalies=[
             Anomaly(datetime(2025, 3, 4, 12, 5), "counter_gap", "6277000000000456", "counters 5..7 missing",
-                    None, MERCHANTS[1], "warning"),
+                    "info", 5, 7),
             Anomaly(datetime(2025, 3, 3, 8, 0), "clone", "6277000000000123", "two records with counter 17",
-                    45_000, MERCHANTS[0], "critical"),
+                    "critical", 17, 3),
         ],
         anomaly_kinds={"clone": 1, "counter_gap": 4, "points_mismatch": 2},
         settlement=[
-            SettlementRow(MERCHANTS[0], 1_055_530, 15_833, 700_000, 339_697, "partial", date(2025, 3, 8)),
-            SettlementRow(MERCHANTS[1], 1_250_795, 18_762, 1_232_033, 0, "settled", date(2025, 3, 9)),
+            SettlementRow(MERCHANTS[0], 1_055_530, 1_250, 10_543, 700_000, 354_280, date(2025, 3, 8)),
+            SettlementRow(MERCHANTS[1], 1_250_795, 0, 12_508, 1_250_795, 0, date(2025, 3, 9)),
         ],
         sources={"sales": "smartpurse report settlement --format json"},
     )
@@ -164,14 +186,15 @@ def test_every_figure_is_printed_as_text() -> None:
     for p in data.float_series:
         assert money(p.balance, 2) in text
     for s in data.settlement:
-        assert {money(s.gross, 2), money(s.fees, 2), money(s.settled, 2), money(s.pending, 2)} <= text
-    assert {"123,456", "4,521", "45.21"} <= text
+        assert {money(s.gross, 2), money(s.net_sales, 2), money(s.fees, 2), money(s.settled, 2),
+                money(s.pending, 2)} <= text
+    assert {"123,456", "4,521", "20,000", "1,500", "partial", "settled"} <= text
     assert "6277000000000123" in text and "two records with counter 17" in text
     assert page.by_id("kpi-sales")["data-value"] == str(sum(r.net for r in data.daily_sales))
     assert page.by_id("kpi-float")["data-value"] == str(data.float_series[-1].balance)
     assert page.by_id("kpi-points")["data-value"] == "127977"
     assert page.by_id("kpi-anomalies")["data-value"] == "7"
-    assert page.by_id("kpi-pending")["data-value"] == "339697"
+    assert page.by_id("kpi-pending")["data-value"] == "354280"
     assert "2025-03-01 – 2025-03-10" in text and "RUB" in text
 
 
@@ -197,7 +220,8 @@ def test_charts_are_accessible_and_match_the_data() -> None:
     assert drawn == expected_sales_marks(data)
     assert [int(m["data-value"]) for m in page.marks("chart-float")] == [p.balance for p in data.float_series]
     bars = page.marks("chart-settlement")
-    assert sum(int(m["data-value"]) for m in bars if m["data-series"] == "pending") == 339_697
+    assert sum(int(m["data-value"]) for m in bars if m["data-series"] == "pending") == 354_280
+    assert [int(m["data-value"]) for m in page.marks("chart-anomalies")] == [4, 2, 1]  # all of the period, by kind
     assert len(page.by_id("chart-sales")) and html.count("<title>") >= len(drawn)
 
 
@@ -296,3 +320,140 @@ def test_chromium_draws_every_chart(tmp_path: Path) -> None:
     assert_charts_drawn(dom, data)
     assert dom.by_id("kpi-sales")["data-value"] == str(sum(r.net for r in data.daily_sales))
     assert money(data.float_series[-1].balance, 2) in dom.texts
+
+
+# --- end to end: real cards, real terminals, real processing, the JSON reports -----------
+
+DAY = 86_400
+SHOPS = {7: (42, "Cafe North", 100), 8: (43, "Fuel Station 7", 250)}  # terminal -> merchant, name, fee bps
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = purse_env.NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _card_number(i: int) -> str:
+    body = f"600100{i:09d}"
+    return body + luhn.calc_check_digit(body)
+
+
+def shop_history(w: World, issuer: purse_env.Issuer) -> None:
+    """Three days of two shops on real virtual cards: loads at the desk, sales, a cancel, a clone, a settlement.
+
+    Every record is made by the card applet and certified by it, every batch is written by
+    the terminal library, and processing imports them exactly as ``smartpurse process`` does.
+    """
+    keys = ProcessingKeys(dict(issuer.masters[KeyRef.TXN]), {1: issuer.term_master}, DEFAULT_SYSTEM_IDENTIFIER)
+    with w.engine.begin() as conn:
+        for tid, (mid, name, bps) in SHOPS.items():
+            conn.execute(insert(merchants).values(merchant_id=mid, name=name, fee_bps=bps))
+            conn.execute(insert(terminals).values(terminal_id=tid, merchant_id=mid, log_key_version=1))
+    clock = Clock()
+    logs = {tid: TerminalLog(w.tmp / f"t{tid}.log", terminal_id=tid, merchant_id=mid, log_key=issuer.log_key(tid))
+            for tid, (mid, _, _) in SHOPS.items()}
+    desk_log = TerminalLog(":memory:", terminal_id=900, merchant_id=0, log_key=None)
+    policy = ProgramPolicy(program_from_dict({"program": {"id": 17, "name": "Coffee club"},
+                                              "earn": {"per_visit": 3}}))
+
+    def pos(card: VirtualTransport, tid: int) -> Terminal:
+        return Terminal(card, issuer.pos_sam(tid), logs[tid], terminal_id=tid, merchant_id=SHOPS[tid][0], clock=clock)
+
+    cards = [issuer.card(number=_card_number(i)) for i in range(1, 5)]
+    with w.engine.begin() as conn:
+        for card, amount in zip(cards, (50_000, 30_000, 20_000, 10_000), strict=True):
+            r = CreditTerminal(card, issuer.credit_sam(900), desk_log, terminal_id=900, clock=clock).load(amount)
+            assert r.record is not None
+            conn.execute(insert(loads).values(card_number=r.card_number, counter=r.counter, amount=r.amount,
+                                              balance_after=r.balance, terminal_id=900, terminal_seq=r.terminal_seq,
+                                              time=r.time, record=r.record.to_bytes()))
+    a, b, c, d = cards
+    pos(a, 7).debit(12_345, points=policy)
+    pos(b, 8).debit(2_000)
+    refunded = pos(b, 7)
+    refunded.debit(500)
+    refunded.cancel_last()
+    clock.now += DAY
+    pos(a, 8).debit(1_000)
+    pos(c, 7).debit(7_777, points=policy)
+    clock.now += DAY
+    pos(c, 7).debit(100, points=policy)
+    clone = VirtualTransport(MemoryStorage(d.storage.size, d.storage.journal_size, d.storage.image_bytes()))
+    pos(d, 7).debit(3_000)
+    pos(clone, 8).debit(4_000)  # the copy spends the same counter again: a clone
+    options = ImportOptions(quarantine_dir=w.tmp / "q", now=lambda: clock.now + DAY)
+    for tid in SHOPS:
+        batch = pos(a, tid).export_batch(w.tmp / f"t{tid}.spb")
+        result = import_batch(w.engine, batch.path, keys, options)
+        assert result.status == "accepted", result.reason
+    settle(w.engine, D0 + timedelta(days=1))  # day one settled, days two and three pending
+
+
+D0 = date(2023, 11, 14)  # the UTC day of purse_env.NOW
+
+
+def json_report(w: World, kind: str, tmp_path: Path) -> dict[str, Any]:
+    """What ``smartpurse report KIND --format json`` writes, through the real CLI."""
+    out = tmp_path / f"{kind}.json"
+    args = ["--home", str(tmp_path / "home"), "--db", w.url, "report", kind, "--format", "json", "--out", str(out)]
+    done = CliRunner().invoke(smartpurse_cli.root, args, catch_exceptions=False)
+    assert done.exit_code == 0, done.output
+    doc: dict[str, Any] = json.loads(out.read_text(encoding="utf-8"))
+    return doc
+
+
+def test_dashboard_figures_equal_the_json_reports(processing_db: World, purse_issuer: purse_env.Issuer,
+                                                  tmp_path: Path) -> None:
+    w = processing_db
+    shop_history(w, purse_issuer)
+    page = write_dashboard(w.engine, tmp_path / "out" / "report.html", issuer="Test issuer",
+                           generated=datetime(2023, 11, 17, 8, 0, tzinfo=UTC))
+    data = collect_dashboard_data(w.engine, issuer="Test issuer", generated=datetime(2023, 11, 17, tzinfo=UTC))
+    settlement, floats = json_report(w, "settlement", tmp_path), json_report(w, "float", tmp_path)
+    points, anomalies = json_report(w, "points", tmp_path), json_report(w, "anomalies", tmp_path)
+
+    # the story is what the cards did: the report agrees with it, and so must the dashboard
+    net: dict[tuple[str, str], int] = {}
+    for row in settlement["rows"]:
+        key = (row["merchant"], date.fromisoformat(row["day"]).strftime("%d %b"))
+        net[key] = net.get(key, 0) + row["net_sales"]
+    assert net == {("Cafe North", "14 Nov"): 12_345, ("Fuel Station 7", "14 Nov"): 2_000,
+                   ("Fuel Station 7", "15 Nov"): 1_000, ("Cafe North", "15 Nov"): 7_777,
+                   ("Cafe North", "16 Nov"): 3_100}  # the clone's second spending is evidence, not a sale
+    assert expected_sales_marks(data) == net
+    assert [(p.day.isoformat(), p.balance, p.loads) for p in data.float_series] == \
+        [(r["day"], r["closing_float"], r["loads"]) for r in floats["rows"]]
+    assert data.float_series[-1].balance == floats["summary"]["closing_float"] == 110_000 - 26_222
+    assert [(p.program, p.points, p.cards, p.earned) for p in data.points] == \
+        [(f"Program {r['program_id']}", r["points_outstanding"], r["cards"], r["points_earned"])
+         for r in points["rows"]]
+    assert sum(p.points for p in data.points) == 9  # three visits of the coffee club, 3 points each
+    assert data.anomaly_counts == json.loads(anomalies["summary"]["by_kind"])
+    assert data.anomaly_counts.get("clone") == 1
+    assert any(a.kind == "clone" and a.card_number == _card_number(4) and a.severity == "critical"
+               for a in data.anomalies)
+    by_merchant = {s.merchant: s for s in data.settlement}
+    for name in ("Cafe North", "Fuel Station 7"):
+        rows = [r for r in settlement["rows"] if r["merchant"] == name]
+        s = by_merchant[name]
+        assert (s.gross, s.cancellations, s.fees) == (sum(r["gross"] for r in rows),
+                                                      sum(r["cancellations"] for r in rows),
+                                                      sum(r["fee"] for r in rows))
+        assert s.settled + s.pending == s.net_sales
+    assert (by_merchant["Cafe North"].settled, by_merchant["Cafe North"].pending) == (12_345, 10_877)
+    assert by_merchant["Cafe North"].last_settled == D0
+
+    # and what the browser draws is those same figures
+    dom = drawn_dom(page.read_text(encoding="utf-8"), tmp_path)
+    assert_charts_drawn(dom, data)
+    drawn = {(m["data-series"], m["data-category"]): int(m["data-value"]) for m in dom.marks("chart-sales")}
+    assert drawn == net
+    assert [int(m["data-value"]) for m in dom.marks("chart-float")] == [r["closing_float"] for r in floats["rows"]]
+    assert dom.by_id("kpi-float")["data-value"] == str(floats["summary"]["closing_float"])
+    assert dom.by_id("kpi-sales")["data-value"] == str(settlement["totals"]["net_sales"])
+    assert dom.by_id("kpi-points")["data-value"] == str(points["totals"]["points_outstanding"])
+    assert dom.by_id("kpi-anomalies")["data-value"] == str(len(anomalies["rows"]))
+    assert money(settlement["totals"]["net_sales"], 2) in dom.texts

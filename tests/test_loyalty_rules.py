@@ -239,7 +239,7 @@ def test_demo_program_parses(demo_program_text: str) -> None:
 def demo_program_text() -> str:
     from pathlib import Path
 
-    return (Path(__file__).parent.parent / "examples/programs/demo-program.toml").read_text()
+    return (Path(__file__).parent.parent / "purse/loyalty/demo-program.toml").read_text()
 
 
 # -- through the real card --------------------------------------------------------------------

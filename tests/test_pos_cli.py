@@ -37,7 +37,7 @@ PASSPHRASE = "correct horse battery"
 CARD = "6277000000000017"
 OTHER = "6277000000000025"
 PIN = "1234"
-DEMO = Path(__file__).parent.parent / "examples/programs/demo-program.toml"
+DEMO = Path(__file__).parent.parent / "purse/loyalty/demo-program.toml"
 SMALL_PRIZE = """
 [program]
 id = 5

@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from purse.loyalty import ProgramError, load_signed_program, sign_program, verify_program
 from purse.signing import SignatureError, public_bytes
 
-DEMO = (Path(__file__).parent.parent / "examples/programs/demo-program.toml").read_bytes()
+DEMO = (Path(__file__).parent.parent / "purse/loyalty/demo-program.toml").read_bytes()
 ISSUER = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 ISSUER_PUBLIC = public_bytes(ISSUER.public_key())
 

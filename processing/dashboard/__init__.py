@@ -7,6 +7,7 @@ without touching the database. Keeping the two apart lets each be tested alone.
 
 from __future__ import annotations
 
+from processing.dashboard.collect import collect_dashboard_data, write_dashboard
 from processing.dashboard.model import (
     Anomaly,
     DailySales,
@@ -24,5 +25,7 @@ __all__ = [
     "FloatPoint",
     "PointsLiability",
     "SettlementRow",
+    "collect_dashboard_data",
     "render_dashboard",
+    "write_dashboard",
 ]

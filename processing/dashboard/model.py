@@ -41,10 +41,10 @@ class PointsLiability:
     """Points still on cards for one loyalty program: a promise the issuer must honour."""
 
     program: str
-    points: int  # outstanding points
-    cards: int = 0  # cards holding points of this program
-    prizes: int = 0  # prizes won in the period
-    value: int | None = None  # minor units, when the program prices a point
+    points: int  # outstanding now, on every card of the program
+    cards: int = 0  # cards holding a points slot of this program
+    earned: int = 0  # points earned in the period
+    redeemed: int = 0  # points redeemed in the period
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,29 +52,35 @@ class Anomaly:
     """A fraud signal or a reconciliation conflict found by processing."""
 
     detected: datetime
-    kind: str  # e.g. "clone", "counter_gap", "balance_chain"
+    kind: str  # processing.anomalies.KINDS, e.g. "clone", "counter_gap"
     card_number: str
     detail: str
-    amount: int | None = None  # minor units at stake, when known
-    merchant: str = ""
-    severity: str = "warning"  # "critical" | "warning" | "info"
+    severity: str = "warning"  # "critical" | "warning" | "info": how urgently a person should look
+    counter: int | None = None
+    terminal_id: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class SettlementRow:
-    """Where one merchant's money stands: owed, settled to the bank, still pending."""
+    """Where one merchant's sales of the period stand: settled to the bank or still pending."""
 
     merchant: str
-    gross: int  # purchases less cancellations, minor units
-    fees: int  # minor units kept by the issuer
-    settled: int  # minor units paid out
-    pending: int  # minor units still payable
-    status: str = ""  # e.g. "settled", "pending", "partial"
-    last_settled: date | None = None
+    gross: int  # purchases, minor units
+    cancellations: int  # minor units given back
+    fees: int  # the issuer's fee on the net sales, minor units
+    settled: int  # net sales already covered by a settlement statement
+    pending: int  # net sales not yet settled
+    last_settled: date | None = None  # last day covered by a statement
 
     @property
-    def net(self) -> int:
-        return self.gross - self.fees
+    def net_sales(self) -> int:
+        return self.gross - self.cancellations
+
+    @property
+    def status(self) -> str:
+        if self.pending == 0:
+            return "settled" if self.settled else "nothing due"
+        return "partial" if self.settled else "pending"
 
 
 @dataclass(frozen=True, slots=True)

@@ -95,8 +95,8 @@ def kpis(data: DashboardData, f: Fmt) -> str:
     else:
         tiles.append(("kpi-float", "Card float", 0, True, "no ledger movements", ""))
     points = sum(p.points for p in data.points)
-    prizes = sum(p.prizes for p in data.points)
-    tiles.append(("kpi-points", "Points outstanding", points, False, f"{group(prizes)} prizes won", ""))
+    earned = sum(p.earned for p in data.points)
+    tiles.append(("kpi-points", "Points outstanding", points, False, f"{group(earned)} earned in period", ""))
     shown = len(data.anomalies)
     total = sum(data.anomaly_counts.values())
     critical = sum(1 for a in data.anomalies if a.severity == "critical")
@@ -176,7 +176,7 @@ def float_over_time(data: DashboardData, f: Fmt) -> str:
 def points_liability(data: DashboardData, f: Fmt) -> str:
     """Outstanding points per loyalty program, as bars and as a table."""
     title = "Points liability per program"
-    lede = "Points on cards not yet turned into prizes or redeemed."
+    lede = "Points on cards now, not yet turned into prizes or redeemed; earned and redeemed in the period."
     progs = sorted(data.points, key=lambda p: (-p.points, p.program))
     if not progs:
         return _section("points", title, lede, _empty("No loyalty program has points on cards."),
@@ -186,47 +186,43 @@ def points_liability(data: DashboardData, f: Fmt) -> str:
     desc = "; ".join(f"{p.program}: {group(p.points)} points on {group(p.cards)} cards" for p in progs)
     chart = svg.hbar_chart(chart_id="chart-points", title=title, desc=desc, rows=rows_svg, value_text=group,
                            tick_text=axis_count)
-    priced = any(p.value is not None for p in progs)
-    head = [("Program", False), ("Cards", True), ("Points", True), ("Prizes won", True)]
-    if priced:
-        head.append((f"Value, {f.currency}", True))
-    rows = []
-    for p in progs:
-        value = (_td(p.value, f) if p.value is not None else "<td></td>") if priced else ""
-        rows.append(f"<tr><th scope=row>{escape(p.program)}</th>{_td(p.cards)}{_td(p.points)}{_td(p.prizes)}"
-                    f"{value}</tr>")
-    table = _table("Points per program", head, rows, table_id="table-points")
+    rows = [f"<tr><th scope=row>{escape(p.program)}</th>{_td(p.cards)}{_td(p.points)}{_td(p.earned)}"
+            f"{_td(p.redeemed)}</tr>" for p in progs]
+    totals = "".join(_td(sum(getattr(p, k) for p in progs)) for k in ("cards", "points", "earned", "redeemed"))
+    head = [("Program", False), ("Cards", True), ("Outstanding", True), ("Earned", True), ("Redeemed", True)]
+    table = _table("Points per program", head, rows, f"<tr><th scope=row>Total</th>{totals}</tr>", "table-points")
     body = f'<div class="split"><figure>{chart}</figure>{table}</div>'
     return _section("points", title, lede, body, _source(data, "points"))
 
 
 def settlement(data: DashboardData, f: Fmt) -> str:
-    """What each merchant is owed, how much of it is paid: settled and pending, fees apart."""
+    """Each merchant's net sales of the period: how much a settlement statement has covered, how much waits."""
     title = "Settlement status per merchant"
-    lede = f"Net sales owed to each merchant: fees kept, amount settled to the bank, amount pending, in {f.currency}."
+    lede = (f"Net sales of the period (purchases less cancellations) per merchant: settled by a statement or "
+            f"pending, in {f.currency}. Fees are deducted from the payout.")
     rows_in = sorted(data.settlement, key=lambda s: s.merchant)
     if not rows_in:
-        return _section("settlement", title, lede, _empty("Nothing to settle in this period."),
+        return _section("settlement", title, lede, _empty("No merchant sales in this period."),
                         _source(data, "settlement"))
-    parts = (("settled", "#59a14f"), ("pending", "#f28e2b"), ("fees", "#bab0ac"))
-    rows_svg = [svg.HBarRow(s.merchant, [("settled", s.settled, parts[0][1]), ("pending", s.pending, parts[1][1]),
-                                         ("fees", s.fees, parts[2][1])], f.money(s.pending) + " due")
-                for s in rows_in]
-    desc = "; ".join(f"{s.merchant}: settled {f.money(s.settled)}, pending {f.money(s.pending)}, "
-                     f"fees {f.money(s.fees)}" for s in rows_in)
+    parts = (("settled", "#59a14f"), ("pending", "#f28e2b"))
+    rows_svg = [svg.HBarRow(s.merchant, [("settled", s.settled, parts[0][1]), ("pending", s.pending, parts[1][1])],
+                            f"{f.money(s.pending)} pending") for s in rows_in]
+    desc = "; ".join(f"{s.merchant}: net sales {f.money(s.net_sales)}, settled {f.money(s.settled)}, "
+                     f"pending {f.money(s.pending)}" for s in rows_in)
     chart = svg.hbar_chart(chart_id="chart-settlement", title=title, desc=desc, rows=rows_svg, value_text=f.money,
                            tick_text=f.tick, width=960, row_height=30)
     rows = []
     for s in rows_in:
-        status = s.status or ("settled" if s.pending == 0 else "pending")
         last = s.last_settled.isoformat() if s.last_settled else "—"
-        rows.append(f'<tr><th scope=row>{escape(s.merchant)}</th>{_td(s.gross, f)}{_td(s.fees, f)}{_td(s.settled, f)}'
-                    f'{_td(s.pending, f)}<td><span class="badge {escape(status)}">{escape(status)}</span></td>'
-                    f"<td>{last}</td></tr>")
-    totals = "".join(_td(sum(getattr(s, k) for s in rows_in), f) for k in ("gross", "fees", "settled", "pending"))
+        badge = s.status.replace(" ", "-")
+        rows.append(f"<tr><th scope=row>{escape(s.merchant)}</th>{_td(s.gross, f)}{_td(s.cancellations, f)}"
+                    f"{_td(s.net_sales, f)}{_td(s.fees, f)}{_td(s.settled, f)}{_td(s.pending, f)}"
+                    f'<td><span class="badge {badge}">{escape(s.status)}</span></td><td>{last}</td></tr>')
+    keys = ("gross", "cancellations", "net_sales", "fees", "settled", "pending")
+    totals = "".join(_td(sum(getattr(s, k) for s in rows_in), f) for k in keys)
     foot = f"<tr><th scope=row>Total</th>{totals}<td></td><td></td></tr>"
-    head = [("Merchant", False), ("Gross", True), ("Fees", True), ("Settled", True), ("Pending", True),
-            ("Status", False), ("Last settled", False)]
+    head = [("Merchant", False), ("Gross", True), ("Cancellations", True), ("Net sales", True), ("Fees", True),
+            ("Settled", True), ("Pending", True), ("Status", False), ("Settled until", False)]
     table = _table(f"Settlement per merchant, {f.currency}", head, rows, foot, "table-settlement")
     body = _legend([(n.capitalize(), c) for n, c in parts]) + f"<figure>{chart}</figure>{table}"
     return _section("settlement", title, lede, body, _source(data, "settlement"))
@@ -242,20 +238,22 @@ def anomalies(data: DashboardData, f: Fmt) -> str:
     if not data.anomalies:
         return _section("anomalies", title, lede, _empty("No anomalies: every record reconciled."),
                         _source(data, "anomalies"))
-    items = sorted(data.anomalies, key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), -(a.amount or 0), a.detected))
+    items = sorted(data.anomalies, key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), -a.detected.timestamp()))
     rows_svg = [svg.HBarRow(k, [("anomalies", n, "#e15759")], group(n)) for k, n in counts]
     desc = "; ".join(f"{k}: {n}" for k, n in counts)
     chart = svg.hbar_chart(chart_id="chart-anomalies", title="Anomalies in the period, by kind", desc=desc,
-                           rows=rows_svg, value_text=group, tick_text=axis_count, width=640, row_height=28)
+                           rows=rows_svg, value_text=group, tick_text=axis_count, width=640, row_height=28,
+                           label_width=170)
     rows = []
     for a in items:
-        amount = _td(a.amount, f) if a.amount is not None else "<td></td>"
+        counter = _td(a.counter) if a.counter is not None else "<td></td>"
+        terminal = _td(str(a.terminal_id)) if a.terminal_id is not None else "<td></td>"
         rows.append(f'<tr><td>{a.detected.strftime("%Y-%m-%d %H:%M")}</td>'
                     f'<td><span class="badge {escape(a.severity)}">{escape(a.severity)}</span></td>'
-                    f"<td>{escape(a.kind)}</td>{_td(a.card_number, cls='card-no')}<td>{escape(a.merchant)}</td>"
-                    f"{amount}<td>{escape(a.detail)}</td></tr>")
-    head = [("Detected", False), ("Severity", False), ("Kind", False), ("Card", False), ("Merchant", False),
-            (f"Amount, {f.currency}", True), ("Detail", False)]
+                    f"<td>{escape(a.kind)}</td>{_td(a.card_number, cls='card-no')}{counter}{terminal}"
+                    f"<td>{escape(a.detail)}</td></tr>")
+    head = [("Detected", False), ("Severity", False), ("Kind", False), ("Card", False), ("Counter", True),
+            ("Terminal", False), ("Detail", False)]
     table = _table("Anomalies, most serious first", head, rows, table_id="table-anomalies")
     return _section("anomalies", title, lede, f'<figure class="narrow">{chart}</figure>{table}',
                     _source(data, "anomalies"))

@@ -75,6 +75,7 @@ tbody tr:hover { background: #f8fafc; }
 .badge.settled { background: #dcfae6; color: var(--ok); }
 .badge.pending { background: #fef0c7; color: var(--warn); }
 .badge.partial { background: #d1e9ff; color: var(--info); }
+.badge.nothing-due { background: #eceff2; color: var(--muted); }
 .empty { color: var(--muted); font-style: italic; padding: 18px 0; }
 .source { color: var(--muted); font-size: 11.5px; margin: 8px 0 0; }
 .source code { font-size: 11.5px; }

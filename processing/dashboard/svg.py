@@ -171,9 +171,10 @@ class HBarRow:
 
 
 def hbar_chart(*, chart_id: str, title: str, desc: str, rows: Sequence[HBarRow], value_text: Text,
-               tick_text: TickText, width: int = 470, row_height: int = 34) -> str:
+               tick_text: TickText, width: int = 470, row_height: int = 34, label_width: int = 120) -> str:
     """Horizontal stacked bars with the figure printed at each bar's end (settlement, points)."""
-    left, right, top, bottom = 120.0, 92.0, 8.0, 26.0
+    left, right, top, bottom = float(label_width), 92.0, 8.0, 26.0
+    label_chars = label_width // 7  # about 7 px per character at the label's font size
     height = int(top + bottom + row_height * max(len(rows), 1))
     hi = max((sum(max(v, 0) for _, v, _ in r.segments) for r in rows), default=0)
     scale = _Scale.of(0, hi, left, width - right)
@@ -191,8 +192,8 @@ def hbar_chart(*, chart_id: str, title: str, desc: str, rows: Sequence[HBarRow],
     for i, row in enumerate(rows):
         y = top + row_height * i + (row_height - bar_h) / 2
         out.append(f'<text class="label" x="{_n(left - 8)}" y="{_n(y + bar_h / 2)}" text-anchor="end" '
-                   f'dominant-baseline="middle">{escape(_short(row.label, 18))}<title>{escape(row.label)}</title>'
-                   f'</text>')
+                   f'dominant-baseline="middle">{escape(_short(row.label, label_chars))}'
+                   f'<title>{escape(row.label)}</title></text>')
         acc = 0
         for name, v, fill in row.segments:
             if v <= 0:

@@ -113,32 +113,29 @@ settlements = Table(
 records = Table(
     "records",
     metadata,
-    Column("card_number", String(16), primary_key=True),
-    Column("counter", BigInteger, primary_key=True),
+    # a rowid (SQLite) / bigint key: appends are cheap; the domain keys are the unique constraints below
+    Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
+    Column("card_number", String(16), nullable=False),
+    Column("counter", BigInteger, nullable=False),
     Column("record_type", SmallInteger, nullable=False),  # purse.protocol.RecordType
-    Column("key_version", SmallInteger, nullable=False),
     Column("amount", BigInteger, nullable=False),
-    Column("balance_after", BigInteger, nullable=False),
-    Column("currency", Integer, nullable=False),
-    Column("program_id", Integer, nullable=False),
-    Column("points_before", BigInteger, nullable=False),
-    Column("points_after", BigInteger, nullable=False),
-    Column("points_earned", BigInteger, nullable=False),
-    Column("points_redeemed", BigInteger, nullable=False),
     Column("terminal_id", BigInteger, nullable=False),
     Column("terminal_seq", BigInteger, nullable=False),
-    Column("time", BigInteger, nullable=False),  # unix seconds, the card's
-    Column("day", Integer, nullable=False),  # time // 86400: per-day reports group on it in any dialect
+    Column("day", Integer, nullable=False),  # card time // 86400: per-day reports group on it in any dialect
     Column("merchant_id", BigInteger),  # NULL for loads (the issuer's desk)
-    Column("batch_id", Integer, ForeignKey("batches.id")),  # NULL for loads taken from the loads table
-    Column("entry_id", Integer, ForeignKey("journal_entries.id"), nullable=False),  # posted by
-    Column("settlement_id", Integer, ForeignKey("settlements.id")),
-    Column("raw", LargeBinary(72), nullable=False),  # the certified bytes, for evidence and re-verification
+    # batch_id, entry_id and settlement_id reference batches, journal_entries and settlements. They are
+    # not declared as foreign keys on purpose: PostgreSQL checks a foreign key with a trigger per row,
+    # which made a bulk COPY three times slower (docs/performance.md); ``smartpurse check`` verifies
+    # every reference instead (processing.check, "references").
+    Column("batch_id", Integer),  # NULL for loads taken from the loads table
+    Column("entry_id", Integer, nullable=False),  # the journal entry that posted the record
+    Column("settlement_id", Integer),
+    # The certified record, byte for byte: every other field (balance, points, time, UID, certificate)
+    # is read from here (purse.records layout), so a row stays narrow and bulk inserts stay fast.
+    Column("raw", LargeBinary(72), nullable=False),
+    UniqueConstraint("card_number", "counter", name="uq_records_card_counter"),
     UniqueConstraint("terminal_id", "terminal_seq", name="uq_records_terminal_seq"),
-    Index("ix_records_batch", "batch_id"),
-    Index("ix_records_entry", "entry_id"),
     Index("ix_records_merchant_day", "merchant_id", "day"),
-    sqlite_with_rowid=False,
 )
 
 card_accounts = Table(
@@ -187,4 +184,13 @@ transfers_posted = Table(
     Column("new_card", String(16), nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("entry_id", Integer, ForeignKey("journal_entries.id"), nullable=False),
+)
+
+hotlist_exports = Table(
+    "hotlist_exports",
+    metadata,
+    Column("sequence", BigInteger, primary_key=True, autoincrement=False),
+    Column("created", BigInteger, nullable=False),
+    Column("cards", BigInteger, nullable=False),
+    Column("path", Text, nullable=False),
 )

@@ -1,0 +1,157 @@
+"""``smartpurse check``: prove the books agree with themselves, or show where they do not.
+
+The invariants (DESIGN.md, "Invariants"; docs/processing.md, "Check"):
+1. every journal entry balances, and all debits equal all credits;
+2. the card float in the ledger equals the sum of the shadow balances, and each card's
+   shadow balance equals the sum of its posted records plus its transfers;
+3. every record was posted once: each journal entry that posts records moves the card
+   float by exactly the sum of its records, so a record counted twice, dropped, or
+   moved to another entry shows up as a difference;
+4. each merchant's payable equals its posted, unsettled sales net of cancellations;
+5. every record's batch and settlement exist (the references foreign keys would check).
+Each failure carries its evidence (which entry, card or merchant, expected and found).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, case, func, literal, select
+
+from processing import ledger
+from processing.schema.processing import (
+    accounts,
+    batches,
+    card_accounts,
+    journal_entries,
+    postings,
+    records,
+    settlements,
+    transfers_posted,
+)
+
+_EVIDENCE_LIMIT = 20
+
+
+@dataclass
+class CheckReport:
+    ok: bool = True
+    failures: list[dict[str, Any]] = field(default_factory=list)
+    figures: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, invariant: str, message: str, evidence: list[dict[str, Any]] | dict[str, Any]) -> None:
+        self.ok = False
+        self.failures.append({"invariant": invariant, "message": message, "evidence": evidence})
+
+
+def _delta():  # type: ignore[no-untyped-def]
+    r = records.c
+    return case((r.record_type == 2, -r.amount), (r.record_type.in_([1, 3]), r.amount), else_=literal(0))
+
+
+def run_check(conn: Connection) -> CheckReport:
+    rep = CheckReport()
+    p = postings.c
+    debits, credits = conn.execute(select(func.coalesce(func.sum(p.debit), 0),
+                                          func.coalesce(func.sum(p.credit), 0))).one()
+    rep.figures.update(debits=int(debits), credits=int(credits))
+    if debits != credits:
+        rep.fail("debits == credits", f"all debits {debits} != all credits {credits}", {})
+    unbalanced = conn.execute(select(p.entry_id, func.sum(p.debit), func.sum(p.credit)).group_by(p.entry_id)
+                              .having(func.sum(p.debit) != func.sum(p.credit)).limit(_EVIDENCE_LIMIT)).all()
+    if unbalanced:
+        rep.fail("every entry balanced", f"{len(unbalanced)} journal entries do not balance",
+                 [{"entry_id": e, "debits": int(d), "credits": int(c)} for e, d, c in unbalanced])
+
+    ledger_float = ledger.card_float(conn)
+    shadow = int(conn.execute(select(func.coalesce(func.sum(card_accounts.c.balance), 0))).scalar_one())
+    sub = int(conn.execute(select(func.coalesce(func.sum(_delta()), 0))).scalar_one())
+    rep.figures.update(card_float=ledger_float, shadow_balances=shadow, records_net=sub)
+    if ledger_float != shadow:
+        rep.fail("card float == sum of shadow balances",
+                 f"ledger card float {ledger_float} != sum of shadow balances {shadow}",
+                 {"card_float": ledger_float, "shadow_balances": shadow, "records_net": sub})
+    _per_card(conn, rep)
+    _per_entry(conn, rep)
+    _merchants(conn, rep)
+    _references(conn, rep)
+    return rep
+
+
+def _references(conn: Connection, rep: CheckReport) -> None:
+    """What foreign keys would enforce on ``records`` (left out for bulk speed, see the schema)."""
+    r, b, s = records.c, batches.c, settlements.c
+    lost_batch = conn.execute(select(r.card_number, r.counter, r.batch_id).select_from(
+        records.outerjoin(batches, (b.id == r.batch_id) & (b.status == "accepted")))
+        .where(r.batch_id.is_not(None), b.id.is_(None)).limit(_EVIDENCE_LIMIT)).all()
+    lost_settlement = conn.execute(select(r.card_number, r.counter, r.settlement_id).select_from(
+        records.outerjoin(settlements, s.id == r.settlement_id))
+        .where(r.settlement_id.is_not(None), s.id.is_(None)).limit(_EVIDENCE_LIMIT)).all()
+    if lost_batch or lost_settlement:
+        rep.fail("references", f"{len(lost_batch) + len(lost_settlement)} records name a batch or settlement "
+                 "that does not exist", [{"card_number": n, "counter": c, "batch_id": x} for n, c, x in lost_batch]
+                 + [{"card_number": n, "counter": c, "settlement_id": x} for n, c, x in lost_settlement])
+
+
+def _per_card(conn: Connection, rep: CheckReport) -> None:
+    r, ca, tp = records.c, card_accounts.c, transfers_posted.c
+    per_record = select(r.card_number.label("n"), func.sum(_delta()).label("s")).group_by(r.card_number).subquery()
+    moved_out = select(tp.old_card.label("n"), func.sum(tp.amount).label("s")).group_by(tp.old_card).subquery()
+    moved_in = select(tp.new_card.label("n"), func.sum(tp.amount).label("s")).group_by(tp.new_card).subquery()
+    expected = (func.coalesce(per_record.c.s, 0) + func.coalesce(moved_in.c.s, 0)
+                - func.coalesce(moved_out.c.s, 0))
+    stmt = (select(ca.card_number, ca.balance, expected)
+            .select_from(card_accounts.outerjoin(per_record, per_record.c.n == ca.card_number)
+                         .outerjoin(moved_in, moved_in.c.n == ca.card_number)
+                         .outerjoin(moved_out, moved_out.c.n == ca.card_number))
+            .where(ca.balance != expected).limit(_EVIDENCE_LIMIT))
+    bad = conn.execute(stmt).all()
+    orphans = conn.execute(select(per_record.c.n).select_from(
+        per_record.outerjoin(card_accounts, ca.card_number == per_record.c.n))
+        .where(ca.card_number.is_(None)).limit(_EVIDENCE_LIMIT)).scalars().all()
+    if bad or orphans:
+        rep.fail("shadow balance == sum of the card's records",
+                 f"{len(bad) + len(orphans)} cards whose shadow balance is not the sum of their records",
+                 [{"card_number": n, "shadow_balance": int(b), "records_sum": int(e)} for n, b, e in bad]
+                 + [{"card_number": n, "shadow_balance": None} for n in orphans])
+
+
+def _per_entry(conn: Connection, rep: CheckReport) -> None:
+    """Each entry's card-float movement must equal the sum of the records it posted."""
+    r, p, a, je = records.c, postings.c, accounts.c, journal_entries.c
+    float_move = (select(p.entry_id.label("e"), func.sum(p.credit - p.debit).label("m"))
+                  .select_from(postings.join(accounts, a.id == p.account_id))
+                  .where(a.code == ledger.CARD_FLOAT).group_by(p.entry_id).subquery())
+    posted = select(r.entry_id.label("e"), func.sum(_delta()).label("s"), func.count().label("n")) \
+        .group_by(r.entry_id).subquery()
+    stmt = (select(je.id, je.kind, func.coalesce(float_move.c.m, 0), func.coalesce(posted.c.s, 0))
+            .select_from(journal_entries.outerjoin(float_move, float_move.c.e == je.id)
+                         .outerjoin(posted, posted.c.e == je.id))
+            .where(je.kind.in_(["batch", "load"]),
+                   func.coalesce(float_move.c.m, 0) != func.coalesce(posted.c.s, 0)).limit(_EVIDENCE_LIMIT))
+    bad = conn.execute(stmt).all()
+    stray = conn.execute(select(posted.c.e, posted.c.n).select_from(
+        posted.outerjoin(journal_entries, je.id == posted.c.e))
+        .where((je.id.is_(None)) | (je.kind.not_in(["batch", "load"]))).limit(_EVIDENCE_LIMIT)).all()
+    if bad or stray:
+        rep.fail("every record posted once",
+                 f"{len(bad) + len(stray)} journal entries whose card-float movement is not the sum of their records",
+                 [{"entry_id": e, "kind": k, "card_float_movement": int(m), "records_sum": int(s)}
+                  for e, k, m, s in bad] + [{"entry_id": e, "records": int(n), "problem": "records point at an "
+                                             "entry that posts no records"} for e, n in stray])
+
+
+def _merchants(conn: Connection, rep: CheckReport) -> None:
+    r, p, a = records.c, postings.c, accounts.c
+    sales = case((r.record_type == 2, r.amount), (r.record_type == 3, -r.amount), else_=literal(0))
+    unsettled = dict(conn.execute(select(r.merchant_id, func.sum(sales)).where(
+        r.merchant_id.is_not(None), r.settlement_id.is_(None)).group_by(r.merchant_id)).all())
+    payable = dict(conn.execute(select(a.merchant_id, func.sum(p.credit - p.debit)).select_from(
+        postings.join(accounts, a.id == p.account_id)).where(a.merchant_id.is_not(None))
+        .group_by(a.merchant_id)).all())
+    bad = [{"merchant_id": m, "payable": int(payable.get(m) or 0), "unsettled_sales": int(unsettled.get(m) or 0)}
+           for m in sorted(set(unsettled) | set(payable)) if int(payable.get(m) or 0) != int(unsettled.get(m) or 0)]
+    if bad:
+        rep.fail("merchant payable == unsettled sales", f"{len(bad)} merchants whose payable differs from their "
+                 "unsettled sales", bad[:_EVIDENCE_LIMIT])

@@ -1,0 +1,238 @@
+"""Commands of the back office: process, check, settle, report, hotlist export.
+
+Thin: each parses its options, calls the library (``processing.*``) and prints through
+``emit``. Keys come from the processing role's key file (``keys export --role
+processing``); the hotlist is signed with the issuer key from the keystore.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import click
+
+from processing import reportfmt, reports
+from processing.check import run_check
+from processing.db import open_database
+from processing.importer import DEFAULT_GAP_SECONDS, ImportOptions, import_batch, import_transaction, ingest_loads
+from processing.keys import CardMacs, load_processing_keys
+from processing.reconcile import open_gaps
+from processing.settlement import settle as settle_until
+from processing.transfers import post_due_transfers
+from purse.cliutil import CliContext, emit, pass_cli
+from purse.errors import SmartpurseError, UserError
+
+PROGRESS_MIN_RECORDS = 100_000
+
+
+class BatchesRejected(SmartpurseError):
+    """Some batches failed verification: they are in quarantine, nothing of them is posted."""
+
+
+def _date(text: str | None, option: str) -> dt.date | None:
+    if text is None:
+        return None
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise UserError(f"{option}: not a date (YYYY-MM-DD): {text!r}") from None
+
+
+def _load_programs(folder: Path | None, cli: CliContext) -> dict[int, Any]:
+    """Signed loyalty programs to replay points with; none given means chain checks only."""
+    folder = folder or (cli.home.path / "programs")
+    if not folder.is_dir():
+        return {}
+    from personalization.keyfiles import get_passphrase, load_role_keys, role_key_path
+    from purse.loyalty import load_signed_program
+
+    role = load_role_keys(role_key_path(cli.home, "processing"), get_passphrase())
+    programs = {}
+    for path in sorted(folder.glob("*.signed")):
+        _, program = load_signed_program(path, role.issuer_public_key)
+        programs[program.program_id] = program
+    return programs
+
+
+@contextmanager
+def _progress(cli: CliContext, total: int, label: str) -> Iterator[Callable[[int], None] | None]:
+    if cli.json or total < PROGRESS_MIN_RECORDS or not sys.stderr.isatty():
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+def _summary_text(data: dict[str, Any]) -> str:
+    lines = []
+    for b in data["batches"]:
+        if b["status"] == "accepted":
+            lines.append(f"{b['file']}: accepted batch {b['batch_seq']} of terminal {b['terminal_id']}: "
+                         f"{b['accepted']} new records posted, {b['duplicates']} duplicates, "
+                         f"{len(b['anomalies'])} anomalies")
+            lines += [f"  anomaly {a['kind']}: {a['detail']}" for a in b["anomalies"]]
+        elif b["status"] == "duplicate":
+            lines.append(f"{b['file']}: {b['reason']}")
+        else:
+            lines.append(f"{b['file']}: REJECTED: {b['reason']}; kept in {b['quarantine']}")
+    for t in data["transfers"]:
+        lines.append(f"transfer: card {t['from']} -> {t['to']}: {t['amount']} minor units, {t['points']} points")
+    lines.append(f"accepted {data['accepted']}, duplicates {data['duplicates']}, rejected {data['rejected']}, "
+                 f"anomalies {data['anomalies']}")
+    return "\n".join(lines)
+
+
+@click.command("process")
+@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--gap-hours", type=click.FloatRange(min=0), default=DEFAULT_GAP_SECONDS / 3600, show_default=True,
+              help="Report a card's counter gap still open after this long.")
+@click.option("--programs", type=click.Path(file_okay=False, path_type=Path),
+              help="Folder of signed loyalty programs to recompute points with [home/programs].")
+@click.option("--quarantine", type=click.Path(file_okay=False, path_type=Path),
+              help="Where rejected batch files are kept [home/quarantine].")
+@pass_cli
+def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs: Path | None,
+            quarantine: Path | None) -> None:
+    """Import terminal batch FILES: verify, post once, reconcile; bad batches go to quarantine."""
+    keys = load_processing_keys(cli.home)
+    engine = open_database(cli.db_url)
+    options = ImportOptions(quarantine_dir=quarantine or cli.home.path / "quarantine",
+                            gap_seconds=int(gap_hours * 3600), programs=_load_programs(programs, cli),
+                            ingest_loads=False)  # once before and once after all the files, below
+    macs = CardMacs(keys)
+    results = []
+    for path in files:
+        if not path.is_file():
+            raise UserError(f"no batch file {path}")
+    with import_transaction(engine) as conn:
+        ingest_loads(conn, macs, options)
+    for path in files:
+        total = max(0, (path.stat().st_size - 104) // 80)
+        with _progress(cli, total, path.name) as advance:
+            results.append(import_batch(engine, path, keys, options, macs, advance))
+    with import_transaction(engine) as conn:
+        ingest_loads(conn, macs, options)  # loads recorded at the desks while the batches were imported
+        transfers = post_due_transfers(conn, int(time.time()), options.gap_seconds)
+    data = {
+        "batches": [r.as_dict() for r in results],
+        "accepted": sum(r.accepted for r in results),
+        "duplicates": sum(r.duplicates for r in results),
+        "rejected": sum(r.status == "rejected" for r in results),
+        "anomalies": sum(len(r.anomalies) for r in results),
+        "transfers": transfers,
+    }
+    emit(cli, data, _summary_text)
+    if data["rejected"]:
+        raise BatchesRejected(f"{data['rejected']} of {len(results)} batches rejected (kept in quarantine)")
+
+
+@click.command("check")
+@click.option("--gap-hours", type=click.FloatRange(min=0), default=DEFAULT_GAP_SECONDS / 3600, show_default=True)
+@pass_cli
+def check(cli: CliContext, gap_hours: float) -> None:
+    """Verify the ledger's invariants; exit non-zero with the evidence when one fails."""
+    engine = open_database(cli.db_url)
+    with engine.connect() as conn:
+        rep = run_check(conn)
+        gaps = [a.as_dict() for a in open_gaps(conn, int(time.time()), int(gap_hours * 3600))]
+    data = {"ok": rep.ok, "figures": rep.figures, "failures": rep.failures, "open_gaps": gaps}
+
+    def text(d: dict[str, Any]) -> str:
+        f = d["figures"]
+        lines = [f"card float {f['card_float']}, shadow balances {f['shadow_balances']}, records net "
+                 f"{f['records_net']}, debits {f['debits']}, credits {f['credits']} (minor units)"]
+        for fail in d["failures"]:
+            lines.append(f"FAILED {fail['invariant']}: {fail['message']}")
+            ev = fail["evidence"]
+            lines += [f"  {e}" for e in (ev if isinstance(ev, list) else [ev])]
+        lines += [f"open gap: {g['detail']}" for g in d["open_gaps"]]
+        lines.append("all invariants hold" if d["ok"] else "INVARIANTS FAILED")
+        return "\n".join(lines)
+
+    emit(cli, data, text)
+    if not rep.ok:
+        raise SmartpurseError(f"{len(rep.failures)} invariants failed (evidence above)")
+
+
+@click.command("settle")
+@click.option("--until", "until", required=True, help="Settle records of days before this date (YYYY-MM-DD).")
+@pass_cli
+def settle(cli: CliContext, until: str) -> None:
+    """Per-merchant settlement statements (gross, cancellations, fee, net) and their journal entries."""
+    day = _date(until, "--until")
+    assert day is not None
+    engine = open_database(cli.db_url)
+    statements = [s.as_dict() for s in settle_until(engine, day)]
+
+    def text(rows: list[dict[str, Any]]) -> str:
+        if not rows:
+            return f"nothing to settle before {day}"
+        return "\n".join(f"merchant {s['merchant_id']} ({s['merchant']}): {s['purchase_count']} purchases "
+                         f"{s['gross']}, {s['cancel_count']} cancellations {s['cancellations']}, fee {s['fee']} "
+                         f"({s['fee_bps']} bp), net {s['net']} (minor units)" for s in rows)
+
+    emit(cli, statements, text)
+
+
+@click.command("report")
+@click.argument("kind", type=click.Choice(reports.KINDS))
+@click.option("--format", "fmt", type=click.Choice(reportfmt.FORMATS), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--from", "start", help="First day (YYYY-MM-DD).")
+@click.option("--to", "end", help="Last day (YYYY-MM-DD), included.")
+@click.option("--card", help="Card number (statement).")
+@click.option("--rate", help="Annual interest rate in percent for the float report, e.g. 35.")
+@pass_cli
+def report(cli: CliContext, kind: str, fmt: str, out: Path, start: str | None, end: str | None, card: str | None,
+           rate: str | None) -> None:
+    """Write a report: settlement, float, statement, points or anomalies."""
+    rate_pct = None
+    if rate is not None:
+        try:
+            rate_pct = Decimal(rate)
+        except InvalidOperation:
+            raise UserError(f"--rate: not a percentage: {rate!r}") from None
+        if not rate_pct.is_finite() or rate_pct < 0:
+            raise UserError(f"--rate: not a percentage: {rate!r}")
+    engine = open_database(cli.db_url)
+    with engine.connect() as conn:
+        rep = reports.build(conn, kind, start=_date(start, "--from"), end=_date(end, "--to"), card=card,
+                            rate=rate_pct)
+    reportfmt.write(rep, fmt, out)
+    data = {"report": kind, "format": fmt, "out": str(out), "rows": len(rep.rows), "summary": rep.summary}
+    emit(cli, data, lambda d: f"{d['report']} report: {d['rows']} rows written to {d['out']}")
+
+
+@click.group("hotlist")
+def hotlist() -> None:
+    """The signed list of blocked cards terminals enforce."""
+
+
+@hotlist.command("export")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@pass_cli
+def hotlist_export(cli: CliContext, out: Path) -> None:
+    """Export blocked and cloned cards, signed by the issuer (Ed25519)."""
+    from personalization.keyfiles import get_passphrase, load_issuer
+    from processing.hotlist_export import export_hotlist
+
+    store = load_issuer(cli.home, get_passphrase())
+    engine = open_database(cli.db_url)
+    with engine.begin() as conn:
+        hl = export_hotlist(conn, store.signing_key, store.issuer_id, out)
+    emit(cli, {"out": str(out), "sequence": hl.sequence, "cards": len(hl.cards)},
+         lambda d: f"hotlist {d['sequence']}: {d['cards']} cards, signed, written to {d['out']}")
+
+
+COMMANDS = [process, check, settle, report, hotlist]

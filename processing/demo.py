@@ -1,0 +1,361 @@
+"""``smartpurse demo``: a month of a two-merchant card scheme, every role, end to end.
+
+It runs what each role would run, through the same library calls as the CLI: the key
+ceremony, issuing virtual cards, loads at the credit desk, purchases with a loyalty
+program at POS terminals (with cancellations, a debit torn mid-command and recovered,
+and a cloned card spending twice), batch export, processing, settlement and reports.
+Then it reads every card back and checks that money is conserved (DESIGN.md invariant 1).
+
+The simulation is deterministic for a seed: simulated time, card choice, prices and the
+order of events come from one ``random.Random(seed)``, so two runs write identical
+reports (keys, UIDs and certificates differ, and no report shows them).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+from sqlalchemy import Engine, func, select
+
+from personalization import registry
+from personalization.issuing import card_profile, issue_to_images, issuer_sam, requests_for_count
+from personalization.keyfiles import role_key_path, write_role_keys
+from personalization.keystore import Keystore, init_keystore
+from processing.db import open_database
+from processing.issuer_loads import record_loads
+from processing.schema.registry import cards as cards_table
+from purse.errors import UserError
+from purse.home import Home, TerminalFiles
+from purse.loyalty import ProgramPolicy, parse_program_bytes, sign_program
+from purse.loyalty.program import Program
+from purse.sam import SoftwareSam
+from purse.session import PurseSession
+from purse.terminal import CreditTerminal, Receipt, Terminal, TransactionInterrupted
+from purse.terminal_log import TerminalLog
+from purse.transport.virtual import VirtualTransport
+
+DEMO_PASSPHRASE = "demo"  # the demo keystore's passphrase: a demo, never a real issuer
+MARKER = ".smartpurse-demo"  # only a folder holding this file may be wiped and rewritten
+CREDIT_DESK = 0
+MERCHANT_NAMES = ("Coffee House", "Corner Market", "Fuel Stop", "Book Nook")
+START = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.UTC)
+TEAR_AT_WRITE = 3  # journal written, purse region written, then the card leaves the field
+
+Progress = Callable[[str, int, int], None]  # stage, done, total
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    out: Path = Path("smartpurse-demo")
+    cards: int = 200
+    purchases: int = 5000
+    terminals: int = 4
+    merchants: int = 2
+    days: int = 30
+    seed: int = 1
+    db_url: str | None = None
+
+    def check(self) -> None:
+        if self.cards < 2:
+            raise UserError("the demo needs at least 2 cards (one of them gets cloned)")
+        if self.purchases < 10:
+            raise UserError("the demo needs at least 10 purchases")
+        if not 2 <= self.terminals <= 64:
+            raise UserError("the demo runs 2 to 64 terminals (the clone spends at another terminal)")
+        if not 1 <= self.merchants <= min(self.terminals, len(MERCHANT_NAMES)):
+            raise UserError(f"the demo has 1 to {min(self.terminals, len(MERCHANT_NAMES))} merchants")
+        if self.days < 1:
+            raise UserError("the demo simulates at least one day")
+
+
+@dataclass
+class Tally:
+    """What the simulation did, counted on the terminals' side (receipts)."""
+
+    loads: int = 0
+    loaded: int = 0
+    purchases: int = 0
+    spent: int = 0
+    cancellations: int = 0
+    cancelled: int = 0
+    prizes: int = 0
+    points_redeemed: int = 0
+    torn: list[str] = field(default_factory=list)
+    recovered: int = 0
+    clone_number: str = ""
+    clone_spent: int = 0
+
+
+@dataclass
+class DemoWorld:
+    """The issuer's installation the demo builds and then runs a month in."""
+
+    options: DemoOptions
+    home: Home
+    engine: Engine
+    keystore: Keystore
+    program: Program
+    pins: dict[str, str]
+    rng: random.Random
+    now: int = int(START.timestamp())
+    balances: dict[str, int] = field(default_factory=dict)
+    points: dict[str, int] = field(default_factory=dict)
+    tally: Tally = field(default_factory=Tally)
+    _terminal_logs: dict[int, TerminalLog] = field(default_factory=dict)
+    _sams: dict[int, SoftwareSam] = field(default_factory=dict)
+
+    @property
+    def numbers(self) -> list[str]:
+        return sorted(self.pins)
+
+    def card_path(self, number: str) -> Path:
+        return self.home.cards_dir / f"{number}.card"
+
+    def clock(self) -> float:
+        return float(self.now)
+
+    def log(self, terminal_id: int) -> TerminalLog:
+        if terminal_id not in self._terminal_logs:
+            if terminal_id == CREDIT_DESK:
+                path, merchant_id, log_key = self.home.terminals_dir / "credit.db", 0, None
+            else:
+                merchant_id = merchant_of(terminal_id, self.options.merchants)
+                path = TerminalFiles(self.home.terminals_dir, terminal_id).log
+                log_key = self.keystore.role_keys("pos", terminal_id, merchant_id).log_key
+            self._terminal_logs[terminal_id] = TerminalLog(path, terminal_id=terminal_id, merchant_id=merchant_id,
+                                                           log_key=log_key)
+        return self._terminal_logs[terminal_id]
+
+    def sam(self, terminal_id: int) -> SoftwareSam:
+        """Each terminal's SAM (the credit desk's under ``CREDIT_DESK``), kept so card keys stay cached."""
+        if terminal_id not in self._sams:
+            if terminal_id == CREDIT_DESK:
+                keys = self.keystore.role_keys("credit")
+            else:
+                keys = self.keystore.role_keys("pos", terminal_id, merchant_of(terminal_id, self.options.merchants))
+            self._sams[terminal_id] = keys.sam()
+        return self._sams[terminal_id]
+
+    def close(self) -> None:
+        for log in self._terminal_logs.values():
+            log.close()
+        self._terminal_logs.clear()
+
+
+def merchant_of(terminal_id: int, merchants: int) -> int:
+    return (terminal_id - 1) % merchants + 1
+
+
+def demo_program_bytes() -> bytes:
+    """The demo loyalty program shipped with the package (docs/loyalty.md explains it)."""
+    return files("purse.loyalty").joinpath("demo-program.toml").read_bytes()
+
+
+def prepare_output(out: Path) -> None:
+    """A fresh output folder; an earlier demo's folder is replaced, anything else is refused."""
+    if out.exists():
+        if not out.is_dir():
+            raise UserError(f"{out} exists and is not a folder")
+        if any(out.iterdir()) and not (out / MARKER).exists():
+            raise UserError(f"{out} is not empty and was not made by the demo: choose another --out")
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    (out / MARKER).write_text("made by smartpurse demo; the next demo run with this --out replaces it\n")
+    for sub in ("batches", "reports"):
+        (out / sub).mkdir()
+
+
+# -- setting up the issuer ------------------------------------------------------------------
+
+def set_up(options: DemoOptions, progress: Progress) -> DemoWorld:
+    """Keys, role files, terminals, the signed program, and the issued cards."""
+    options.check()
+    prepare_output(options.out)
+    home = Home.open(options.out / "home")
+    home.ensure()
+    engine = open_database(home.db_url(options.db_url))
+    with engine.connect() as conn:
+        if conn.execute(select(func.count()).select_from(cards_table)).scalar_one():
+            raise UserError("the demo needs an empty database: this one already has cards")
+    keystore = init_keystore(home, DEMO_PASSPHRASE)
+    fee_bps = int(home.config.get("merchants", {}).get("default_fee_bps", 150))
+    for terminal_id in range(1, options.terminals + 1):
+        merchant_id = merchant_of(terminal_id, options.merchants)
+        keys = keystore.role_keys("pos", terminal_id, merchant_id)
+        write_role_keys(role_key_path(home, "pos", terminal_id), keys, DEMO_PASSPHRASE)
+        registry.register_terminal(engine, terminal_id, merchant_id, keys.log_key_version, fee_bps=fee_bps,
+                                   name=f"{MERCHANT_NAMES[merchant_id - 1]} till {terminal_id}")
+    rename_merchants(engine, options.merchants)
+    for role in ("credit", "processing"):
+        write_role_keys(role_key_path(home, role), keystore.role_keys(role), DEMO_PASSPHRASE)
+    program = install_program(home, keystore, options.terminals)
+    progress("issuing cards", 0, options.cards)
+    report = issue_to_images(engine, issuer_sam(keystore), card_profile(home, keystore),
+                             requests_for_count(options.cards, program=program.program_id), "demo",
+                             home.cards_dir, progress=lambda n: progress("issuing cards", n, options.cards))
+    pins = {card.number: card.pin for card in report.issued}
+    return DemoWorld(options, home, engine, keystore, program, pins, random.Random(options.seed))
+
+
+def rename_merchants(engine: Engine, count: int) -> None:
+    from processing.schema.registry import merchants
+
+    with engine.begin() as conn:
+        for merchant_id in range(1, count + 1):
+            conn.execute(merchants.update().where(merchants.c.merchant_id == merchant_id)
+                         .values(name=MERCHANT_NAMES[merchant_id - 1]))
+
+
+def install_program(home: Home, keystore: Keystore, terminals: int) -> Program:
+    """Sign the demo program with the issuer key; install it on every terminal and for processing."""
+    data = demo_program_bytes()
+    program = parse_program_bytes(data, "demo program")
+    signed = sign_program(data, keystore.signing_key, "demo program")
+    programs = home.sub("programs")
+    (programs / "demo-program.signed").write_bytes(signed)
+    for terminal_id in range(1, terminals + 1):
+        TerminalFiles(home.terminals_dir, terminal_id).program.write_bytes(signed)
+    return program
+
+
+# -- a month of business ----------------------------------------------------------------------
+
+def credit_desk(world: DemoWorld, number: str, amount: int) -> Receipt:
+    desk = CreditTerminal(VirtualTransport.open(world.card_path(number)), world.sam(CREDIT_DESK),
+                          world.log(CREDIT_DESK), terminal_id=CREDIT_DESK, clock=world.clock)
+    receipt = desk.load(amount)
+    world.balances[number] = receipt.balance
+    world.tally.loads += 1
+    world.tally.loaded += amount
+    return receipt
+
+
+def load_all(world: DemoWorld, progress: Progress) -> None:
+    """Every customer's first load at the desk, recorded in the issuer database."""
+    numbers = world.numbers
+    receipts = []
+    for i, number in enumerate(numbers, 1):
+        world.now += 7
+        receipts.append(credit_desk(world, number, world.rng.randint(10, 50) * 100_00))
+        progress("loading cards", i, len(numbers))
+    record_loads(world.engine, receipts)
+
+
+def terminal_for(world: DemoWorld, terminal_id: int, transport: VirtualTransport) -> Terminal:
+    return Terminal(transport, world.sam(terminal_id), world.log(terminal_id), terminal_id=terminal_id,
+                    merchant_id=merchant_of(terminal_id, world.options.merchants), clock=world.clock)
+
+
+def note_purchase(world: DemoWorld, receipt: Receipt) -> None:
+    world.balances[receipt.card_number] = receipt.balance
+    world.points[receipt.card_number] = receipt.points_after
+    world.tally.purchases += 1
+    world.tally.spent += receipt.amount
+    world.tally.prizes += receipt.prizes
+    world.tally.points_redeemed += receipt.points_redeemed
+
+
+def sell(world: DemoWorld, number: str, terminal_id: int, price: int, *, tear: bool = False,
+         path: Path | None = None) -> Receipt | None:
+    """One purchase; a customer short of money tops up at the desk first."""
+    policy = ProgramPolicy(world.program)
+    if path is None and world.balances.get(number, 0) < price:
+        record_loads(world.engine, [credit_desk(world, number, world.rng.randint(10, 30) * 100_00)])
+    redeem, pin = 0, None
+    rule = world.program.redemption
+    if rule is not None and path is None and world.rng.random() < 0.05:
+        # Pay up to half the price with points: always within what is due after any tier discount.
+        redeem = min(world.points.get(number, 0), price // 2 // rule.point_value)
+        if redeem >= rule.min_points:
+            pin = world.pins[number]
+        else:
+            redeem = 0
+    transport = VirtualTransport.open(path or world.card_path(number))
+    terminal = terminal_for(world, terminal_id, transport)
+    if tear:
+        transport.tear_at(TEAR_AT_WRITE)
+        try:
+            terminal.debit(price, points=policy, redeem_points=redeem, pin=pin)
+        except TransactionInterrupted:
+            world.tally.torn.append(number)
+        view = terminal.read_card(policy.program_id)  # the card is presented again: recovery
+        world.tally.recovered += len(view.recovered)
+        for receipt in view.recovered:
+            note_purchase(world, receipt)
+        return view.recovered[0] if view.recovered else None
+    receipt = terminal.debit(price, points=policy, redeem_points=redeem, pin=pin)
+    if path is None:
+        note_purchase(world, receipt)
+    return receipt
+
+
+def cancel(world: DemoWorld, number: str, terminal_id: int) -> None:
+    terminal = terminal_for(world, terminal_id, VirtualTransport.open(world.card_path(number)))
+    receipt = terminal.cancel_last()
+    world.balances[number] = receipt.balance
+    world.points[number] = receipt.points_after
+    world.tally.cancellations += 1
+    world.tally.cancelled += receipt.amount
+
+
+def clone_and_spend(world: DemoWorld, number: str, price: int) -> None:
+    """Copy a card's memory (a clone) and spend with both: same counter, two records."""
+    clones = world.home.sub("clones")
+    clone = clones / f"{number}.card"
+    shutil.copyfile(world.card_path(number), clone)
+    sell(world, number, 1, price)
+    receipt = sell(world, number, world.options.terminals, price, path=clone)
+    world.tally.clone_number = number
+    world.tally.clone_spent = receipt.amount if receipt else 0
+
+
+def run_month(world: DemoWorld, progress: Progress) -> None:
+    """The purchases, spread over the simulated days, across all terminals."""
+    opts, rng = world.options, world.rng
+    numbers = world.numbers
+    span = opts.days * 86_400 - 4 * 3600
+    tear_index, clone_index = opts.purchases // 3, opts.purchases // 2
+    for i in range(opts.purchases):
+        world.now = int(START.timestamp()) + 86_400 + i * span // opts.purchases
+        number = rng.choice(numbers)
+        terminal_id = rng.randint(1, opts.terminals)
+        price = rng.randint(100, 4000) * 10
+        if i == clone_index:
+            clone_and_spend(world, number, price)
+        elif i == tear_index:
+            sell(world, number, terminal_id, price, tear=True)
+        else:
+            sell(world, number, terminal_id, price)
+            if rng.random() < 0.02:
+                world.now += 30
+                cancel(world, number, terminal_id)
+        progress("selling", i + 1, opts.purchases)
+
+
+def export_batches(world: DemoWorld) -> list[Path]:
+    """Each terminal closes its batch into the output folder, as it would at day end."""
+    out = world.options.out / "batches"
+    paths = []
+    for terminal_id in range(1, world.options.terminals + 1):
+        transport = VirtualTransport.open(world.card_path(world.numbers[0]))
+        summary = terminal_for(world, terminal_id, transport).export_batch(out / f"terminal-{terminal_id}.spb")
+        paths.append(summary.path)
+    return paths
+
+
+def card_balances(world: DemoWorld) -> dict[str, int]:
+    """Balances read back from every issued card (SELECT), not from the simulation's notes."""
+    balances = {}
+    for number in world.numbers:
+        transport = VirtualTransport.open(world.card_path(number))
+        transport.connect()
+        balances[number] = PurseSession(transport, world.sam(CREDIT_DESK)).select().balance
+    return balances
+
+

@@ -1,0 +1,42 @@
+"""The hotlist terminals enforce: blocked cards and cards caught cloned, signed by the issuer.
+
+Sources: the registry (``cards block``/``cards replace`` set ``blocked_at``) and the
+clone anomalies processing found. Each export gets the next sequence number, so a
+terminal can refuse to go back to an older list (purse.hotlist).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Connection, func, insert, select
+
+from processing.reconcile import hotlist_times
+from processing.schema.processing import hotlist_exports
+from purse.errors import UserError
+from purse.hotlist import Hotlist
+
+
+def build_hotlist(conn: Connection, issuer_id: int, now: int | None = None) -> Hotlist:
+    created = int(now if now is not None else time.time())
+    sequence = int(conn.execute(select(func.coalesce(func.max(hotlist_exports.c.sequence), 0))).scalar_one()) + 1
+    return Hotlist(issuer_id, created, sequence, hotlist_times(conn))
+
+
+def export_hotlist(conn: Connection, key: Ed25519PrivateKey, issuer_id: int, out: Path,
+                   now: int | None = None) -> Hotlist:
+    """Sign and write the hotlist; the export is recorded so the next one numbers higher."""
+    hotlist = build_hotlist(conn, issuer_id, now)
+    data = hotlist.sign(key)
+    tmp = out.with_name(out.name + ".tmp")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(data)
+        tmp.replace(out)
+    except OSError as e:
+        raise UserError(f"cannot write {out}: {e.strerror}") from None
+    conn.execute(insert(hotlist_exports).values(sequence=hotlist.sequence, created=hotlist.created,
+                                                cards=len(hotlist.cards), path=str(out)))
+    return hotlist

@@ -1,0 +1,185 @@
+"""Reports for accountants: settlement, float, card statement, points liability, anomalies.
+
+Every figure comes from the record sub-ledger or the ledger, grouped in SQL on the
+``day`` column (UTC days since 1970), so the same query runs on SQLite and PostgreSQL.
+The float report carries the economics of the seed article: money paid onto cards in
+advance is an interest-free loan to the shop, worth average float x annual rate.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+
+from sqlalchemy import Connection, case, func, literal, select
+
+from processing.reportfmt import Col, Report
+from processing.schema.processing import anomalies, card_accounts, card_points, records
+from processing.schema.registry import merchants
+from processing.settlement import EPOCH, day_number, fee_for
+from processing.verify import details
+from purse.errors import UserError
+from purse.protocol import RecordType
+
+KINDS = ("settlement", "float", "statement", "points", "anomalies")
+
+
+def _date(day: int) -> dt.date:
+    return EPOCH + dt.timedelta(days=int(day))
+
+
+def _range(r: Any, start: dt.date | None, end: dt.date | None) -> list[Any]:
+    cond = []
+    if start is not None:
+        cond.append(r.day >= day_number(start))
+    if end is not None:
+        cond.append(r.day <= day_number(end))
+    return cond
+
+
+def build(conn: Connection, kind: str, *, start: dt.date | None = None, end: dt.date | None = None,
+          card: str | None = None, rate: Decimal | None = None) -> Report:
+    if kind == "settlement":
+        return settlement_report(conn, start, end)
+    if kind == "float":
+        return float_report(conn, start, end, rate if rate is not None else Decimal(0))
+    if kind == "statement":
+        if not card:
+            raise UserError("the statement report needs --card NUMBER")
+        return statement_report(conn, card, start, end)
+    if kind == "points":
+        return points_report(conn, start, end)
+    if kind == "anomalies":
+        return anomalies_report(conn, start, end)
+    raise UserError(f"unknown report {kind!r} ({', '.join(KINDS)})")
+
+
+def settlement_report(conn: Connection, start: dt.date | None, end: dt.date | None) -> Report:
+    r = records.c
+    is_p = r.record_type == RecordType.PURCHASE
+    is_c = r.record_type == RecordType.CANCEL
+    rows = conn.execute(
+        select(r.day, r.merchant_id, r.terminal_id,
+               func.sum(case((is_p, 1), else_=0)), func.sum(case((is_p, r.amount), else_=0)),
+               func.sum(case((is_c, 1), else_=0)), func.sum(case((is_c, r.amount), else_=0)))
+        .where(r.merchant_id.is_not(None), r.record_type.in_([2, 3]), *_range(r, start, end))
+        .group_by(r.day, r.merchant_id, r.terminal_id).order_by(r.day, r.merchant_id, r.terminal_id)).all()
+    info = {m: (n, bps) for m, n, bps in conn.execute(select(merchants.c.merchant_id, merchants.c.name,
+                                                             merchants.c.fee_bps))}
+    out = []
+    for day, m, t, pc, gross, cc, canc in rows:
+        name, bps = info.get(m, (f"merchant {m}", 0))
+        sales = int(gross) - int(canc)
+        fee = fee_for(sales, bps)
+        out.append([_date(day), m, name, t, int(pc), int(gross), int(cc), int(canc), sales, fee, sales - fee])
+    cols = [Col("day", "date"), Col("merchant_id", "int"), Col("merchant"), Col("terminal_id", "int"),
+            Col("purchases", "int"), Col("gross", "money"), Col("cancels", "int"), Col("cancellations", "money"),
+            Col("net_sales", "money"), Col("fee", "money"), Col("net", "money")]
+    totals = ["TOTAL", None, None, None] + [sum(row[i] for row in out) for i in range(4, 11)]
+    return Report("settlement", "Merchant settlement per merchant, terminal and day", cols, out, totals,
+                  {"from": start, "to": end, "note": "fee estimated per day and terminal; statements from "
+                   "'smartpurse settle' are authoritative"})
+
+
+def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, rate_pct: Decimal) -> Report:
+    r = records.c
+    per_day = {int(d): (int(lo), int(pu), int(ca)) for d, lo, pu, ca in conn.execute(
+        select(r.day, func.sum(case((r.record_type == 1, r.amount), else_=0)),
+               func.sum(case((r.record_type == 2, r.amount), else_=0)),
+               func.sum(case((r.record_type == 3, r.amount), else_=0))).group_by(r.day))}
+    if not per_day and (start is None or end is None):
+        return Report("float", "Card float (issuer liability) per day", _float_cols(), [], None,
+                      {"average_float": 0, "annual_rate_pct": str(rate_pct), "days": 0, "interest_for_period": 0})
+    first = day_number(start) if start else min(per_day)
+    last = day_number(end) if end else max(per_day)
+    if last < first:
+        raise UserError("--to is before --from")
+    opening = sum(lo - pu + ca for d, (lo, pu, ca) in per_day.items() if d < first)
+    rows: list[list[Any]] = []
+    closing, closings = opening, []
+    sums = [0, 0, 0]
+    for d in range(first, last + 1):
+        lo, pu, ca = per_day.get(d, (0, 0, 0))
+        closing += lo - pu + ca
+        closings.append(closing)
+        sums = [sums[0] + lo, sums[1] + pu, sums[2] + ca]
+        rows.append([_date(d), opening if d == first else None, lo, pu, ca, lo - pu + ca, closing])
+    days = len(closings)
+    average = (Decimal(sum(closings)) / days).quantize(Decimal(1), ROUND_HALF_UP)
+    annual = (average * rate_pct / 100).quantize(Decimal(1), ROUND_HALF_UP)
+    period = (average * rate_pct / 100 * days / 365).quantize(Decimal(1), ROUND_HALF_UP)
+    totals = ["TOTAL", opening, *sums, sums[0] - sums[1] + sums[2], closing]
+    summary = {"from": _date(first), "to": _date(last), "days": days, "opening_float": opening,
+               "closing_float": closing, "average_float": int(average), "annual_rate_pct": str(rate_pct),
+               "interest_per_year_at_average_float": int(annual), "interest_for_period": int(period),
+               "meaning": "money paid onto cards in advance is interest-free working capital: borrowing the "
+                          "average float at the given annual rate would cost this much (amounts in minor units)"}
+    return Report("float", "Card float (issuer liability) per day", _float_cols(), rows, totals, summary)
+
+
+def _float_cols() -> list[Col]:
+    return [Col("day", "date"), Col("opening", "money"), Col("loads", "money"), Col("purchases", "money"),
+            Col("cancellations", "money"), Col("net_change", "money"), Col("closing_float", "money")]
+
+
+def statement_report(conn: Connection, number: str, start: dt.date | None, end: dt.date | None) -> Report:
+    r = records.c
+    acct = conn.execute(select(card_accounts).where(card_accounts.c.card_number == number)).mappings().first()
+    if acct is None:
+        raise UserError(f"no records of card {number}")
+    signed = case((r.record_type == 2, -r.amount), (r.record_type.in_([1, 3]), r.amount), else_=literal(0))
+    rows = []
+    for counter, kind, term, merch, amount, batch, raw in conn.execute(
+            select(r.counter, r.record_type, r.terminal_id, r.merchant_id, signed, r.batch_id, r.raw)
+            .where(r.card_number == number, *_range(r, start, end)).order_by(r.counter)):
+        bal, _, prog, _, pts, *_, t = details(bytes(raw))
+        rows.append([dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None), counter,
+                     RecordType(kind).name.lower(), term, merch, int(amount), int(bal), prog or None,
+                     pts if prog else None, batch])
+    cols = [Col("time", "datetime"), Col("counter", "int"), Col("type"), Col("terminal_id", "int"),
+            Col("merchant_id", "int"), Col("amount", "money"), Col("balance_after", "money"),
+            Col("program_id", "int"), Col("points_after", "int"), Col("batch_id", "int")]
+    n_anom = conn.execute(select(func.count()).where(anomalies.c.card_number == number)).scalar_one()
+    totals = ["TOTAL", None, None, None, None, sum(x[5] for x in rows), None, None, None, None]
+    return Report("statement", f"Statement of card {number}", cols, rows, totals,
+                  {"card_number": number, "shadow_balance": int(acct["balance"]),
+                   "chain_counter": int(acct["chain_counter"]), "highest_counter": int(acct["max_counter"]),
+                   "anomalies": int(n_anom)})
+
+
+def points_report(conn: Connection, start: dt.date | None, end: dt.date | None) -> Report:
+    cp, r = card_points.c, records.c
+    outstanding = {p: (int(n), int(s)) for p, n, s in conn.execute(
+        select(cp.program_id, func.count(), func.sum(cp.points)).group_by(cp.program_id))}
+    moved: dict[int, tuple[int, int]] = {}
+    for (raw,) in conn.execute(select(r.raw).where(r.record_type.in_([2, 3]), *_range(r, start, end))):
+        _, _, program, _, _, earned, redeemed, *_ = details(bytes(raw))
+        if program:
+            e, x = moved.get(program, (0, 0))
+            moved[program] = (e + earned, x + redeemed)
+    rows = [[p, outstanding.get(p, (0, 0))[0], outstanding.get(p, (0, 0))[1], moved.get(p, (0, 0))[0],
+             moved.get(p, (0, 0))[1]] for p in sorted(set(outstanding) | set(moved))]
+    cols = [Col("program_id", "int"), Col("cards", "int"), Col("points_outstanding", "int"),
+            Col("points_earned", "int"), Col("points_redeemed", "int")]
+    totals = ["TOTAL"] + [sum(x[i] for x in rows) for i in range(1, 5)]
+    return Report("points", "Points liability per program", cols, rows, totals, {"from": start, "to": end})
+
+
+def anomalies_report(conn: Connection, start: dt.date | None, end: dt.date | None) -> Report:
+    a = anomalies.c
+    stmt = select(a.detected_at, a.kind, a.card_number, a.counter, a.terminal_id, a.batch_id, a.detail,
+                  a.evidence).order_by(a.id)
+    if start is not None:
+        stmt = stmt.where(a.detected_at >= dt.datetime.combine(start, dt.time(), dt.UTC))
+    if end is not None:
+        stmt = stmt.where(a.detected_at < dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC))
+    rows = [[(d if d.tzinfo is None else d.astimezone(dt.UTC).replace(tzinfo=None)), k, c, n, t, b, detail,
+             json.dumps(ev, sort_keys=True)] for d, k, c, n, t, b, detail, ev in conn.execute(stmt)]
+    cols = [Col("detected_at", "datetime"), Col("kind"), Col("card_number"), Col("counter", "int"),
+            Col("terminal_id", "int"), Col("batch_id", "int"), Col("detail"), Col("evidence")]
+    by_kind: dict[str, int] = {}
+    for row in rows:
+        by_kind[row[1]] = by_kind.get(row[1], 0) + 1
+    return Report("anomalies", "Anomalies with evidence", cols, rows, None, {"by_kind": json.dumps(by_kind)})

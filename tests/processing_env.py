@@ -1,0 +1,130 @@
+"""The processing test world: a fresh database (SQLite or PostgreSQL), keys, terminals, cards.
+
+Each PostgreSQL test gets its own schema (search_path in the URL), dropped after, so
+tests never see each other's rows and need no CREATEDB right. Cards and terminals are
+synthetic (``processing.synthetic``): real certificates and chain MACs, written fast.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, create_engine, insert, text
+
+from processing import synthetic
+from processing.db import open_database
+from processing.importer import ImportOptions, ImportResult, import_batch, import_transaction, ingest_loads
+from processing.keys import CardMacs, ProcessingKeys
+from processing.schema.loads import loads
+from processing.schema.registry import cards, merchants, terminals
+
+PG_ENV = "SMARTPURSE_TEST_PG"
+NOW = 1_700_000_000
+DAY = 86_400
+
+
+def pg_base_url() -> str | None:
+    """The PostgreSQL URL, or a skip (a failure under CI: there it must be set)."""
+    url = os.environ.get(PG_ENV)
+    if not url:
+        if os.environ.get("CI"):
+            pytest.fail(f"{PG_ENV} is not set under CI: the PostgreSQL tests must run")
+        pytest.skip(f"{PG_ENV} not set")
+    return url
+
+
+@contextmanager
+def database(kind: str, tmp_path: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'processing.db'}"
+        return
+    base = pg_base_url()
+    assert base is not None
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@dataclass
+class World:
+    url: str
+    tmp: Path
+    engine: Engine = field(init=False)
+    keys: ProcessingKeys = field(init=False)
+    terminals: dict[int, synthetic.SynthTerminal] = field(default_factory=dict)
+    load_seq: int = 0
+    now: int = NOW + 30 * DAY
+
+    def __post_init__(self) -> None:
+        self.engine = open_database(self.url)
+        self.keys, _ = synthetic.make_keys()
+
+    def merchant(self, merchant_id: int, fee_bps: int = 150, name: str | None = None) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(insert(merchants).values(merchant_id=merchant_id, name=name or f"Shop {merchant_id}",
+                                                  fee_bps=fee_bps))
+
+    def terminal(self, terminal_id: int, merchant_id: int, *, register: bool = True) -> synthetic.SynthTerminal:
+        if register:
+            with self.engine.begin() as conn:
+                conn.execute(insert(terminals).values(terminal_id=terminal_id, merchant_id=merchant_id,
+                                                      log_key_version=1))
+        t = self.terminals[terminal_id] = synthetic.SynthTerminal(self.keys, terminal_id, merchant_id)
+        return t
+
+    def card(self, index: int, load: int = 0, when: int = NOW) -> synthetic.SynthCard:
+        card = synthetic.make_card(self.keys, index)
+        if load:
+            self.load(card, load, when)
+        return card
+
+    def load(self, card: synthetic.SynthCard, amount: int, when: int = NOW) -> None:
+        self.load_seq += 1
+        with self.engine.begin() as conn:
+            conn.execute(insert(loads).values(**synthetic.load_row(card, amount, when, self.load_seq)))
+
+    def register_card(self, card: synthetic.SynthCard, *, blocked_at: int | None = None) -> None:
+        """The registry row personalization writes; ``blocked_at`` as ``cards block`` sets it."""
+        import datetime as dt
+
+        with self.engine.begin() as conn:
+            conn.execute(insert(cards).values(
+                number=card.number, uid=card.uid, key_version=1, currency=643, max_balance=1_000_000,
+                expiry=NOW + 365 * DAY, state="blocked" if blocked_at else "issued",
+                blocked_at=dt.datetime.fromtimestamp(blocked_at, dt.UTC) if blocked_at else None))
+
+    def options(self, **kw: object) -> ImportOptions:
+        kw.setdefault("now", lambda: self.now)
+        return ImportOptions(quarantine_dir=self.tmp / "quarantine", **kw)  # type: ignore[arg-type]
+
+    def ingest_loads(self) -> int:
+        with import_transaction(self.engine) as conn:
+            return ingest_loads(conn, CardMacs(self.keys), self.options())
+
+    def process(self, path: Path, **kw: object) -> ImportResult:
+        """The desk's loads first (in their own transaction), then the batch."""
+        return import_batch(self.engine, path, self.keys, self.options(**kw))
+
+
+@contextmanager
+def world(kind: str, tmp_path: Path) -> Iterator[World]:
+    with database(kind, tmp_path) as url:
+        w = World(url, tmp_path)
+        try:
+            yield w
+        finally:
+            w.engine.dispose()

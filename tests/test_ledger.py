@@ -1,0 +1,166 @@
+"""The ledger: balanced entries, money conserved, check finds corruption, settlement, transfers."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+from processing_env import DAY, NOW, World
+from sqlalchemy import func, insert, select, update
+
+from processing import ledger
+from processing.check import run_check
+from processing.importer import ingest_loads
+from processing.keys import CardMacs
+from processing.schema.processing import card_accounts, postings, records, settlements
+from processing.schema.registry import card_transfers
+from processing.settlement import fee_for, settle
+from processing.synthetic import card_record
+from processing.transfers import post_due_transfers
+from purse.protocol import RecordType
+
+
+def test_money_conserved_through_loads_sales_cancels_and_reimports(processing_db: World) -> None:
+    """Invariant 1 over a random history, batches imported in random order, some twice."""
+    w = processing_db
+    rng = random.Random(5)
+    w.merchant(42)
+    w.merchant(43)
+    terms = [w.terminal(7, 42), w.terminal(8, 43)]
+    cards = [w.card(i, load=5_000) for i in range(6)]
+    loaded, spent, cancelled = 6 * 5_000, 0, 0
+    files = []
+    for step in range(60):
+        card = rng.choice(cards)
+        t = rng.choice(terms)
+        if step % 10 == 9:
+            w.load(card, 1_000, NOW + step)
+            loaded += 1_000
+        elif card.balance >= 300:
+            amount = rng.randint(1, 300)
+            t.purchase(card, amount, NOW + step)
+            spent += amount
+            if rng.random() < 0.2:
+                t.add(card_record(card, RecordType.CANCEL, amount, t.terminal_id, t.next_seq(), NOW + step))
+                cancelled += amount
+        if step % 15 == 14:
+            files += [t.close(w.tmp / f"{t.terminal_id}-{t.batch_seq + 1}.spb") for t in terms if t.entries]
+    files += [t.close(w.tmp / f"{t.terminal_id}-{t.batch_seq + 1}.spb") for t in terms if t.entries]
+    for path in rng.sample(files, len(files)) + files[:3]:
+        assert w.process(path).status in ("accepted", "duplicate")
+    expected = loaded - spent + cancelled
+    assert expected == sum(c.balance for c in cards)
+    with w.engine.connect() as conn:
+        rep = run_check(conn)
+        assert rep.ok, rep.failures
+        assert rep.figures["card_float"] == rep.figures["shadow_balances"] == rep.figures["records_net"] == expected
+        assert rep.figures["debits"] == rep.figures["credits"]
+
+
+def _sales(w: World) -> None:
+    w.merchant(42, fee_bps=150)
+    w.merchant(43, fee_bps=0)
+    t7, t8 = w.terminal(7, 42), w.terminal(8, 43)
+    a, b = w.card(1, load=100_000), w.card(2, load=100_000)
+    t7.purchase(a, 10_000, NOW + 100)
+    t7.purchase(b, 5_033, NOW + 200)
+    t7.add(card_record(b, RecordType.CANCEL, 5_033, 7, t7.next_seq(), NOW + 300))
+    t7.purchase(a, 2_000, NOW + 2 * DAY)  # a later day: not in the first settlement
+    t8.purchase(b, 777, NOW + 400)
+    assert w.process(t7.close(w.tmp / "t7.spb")).accepted == 4
+    assert w.process(t8.close(w.tmp / "t8.spb")).accepted == 1
+
+
+@pytest.mark.parametrize("corruption", ["shadow", "record_amount", "posting", "double_post", "unbalanced"])
+def test_check_fails_with_evidence_when_a_row_is_corrupted(processing_db: World, corruption: str) -> None:
+    w = processing_db
+    _sales(w)
+    with w.engine.connect() as conn:
+        assert run_check(conn).ok
+    with w.engine.begin() as conn:
+        if corruption == "shadow":
+            conn.execute(update(card_accounts).values(balance=card_accounts.c.balance + 1)
+                         .where(card_accounts.c.card_number == conn.execute(
+                             select(func.min(card_accounts.c.card_number))).scalar_one()))
+        elif corruption == "record_amount":
+            conn.execute(update(records).where(records.c.record_type == 2, records.c.amount == 777)
+                         .values(amount=778))
+        elif corruption == "posting":
+            pid = conn.execute(select(func.max(postings.c.id))).scalar_one()
+            row = conn.execute(select(postings).where(postings.c.id == pid)).one()
+            conn.execute(update(postings).where(postings.c.id == pid).values(
+                debit=row.debit + 5 if row.debit else 0, credit=row.credit + 5 if row.credit else 0))
+        elif corruption == "double_post":  # a record's amount posted a second time by an entry of its own
+            entry = ledger.open_entry(conn, "batch", "bogus", dt.date(2023, 11, 14))
+            ledger.post(conn, entry, [(ledger.CARD_FLOAT, 777), (ledger.merchant_payable(43), -777)])
+        elif corruption == "unbalanced":
+            conn.execute(insert(postings).values(entry_id=1, account_id=1, debit=1, credit=0))
+    with w.engine.connect() as conn:
+        rep = run_check(conn)
+    assert not rep.ok
+    names = {f["invariant"] for f in rep.failures}
+    expected = {
+        "shadow": {"card float == sum of shadow balances", "shadow balance == sum of the card's records"},
+        "record_amount": {"shadow balance == sum of the card's records", "every record posted once",
+                          "merchant payable == unsettled sales"},
+        "posting": {"debits == credits", "every entry balanced"},
+        "double_post": {"card float == sum of shadow balances", "every record posted once",
+                        "merchant payable == unsettled sales"},
+        "unbalanced": {"debits == credits", "every entry balanced"},
+    }[corruption]
+    assert expected <= names, rep.failures
+    assert all(f["evidence"] is not None for f in rep.failures)
+
+
+def test_settlement_statements_and_entries(processing_db: World) -> None:
+    w = processing_db
+    _sales(w)
+    until = dt.date(2023, 11, 15)  # NOW is 2023-11-14 22:13 UTC; NOW + 2 days is the 16th
+    statements = {s.merchant_id: s for s in settle(w.engine, until)}
+    s42 = statements[42]
+    assert (s42.purchase_count, s42.gross, s42.cancel_count, s42.cancellations) == (2, 15_033, 1, 5_033)
+    assert s42.fee == fee_for(10_000, 150) == 150 and s42.net == 9_850
+    assert (statements[43].gross, statements[43].fee, statements[43].net) == (777, 0, 777)
+    assert settle(w.engine, until) == []  # nothing twice
+    with w.engine.connect() as conn:
+        assert ledger.balance(conn, ledger.BANK) == -(9_850 + 777)
+        assert ledger.balance(conn, ledger.FEE_INCOME) == -150
+        assert ledger.balance(conn, ledger.merchant_payable(42)) == -2_000  # the later day, still owed
+        assert run_check(conn).ok
+        assert conn.execute(select(func.count()).select_from(settlements)).scalar_one() == 2
+
+
+def test_fee_rounds_half_up() -> None:
+    assert fee_for(10_000, 150) == 150
+    assert fee_for(33, 150) == 0  # 0.495
+    assert fee_for(34, 150) == 1  # 0.51
+    assert fee_for(-34, 150) == -1
+
+
+def test_replacement_transfer_waits_for_the_old_cards_batches(processing_db: World) -> None:
+    w = processing_db
+    w.merchant(42)
+    t = w.terminal(7, 42)
+    old, new = w.card(1, load=10_000), w.card(2)
+    w.register_card(old, blocked_at=NOW + 500)
+    w.register_card(new)
+    t.purchase(old, 1_500, NOW + 100, program_id=5, earned=15)  # spent before the block; batch still out
+    with w.engine.begin() as conn:
+        conn.execute(insert(card_transfers).values(from_number=old.number, to_number=new.number, reason="damaged",
+                                                   balance_on_card=8_500))
+    with w.engine.begin() as conn:
+        ingest_loads(conn, CardMacs(w.keys), w.options())
+        assert post_due_transfers(conn, NOW + DAY, DAY) == []  # shadow 10 000 != 8 500 on the chip: wait
+    w.process(t.close(w.tmp / "b.spb"))
+    with w.engine.begin() as conn:
+        done = post_due_transfers(conn, NOW + DAY, DAY)
+        assert done == [{"from": old.number, "to": new.number, "amount": 8_500, "points": 15}]
+        assert post_due_transfers(conn, NOW + DAY, DAY) == []  # once
+    with w.engine.connect() as conn:
+        bal = dict(conn.execute(select(card_accounts.c.card_number, card_accounts.c.balance)).all())
+        assert (bal[old.number], bal[new.number]) == (0, 8_500)
+        assert conn.execute(select(card_transfers.c.amount, card_transfers.c.points)).one() == (8_500, 15)
+        rep = run_check(conn)
+        assert rep.ok, rep.failures
+        assert rep.figures["card_float"] == 8_500
