@@ -18,7 +18,13 @@ from purse.cliutil import CliContext
 from purse.errors import SmartpurseError
 from purse.home import Home
 
-COMMAND_MODULES = ("purse.commands", "purse.pos_commands", "personalization.commands", "processing.commands")
+COMMAND_MODULES = (
+    "purse.commands",
+    "purse.pos_commands",
+    "personalization.commands",
+    "processing.commands",
+    "processing.demo_command",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

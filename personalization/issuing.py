@@ -184,7 +184,8 @@ def _plan(engine: Engine, batch: str, requests: Sequence[CardRequest], source: s
 
 def issue_to_images(engine: Engine, sam: SoftwareSam, profile: CardProfile, requests: Sequence[CardRequest],
                     batch: str, folder: Path, *, source: str | None = None, chunk: int = DEFAULT_CHUNK,
-                    progress: Callable[[int], None] | None = None) -> IssueReport:
+                    progress: Callable[[int], None] | None = None,
+                    uid_source: Callable[[int], bytes] = os.urandom) -> IssueReport:
     """Issue ``requests`` as card images ``folder/<number>.card``, registering them chunk by chunk.
 
     Per chunk: one transaction reserves the numbers, the cards are personalized in
@@ -202,7 +203,7 @@ def issue_to_images(engine: Engine, sam: SoftwareSam, profile: CardProfile, requ
     for start in range(0, len(todo), chunk):
         part = todo[start : start + chunk]
         fresh = registry.reserve(engine, profile.iin, batch,
-                                 [(r.index, r.holder, os.urandom(7)) for r in part if r.index not in reserved])
+                                 [(r.index, r.holder, uid_source(7)) for r in part if r.index not in reserved])
         reserved.update({res.batch_index: res for res in fresh})
         rows: list[registry.IssuedRow] = []
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,9 +47,12 @@ class Keystore:
     rotated: list[int] = field(default_factory=list)  # unix times of each rotation
 
     @classmethod
-    def generate(cls, issuer_id: int, system_identifier: bytes) -> Keystore:
-        masters = {name: {1: os.urandom(crypto.KEY_SIZE)} for name in MASTER_NAMES}
-        return cls(issuer_id, system_identifier, masters, Ed25519PrivateKey.generate(), int(time.time()))
+    def generate(cls, issuer_id: int, system_identifier: bytes,
+                 random_bytes: Callable[[int], bytes] = os.urandom) -> Keystore:
+        """Fresh masters and signing key; ``random_bytes`` is replaced only by the seeded demo."""
+        masters = {name: {1: random_bytes(crypto.KEY_SIZE)} for name in MASTER_NAMES}
+        signing_key = Ed25519PrivateKey.from_private_bytes(random_bytes(32))
+        return cls(issuer_id, system_identifier, masters, signing_key, int(time.time()))
 
     @property
     def current_version(self) -> int:
@@ -131,14 +135,14 @@ def save_keystore(path: Path, store: Keystore, passphrase: str, *, overwrite: bo
     write_private(path, seal(KIND, store.to_payload(), passphrase), overwrite=overwrite)
 
 
-def init_keystore(home: Home, passphrase: str) -> Keystore:
+def init_keystore(home: Home, passphrase: str, random_bytes: Callable[[int], bytes] = os.urandom) -> Keystore:
     """The key ceremony: fresh masters and signing key, sealed at ``home.keystore_path``."""
     path = home.keystore_path
     if path.exists():
         raise UserError(f"a keystore already exists at {path}; use 'keys rotate' for new key versions")
     home.ensure()
     issuer = home.issuer
-    store = Keystore.generate(int(issuer["issuer_id"]), home.system_identifier)
+    store = Keystore.generate(int(issuer["issuer_id"]), home.system_identifier, random_bytes)
     save_keystore(path, store, passphrase, overwrite=False)
     return store
 

@@ -8,6 +8,8 @@ anomaly and does not record it twice.
 
 from __future__ import annotations
 
+import datetime as dt
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -58,9 +60,14 @@ def record_evidence(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
             "time": details(raw)[11], "batch_id": row[8], "record": raw.hex()}
 
 
-def save(conn: Connection, found: Iterable[Anomaly], batch_id: int | None = None) -> int:
-    """Insert anomalies not yet known; returns how many were new."""
-    rows = [{"kind": a.kind, "fingerprint": a.fingerprint[:200], "card_number": a.card_number, "counter": a.counter,
+def save(conn: Connection, found: Iterable[Anomaly], batch_id: int | None = None, *, now: float | None = None) -> int:
+    """Insert anomalies not yet known; returns how many were new.
+
+    ``now`` is the import's clock (unix seconds), so a replayed import dates its findings alike.
+    """
+    detected = dt.datetime.fromtimestamp(time.time() if now is None else now, dt.UTC)
+    rows = [{"detected_at": detected, "kind": a.kind, "fingerprint": a.fingerprint[:200],
+             "card_number": a.card_number, "counter": a.counter,
              "terminal_id": a.terminal_id, "batch_id": batch_id, "detail": a.detail, "evidence": a.evidence}
             for a in found]
     if not rows:

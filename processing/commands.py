@@ -21,13 +21,13 @@ import click
 from processing import reportfmt, reports
 from processing.check import run_check
 from processing.db import open_database
-from processing.importer import DEFAULT_GAP_SECONDS, ImportOptions, import_batch, import_transaction, ingest_loads
-from processing.keys import CardMacs, load_processing_keys
+from processing.importer import DEFAULT_GAP_SECONDS, ImportOptions, process_files
+from processing.keys import load_processing_keys
 from processing.reconcile import open_gaps
 from processing.settlement import settle as settle_until
-from processing.transfers import post_due_transfers
 from purse.cliutil import CliContext, emit, pass_cli
 from purse.errors import SmartpurseError, UserError
+from purse.home import Home
 
 PROGRESS_MIN_RECORDS = 100_000
 
@@ -105,36 +105,23 @@ def _summary_text(data: dict[str, Any]) -> str:
 def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs: Path | None,
             quarantine: Path | None) -> None:
     """Import terminal batch FILES: verify, post once, reconcile; bad batches go to quarantine."""
-    keys = load_processing_keys(cli.home)
-    engine = open_database(cli.db_url)
-    options = ImportOptions(quarantine_dir=quarantine or cli.home.path / "quarantine",
-                            gap_seconds=int(gap_hours * 3600), programs=_load_programs(programs, cli),
-                            ingest_loads=False)  # once before and once after all the files, below
-    macs = CardMacs(keys)
-    results = []
     for path in files:
         if not path.is_file():
             raise UserError(f"no batch file {path}")
-    with import_transaction(engine) as conn:
-        ingest_loads(conn, macs, options)
-    for path in files:
-        total = max(0, (path.stat().st_size - 104) // 80)
-        with _progress(cli, total, path.name) as advance:
-            results.append(import_batch(engine, path, keys, options, macs, advance))
-    with import_transaction(engine) as conn:
-        ingest_loads(conn, macs, options)  # loads recorded at the desks while the batches were imported
-        transfers = post_due_transfers(conn, int(time.time()), options.gap_seconds)
-    data = {
-        "batches": [r.as_dict() for r in results],
-        "accepted": sum(r.accepted for r in results),
-        "duplicates": sum(r.duplicates for r in results),
-        "rejected": sum(r.status == "rejected" for r in results),
-        "anomalies": sum(len(r.anomalies) for r in results),
-        "transfers": transfers,
-    }
+    keys = load_processing_keys(cli.home)
+    engine = open_database(cli.db_url)
+    options = ImportOptions(quarantine_dir=quarantine or cli.home.path / "quarantine",
+                            gap_seconds=int(gap_hours * 3600), programs=_load_programs(programs, cli))
+
+    @contextmanager
+    def progress(path: Path) -> Iterator[Callable[[int], None] | None]:
+        with _progress(cli, max(0, (path.stat().st_size - 104) // 80), path.name) as advance:
+            yield advance
+
+    data = process_files(engine, files, keys, options, progress)
     emit(cli, data, _summary_text)
     if data["rejected"]:
-        raise BatchesRejected(f"{data['rejected']} of {len(results)} batches rejected (kept in quarantine)")
+        raise BatchesRejected(f"{data['rejected']} of {len(files)} batches rejected (kept in quarantine)")
 
 
 @click.command("check")
@@ -186,8 +173,8 @@ def settle(cli: CliContext, until: str) -> None:
 
 
 @click.command("report")
-@click.argument("kind", type=click.Choice(reports.KINDS))
-@click.option("--format", "fmt", type=click.Choice(reportfmt.FORMATS), required=True)
+@click.argument("kind", type=click.Choice((*reports.KINDS, "dashboard")))
+@click.option("--format", "fmt", type=click.Choice(reportfmt.FORMATS), help="csv, xlsx or json (not for dashboard).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
 @click.option("--from", "start", help="First day (YYYY-MM-DD).")
 @click.option("--to", "end", help="Last day (YYYY-MM-DD), included.")
@@ -196,7 +183,16 @@ def settle(cli: CliContext, until: str) -> None:
 @pass_cli
 def report(cli: CliContext, kind: str, fmt: str, out: Path, start: str | None, end: str | None, card: str | None,
            rate: str | None) -> None:
-    """Write a report: settlement, float, statement, points or anomalies."""
+    """Write a report: settlement, float, statement, points, anomalies, or the HTML dashboard."""
+    if kind == "dashboard":
+        from processing.dashboard import write_dashboard
+
+        path = write_dashboard(open_database(cli.db_url), out, _date(start, "--from"), _date(end, "--to"),
+                               **dashboard_options(cli.home))
+        emit(cli, {"report": "dashboard", "out": str(path)}, lambda d: f"dashboard written to {d['out']}")
+        return
+    if fmt is None:
+        raise UserError("--format is required: csv, xlsx or json")
     rate_pct = None
     if rate is not None:
         try:
@@ -212,6 +208,13 @@ def report(cli: CliContext, kind: str, fmt: str, out: Path, start: str | None, e
     reportfmt.write(rep, fmt, out)
     data = {"report": kind, "format": fmt, "out": str(out), "rows": len(rep.rows), "summary": rep.summary}
     emit(cli, data, lambda d: f"{d['report']} report: {d['rows']} rows written to {d['out']}")
+
+
+def dashboard_options(home: Home) -> dict[str, Any]:
+    """The issuer's name and currency, as the dashboard prints them."""
+    issuer = home.issuer
+    return {"issuer": str(issuer.get("name") or issuer["system_identifier"]), "currency": issuer["currency"],
+            "exponent": int(issuer["currency_exponent"])}
 
 
 @click.group("hotlist")

@@ -18,8 +18,10 @@ import random
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from decimal import Decimal
 from importlib.resources import files
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Engine, func, select
 
@@ -27,9 +29,18 @@ from personalization import registry
 from personalization.issuing import card_profile, issue_to_images, issuer_sam, requests_for_count
 from personalization.keyfiles import role_key_path, write_role_keys
 from personalization.keystore import Keystore, init_keystore
+from processing import reportfmt, reports
+from processing.check import run_check
+from processing.commands import dashboard_options
+from processing.dashboard import write_dashboard
 from processing.db import open_database
+from processing.hotlist_export import export_hotlist
+from processing.importer import ImportOptions, process_files
 from processing.issuer_loads import record_loads
+from processing.keys import load_processing_keys
+from processing.schema.processing import anomalies
 from processing.schema.registry import cards as cards_table
+from processing.settlement import settle
 from purse.errors import UserError
 from purse.home import Home, TerminalFiles
 from purse.loyalty import ProgramPolicy, parse_program_bytes, sign_program
@@ -183,7 +194,10 @@ def set_up(options: DemoOptions, progress: Progress) -> DemoWorld:
     with engine.connect() as conn:
         if conn.execute(select(func.count()).select_from(cards_table)).scalar_one():
             raise UserError("the demo needs an empty database: this one already has cards")
-    keystore = init_keystore(home, DEMO_PASSPHRASE)
+    # Demo keys and UIDs come from the seed, so two runs certify identical records and write
+    # identical reports. Never issue real cards with keys a seed can regenerate.
+    secrets_rng = random.Random(f"smartpurse-demo-keys-{options.seed}")
+    keystore = init_keystore(home, DEMO_PASSPHRASE, secrets_rng.randbytes)
     fee_bps = int(home.config.get("merchants", {}).get("default_fee_bps", 150))
     for terminal_id in range(1, options.terminals + 1):
         merchant_id = merchant_of(terminal_id, options.merchants)
@@ -198,7 +212,8 @@ def set_up(options: DemoOptions, progress: Progress) -> DemoWorld:
     progress("issuing cards", 0, options.cards)
     report = issue_to_images(engine, issuer_sam(keystore), card_profile(home, keystore),
                              requests_for_count(options.cards, program=program.program_id), "demo",
-                             home.cards_dir, progress=lambda n: progress("issuing cards", n, options.cards))
+                             home.cards_dir, progress=lambda n: progress("issuing cards", n, options.cards),
+                             uid_source=secrets_rng.randbytes)
     pins = {card.number: card.pin for card in report.issued}
     return DemoWorld(options, home, engine, keystore, program, pins, random.Random(options.seed))
 
@@ -359,3 +374,80 @@ def card_balances(world: DemoWorld) -> dict[str, int]:
     return balances
 
 
+
+
+# -- the back office ----------------------------------------------------------------------------
+
+REPORT_KINDS = ("settlement", "float", "points", "anomalies", "statement")
+FLOAT_RATE_PCT = Decimal("16")  # the annual rate the float report prices the prepaid money at
+
+
+def back_office(world: DemoWorld, batch_files: list[Path]) -> dict[str, Any]:
+    """Process the batches, settle, write every report and the dashboard, sign the hotlist."""
+    end = dt.datetime.fromtimestamp(world.now, dt.UTC)
+    keys = load_processing_keys(world.home, DEMO_PASSPHRASE)
+    options = ImportOptions(quarantine_dir=world.home.path / "quarantine", programs={world.program.program_id:
+                            world.program}, now=world.clock)
+    summary = process_files(world.engine, batch_files, keys, options)
+    statements = settle(world.engine, end.date() + dt.timedelta(days=1))
+    reports_dir = world.options.out / "reports"
+    with world.engine.connect() as conn:
+        for kind in REPORT_KINDS:
+            rep = reports.build(conn, kind, card=world.tally.clone_number, rate=FLOAT_RATE_PCT)
+            for fmt in reportfmt.FORMATS:
+                reportfmt.write(rep, fmt, reports_dir / f"{kind}.{fmt}")
+    write_dashboard(world.engine, reports_dir / "dashboard.html", generated=end,
+                    **dashboard_options(world.home))
+    with world.engine.begin() as conn:
+        hotlist = export_hotlist(conn, world.keystore.signing_key, world.keystore.issuer_id,
+                                 reports_dir / "hotlist.signed", now=world.now)
+    with world.engine.connect() as conn:
+        check = run_check(conn)
+        found = conn.execute(select(anomalies.c.kind, anomalies.c.card_number)).all()
+    return {"import": summary, "statements": [s.as_dict() for s in statements], "check": check,
+            "anomalies": found, "hotlist": sorted(hotlist.cards)}
+
+
+def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
+    """The whole demo; returns the summary the command prints (and ``--json`` shows)."""
+    world = set_up(options, progress)
+    try:
+        load_all(world, progress)
+        run_month(world, progress)
+        batch_files = export_batches(world)
+        progress("processing", 0, 1)
+        office = back_office(world, batch_files)
+        progress("processing", 1, 1)
+        on_cards = card_balances(world)
+    finally:
+        world.close()
+    t = world.tally
+    check = office["check"]
+    expected = t.loaded - t.spent + t.cancelled
+    conservation = {"expected": expected, "cards": sum(on_cards.values()),
+                    "ledger_float": check.figures.get("card_float"), "shadow": check.figures.get("shadow_balances")}
+    conservation["holds"] = check.ok and len({expected, conservation["cards"], conservation["ledger_float"],
+                                              conservation["shadow"]}) == 1
+    kinds: dict[str, int] = {}
+    for kind, _ in office["anomalies"]:
+        kinds[kind] = kinds.get(kind, 0) + 1
+    caught = any(kind == "clone" and number == t.clone_number for kind, number in office["anomalies"])
+    return {
+        "out": str(options.out),
+        "seed": options.seed,
+        "currency": world.home.issuer["currency"],
+        "currency_exponent": int(world.home.issuer["currency_exponent"]),
+        "cards": {"issued": len(world.pins)},
+        "money": {"loads": t.loads, "loaded": t.loaded, "purchases": t.purchases, "spent": t.spent,
+                  "cancellations": t.cancellations, "cancelled": t.cancelled,
+                  "left_on_cards": sum(on_cards.values())},
+        "loyalty": {"prizes": t.prizes, "points_redeemed": t.points_redeemed},
+        "tear": {"card": t.torn[0] if t.torn else None, "recovered": t.recovered},
+        "clone": {"card": t.clone_number, "spent_by_clone": t.clone_spent, "caught": caught,
+                  "hotlisted": t.clone_number in office["hotlist"]},
+        "anomalies": kinds,
+        "processing": {k: office["import"][k] for k in ("accepted", "duplicates", "rejected", "anomalies")},
+        "settlement": office["statements"],
+        "conservation": conservation,
+        "check_failures": check.failures,
+    }

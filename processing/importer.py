@@ -18,10 +18,10 @@ import hashlib
 import multiprocessing
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import AbstractContextManager, contextmanager, nullcontext
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -222,7 +222,7 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
         conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))
     conn.execute(update(batches).where(b.id == batch_id).values(accepted=result.accepted,
                                                                 duplicates=result.duplicates))
-    anomaly_store.save(conn, rec.found, batch_id)
+    anomaly_store.save(conn, rec.found, batch_id, now=options.now())
     result.status, result.batch_id = "accepted", batch_id
     result.anomalies = [a.as_dict() for a in rec.found]
 
@@ -357,7 +357,7 @@ def ingest_loads(conn: Connection, card_macs: CardMacs, options: ImportOptions) 
     ledger.post(conn, entry_id, ledger.batch_lines(None, 0, 0, total, 0))
     if not stored.new:
         conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))
-    anomaly_store.save(conn, rec.found)
+    anomaly_store.save(conn, rec.found, now=options.now())
     return len(stored.new)
 
 
@@ -371,8 +371,15 @@ def _recompute_points(conn: Connection, numbers: list[str], programs: dict[int, 
     out: list[Anomaly] = []
     c = records.c
     for number in numbers:
-        history = [rec for rec in (TransactionRecord.from_bytes(bytes(raw)) for raw in conn.execute(
-            select(c.raw).where(c.card_number == number).order_by(c.counter)).scalars()) if rec.program_id in programs]
+        # Replay only the gap-free start of the card's history: a record after a gap depends on
+        # records still in a batch not imported yet, and would be flagged for nothing.
+        complete: list[TransactionRecord] = []
+        for raw in conn.execute(select(c.raw).where(c.card_number == number).order_by(c.counter)).scalars():
+            rec = TransactionRecord.from_bytes(bytes(raw))
+            if rec.counter != len(complete) + 1:
+                break
+            complete.append(rec)
+        history = [rec for rec in complete if rec.program_id in programs]
         for program_id in {rec.program_id for rec in history}:
             for d in recompute_points(programs[program_id], history):
                 out.append(Anomaly("points_mismatch", f"pointsrule:{d.card_number}:{d.counter}",
@@ -381,3 +388,36 @@ def _recompute_points(conn: Connection, numbers: list[str], programs: dict[int, 
                                     "expected_after": d.expected_after, "recorded_after": d.recorded_after,
                                     "program_id": program_id}, d.card_number, d.counter))
     return out
+
+
+ProgressFactory = Callable[[Path], AbstractContextManager[Callable[[int], None] | None]]
+
+
+def process_files(engine: Engine, files: Sequence[Path], keys: ProcessingKeys, options: ImportOptions,
+                  progress: ProgressFactory | None = None) -> dict[str, Any]:
+    """What ``smartpurse process`` does: desk loads, each batch, then due replacement transfers.
+
+    Loads are posted before the batches (their counters precede the purchases) and again
+    after (loads made while importing); each batch is its own transaction.
+    """
+    from processing.transfers import post_due_transfers
+
+    macs = CardMacs(keys)
+    options = replace(options, ingest_loads=False)
+    with import_transaction(engine) as conn:
+        ingest_loads(conn, macs, options)
+    results = []
+    for path in files:
+        with (progress(path) if progress is not None else nullcontext()) as advance:
+            results.append(import_batch(engine, path, keys, options, macs, advance))
+    with import_transaction(engine) as conn:
+        ingest_loads(conn, macs, options)
+        transfers = post_due_transfers(conn, int(options.now()), options.gap_seconds)
+    return {
+        "batches": [r.as_dict() for r in results],
+        "accepted": sum(r.accepted for r in results),
+        "duplicates": sum(r.duplicates for r in results),
+        "rejected": sum(r.status == "rejected" for r in results),
+        "anomalies": sum(len(r.anomalies) for r in results),
+        "transfers": transfers,
+    }
