@@ -27,7 +27,6 @@ from processing.reconcile import open_gaps
 from processing.settlement import settle as settle_until
 from purse.cliutil import CliContext, emit, pass_cli
 from purse.errors import SmartpurseError, UserError
-from purse.home import Home
 
 PROGRESS_MIN_RECORDS = 100_000
 
@@ -185,7 +184,7 @@ def report(cli: CliContext, kind: str, fmt: str, out: Path, start: str | None, e
            rate: str | None) -> None:
     """Write a report: settlement, float, statement, points, anomalies, or the HTML dashboard."""
     if kind == "dashboard":
-        from processing.dashboard import write_dashboard
+        from processing.dashboard import dashboard_options, write_dashboard
 
         path = write_dashboard(open_database(cli.db_url), out, _date(start, "--from"), _date(end, "--to"),
                                **dashboard_options(cli.home))
@@ -208,13 +207,6 @@ def report(cli: CliContext, kind: str, fmt: str, out: Path, start: str | None, e
     reportfmt.write(rep, fmt, out)
     data = {"report": kind, "format": fmt, "out": str(out), "rows": len(rep.rows), "summary": rep.summary}
     emit(cli, data, lambda d: f"{d['report']} report: {d['rows']} rows written to {d['out']}")
-
-
-def dashboard_options(home: Home) -> dict[str, Any]:
-    """The issuer's name and currency, as the dashboard prints them."""
-    issuer = home.issuer
-    return {"issuer": str(issuer.get("name") or issuer["system_identifier"]), "currency": issuer["currency"],
-            "exponent": int(issuer["currency_exponent"])}
 
 
 @click.group("hotlist")

@@ -31,8 +31,7 @@ from personalization.keyfiles import role_key_path, write_role_keys
 from personalization.keystore import Keystore, init_keystore
 from processing import reportfmt, reports
 from processing.check import run_check
-from processing.commands import dashboard_options
-from processing.dashboard import write_dashboard
+from processing.dashboard import dashboard_options, write_dashboard
 from processing.db import open_database
 from processing.hotlist_export import export_hotlist
 from processing.importer import ImportOptions, process_files

@@ -7,7 +7,6 @@ sends and what the card receives, and the answers come back unchanged.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -63,20 +62,6 @@ def test_issue_load_and_pay_through_pcscd(pcsc: PcscEnv, caplog: pytest.LogCaptu
     assert _traffic(caplog, "purse.transport.pcsc", "pcsc > ") == built
     assert _traffic(caplog, "purse.transport.vpcd", "vpcd > ") == built
     assert _traffic(caplog, "purse.transport.vpcd", "vpcd < ") == _traffic(caplog, "purse.session", "< ")
-
-
-def test_apdu_round_trip_time(pcsc: PcscEnv, capsys: pytest.CaptureFixture[str]) -> None:
-    """Measured, not asserted: the number goes to docs/performance.md."""
-    pcsc.serve_personalized()
-    with PcscTransport(pcsc.reader) as transport:
-        assert transport.transmit(SELECT)[-2:] == b"\x90\x00"
-        count = 300
-        start = time.perf_counter()
-        for _ in range(count):
-            transport.transmit(SELECT)
-        per_apdu = (time.perf_counter() - start) / count
-    with capsys.disabled():
-        print(f"\nPC/SC round trip through pcscd+vpcd: {per_apdu * 1000:.3f} ms per SELECT ({count} APDUs)")
 
 
 def test_connect_returns_the_card_atr_and_substring_picks_the_reader(pcsc: PcscEnv) -> None:

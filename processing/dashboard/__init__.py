@@ -7,7 +7,7 @@ without touching the database. Keeping the two apart lets each be tested alone.
 
 from __future__ import annotations
 
-from processing.dashboard.collect import collect_dashboard_data, write_dashboard
+from processing.dashboard.collect import collect_dashboard_data, dashboard_options, write_dashboard
 from processing.dashboard.model import (
     Anomaly,
     DailySales,
@@ -26,6 +26,7 @@ __all__ = [
     "PointsLiability",
     "SettlementRow",
     "collect_dashboard_data",
+    "dashboard_options",
     "render_dashboard",
     "write_dashboard",
 ]

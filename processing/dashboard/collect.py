@@ -33,6 +33,7 @@ from processing.reportfmt import Report
 from processing.schema.processing import records, settlements
 from processing.settlement import day_number
 from purse.errors import UserError
+from purse.home import Home
 from purse.protocol import RecordType
 
 TOP_ANOMALIES = 20
@@ -189,3 +190,10 @@ def write_dashboard(engine: Engine, out: Path, date_from: dt.date | None = None,
         tmp.unlink(missing_ok=True)
         raise UserError(f"cannot write {out}: {e.strerror}") from None
     return out
+
+
+def dashboard_options(home: Home) -> dict[str, Any]:
+    """The issuer's name and currency from the home's configuration, as the dashboard prints them."""
+    issuer = home.issuer
+    return {"issuer": str(issuer.get("name") or issuer["system_identifier"]), "currency": issuer["currency"],
+            "exponent": int(issuer["currency_exponent"])}
