@@ -296,7 +296,12 @@ def _card_text(row: dict[str, Any], exponent: int) -> str:
     lines.append(f"  maximum balance: {format_amount(row['max_balance'], exponent)}")
     lines.append(f"  expires: {datetime.fromtimestamp(row['expiry'], UTC).date().isoformat()}")
     if "shadow_balance" in row:
-        lines.append(f"  shadow balance (processing): {row['shadow_balance']}")
+        sb = row["shadow_balance"]
+        complete = f"records 1..{sb['complete_to_counter']}" + (
+            f", gap before {sb['highest_counter']} (batches to come)" if sb["gap_open"] else "")
+        lines.append(f"  shadow balance (processing): {format_amount(sb['balance'], exponent)} ({complete})")
+        for program, points in sb["points"].items():
+            lines.append(f"  points in program {program}: {points}")
     if "transfer" in row:
         t = row["transfer"]
         lines.append(f"  transfer {t['from_number']} -> {t['to_number']}: "

@@ -9,7 +9,6 @@ old card's last batches are in (docs/personalization.md, "Life cycle").
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from personalization.issuing import (
 )
 from personalization.keystore import Keystore
 from processing.schema.registry import card_transfers, cards
+from processing.shadow import shadow_balance
 from purse.card.applet import PurseApplet
 from purse.errors import UserError
 from purse.home import Home
@@ -68,18 +68,6 @@ def _admin_session(transport: Transport, keystore: Keystore, number: str) -> Pur
     return session
 
 
-def shadow_balance(engine: Engine, number: str) -> Any:
-    """The balance processing computes from batches, once processing provides it; else None."""
-    try:
-        module = importlib.import_module("processing.shadow")
-    except ModuleNotFoundError as e:
-        if e.name in ("processing.shadow",):
-            return None
-        raise
-    reader = getattr(module, "shadow_balance", None)
-    return reader(engine, number) if reader is not None else None
-
-
 def card_details(engine: Engine, home: Home, number: str) -> dict[str, Any]:
     row = registry.card_row(engine, number)
     row["uid"] = row["uid"].hex()
@@ -88,7 +76,7 @@ def card_details(engine: Engine, home: Home, number: str) -> dict[str, Any]:
             (card_transfers.c.from_number == number) | (card_transfers.c.to_number == number))).mappings().first()
     if transfer is not None:
         row["transfer"] = dict(transfer)
-    shadow = shadow_balance(engine, number)
+    shadow = shadow_balance(engine, number)  # processing's figure, once batches are in
     if shadow is not None:
         row["shadow_balance"] = shadow
     return row
