@@ -85,39 +85,51 @@ class Reconciler:
     """Chain checks for one import, then the card accounts written back in bulk."""
 
     def __init__(self, conn: Connection, *, now: int, gap_seconds: int, batch_id: int | None = None,
-                 on_card: Callable[[str], None] | None = None) -> None:
+                 on_card: Callable[[str], None] | None = None, cards: dict[str, CardWalk] | None = None) -> None:
+        """``cards``: chain states known to equal the database's (``CardCache``), not read again."""
         self.conn = conn
         self.now = now
         self.gap_seconds = gap_seconds
         self.batch_id = batch_id
-        self.cards: dict[str, CardWalk] = {}
+        self.cards: dict[str, CardWalk] = cards if cards is not None else {}
+        for w in self.cards.values():  # the terminal-order check is per batch
+            w.last_seen = -1
         self.found: list[Anomaly] = []
         self.hotlist = hotlist_times(conn)
         self.on_card = on_card
 
     # -- before storing: card state, order within the batch, hotlist ---------------------------
-    def prepare(self, rows: Sequence[Row]) -> None:
-        """Load the card accounts of cards first seen in ``rows``; check terminal order and hotlist."""
+    def prepare(self, rows: Sequence[Row], check: bool = True) -> None:
+        """Load the card accounts of cards first seen in ``rows``; check terminal order and hotlist.
+
+        ``check=False`` only loads: the caller then passes ``check_order=True`` to ``walk`` when every
+        row turned out new (the usual case), so the records are looped over once, not twice."""
         missing = sorted({r[0] for r in rows} - self.cards.keys())
         if missing:
             self._load(missing)
-        hot = self.hotlist
+        if check:
+            self.check_order(rows)
+
+    def check_order(self, rows: Sequence[Row]) -> None:
+        """Counter rollback within the terminal's chain, and use of a hotlisted card."""
         for r in rows:
-            w = self.cards[r[0]]
-            if r[1] <= w.last_seen:
+            self._check_one(self.cards[r[0]], r)
+
+    def _check_one(self, w: CardWalk, r: Row) -> None:
+        if r[1] <= w.last_seen:
+            self.found.append(Anomaly(
+                "counter_rollback", f"rollback:{r[0]}:{r[1]}:{r[4]}:{r[5]}",
+                f"card {r[0]}: counter {r[1]} after counter {w.last_seen} at terminal {r[4]}",
+                {"record": record_evidence(r), "previous_counter": w.last_seen}, r[0], r[1], r[4]))
+        w.last_seen = r[1]
+        blocked = self.hotlist.get(r[0])
+        if blocked is not None and r[2] != BLOCK:
+            when = details(r[10])[11]
+            if when > blocked:
                 self.found.append(Anomaly(
-                    "counter_rollback", f"rollback:{r[0]}:{r[1]}:{r[4]}:{r[5]}",
-                    f"card {r[0]}: counter {r[1]} after counter {w.last_seen} at terminal {r[4]}",
-                    {"record": record_evidence(r), "previous_counter": w.last_seen}, r[0], r[1], r[4]))
-            w.last_seen = r[1]
-            blocked = hot.get(r[0])
-            if blocked is not None and r[2] != BLOCK:
-                when = details(r[10])[11]
-                if when > blocked:
-                    self.found.append(Anomaly(
-                        "hotlisted_use", f"hotlisted:{r[0]}:{r[1]}",
-                        f"card {r[0]} used at {_iso(when)}, blocked since {_iso(blocked)}",
-                        {"record": record_evidence(r), "blocked_at": blocked}, r[0], r[1], r[4]))
+                    "hotlisted_use", f"hotlisted:{r[0]}:{r[1]}",
+                    f"card {r[0]} used at {_iso(when)}, blocked since {_iso(blocked)}",
+                    {"record": record_evidence(r), "blocked_at": blocked}, r[0], r[1], r[4]))
 
     def _load(self, numbers: list[str]) -> None:
         for row in select_in(self.conn, "SELECT card_number, chain_counter, chain_balance, chain_time, max_counter, "
@@ -136,17 +148,24 @@ class Reconciler:
             w.points_counter[program] = counter
 
     # -- after storing: walk the new records -----------------------------------------------------
-    def walk(self, rows: Sequence[Row]) -> None:
+    def walk(self, rows: Sequence[Row], check_order: bool = False) -> None:
         """Advance chain heads through newly stored rows (terminal order: per card, counters rise).
 
-        The common case (a purchase continuing its card's chain, no program) is inlined: this loop
-        runs once per record of every batch.
+        The common case (a purchase continuing its card's chain, no program, card not hotlisted,
+        counter rising) is inlined: this loop runs once per record of every batch. With
+        ``check_order`` it also does ``check_order``'s work (all rows of the chunk are new).
         """
         cards = self.cards
         unpack = RAW_TAIL.unpack_from
+        hot = self.hotlist
         for r in rows:
             w = cards[r[0]]
             kind, counter, amount = r[2], r[1], r[3]
+            if check_order:
+                if counter > w.last_seen and not (hot and r[0] in hot):
+                    w.last_seen = counter
+                else:
+                    self._check_one(w, r)
             signed = -amount if kind == PURCHASE else amount if kind != BLOCK else 0
             w.delta += signed
             if counter > w.max_counter:
@@ -250,3 +269,44 @@ def open_gaps(conn: Connection, now: int, gap_seconds: int) -> list[Anomaly]:
 
 def _iso(t: int) -> str:
     return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+class CardCache:
+    """The card chain states one process wrote last, kept for its next batch.
+
+    A ``process`` run of many batches touches the same cards again and again; reading their
+    accounts back per batch cost as much as storing the records. The states are valid while no
+    one else stored a record since our commit: chain states only move when records are stored,
+    every record is stored under the import lock, and ``records.id`` only grows (a sequence on
+    PostgreSQL; SQLite's rowid is max + 1 and records are never deleted). So the highest record
+    id, read in our transaction before it commits, is the token; any other token, a rollback or
+    a failure empties the cache. Bounded: beyond ``limit`` cards nothing is kept.
+    """
+
+    def __init__(self, limit: int = 500_000) -> None:
+        self.limit = limit
+        self._cards: dict[str, CardWalk] | None = None
+        self._token: int | None = None
+        self._staged: tuple[dict[str, CardWalk], int] | None = None
+
+    def take(self, conn: Connection) -> dict[str, CardWalk]:
+        """The cached states if still valid (else empty); the caller owns them until ``stage``."""
+        cards, token = self._cards, self._token
+        self._cards = self._token = self._staged = None
+        if cards is None or token != _max_record_id(conn):
+            return {}
+        return cards
+
+    def stage(self, conn: Connection, cards: dict[str, CardWalk]) -> None:
+        """Offer the states as written by this (not yet committed) transaction."""
+        self._staged = (cards, _max_record_id(conn)) if len(cards) <= self.limit else None
+
+    def committed(self) -> None:
+        """The transaction committed: the staged states are the database's."""
+        if self._staged is not None:
+            self._cards, self._token = self._staged
+        self._staged = None
+
+
+def _max_record_id(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM records").scalar_one())

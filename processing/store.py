@@ -77,6 +77,7 @@ class RecordStore:
 
     @staticmethod
     def _copy(cur: Any, table: str, rows: Sequence[Row]) -> None:
+        _fast_bytea(cur)
         with cur.copy(f"COPY {table} ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_PG_TYPES)
             write = copy.write_row
@@ -119,6 +120,17 @@ class RecordStore:
             else:
                 out.conflicts.append((row, stored))
         return out
+
+
+def _fast_bytea(cur: Any) -> None:
+    """Dump ``bytea`` with psycopg's default ``bytes`` dumper (compiled with psycopg[binary]).
+
+    ``set_types(["bytea"])`` otherwise picks the DB-API ``Binary`` wrapper's dumper, written in
+    Python: 7 % of a PostgreSQL import, one call per record."""
+    from psycopg import adapters
+    from psycopg.adapt import PyFormat
+
+    cur.adapters.register_dumper(bytes, adapters.get_dumper(bytes, PyFormat.BINARY))
 
 
 def select_in(conn: Connection, head: str, keys: Sequence[str]) -> list[tuple[Any, ...]]:

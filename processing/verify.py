@@ -32,6 +32,10 @@ ROW_FIELDS = ("card_number", "counter", "record_type", "amount", "terminal_id", 
 # earned, redeemed, prizes, tier, terminal id, terminal sequence, time (docs/protocol.md, record layout).
 RAW_TAIL = struct.Struct(">IHHIIiiBBIII")
 RAW_TAIL_AT = 25
+# What a storage row needs from an entry (type, card number, counter, amount, terminal sequence, time),
+# skipping the other fields: the main process parses every record with it while a worker verifies.
+ROW_PARSE = struct.Struct(">B8x8sII30xII17x")
+assert ROW_PARSE.size == ENTRY_SIZE
 
 
 def details(raw: bytes) -> tuple[int, ...]:
@@ -150,10 +154,11 @@ def parse_rows(data: bytes, terminal_id: int, merchant_id: int, batch_id: int, e
         tuple[object, ...]]:
     """Storage rows of a chunk without any check: the import's main process, while a worker verifies."""
     rows: list[tuple[object, ...]] = []
+    append = rows.append
     pos = 0
-    for f in ENTRY.iter_unpack(data):
-        rows.append((f[3].hex(), f[4], f[0], f[5], terminal_id, f[16], f[17] // 86400, merchant_id, batch_id, entry_id,
-                     data[pos : pos + RECORD_SIZE]))
+    for kind, bcd, counter, amount, seq, when in ROW_PARSE.iter_unpack(data):
+        append((bcd.hex(), counter, kind, amount, terminal_id, seq, when // 86400, merchant_id, batch_id, entry_id,
+                data[pos : pos + RECORD_SIZE]))
         pos += ENTRY_SIZE
     return rows
 

@@ -7,15 +7,13 @@ synthetic (``processing.synthetic``): real certificates and chain MACs, written 
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
-from sqlalchemy import Engine, create_engine, insert, text
+import pg_env
+from sqlalchemy import Engine, insert
 
 from processing import synthetic
 from processing.db import open_database
@@ -24,19 +22,8 @@ from processing.keys import CardMacs, ProcessingKeys
 from processing.schema.loads import loads
 from processing.schema.registry import cards, merchants, terminals
 
-PG_ENV = "SMARTPURSE_TEST_PG"
 NOW = 1_700_000_000
 DAY = 86_400
-
-
-def pg_base_url() -> str | None:
-    """The PostgreSQL URL, or a skip (a failure under CI: there it must be set)."""
-    url = os.environ.get(PG_ENV)
-    if not url:
-        if os.environ.get("CI"):
-            pytest.fail(f"{PG_ENV} is not set under CI: the PostgreSQL tests must run")
-        pytest.skip(f"{PG_ENV} not set")
-    return url
 
 
 @contextmanager
@@ -44,19 +31,8 @@ def database(kind: str, tmp_path: Path) -> Iterator[str]:
     if kind == "sqlite":
         yield f"sqlite:///{tmp_path / 'processing.db'}"
         return
-    base = pg_base_url()
-    assert base is not None
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with pg_env.pg_schema("t") as url:
+        yield url
 
 
 @dataclass

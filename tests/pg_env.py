@@ -1,0 +1,44 @@
+"""PostgreSQL for tests: the server URL, and a throw-away schema per test.
+
+Each test gets a schema of its own (search_path in the URL), dropped afterwards, so tests
+never see or disturb each other's tables in the shared server database.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+from sqlalchemy import create_engine, text
+
+PG_ENV = "SMARTPURSE_TEST_PG"
+
+
+def pg_url() -> str:
+    """The server URL, or a skip (a failure under CI, which must run the PostgreSQL tests)."""
+    url = os.environ.get(PG_ENV)
+    if url:
+        return url
+    if os.environ.get("CI"):
+        pytest.fail(f"CI must run the PostgreSQL tests, but {PG_ENV} is not set", pytrace=False)
+    pytest.skip(f"{PG_ENV} is not set")
+
+
+@contextmanager
+def pg_schema(prefix: str = "t") -> Iterator[str]:
+    """A URL whose connections live in a fresh schema, dropped afterwards."""
+    base = pg_url()
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    admin = create_engine(base)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
