@@ -1,10 +1,11 @@
 """Throughput of issuing into virtual card images plus the registry (target: 1,000 cards/s).
 
-    python benchmarks/bench_issue.py [--count 10000] [--chunk 1000] [--db URL]
+    python benchmarks/bench_issue.py [--count 10000] [--chunk 1000] [--db URL] [--workers N]
 
-Prints cards/s for each stage on its own, then for the whole path as ``cards issue``
-runs it (reserve numbers, personalize in memory, write images, one syncfs per chunk,
-register in bulk), so a regression shows where it comes from.
+Prints cards/s for each stage on its own (in one process), then for the whole path as
+``cards issue`` runs it (reserve numbers, personalize in memory and write images — in
+worker processes unless ``--workers 0`` — one syncfs per chunk, register in bulk), so a
+regression shows where it comes from.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ def main() -> None:
     parser.add_argument("--count", type=int, default=10_000)
     parser.add_argument("--chunk", type=int, default=1000)
     parser.add_argument("--db", help="registry database URL [SQLite in a temporary folder]")
+    parser.add_argument("--workers", type=int, help="personalizing processes (0 = in the issuing process) "
+                                                   "[one per core but one]")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -81,9 +84,10 @@ def main() -> None:
             engine = open_database(url)
             started = time.perf_counter()
             report = issue_to_images(engine, sam, profile, requests_for_count(args.count), "bench", folder / "cards",
-                                     chunk=args.chunk)
-            rate(f"cards issue, whole path ({engine.dialect.name}, chunk {args.chunk})", len(report.issued),
-                 time.perf_counter() - started)
+                                     chunk=args.chunk, workers=args.workers)
+            workers = "workers: default" if args.workers is None else f"workers: {args.workers}"
+            rate(f"cards issue, whole path ({engine.dialect.name}, chunk {args.chunk}, {workers})",
+                 len(report.issued), time.perf_counter() - started)
             engine.dispose()
 
 

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine
 
@@ -37,8 +38,13 @@ from purse.session import CardInfo, PurseSession
 from purse.transport import Transport
 from purse.transport.virtual import VirtualTransport
 
+if TYPE_CHECKING:  # the pool machinery is imported only by a batch that uses it
+    from concurrent.futures import ProcessPoolExecutor
+
 CARD_KEYS = (KeyRef.ADMIN, KeyRef.CREDIT, KeyRef.DEBIT, KeyRef.TXN)
 DEFAULT_CHUNK = 1000
+# Below this many cards a pool costs more (two forks, pickling) than it saves.
+POOL_MIN_CARDS = 500
 
 
 class IssueFailed(SmartpurseError):
@@ -185,13 +191,20 @@ def _plan(engine: Engine, batch: str, requests: Sequence[CardRequest], source: s
 def issue_to_images(engine: Engine, sam: SoftwareSam, profile: CardProfile, requests: Sequence[CardRequest],
                     batch: str, folder: Path, *, source: str | None = None, chunk: int = DEFAULT_CHUNK,
                     progress: Callable[[int], None] | None = None,
-                    uid_source: Callable[[int], bytes] = os.urandom) -> IssueReport:
+                    uid_source: Callable[[int], bytes] = os.urandom, workers: int | None = None) -> IssueReport:
     """Issue ``requests`` as card images ``folder/<number>.card``, registering them chunk by chunk.
 
-    Per chunk: one transaction reserves the numbers, the cards are personalized in
-    memory and written, one ``syncfs`` makes them durable, one transaction registers
-    them. On a failure the cards finished so far are registered before the error
-    propagates, so a re-run of the batch picks up exactly where this one stopped.
+    Per chunk: one transaction reserves the numbers (with every UID, from ``uid_source``),
+    the cards are personalized in memory and their images written, one ``syncfs`` makes
+    them durable, one transaction registers them. On a failure the cards finished so far
+    are registered before the error propagates, so a re-run of the batch picks up exactly
+    where this one stopped.
+
+    Large batches are personalized by worker processes (personalization is pure Python
+    and CPU-bound), one chunk ahead: while the workers write chunk k+1, this process makes
+    chunk k durable and registers it. Chunk k+1's numbers are already reserved then,
+    which is what a resumed batch expects (docs/personalization.md, "Batches and resuming").
+    ``workers``: None = one per core for a large batch, 0 = all in this process.
     """
     started = time.perf_counter()
     report = IssueReport(batch, len(requests), profile.key_version)
@@ -200,39 +213,170 @@ def issue_to_images(engine: Engine, sam: SoftwareSam, profile: CardProfile, requ
     reserved = registry.reservations(engine, batch)
     if progress is not None and len(requests) - len(todo):
         progress(len(requests) - len(todo))
-    for start in range(0, len(todo), chunk):
-        part = todo[start : start + chunk]
-        fresh = registry.reserve(engine, profile.iin, batch,
-                                 [(r.index, r.holder, uid_source(7)) for r in part if r.index not in reserved])
-        reserved.update({res.batch_index: res for res in fresh})
-        rows: list[registry.IssuedRow] = []
-        try:
-            for request in part:
-                rows.append(_issue_image(sam, profile, request, reserved[request.index], batch, folder, report))
-        except Exception as e:
-            _register_images(engine, folder, rows)
-            if isinstance(e, (SmartpurseError, OSError)):
-                raise IssueFailed(_failure(report, request, e)) from e
-            raise
-        _register_images(engine, folder, rows)
-        if progress is not None:
-            progress(len(part))
+    workers = _worker_count(len(todo)) if workers is None else max(workers, 0)
+    pool = _start_pool(sam, profile, workers) if workers else None
+    pending: _Chunk | None = None
+    try:
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            fresh = registry.reserve(engine, profile.iin, batch,
+                                     [(r.index, r.holder, uid_source(7)) for r in part if r.index not in reserved])
+            reserved.update({res.batch_index: res for res in fresh})
+            jobs = [_job(profile, request, reserved[request.index]) for request in part]
+            holder_ids = [reserved[request.index].holder_id for request in part]
+            if pool is None:
+                here = _Chunk(part, holder_ids, jobs, [_ready(_run(sam, profile, jobs))])
+                _finish(engine, profile, batch, folder, report, here, progress)
+                continue
+            step = -(-len(jobs) // workers)
+            runs = [pool.submit(_run_in_worker, jobs[i : i + step]) for i in range(0, len(jobs), step)]
+            ahead = _Chunk(part, holder_ids, jobs, [run.result for run in runs])
+            if pending is not None:
+                _finish(engine, profile, batch, folder, report, pending, progress)
+            pending = ahead
+        if pending is not None:
+            _finish(engine, profile, batch, folder, report, pending, progress)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     report.seconds = time.perf_counter() - started
     return report
 
 
-def _issue_image(sam: SoftwareSam, profile: CardProfile, request: CardRequest, res: registry.Reservation,
-                 batch: str, folder: Path, report: IssueReport) -> registry.IssuedRow:
+# One card for a worker: (number, uid, pin, program, tier). Plain tuples pickle cheaply.
+_Job = tuple[str, bytes, str, int | None, int | None]
+# What a run of jobs made: the card images, in order, and the error that stopped it.
+_Outcome = tuple[list[bytes], BaseException | None]
+
+
+@dataclass
+class _Chunk:
+    """One chunk in flight: its requests, their jobs and the runs writing them (in order; each
+    call waits for its run's outcome)."""
+
+    part: list[CardRequest]
+    holder_ids: list[int | None]
+    jobs: list[_Job]
+    runs: list[Callable[[], _Outcome]]
+
+
+def _ready(outcome: _Outcome) -> Callable[[], _Outcome]:
+    return lambda: outcome
+
+
+def _job(profile: CardProfile, request: CardRequest, res: registry.Reservation) -> _Job:
     pin = request.pin or generate_pin(profile.pin_length)
-    uid = res.uid or os.urandom(7)
-    card = PurseApplet.manufacture(uid)
-    personalize(VirtualTransport(card), sam, res.number, profile, pin, request.program, request.tier)
-    path = folder / f"{res.number}.card"
-    write_image(path, card.image_bytes())
-    report.issued.append(IssuedCard(request.index, res.number, uid, pin,
+    return (res.number, res.uid or os.urandom(7), pin, request.program, request.tier)
+
+
+def _run(sam: SoftwareSam, profile: CardProfile, jobs: Sequence[_Job]) -> _Outcome:
+    """Personalize ``jobs`` in memory; stop at the first failure.
+
+    The error is returned, not raised, so the caller still gets the images made
+    before it and can write and register exactly those.
+    """
+    images: list[bytes] = []
+    for number, uid, pin, program, tier in jobs:
+        try:
+            card = PurseApplet.manufacture(uid)
+            personalize(VirtualTransport(card), sam, number, profile, pin, program, tier)
+        except Exception as e:  # handed back to the caller, which decides how to report it
+            return images, e
+        images.append(card.image_bytes())
+    return images, None
+
+
+def _finish(engine: Engine, profile: CardProfile, batch: str, folder: Path, report: IssueReport, chunk: _Chunk,
+            progress: Callable[[int], None] | None) -> None:
+    """Write the chunk's images in order, then make them durable and register them.
+
+    Images are written here, in order, not in the workers: a failed write stops the
+    chunk exactly at that card, and the writes never race this process's ``syncfs``.
+    """
+    rows: list[registry.IssuedRow] = []
+    position = 0
+    for run in chunk.runs:
+        images, error = run()
+        for image in images:
+            try:
+                write_image(folder / f"{chunk.jobs[position][0]}.card", image)
+            except OSError as e:
+                error = e
+                break
+            rows.append(_issued(profile, batch, folder, report, chunk.part[position], chunk.holder_ids[position],
+                                chunk.jobs[position]))
+            position += 1
+        if error is not None:
+            _register_images(engine, folder, rows)
+            if isinstance(error, (SmartpurseError, OSError)):
+                raise IssueFailed(_failure(report, chunk.part[position], error)) from error
+            raise error
+    _register_images(engine, folder, rows)
+    if progress is not None:
+        progress(len(chunk.part))
+
+
+def _issued(profile: CardProfile, batch: str, folder: Path, report: IssueReport, request: CardRequest,
+            holder_id: int | None, job: _Job) -> registry.IssuedRow:
+    number, uid, pin, program, tier = job
+    path = folder / f"{number}.card"
+    report.issued.append(IssuedCard(request.index, number, uid, pin,
                                     request.holder.name if request.holder else None, str(path)))
-    return registry.IssuedRow(res.number, uid, res.holder_id, profile.key_version, request.program, request.tier,
+    return registry.IssuedRow(number, uid, holder_id, profile.key_version, program, tier,
                               profile.currency, profile.max_balance, profile.expiry, batch, image=str(path))
+
+
+# -- worker processes --------------------------------------------------------------------------
+_worker: tuple[SoftwareSam, CardProfile] | None = None  # set once in each worker process
+
+
+def _worker_count(cards: int) -> int:
+    """Workers for a batch of ``cards``: none for a small batch, else one per core but one.
+
+    This process keeps one core busy too (it writes the images, syncs and registers);
+    more workers than cores slowed a 2-core machine down (benchmarks/bench_issue.py).
+    """
+    if cards < POOL_MIN_CARDS:
+        return 0
+    import multiprocessing
+
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return 0
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return cores - 1 if cores > 1 else 0
+
+
+def _start_pool(sam: SoftwareSam, profile: CardProfile, workers: int) -> ProcessPoolExecutor:
+    """Forked workers inherit the SAM (its masters never travel through a pipe or a file)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker,
+                               initargs=(sam, profile, os.getpid()))
+
+
+def _init_worker(sam: SoftwareSam, profile: CardProfile, parent: int) -> None:
+    """Die with the issuing process (a SIGKILLed issuer must not leave workers writing images)
+    and leave Ctrl-C to it: it reports the batch and shuts the pool down."""
+    global _worker
+    import ctypes
+    import ctypes.util
+    import signal
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+    prctl = getattr(libc, "prctl", None)
+    if prctl is not None:
+        prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _worker = (sam, profile)
+
+
+def _run_in_worker(jobs: Sequence[_Job]) -> _Outcome:
+    assert _worker is not None, "_init_worker runs first in every worker"
+    sam, profile = _worker
+    return _run(sam, profile, jobs)
 
 
 def _register_images(engine: Engine, folder: Path, rows: list[registry.IssuedRow]) -> None:

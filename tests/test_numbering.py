@@ -71,7 +71,7 @@ def test_a_rolled_back_allocation_gives_its_numbers_back(personalization_db: str
 def test_two_concurrent_issue_processes_never_share_a_number(personalization_home: Path,
                                                             personalization_db: str) -> None:
     command = [sys.executable, "-c", "import cli; cli.main()", "--db", personalization_db, "--json",
-               "cards", "issue", "--count", "150", "--chunk", "7"]
+               "cards", "issue", "--count", "1500", "--chunk", "7"]  # long enough to overlap under load
     env = dict(os.environ)
     procs = [subprocess.Popen(command + ["--batch", f"p{i}", "--out", str(personalization_home / f"out{i}")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for i in range(2)]
@@ -79,15 +79,15 @@ def test_two_concurrent_issue_processes_never_share_a_number(personalization_hom
     for p, (_out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err.decode()
     numbers = [c["number"] for out, _ in outputs for c in json.loads(out)["cards"]]
-    assert len(numbers) == 300 and len(set(numbers)) == 300
+    assert len(numbers) == 3000 and len(set(numbers)) == 3000
     assert all(luhn.is_valid(n) for n in numbers)
     # The two processes really interleaved (else this test proves nothing about locking) ...
     by_process = [sorted(int(c["number"][6:15]) for c in json.loads(out)["cards"]) for out, _ in outputs]
     assert any(b[-1] > a[0] and a[-1] > b[0] for a, b in [by_process])
-    # ... and together they used exactly the first 300 sequences: none lost.
-    assert sorted(by_process[0] + by_process[1]) == list(range(1, 301))
+    # ... and together they used exactly the first 3000 sequences: none lost.
+    assert sorted(by_process[0] + by_process[1]) == list(range(1, 3001))
     engine = open_database(personalization_db)
     with engine.connect() as conn:
-        assert conn.execute(select(func.count()).select_from(cards)).scalar() == 300
+        assert conn.execute(select(func.count()).select_from(cards)).scalar() == 3000
         assert conn.execute(select(func.count()).select_from(card_numbers)
                             .where(card_numbers.c.state != "issued")).scalar() == 0
