@@ -11,14 +11,11 @@ regression shows where it comes from.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-from sqlalchemy import create_engine, text
 
 from personalization.imagefiles import make_durable, write_image
 from personalization.issuing import (
@@ -30,7 +27,7 @@ from personalization.issuing import (
     requests_for_count,
 )
 from personalization.keystore import Keystore
-from processing.db import open_database
+from processing.db import open_database, scratch_schema
 from purse.card.applet import PurseApplet
 from purse.card.storage import write_image_file
 from purse.home import Home
@@ -100,17 +97,8 @@ def _database(url: str | None, folder: Path) -> Iterator[str]:
     if not url.startswith("postgresql"):
         yield url
         return
-    schema = f"bench_{os.getpid()}"
-    admin = create_engine(url)
-    with admin.begin() as conn:
-        conn.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{url}{'&' if '?' in url else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
-
+    with scratch_schema(url, "bench") as scratch:
+        yield scratch
 
 if __name__ == "__main__":
     main()

@@ -30,6 +30,8 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,24 +85,16 @@ def generate(folder: Path, records: int, cards: int, terminals: int) -> dict[str
     return {"files": files, "terminals": [100 + t for t in range(terminals)], "records": per * terminals}
 
 
-def _fresh_db(url: str, folder: Path) -> tuple[str, str | None]:
+@contextmanager
+def _fresh_db(url: str, folder: Path) -> Iterator[str]:
+    """A new SQLite file, or a throw-away PostgreSQL schema: every measurement starts empty."""
     if url == "sqlite":
-        return f"sqlite:///{folder / f'bench-{uuid.uuid4().hex[:8]}.db'}", None
-    from sqlalchemy import create_engine, text
+        yield f"sqlite:///{folder / f'bench-{uuid.uuid4().hex[:8]}.db'}"
+        return
+    from processing.db import scratch_schema
 
-    schema = f"bench_{uuid.uuid4().hex[:10]}"
-    with create_engine(url).begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    sep = "&" if "?" in url else "?"
-    return f"{url}{sep}options=-csearch_path%3D{schema}", schema
-
-
-def _drop(url: str, schema: str | None) -> None:
-    if schema:
-        from sqlalchemy import create_engine, text
-
-        with create_engine(url).begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    with scratch_schema(url, "bench") as scratch:
+        yield scratch
 
 
 def child(mode: str, url: str, folder: Path, spec: dict[str, object]) -> dict[str, object]:
@@ -184,12 +178,9 @@ def main() -> None:
         for db in dbs:
             out = {}
             for mode in ("import", "bare"):
-                url, schema = _fresh_db(db, folder)
-                try:
+                with _fresh_db(db, folder) as url:
                     proc = subprocess.run([sys.executable, __file__, "--child", mode, url, str(folder)],
                                           capture_output=True, text=True, check=False)
-                finally:
-                    _drop(db, schema)
                 if proc.returncode:
                     raise SystemExit(f"{mode} on {db} failed: {proc.stderr.strip().splitlines()[-1:]}")
                 out[mode] = json.loads(proc.stdout.strip().splitlines()[-1])

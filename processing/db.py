@@ -10,6 +10,7 @@ serialized: a PostgreSQL advisory lock, a lock file next to a SQLite database.
 from __future__ import annotations
 
 import fcntl
+import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -118,3 +119,22 @@ def open_database(url: str) -> Engine:
         raise DatabaseError(f"cannot open database {_safe(engine)}: "
                             f"{str(e.orig).strip().splitlines()[0]}") from None
     return engine
+
+
+@contextmanager
+def scratch_schema(url: str, prefix: str = "scratch") -> Iterator[str]:
+    """A PostgreSQL URL whose connections live in a fresh schema (search_path), dropped afterwards.
+
+    Tests and benchmarks use it so they never see or disturb the tables of a shared server database.
+    """
+    schema = f"{prefix}_{secrets.token_hex(6)}"
+    admin = make_engine(url)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    separator = "&" if "?" in url else "?"
+    try:
+        yield f"{url}{separator}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()

@@ -12,6 +12,7 @@ import click
 
 from processing.demo import DemoOptions, Progress, run_demo
 from purse.cliutil import CliContext, emit, pass_cli
+from purse.errors import SmartpurseError
 from purse.money import format_amount
 
 
@@ -99,8 +100,10 @@ def demo(cli: CliContext, cards: int, purchases: int, terminals: int, merchants:
     with _progress(not cli.json and sys.stderr.isatty()) as progress:
         result = run_demo(options, progress)
     emit(cli, result, _summary_text)
-    if not result["conservation"]["holds"] or not result["clone"]["caught"]:
-        raise click.exceptions.Exit(1)
+    if not result["conservation"]["holds"]:
+        raise SmartpurseError("the demo's conservation check failed: see the figures above")
+    if not result["clone"]["caught"]:
+        raise SmartpurseError(f"processing did not report the cloned card {result['clone']['card']}")
 
 
 COMMANDS: list[click.Command] = [demo]

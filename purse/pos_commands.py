@@ -100,6 +100,10 @@ class PosStation:
             return Hotlist(0, 0, 0)
         return load_hotlist(self.files.hotlist, self.keys.issuer_public_key)
 
+    def terminal_at(self, cli: CliContext, number: str, reader: str | None) -> Terminal:
+        """This terminal with card NUMBER presented (its virtual image, or the card in ``reader``)."""
+        return self.terminal(open_card(cli, number, reader, self.keys.sam()))
+
     def terminal(self, transport: Transport) -> Terminal:
         return Terminal(transport, self.keys.sam(), self.log(), terminal_id=self.files.terminal_id,
                         merchant_id=self.merchant_id, hotlist=self.hotlist())
@@ -328,7 +332,7 @@ def pos_sell(cli: CliContext, number: str, amount: str, terminal_id: int, redeem
         raise UserError(f"terminal {terminal_id} runs no loyalty program: install one with `smartpurse pos program`")
     if redeem_points and pin is None:
         pin = click.prompt("Card holder PIN", hide_input=True)
-    terminal = station.terminal(open_card(cli, number, reader, station.keys.sam()))
+    terminal = station.terminal_at(cli, number, reader)
     policy = ProgramPolicy(program) if program else None
     receipt = terminal.debit(price, points=policy, redeem_points=redeem_points, pin=pin if redeem_points else None)
     tier = receipt.record.tier if receipt.record is not None else None
@@ -343,7 +347,7 @@ def pos_sell(cli: CliContext, number: str, amount: str, terminal_id: int, redeem
 def pos_cancel(cli: CliContext, number: str, terminal_id: int, reader: str | None) -> None:
     """Cancel this terminal's last purchase on card NUMBER: money and points come back."""
     station = PosStation.open(cli, terminal_id)
-    terminal = station.terminal(open_card(cli, number, reader, station.keys.sam()))
+    terminal = station.terminal_at(cli, number, reader)
     receipt = terminal.cancel_last()
     emit(cli, receipt_data(receipt, station.program()), lambda d: receipt_text(cli, d))
 
@@ -357,7 +361,7 @@ def pos_read(cli: CliContext, number: str, terminal_id: int, reader: str | None)
     """Show card NUMBER: balance, this terminal's program points, the card's log."""
     station = PosStation.open(cli, terminal_id)
     program = station.program()
-    terminal = station.terminal(open_card(cli, number, reader, station.keys.sam()))
+    terminal = station.terminal_at(cli, number, reader)
     view = terminal.read_card(program.program_id if program else 0)
     slot = view.points
     data: dict[str, Any] = {

@@ -7,12 +7,12 @@ never see or disturb each other's tables in the shared server database.
 from __future__ import annotations
 
 import os
-import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import create_engine, text
+
+from processing.db import scratch_schema
 
 PG_ENV = "SMARTPURSE_TEST_PG"
 
@@ -30,15 +30,5 @@ def pg_url() -> str:
 @contextmanager
 def pg_schema(prefix: str = "t") -> Iterator[str]:
     """A URL whose connections live in a fresh schema, dropped afterwards."""
-    base = pg_url()
-    schema = f"{prefix}_{secrets.token_hex(6)}"
-    admin = create_engine(base)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
-    separator = "&" if "?" in base else "?"
-    try:
-        yield f"{base}{separator}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+    with scratch_schema(pg_url(), prefix) as url:
+        yield url
