@@ -9,7 +9,8 @@ process and a fresh database:
 
 * ``import``: ``processing.importer.import_batch`` on every file: parse, batch MAC,
   chain MACs, certificates, trailer, store once, reconcile every card, post the ledger;
-* ``bare``: the same rows parsed with struct and inserted through the same bulk path,
+* ``bare``: the same rows read as columns (processing.columns) and stored through the same
+  bulk path (``RecordStore.insert_batch``),
   without any MAC, reconciliation or posting: the storage limit.
 
 It prints records/s for both, their ratio, and each child's peak memory
@@ -102,7 +103,8 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, object]) -> dict[st
     from sqlalchemy import insert
 
     from processing import ledger, synthetic
-    from processing.batchfile import ENTRY, open_batch
+    from processing.batchfile import BatchFile, open_batch
+    from processing.columns import EntryColumns
     from processing.db import open_database
     from processing.importer import ImportOptions, import_batch, import_transaction, ingest_loads
     from processing.keys import CardMacs
@@ -138,15 +140,14 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, object]) -> dict[st
             store = RecordStore(conn)
             for path in files:
                 batch = open_batch(path)
-                for _, data in batch.chunks():
-                    rows = []
-                    pos = 0
-                    for f in ENTRY.iter_unpack(data):
-                        rows.append((f[3].hex(), f[4], f[0], f[5], f[15], f[16], f[17] // 86400, 42, None, entry,
-                                     data[pos:pos + 72]))
-                        pos += 80
-                    n += store.insert(rows)
-                    del rows
+                h = batch.header
+
+                def chunks(first: bool, batch: BatchFile = batch, h: Any = h) -> Iterator[EntryColumns]:
+                    for _, data in batch.chunks():
+                        yield EntryColumns(data, h.terminal_id, h.merchant_id, 0, entry)
+
+                store.insert_batch(chunks)
+                n += h.record_count
     elapsed = time.perf_counter() - start
     engine.dispose()
     return {"mode": mode, "records": n, "seconds": round(elapsed, 3), "rate": round(n / elapsed),

@@ -7,8 +7,13 @@ The invariants (DESIGN.md, "Invariants"; docs/processing.md, "Check"):
 3. every record was posted once: each journal entry that posts records moves the card
    float by exactly the sum of its records, so a record counted twice, dropped, or
    moved to another entry shows up as a difference;
-4. each merchant's payable equals its posted, unsettled sales net of cancellations;
-5. every record's batch and settlement exist (the references foreign keys would check).
+4. each merchant's payable equals its posted, unsettled sales net of cancellations (the
+   ``sales`` aggregates that settlement reads and stamps);
+5. every record's batch and every sales row's settlement exist (the references foreign
+   keys would check);
+6. the ``sales`` aggregates equal their sub-ledger: for every (batch, day), the counts and
+   totals of that batch's purchases and cancellations of that day, its merchant and
+   terminal; and no such records without a sales row, nor a sales row without records.
 Each failure carries its evidence (which entry, card or merchant, expected and found).
 """
 
@@ -17,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, case, func, literal, select
+from sqlalchemy import Connection, case, func, literal, or_, select
 
 from processing import ledger
 from processing.schema.processing import (
@@ -27,6 +32,7 @@ from processing.schema.processing import (
     journal_entries,
     postings,
     records,
+    sales,
     settlements,
     transfers_posted,
 )
@@ -75,23 +81,68 @@ def run_check(conn: Connection) -> CheckReport:
     _per_card(conn, rep)
     _per_entry(conn, rep)
     _merchants(conn, rep)
+    _sales_ledger(conn, rep)
     _references(conn, rep)
     return rep
 
 
 def _references(conn: Connection, rep: CheckReport) -> None:
-    """What foreign keys would enforce on ``records`` (left out for bulk speed, see the schema)."""
-    r, b, s = records.c, batches.c, settlements.c
+    """What foreign keys would enforce on ``records`` (left out for bulk speed, see the schema),
+    and the settlement named by a ``sales`` row (declared there; checked too, as SQLite's
+    enforcement depends on a connection pragma)."""
+    r, b, s, sa = records.c, batches.c, settlements.c, sales.c
     lost_batch = conn.execute(select(r.card_number, r.counter, r.batch_id).select_from(
         records.outerjoin(batches, (b.id == r.batch_id) & (b.status == "accepted")))
         .where(r.batch_id.is_not(None), b.id.is_(None)).limit(_EVIDENCE_LIMIT)).all()
-    lost_settlement = conn.execute(select(r.card_number, r.counter, r.settlement_id).select_from(
-        records.outerjoin(settlements, s.id == r.settlement_id))
-        .where(r.settlement_id.is_not(None), s.id.is_(None)).limit(_EVIDENCE_LIMIT)).all()
+    lost_settlement = conn.execute(select(sa.batch_id, sa.day, sa.settlement_id).select_from(
+        sales.outerjoin(settlements, s.id == sa.settlement_id))
+        .where(sa.settlement_id.is_not(None), s.id.is_(None)).limit(_EVIDENCE_LIMIT)).all()
     if lost_batch or lost_settlement:
-        rep.fail("references", f"{len(lost_batch) + len(lost_settlement)} records name a batch or settlement "
-                 "that does not exist", [{"card_number": n, "counter": c, "batch_id": x} for n, c, x in lost_batch]
-                 + [{"card_number": n, "counter": c, "settlement_id": x} for n, c, x in lost_settlement])
+        rep.fail("references", f"{len(lost_batch)} records name a batch, {len(lost_settlement)} sales rows a "
+                 "settlement, that does not exist",
+                 [{"card_number": n, "counter": c, "batch_id": x} for n, c, x in lost_batch]
+                 + [{"batch_id": x, "day": d, "settlement_id": i} for x, d, i in lost_settlement])
+
+
+_SALES_FIGURES = ("merchant_id", "terminal_id", "purchase_count", "purchase_total", "cancel_count", "cancel_total")
+
+
+def _sales_ledger(conn: Connection, rep: CheckReport) -> None:
+    """Each ``sales`` row is the sum of its records: the aggregate may never drift from its detail."""
+    r, sa = records.c, sales.c
+    is_p, is_c = r.record_type == 2, r.record_type == 3
+    detail = (select(r.batch_id.label("batch_id"), r.day.label("day"),
+                     func.min(r.merchant_id).label("merchant_id"), func.max(r.merchant_id).label("merchant_hi"),
+                     func.min(r.terminal_id).label("terminal_id"), func.max(r.terminal_id).label("terminal_hi"),
+                     func.sum(case((is_p, 1), else_=0)).label("purchase_count"),
+                     func.sum(case((is_p, r.amount), else_=0)).label("purchase_total"),
+                     func.sum(case((is_c, 1), else_=0)).label("cancel_count"),
+                     func.sum(case((is_c, r.amount), else_=0)).label("cancel_total"))
+              .where(r.batch_id.is_not(None), r.record_type.in_([2, 3])).group_by(r.batch_id, r.day).subquery())
+    d = detail.c
+    differs = or_(sa.batch_id.is_(None), d.merchant_hi != d.merchant_id, d.terminal_hi != d.terminal_id,
+                  *[d[name] != sa[name] for name in _SALES_FIGURES])
+    bad = conn.execute(select(d.batch_id, d.day, *[d[n] for n in _SALES_FIGURES], *[sa[n] for n in _SALES_FIGURES])
+                       .select_from(detail.outerjoin(sales, (sa.batch_id == d.batch_id) & (sa.day == d.day)))
+                       .where(differs).order_by(d.batch_id, d.day).limit(_EVIDENCE_LIMIT)).all()
+    empty = conn.execute(select(sa.batch_id, sa.day, *[sa[n] for n in _SALES_FIGURES])
+                         .select_from(sales.outerjoin(detail, (d.batch_id == sa.batch_id) & (d.day == sa.day)))
+                         .where(d.batch_id.is_(None)).order_by(sa.batch_id, sa.day).limit(_EVIDENCE_LIMIT)).all()
+    if not bad and not empty:
+        return
+    n = len(_SALES_FIGURES)
+    evidence = [{"batch_id": row[0], "day": row[1], "records": dict(zip(_SALES_FIGURES, map(_int, row[2:2 + n]),
+                                                                        strict=True)),
+                 "sales": None if row[2 + n] is None else dict(zip(_SALES_FIGURES, map(_int, row[2 + n:]),
+                                                                   strict=True))} for row in bad]
+    evidence += [{"batch_id": row[0], "day": row[1], "records": None,
+                  "sales": dict(zip(_SALES_FIGURES, map(_int, row[2:]), strict=True))} for row in empty]
+    rep.fail("sales == sum of their records", f"{len(bad) + len(empty)} (batch, day) sales rows differ from the "
+             "purchases and cancellations recorded for them", evidence[:_EVIDENCE_LIMIT])
+
+
+def _int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 def _per_card(conn: Connection, rep: CheckReport) -> None:
@@ -143,10 +194,9 @@ def _per_entry(conn: Connection, rep: CheckReport) -> None:
 
 
 def _merchants(conn: Connection, rep: CheckReport) -> None:
-    r, p, a = records.c, postings.c, accounts.c
-    sales = case((r.record_type == 2, r.amount), (r.record_type == 3, -r.amount), else_=literal(0))
-    unsettled = dict(conn.execute(select(r.merchant_id, func.sum(sales)).where(
-        r.merchant_id.is_not(None), r.settlement_id.is_(None)).group_by(r.merchant_id)).all())
+    sa, p, a = sales.c, postings.c, accounts.c
+    unsettled = dict(conn.execute(select(sa.merchant_id, func.sum(sa.purchase_total - sa.cancel_total))
+                                  .where(sa.settlement_id.is_(None)).group_by(sa.merchant_id)).all())
     payable = dict(conn.execute(select(a.merchant_id, func.sum(p.credit - p.debit)).select_from(
         postings.join(accounts, a.id == p.account_id)).where(a.merchant_id.is_not(None))
         .group_by(a.merchant_id)).all())

@@ -33,13 +33,17 @@ from processing import anomalies as anomaly_store
 from processing import ledger
 from processing.anomalies import Anomaly, record_evidence
 from processing.batchfile import BatchFile, BatchRejected, open_batch
+from processing.columns import EntryColumns, distinct_card_numbers
 from processing.keys import CardMacs, ProcessingKeys
 from processing.reconcile import LOAD, CardCache, Reconciler, open_gaps
+from processing.sales import record_sales
 from processing.schema.loads import loads
 from processing.schema.processing import batches, records
 from processing.schema.registry import terminals
 from processing.store import RecordStore, Row
-from processing.verify import BatchVerifier, check_envelope, parse_rows, verify_in_worker
+from processing.verify import BatchVerifier, check_envelope
+from processing.worker import Verdict, WalkJob, verify_and_walk
+from purse.batch import ENTRY_SIZE
 from purse.crypto import macs_equal
 from purse.records import CERTIFIED_SIZE, RECORD
 
@@ -55,6 +59,9 @@ class ImportOptions:
     chunk_records: int = 32_768
     programs: dict[int, Any] = field(default_factory=dict)  # program id -> purse.loyalty.Program
     parallel_min_records: int = 50_000  # from this size a second process verifies the MACs
+    # ... and walks the card chains too when the batch has at least this many records per card:
+    # sending a card's chain state to the worker and back costs about three records' walk
+    worker_walk_records_per_card: float = 3.0
     ingest_loads: bool = True  # post the desk's new loads first (``process`` does it once per run instead)
 
 
@@ -186,49 +193,21 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
         .returning(b.id)).scalar_one()
     entry_id = ledger.open_entry(conn, "batch", f"batch {h.batch_seq} of terminal {h.terminal_id}",
                                  _day(h.created), batch_id)
-    verifier = BatchVerifier(batch, log_key, card_macs, batch_id, entry_id)
-    worker = None
-    if h.record_count >= options.parallel_min_records:
-        worker = _executor().submit(verify_in_worker, str(batch.path), card_macs.keys, options.chunk_records)
     store = RecordStore(conn)
     rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, batch_id=batch_id, cards=cache.take(conn))
     rec.found.extend(found)
-    purchases = cancellations = new_loads = 0
-    new_load_rows: list[Row] = []
-    for start, data in batch.chunks(options.chunk_records):
-        if worker is None:
-            rows = verifier.chunk(start, data)
-        else:
-            if worker.done():
-                _raise_if_rejected(worker.result())
-            rows = parse_rows(data, h.terminal_id, h.merchant_id, batch_id, entry_id)
-        rec.prepare(rows, check=False)
-        stored = store.store(rows, entry_id)
-        result.duplicates += stored.duplicates
-        all_new = len(stored.new) == len(rows)  # the usual case: order checks ride along the walk
-        if not all_new:
-            rec.check_order(rows)
-        for received, other in stored.conflicts:
-            rec.found.append(_conflict(received, other))
-        rec.walk(stored.new, check_order=all_new)
-        for r in stored.new:
-            kind = r[2]
-            if kind == 2:
-                purchases += r[3]
-            elif kind == 3:
-                cancellations += r[3]
-            elif kind == LOAD:
-                new_loads += r[3]
-                new_load_rows.append(r)
-        result.accepted += len(stored.new)
-        if progress is not None:
-            progress(len(rows))
-    if worker is None:
-        verifier.finish()
+    if h.record_count >= options.parallel_min_records:
+        posted = _post_in_parallel(batch, card_macs, options, store, rec, result, batch_id, entry_id, progress)
     else:
-        _raise_if_rejected(worker.result())
+        posted = _Posted()
+        verifier = BatchVerifier(batch, log_key, card_macs, batch_id, entry_id)
+        for start, data in batch.chunks(options.chunk_records):
+            _post_rows(verifier.chunk(start, data), store, rec, posted, result, entry_id)
+            if progress is not None:
+                progress(len(data) // ENTRY_SIZE)
+        verifier.finish()
     matched_loads = 0
-    for r in new_load_rows:  # a load in a batch: the desk's record (not yet ingested) or an anomaly
+    for r in posted.load_rows:  # a load in a batch: the desk's record (not yet ingested) or an anomaly
         lo = loads.c
         desk = conn.execute(select(lo.record).where(lo.card_number == r[0], lo.counter == r[1])).scalar()
         if desk is not None and bytes(desk) == r[10]:
@@ -240,8 +219,10 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
     touched = rec.finish()
     rec.found.extend(_recompute_points(conn, touched, options.programs))
     rec.found.extend(open_gaps(conn, now, options.gap_seconds))
-    ledger.post(conn, entry_id, ledger.batch_lines(h.merchant_id, purchases, cancellations, matched_loads,
-                                                   new_loads - matched_loads))
+    if posted.days:
+        record_sales(conn, batch_id, h.merchant_id, h.terminal_id, posted.days)
+    ledger.post(conn, entry_id, ledger.batch_lines(h.merchant_id, posted.purchases, posted.cancellations,
+                                                   matched_loads, posted.loads - matched_loads))
     if not result.accepted:
         conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))
     conn.execute(update(batches).where(b.id == batch_id).values(accepted=result.accepted,
@@ -250,6 +231,124 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
     cache.stage(conn, rec.cards)
     result.status, result.batch_id = "accepted", batch_id
     result.anomalies = [a.as_dict() for a in rec.found]
+
+
+@dataclass
+class _Posted:
+    """What a batch's new records add up to: the ledger lines, the loads to match, the sales per day."""
+
+    purchases: int = 0
+    cancellations: int = 0
+    loads: int = 0
+    load_rows: list[Row] = field(default_factory=list)
+    days: dict[int, list[int]] = field(default_factory=dict)  # day -> purchases, total, cancels, total
+
+    def add_rows(self, rows: Sequence[Row]) -> None:
+        days = self.days
+        for r in rows:
+            kind = r[2]
+            if kind == 2:
+                self.purchases += r[3]
+                day = days.get(r[6]) or days.setdefault(r[6], [0, 0, 0, 0])
+                day[0] += 1
+                day[1] += r[3]
+            elif kind == 3:
+                self.cancellations += r[3]
+                day = days.get(r[6]) or days.setdefault(r[6], [0, 0, 0, 0])
+                day[2] += 1
+                day[3] += r[3]
+            elif kind == LOAD:
+                self.loads += r[3]
+                self.load_rows.append(r)
+
+    def add_columns(self, cols: EntryColumns) -> None:
+        purchases, cancellations, loads_total = cols.totals()
+        self.purchases += purchases
+        self.cancellations += cancellations
+        if loads_total:
+            self.loads += loads_total
+            self.load_rows.extend(cols.load_rows())
+        for day, sums in cols.sales_by_day().items():
+            mine = self.days.setdefault(day, [0, 0, 0, 0])
+            for i, v in enumerate(sums):
+                mine[i] += v
+
+
+def _post_rows(rows: Sequence[Row], store: RecordStore, rec: Reconciler, posted: _Posted, result: ImportResult,
+               entry_id: int) -> None:
+    """Store a chunk given as rows, walk what is new, add it up."""
+    rec.prepare(rows, check=False)
+    stored = store.store(rows, entry_id)
+    result.duplicates += stored.duplicates
+    all_new = len(stored.new) == len(rows)  # the usual case: order checks ride along the walk
+    if not all_new:
+        rec.check_order(rows)
+    for received, other in stored.conflicts:
+        rec.found.append(_conflict(received, other))
+    rec.walk(stored.new, check_order=all_new)
+    posted.add_rows(stored.new)
+    result.accepted += len(stored.new)
+
+
+def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOptions, store: RecordStore,
+                      rec: Reconciler, result: ImportResult, batch_id: int, entry_id: int,
+                      progress: Callable[[int], None] | None) -> _Posted:
+    """A large batch: a worker verifies every MAC (processing.worker) while this process stores it,
+    PostgreSQL as one COPY stream of prebuilt chunks, SQLite binding each chunk's rows.
+
+    The card chains are walked as if every record were new (the usual case): by the worker when
+    the batch has several records per card, here otherwise (sending a card's state to the worker
+    and back costs about three records' walk). The walk is adopted when storage confirms that
+    every record was new; otherwise (records sent before, clones) the card states are read again
+    and the walk is done over what this batch stored, as for a small batch."""
+    h = batch.header
+    numbers: set[str] = set()
+    for _, data in batch.chunks(options.chunk_records):
+        numbers.update(distinct_card_numbers(data))
+    rec.prepare_cards(sorted(numbers))
+    walk_here = h.record_count < len(numbers) * options.worker_walk_records_per_card
+    job = None if walk_here else WalkJob({n: rec.cards[n] for n in numbers}, rec.hotlist, batch_id, entry_id)
+    worker = _executor().submit(verify_and_walk, str(batch.path), card_macs.keys, options.chunk_records, job)
+    found_before = len(rec.found)
+    posted = _Posted()
+
+    def chunks(first: bool) -> Iterator[EntryColumns]:
+        for _, data in batch.chunks(options.chunk_records):
+            if worker.done():
+                _raise_if_rejected(worker.result())
+            cols = EntryColumns(data, h.terminal_id, h.merchant_id, batch_id, entry_id)
+            yield cols
+            if first:  # while the database stores this chunk; undone below unless every record was new
+                posted.add_columns(cols)
+                if walk_here:
+                    rec.walk_columns(cols)
+                if progress is not None:
+                    progress(len(cols))
+
+    all_new = store.insert_batch(chunks)
+    verdict = worker.result()
+    _raise_if_rejected(verdict)
+    if all_new:
+        rec.cards.update(verdict.cards)
+        rec.found.extend(verdict.found)
+        result.accepted += h.record_count
+        return posted
+    del rec.found[found_before:]
+    for number in numbers:  # the database still holds every card's state from before this batch
+        del rec.cards[number]
+    rec.prepare_cards(sorted(numbers))
+    posted = _Posted()
+    for _, data in batch.chunks(options.chunk_records):
+        cols = EntryColumns(data, h.terminal_id, h.merchant_id, batch_id, entry_id)
+        stored = store.classify(cols.rows, entry_id)
+        rec.check_order(cols.rows)
+        result.duplicates += stored.duplicates
+        for received, other in stored.conflicts:
+            rec.found.append(_conflict(received, other))
+        rec.walk(stored.new)
+        posted.add_rows(stored.new)
+        result.accepted += len(stored.new)
+    return posted
 
 
 _EXECUTOR: ProcessPoolExecutor | None = None
@@ -274,9 +373,9 @@ def _executor() -> ProcessPoolExecutor:
     return _EXECUTOR
 
 
-def _raise_if_rejected(verdict: tuple[str, str, int | None] | None) -> None:
-    if verdict is not None:
-        raise BatchRejected(*verdict)
+def _raise_if_rejected(verdict: Verdict) -> None:
+    if verdict.rejected is not None:
+        raise BatchRejected(*verdict.rejected)
 
 
 def _conflict(received: Row, stored: Row | None) -> Anomaly:

@@ -23,6 +23,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, or_, select
 
 from processing.anomalies import Anomaly, record_evidence
+from processing.columns import EntryColumns
 from processing.schema.processing import anomalies, card_accounts, card_points, records
 from processing.schema.registry import cards
 from processing.store import select_in, write_card_accounts
@@ -63,6 +64,13 @@ class CardWalk:
     detached: bool = False  # a new record did not continue the head: walk from the database at the end
     last_seen: int = -1  # last counter of this card in the current batch, in terminal order
 
+    def __reduce__(self) -> tuple[type[CardWalk], tuple[Any, ...]]:
+        """Pickle as the constructor's arguments: a large import sends the states of every card of a
+        batch to its worker and back, and the default for a slots class pickles 15 times slower."""
+        return CardWalk, (self.number, self.exists, self.chain_counter, self.chain_balance, self.chain_time,
+                          self.max_counter, self.gap_since, self.points, self.points_counter, self.delta,
+                          self.detached, self.last_seen)
+
 
 def hotlist_times(conn: Connection) -> dict[str, int]:
     """Card number -> unix time from which the card must not be used (blocked or cloned)."""
@@ -81,34 +89,16 @@ def _as_utc(value: dt.datetime) -> dt.datetime:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
-class Reconciler:
-    """Chain checks for one import, then the card accounts written back in bulk."""
+class ChainWalker:
+    """The chain checks themselves, on card states in memory: no database.
 
-    def __init__(self, conn: Connection, *, now: int, gap_seconds: int, batch_id: int | None = None,
-                 on_card: Callable[[str], None] | None = None, cards: dict[str, CardWalk] | None = None) -> None:
-        """``cards``: chain states known to equal the database's (``CardCache``), not read again."""
-        self.conn = conn
-        self.now = now
-        self.gap_seconds = gap_seconds
-        self.batch_id = batch_id
-        self.cards: dict[str, CardWalk] = cards if cards is not None else {}
-        for w in self.cards.values():  # the terminal-order check is per batch
-            w.last_seen = -1
+    A large import runs them in its verifying worker (processing.worker) while the main process
+    stores, and the ``Reconciler`` runs them in line for everything else."""
+
+    def __init__(self, cards: dict[str, CardWalk], hotlist: dict[str, int]) -> None:
+        self.cards = cards
+        self.hotlist = hotlist
         self.found: list[Anomaly] = []
-        self.hotlist = hotlist_times(conn)
-        self.on_card = on_card
-
-    # -- before storing: card state, order within the batch, hotlist ---------------------------
-    def prepare(self, rows: Sequence[Row], check: bool = True) -> None:
-        """Load the card accounts of cards first seen in ``rows``; check terminal order and hotlist.
-
-        ``check=False`` only loads: the caller then passes ``check_order=True`` to ``walk`` when every
-        row turned out new (the usual case), so the records are looped over once, not twice."""
-        missing = sorted({r[0] for r in rows} - self.cards.keys())
-        if missing:
-            self._load(missing)
-        if check:
-            self.check_order(rows)
 
     def check_order(self, rows: Sequence[Row]) -> None:
         """Counter rollback within the terminal's chain, and use of a hotlisted card."""
@@ -131,53 +121,47 @@ class Reconciler:
                     f"card {r[0]} used at {_iso(when)}, blocked since {_iso(blocked)}",
                     {"record": record_evidence(r), "blocked_at": blocked}, r[0], r[1], r[4]))
 
-    def _load(self, numbers: list[str]) -> None:
-        for row in select_in(self.conn, "SELECT card_number, chain_counter, chain_balance, chain_time, max_counter, "
-                             "gap_since FROM card_accounts WHERE card_number", numbers):
-            self.cards[row[0]] = CardWalk(row[0], True, row[1], row[2], row[3], row[4], row[5])
-        for number in numbers:
-            if number not in self.cards:
-                self.cards[number] = CardWalk(number, False)
-        for number, program, points, counter in select_in(
-                self.conn, "SELECT card_number, program_id, points, counter FROM card_points WHERE card_number",
-                numbers):
-            w = self.cards[number]
-            if w.points is None or w.points_counter is None:
-                w.points, w.points_counter = {}, {}
-            w.points[program] = points
-            w.points_counter[program] = counter
-
-    # -- after storing: walk the new records -----------------------------------------------------
     def walk(self, rows: Sequence[Row], check_order: bool = False) -> None:
         """Advance chain heads through newly stored rows (terminal order: per card, counters rise).
 
-        The common case (a purchase continuing its card's chain, no program, card not hotlisted,
-        counter rising) is inlined: this loop runs once per record of every batch. With
-        ``check_order`` it also does ``check_order``'s work (all rows of the chunk are new).
-        """
+        With ``check_order`` it also does ``check_order``'s work (all rows of the chunk are new)."""
+        tails = [RAW_TAIL.unpack_from(r[10], RAW_TAIL_AT) for r in rows]
+        self._walk(([r[0] for r in rows], [r[1] for r in rows], [signed_amount(r[2], r[3]) for r in rows],
+                    [t[0] for t in tails], [t[2] for t in tails], [t[11] for t in tails]),
+                   rows.__getitem__, check_order)
+
+    def walk_columns(self, cols: EntryColumns) -> None:
+        """``walk(rows, check_order=True)`` for a chunk whose records were all new, read from columns:
+        no row tuple per record (the columns are Python lists made in C)."""
+        self._walk(cols.walk_columns(), cols.row, True)
+
+    def _walk(self, columns: tuple[list[Any], ...], row_of: Callable[[int], Row], check_order: bool) -> None:
+        """The loop every record of every batch goes through, so the common case is inlined: a purchase
+        continuing its card's chain, no program, card not hotlisted, counter rising. A row is built
+        only for the rare record that needs a closer look (``_check_one``, ``_step``)."""
         cards = self.cards
-        unpack = RAW_TAIL.unpack_from
         hot = self.hotlist
-        for r in rows:
-            w = cards[r[0]]
-            kind, counter, amount = r[2], r[1], r[3]
+        numbers, counters, signed_amounts, afters, programs, times = columns
+        for i, number in enumerate(numbers):
+            w = cards[number]
+            counter = counters[i]
             if check_order:
-                if counter > w.last_seen and not (hot and r[0] in hot):
+                if counter > w.last_seen and not (hot and number in hot):
                     w.last_seen = counter
                 else:
-                    self._check_one(w, r)
-            signed = -amount if kind == PURCHASE else amount if kind != BLOCK else 0
+                    self._check_one(w, row_of(i))
+            signed = signed_amounts[i]
             w.delta += signed
             if counter > w.max_counter:
                 w.max_counter = counter
             if w.detached or counter != w.chain_counter + 1:
                 w.detached = True
                 continue
-            after, _, program, _, _, _, _, _, _, _, _, when = unpack(r[10], RAW_TAIL_AT)
-            if program or after - signed != w.chain_balance:
-                self._step(w, r)
+            after = afters[i]
+            if programs[i] or after - signed != w.chain_balance:
+                self._step(w, row_of(i))
             else:
-                w.chain_counter, w.chain_balance, w.chain_time = counter, after, when
+                w.chain_counter, w.chain_balance, w.chain_time = counter, after, times[i]
 
     def _step(self, w: CardWalk, r: Row) -> None:
         kind, amount = r[2], r[3]
@@ -203,6 +187,53 @@ class Reconciler:
             w.points[program] = points_after
             w.points_counter[program] = r[1]
         w.chain_counter, w.chain_balance, w.chain_time = r[1], after, when
+
+
+class Reconciler(ChainWalker):
+    """Chain checks for one import: card states read from the database, then written back in bulk."""
+
+    def __init__(self, conn: Connection, *, now: int, gap_seconds: int, batch_id: int | None = None,
+                 cards: dict[str, CardWalk] | None = None) -> None:
+        """``cards``: chain states known to equal the database's (``CardCache``), not read again."""
+        super().__init__(cards if cards is not None else {}, hotlist_times(conn))
+        self.conn = conn
+        self.now = now
+        self.gap_seconds = gap_seconds
+        self.batch_id = batch_id
+        for w in self.cards.values():  # the terminal-order check is per batch
+            w.last_seen = -1
+
+    # -- before storing: card state, order within the batch, hotlist ---------------------------
+    def prepare(self, rows: Sequence[Row], check: bool = True) -> None:
+        """Load the card accounts of cards first seen in ``rows``; check terminal order and hotlist.
+
+        ``check=False`` only loads: the caller then passes ``check_order=True`` to ``walk`` when every
+        row turned out new (the usual case), so the records are looped over once, not twice."""
+        self.prepare_cards([r[0] for r in rows])
+        if check:
+            self.check_order(rows)
+
+    def prepare_cards(self, numbers: Sequence[str]) -> None:
+        """Load the card accounts of the cards not seen yet."""
+        missing = sorted(set(numbers) - self.cards.keys())
+        if missing:
+            self._load(missing)
+
+    def _load(self, numbers: list[str]) -> None:
+        for row in select_in(self.conn, "SELECT card_number, chain_counter, chain_balance, chain_time, max_counter, "
+                             "gap_since FROM card_accounts WHERE card_number", numbers):
+            self.cards[row[0]] = CardWalk(row[0], True, row[1], row[2], row[3], row[4], row[5])
+        for number in numbers:
+            if number not in self.cards:
+                self.cards[number] = CardWalk(number, False)
+        for number, program, points, counter in select_in(
+                self.conn, "SELECT card_number, program_id, points, counter FROM card_points WHERE card_number",
+                numbers):
+            w = self.cards[number]
+            if w.points is None or w.points_counter is None:
+                w.points, w.points_counter = {}, {}
+            w.points[program] = points
+            w.points_counter[program] = counter
 
     def _walk_stored(self, w: CardWalk) -> None:
         """Continue the head through records that arrived before the gap closed."""

@@ -1,7 +1,8 @@
 """Reports for accountants: settlement, float, card statement, points liability, anomalies.
 
-Every figure comes from the record sub-ledger or the ledger, grouped in SQL on the
-``day`` column (UTC days since 1970), so the same query runs on SQLite and PostgreSQL.
+Every figure comes from the record sub-ledger, its per-batch daily aggregates (``sales``,
+for the settlement report) or the ledger, grouped in SQL on the ``day`` column (UTC days
+since 1970), so the same query runs on SQLite and PostgreSQL.
 The float report carries the economics of the seed article: money paid onto cards in
 advance is an interest-free loan to the shop, worth average float x annual rate.
 """
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, case, func, literal, select
 
 from processing.reportfmt import Col, Report
-from processing.schema.processing import anomalies, card_accounts, card_points, records
+from processing.schema.processing import anomalies, card_accounts, card_points, records, sales
 from processing.schema.registry import merchants
 from processing.settlement import EPOCH, day_number, fee_for
 from processing.verify import details
@@ -57,23 +58,21 @@ def build(conn: Connection, kind: str, *, start: dt.date | None = None, end: dt.
 
 
 def settlement_report(conn: Connection, start: dt.date | None, end: dt.date | None) -> Report:
-    r = records.c
-    is_p = r.record_type == RecordType.PURCHASE
-    is_c = r.record_type == RecordType.CANCEL
+    s = sales.c  # the per-batch daily aggregates: a few rows per terminal and day, not one per record
     rows = conn.execute(
-        select(r.day, r.merchant_id, r.terminal_id,
-               func.sum(case((is_p, 1), else_=0)), func.sum(case((is_p, r.amount), else_=0)),
-               func.sum(case((is_c, 1), else_=0)), func.sum(case((is_c, r.amount), else_=0)))
-        .where(r.merchant_id.is_not(None), r.record_type.in_([2, 3]), *_range(r, start, end))
-        .group_by(r.day, r.merchant_id, r.terminal_id).order_by(r.day, r.merchant_id, r.terminal_id)).all()
+        select(s.day, s.merchant_id, s.terminal_id, func.sum(s.purchase_count), func.sum(s.purchase_total),
+               func.sum(s.cancel_count), func.sum(s.cancel_total))
+        .where(*_range(s, start, end))
+        .group_by(s.day, s.merchant_id, s.terminal_id).order_by(s.day, s.merchant_id, s.terminal_id)).all()
     info = {m: (n, bps) for m, n, bps in conn.execute(select(merchants.c.merchant_id, merchants.c.name,
                                                              merchants.c.fee_bps))}
     out = []
     for day, m, t, pc, gross, cc, canc in rows:
         name, bps = info.get(m, (f"merchant {m}", 0))
-        sales = int(gross) - int(canc)
-        fee = fee_for(sales, bps)
-        out.append([_date(day), m, name, t, int(pc), int(gross), int(cc), int(canc), sales, fee, sales - fee])
+        net_sales = int(gross) - int(canc)
+        fee = fee_for(net_sales, bps)
+        out.append([_date(day), m, name, t, int(pc), int(gross), int(cc), int(canc), net_sales, fee,
+                    net_sales - fee])
     cols = [Col("day", "date"), Col("merchant_id", "int"), Col("merchant"), Col("terminal_id", "int"),
             Col("purchases", "int"), Col("gross", "money"), Col("cancels", "int"), Col("cancellations", "money"),
             Col("net_sales", "money"), Col("fee", "money"), Col("net", "money")]

@@ -12,12 +12,13 @@ number stored is the number sent (the usual case) nothing more is asked; otherwi
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Connection, select, tuple_
 
+from processing.columns import COPY_SIGNATURE, COPY_TRAILER, EntryColumns
 from processing.schema.processing import records
 from processing.verify import ROW_FIELDS
 
@@ -45,11 +46,16 @@ class RecordStore:
         self._dbapi: Any = conn.connection.driver_connection
         self._staging = False
 
-    def insert(self, rows: Sequence[Row]) -> int:
-        """Insert what is not yet stored; the number of rows actually inserted."""
-        if not rows:
+    def insert(self, rows: Sequence[Row] | EntryColumns) -> int:
+        """Insert what is not yet stored; the number of rows actually inserted.
+
+        A chunk given as ``EntryColumns`` goes to PostgreSQL as one prebuilt COPY payload (no
+        Python call per row); SQLite binds its rows."""
+        if not len(rows):
             return 0
         if self.dialect == "sqlite":
+            if isinstance(rows, EntryColumns):
+                rows = rows.rows
             before = self._dbapi.total_changes
             self._dbapi.executemany(
                 f"INSERT OR IGNORE INTO records ({_COLS}) VALUES ({', '.join('?' * len(ROW_FIELDS))})", rows)
@@ -75,10 +81,45 @@ class RecordStore:
             return int(cur.rowcount)
         raise NotImplementedError(f"bulk insert for {self.dialect}")
 
+    def insert_batch(self, chunks: Callable[[bool], Iterator[EntryColumns]]) -> bool:
+        """Insert a whole batch, chunk by chunk; True when every record was new (the usual case).
+
+        ``chunks(first)`` reads the batch; PostgreSQL may read it twice (``first`` False the second time).
+        PostgreSQL streams the whole batch as one ``COPY`` in a savepoint, so the server stores one
+        chunk while this process builds the next; only if a key collides is that undone and the batch
+        stored chunk by chunk through ``insert``. SQLite inserts chunk by chunk."""
+        if self.dialect != "postgresql":
+            all_new = True
+            for cols in chunks(True):
+                all_new = self.insert(cols) == len(cols) and all_new
+            return all_new
+        import psycopg
+
+        cur = self._dbapi.cursor()
+        cur.execute("SAVEPOINT bulk_batch")
+        try:
+            with cur.copy(f"COPY records ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(COPY_SIGNATURE)
+                for cols in chunks(True):
+                    copy.write(cols.copy_rows())  # sent before it returns: the buffer may be reused
+                copy.write(COPY_TRAILER)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT bulk_batch")
+            for cols in chunks(False):
+                self.insert(cols)
+            return False
+        cur.execute("RELEASE SAVEPOINT bulk_batch")
+        return True
+
     @staticmethod
-    def _copy(cur: Any, table: str, rows: Sequence[Row]) -> None:
-        _fast_bytea(cur)
+    def _copy(cur: Any, table: str, rows: Sequence[Row] | EntryColumns) -> None:
         with cur.copy(f"COPY {table} ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
+            if isinstance(rows, EntryColumns):
+                copy.write(COPY_SIGNATURE)
+                copy.write(rows.copy_rows())
+                copy.write(COPY_TRAILER)
+                return
+            _fast_bytea(cur)
             copy.set_types(_PG_TYPES)
             write = copy.write_row
             for row in rows:

@@ -32,10 +32,6 @@ ROW_FIELDS = ("card_number", "counter", "record_type", "amount", "terminal_id", 
 # earned, redeemed, prizes, tier, terminal id, terminal sequence, time (docs/protocol.md, record layout).
 RAW_TAIL = struct.Struct(">IHHIIiiBBIII")
 RAW_TAIL_AT = 25
-# What a storage row needs from an entry (type, card number, counter, amount, terminal sequence, time),
-# skipping the other fields: the main process parses every record with it while a worker verifies.
-ROW_PARSE = struct.Struct(">B8x8sII30xII17x")
-assert ROW_PARSE.size == ENTRY_SIZE
 
 
 def details(raw: bytes) -> tuple[int, ...]:
@@ -148,43 +144,6 @@ class BatchVerifier:
             if announced != value:
                 raise BatchRejected("trailer", f"{name.replace('_', ' ')} is {announced} in the trailer, "
                                     f"the records give {value}")
-
-
-def parse_rows(data: bytes, terminal_id: int, merchant_id: int, batch_id: int, entry_id: int) -> list[
-        tuple[object, ...]]:
-    """Storage rows of a chunk without any check: the import's main process, while a worker verifies."""
-    rows: list[tuple[object, ...]] = []
-    append = rows.append
-    pos = 0
-    for kind, bcd, counter, amount, seq, when in ROW_PARSE.iter_unpack(data):
-        append((bcd.hex(), counter, kind, amount, terminal_id, seq, when // 86400, merchant_id, batch_id, entry_id,
-                data[pos : pos + RECORD_SIZE]))
-        pos += ENTRY_SIZE
-    return rows
-
-
-_WORKER_MACS: dict[int, CardMacs] = {}
-
-
-def verify_in_worker(path: str, keys: ProcessingKeys, chunk_records: int) -> tuple[str, str, int | None] | None:
-    """Verify a whole batch in another process; None when it is good, else (check, detail, record).
-
-    The worker keeps its card MAC contexts from batch to batch (deriving a card key costs
-    20 times a MAC), keyed by the keys' identity within this worker's life."""
-    macs = _WORKER_MACS.get(hash((tuple(sorted(keys.txn_masters.items())), keys.system_identifier)))
-    if macs is None:
-        _WORKER_MACS.clear()
-        macs = _WORKER_MACS.setdefault(hash((tuple(sorted(keys.txn_masters.items())), keys.system_identifier)),
-                                       CardMacs(keys))
-    try:
-        batch = open_batch(Path(path))
-        verifier = BatchVerifier(batch, check_envelope(batch, keys), macs)
-        for start, data in batch.chunks(chunk_records):
-            verifier.chunk(start, data, build=False)
-        verifier.finish()
-    except BatchRejected as e:
-        return e.check, e.detail, e.record
-    return None
 
 
 def verify_file(batch: BatchFile, keys: ProcessingKeys, card_macs: CardMacs | None = None) -> Iterable[

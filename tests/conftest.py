@@ -76,3 +76,12 @@ def processing_db(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-
     """A fresh processing world on SQLite, then on PostgreSQL (own schema; skipped without SMARTPURSE_TEST_PG)."""
     with processing_env.world(request.param, tmp_path) as w:
         yield w
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "sqlite-worker-walks", "postgresql-here-walks"])
+def import_world(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
+    """``processing_db``, and again with every batch imported the way large ones are: a worker process
+    verifies the MACs while the importing process stores, the chains walked by the worker (SQLite) or
+    by the importing process (PostgreSQL)."""
+    with processing_env.world(request.param, tmp_path) as w:
+        yield w

@@ -44,6 +44,8 @@ class World:
     terminals: dict[int, synthetic.SynthTerminal] = field(default_factory=dict)
     load_seq: int = 0
     now: int = NOW + 30 * DAY
+    parallel_min_records: int | None = None  # 1: every batch goes through the verifying worker
+    worker_walk_records_per_card: float | None = None  # 0: that worker also walks the chains; inf: it never does
 
     def __post_init__(self) -> None:
         self.engine = open_database(self.url)
@@ -85,6 +87,10 @@ class World:
 
     def options(self, **kw: object) -> ImportOptions:
         kw.setdefault("now", lambda: self.now)
+        if self.parallel_min_records is not None:
+            kw.setdefault("parallel_min_records", self.parallel_min_records)
+        if self.worker_walk_records_per_card is not None:
+            kw.setdefault("worker_walk_records_per_card", self.worker_walk_records_per_card)
         return ImportOptions(quarantine_dir=self.tmp / "quarantine", **kw)  # type: ignore[arg-type]
 
     def ingest_loads(self) -> int:
@@ -98,9 +104,33 @@ class World:
 
 @contextmanager
 def world(kind: str, tmp_path: Path) -> Iterator[World]:
-    with database(kind, tmp_path) as url:
+    """``kind``: sqlite or postgresql; ``-worker-walks`` or ``-here-walks`` imports every batch the way
+    large ones are: a second process verifies while this one stores, and the card chains are walked
+    by that worker, or by this process."""
+    dialect, _, mode = kind.partition("-")
+    with database(dialect, tmp_path) as url:
         w = World(url, tmp_path)
+        if mode:
+            w.parallel_min_records = 1
+            w.worker_walk_records_per_card = 0 if mode == "worker-walks" else float("inf")
         try:
             yield w
         finally:
             w.engine.dispose()
+
+
+def two_merchants_sales(w: World) -> tuple[synthetic.SynthCard, synthetic.SynthCard]:
+    """Merchants 42 (fee 1.5 %) and 43 (no fee); terminal 7 sells, cancels and sells again two days
+    later, terminal 8 sells once; both batches imported (4 + 1 records). The two cards."""
+    w.merchant(42, fee_bps=150)
+    w.merchant(43, fee_bps=0)
+    t7, t8 = w.terminal(7, 42), w.terminal(8, 43)
+    a, b = w.card(1, load=100_000), w.card(2, load=100_000)
+    t7.purchase(a, 10_000, NOW + 100)
+    t7.purchase(b, 5_033, NOW + 200)
+    t7.add(synthetic.card_record(b, synthetic.RecordType.CANCEL, 5_033, 7, t7.next_seq(), NOW + 300))
+    t7.purchase(a, 2_000, NOW + 2 * DAY)  # a later day: not in a settlement until the day before
+    t8.purchase(b, 777, NOW + 400)
+    assert w.process(t7.close(w.tmp / "t7.spb")).accepted == 4
+    assert w.process(t8.close(w.tmp / "t8.spb")).accepted == 1
+    return a, b

@@ -16,9 +16,9 @@ from processing.importer import import_batch
 from processing.shadow import shadow_balance
 
 
-def test_imports_from_two_engines_interleaved_keep_every_chain_exact(processing_db: World, tmp_path: Path) -> None:
+def test_imports_from_two_engines_interleaved_keep_every_chain_exact(import_world: World, tmp_path: Path) -> None:
     """A imports, then B (its own engine, its own cache), then A again: A must see B's records."""
-    w = processing_db
+    w = import_world
     w.merchant(42)
     terminal = w.terminal(7, 42)
     cards = [w.card(i, load=10_000) for i in range(4)]

@@ -6,14 +6,14 @@ import datetime as dt
 import random
 
 import pytest
-from processing_env import DAY, NOW, World
-from sqlalchemy import func, insert, select, update
+from processing_env import DAY, NOW, World, two_merchants_sales
+from sqlalchemy import delete, func, insert, select, update
 
 from processing import ledger
 from processing.check import run_check
 from processing.importer import ingest_loads
 from processing.keys import CardMacs
-from processing.schema.processing import card_accounts, postings, records, settlements
+from processing.schema.processing import card_accounts, postings, records, sales, settlements
 from processing.schema.registry import card_transfers
 from processing.settlement import fee_for, settle
 from processing.synthetic import card_record
@@ -58,24 +58,11 @@ def test_money_conserved_through_loads_sales_cancels_and_reimports(processing_db
         assert rep.figures["debits"] == rep.figures["credits"]
 
 
-def _sales(w: World) -> None:
-    w.merchant(42, fee_bps=150)
-    w.merchant(43, fee_bps=0)
-    t7, t8 = w.terminal(7, 42), w.terminal(8, 43)
-    a, b = w.card(1, load=100_000), w.card(2, load=100_000)
-    t7.purchase(a, 10_000, NOW + 100)
-    t7.purchase(b, 5_033, NOW + 200)
-    t7.add(card_record(b, RecordType.CANCEL, 5_033, 7, t7.next_seq(), NOW + 300))
-    t7.purchase(a, 2_000, NOW + 2 * DAY)  # a later day: not in the first settlement
-    t8.purchase(b, 777, NOW + 400)
-    assert w.process(t7.close(w.tmp / "t7.spb")).accepted == 4
-    assert w.process(t8.close(w.tmp / "t8.spb")).accepted == 1
-
-
-@pytest.mark.parametrize("corruption", ["shadow", "record_amount", "posting", "double_post", "unbalanced"])
+@pytest.mark.parametrize("corruption", ["shadow", "record_amount", "posting", "double_post", "unbalanced",
+                                        "sales_total", "sales_missing", "sales_stray"])
 def test_check_fails_with_evidence_when_a_row_is_corrupted(processing_db: World, corruption: str) -> None:
     w = processing_db
-    _sales(w)
+    two_merchants_sales(w)
     with w.engine.connect() as conn:
         assert run_check(conn).ok
     with w.engine.begin() as conn:
@@ -96,6 +83,13 @@ def test_check_fails_with_evidence_when_a_row_is_corrupted(processing_db: World,
             ledger.post(conn, entry, [(ledger.CARD_FLOAT, 777), (ledger.merchant_payable(43), -777)])
         elif corruption == "unbalanced":
             conn.execute(insert(postings).values(entry_id=1, account_id=1, debit=1, credit=0))
+        elif corruption == "sales_total":  # the aggregate drifts from its records (and from the payable)
+            conn.execute(update(sales).where(sales.c.merchant_id == 43).values(purchase_total=778))
+        elif corruption == "sales_missing":
+            conn.execute(delete(sales).where(sales.c.merchant_id == 43))
+        elif corruption == "sales_stray":  # a day of sales no record stands behind
+            conn.execute(insert(sales).values(batch_id=1, day=1, merchant_id=42, terminal_id=7, purchase_count=1,
+                                              purchase_total=10, cancel_count=0, cancel_total=0))
     with w.engine.connect() as conn:
         rep = run_check(conn)
     assert not rep.ok
@@ -103,11 +97,14 @@ def test_check_fails_with_evidence_when_a_row_is_corrupted(processing_db: World,
     expected = {
         "shadow": {"card float == sum of shadow balances", "shadow balance == sum of the card's records"},
         "record_amount": {"shadow balance == sum of the card's records", "every record posted once",
-                          "merchant payable == unsettled sales"},
+                          "sales == sum of their records"},
         "posting": {"debits == credits", "every entry balanced"},
         "double_post": {"card float == sum of shadow balances", "every record posted once",
                         "merchant payable == unsettled sales"},
         "unbalanced": {"debits == credits", "every entry balanced"},
+        "sales_total": {"sales == sum of their records", "merchant payable == unsettled sales"},
+        "sales_missing": {"sales == sum of their records", "merchant payable == unsettled sales"},
+        "sales_stray": {"sales == sum of their records", "merchant payable == unsettled sales"},
     }[corruption]
     assert expected <= names, rep.failures
     assert all(f["evidence"] is not None for f in rep.failures)
@@ -115,7 +112,7 @@ def test_check_fails_with_evidence_when_a_row_is_corrupted(processing_db: World,
 
 def test_settlement_statements_and_entries(processing_db: World) -> None:
     w = processing_db
-    _sales(w)
+    two_merchants_sales(w)
     until = dt.date(2023, 11, 15)  # NOW is 2023-11-14 22:13 UTC; NOW + 2 days is the 16th
     statements = {s.merchant_id: s for s in settle(w.engine, until)}
     s42 = statements[42]
@@ -129,6 +126,9 @@ def test_settlement_statements_and_entries(processing_db: World) -> None:
         assert ledger.balance(conn, ledger.merchant_payable(42)) == -2_000  # the later day, still owed
         assert run_check(conn).ok
         assert conn.execute(select(func.count()).select_from(settlements)).scalar_one() == 2
+        stamped = conn.execute(select(sales.c.merchant_id, sales.c.settlement_id)
+                               .order_by(sales.c.batch_id, sales.c.day)).all()
+        assert stamped == [(42, s42.settlement_id), (42, None), (43, statements[43].settlement_id)]
 
 
 def test_fee_rounds_half_up() -> None:

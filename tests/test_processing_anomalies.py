@@ -12,8 +12,8 @@ from processing.synthetic import card_record
 from purse.protocol import RecordType
 
 
-def test_all_anomalies_of_a_batch_at_once(processing_db: World) -> None:
-    w = processing_db
+def test_all_anomalies_of_a_batch_at_once(import_world: World) -> None:
+    w = import_world
     w.merchant(42)
     t7, t8 = w.terminal(7, 42), w.terminal(8, 42)
     clone, chain, roll, hot, pts, gap, fresh = (w.card(i, load=10_000) for i in range(1, 8))
@@ -71,8 +71,8 @@ def test_all_anomalies_of_a_batch_at_once(processing_db: World) -> None:
         assert conn.execute(select(func.count()).select_from(anomalies)).scalar_one() == stored
 
 
-def test_gap_waits_then_closes_when_the_late_batch_comes(processing_db: World) -> None:
-    w = processing_db
+def test_gap_waits_then_closes_when_the_late_batch_comes(import_world: World) -> None:
+    w = import_world
     w.merchant(42)
     t7, t8 = w.terminal(7, 42), w.terminal(8, 42)
     card = w.card(1, load=10_000)
@@ -95,8 +95,8 @@ def test_gap_waits_then_closes_when_the_late_batch_comes(processing_db: World) -
         assert run_check(conn).ok
 
 
-def test_gap_reported_after_the_configured_wait(processing_db: World) -> None:
-    w = processing_db
+def test_gap_reported_after_the_configured_wait(import_world: World) -> None:
+    w = import_world
     w.merchant(42)
     t7, t8 = w.terminal(7, 42), w.terminal(8, 42)
     card = w.card(1, load=10_000)

@@ -35,8 +35,8 @@ def _shop(w: World, cards: int = 3, purchases: int = 2) -> tuple[SynthTerminal, 
     return t, t.close(w.tmp / "b1.spb")
 
 
-def test_accepted_then_duplicate_changes_nothing(processing_db: World) -> None:
-    w = processing_db
+def test_accepted_then_duplicate_changes_nothing(import_world: World) -> None:
+    w = import_world
     _, path = _shop(w)
     first = w.process(path)
     assert (first.status, first.accepted, first.duplicates, first.anomalies) == ("accepted", 6, 0, [])
@@ -76,8 +76,8 @@ def _damage(path: Path, how: str, keys_seed: bytes = b"") -> Path:
     ("dropped_recounted", "batch MAC", None),
     ("reordered", "chain MAC", 2),
 ])
-def test_damaged_batch_rejected_whole(processing_db: World, how: str, check: str, record: int | None) -> None:
-    w = processing_db
+def test_damaged_batch_rejected_whole(import_world: World, how: str, check: str, record: int | None) -> None:
+    w = import_world
     _, good = _shop(w)
     bad = _damage(good, how)
     w.ingest_loads()
@@ -96,8 +96,8 @@ def test_damaged_batch_rejected_whole(processing_db: World, how: str, check: str
     assert w.process(good).accepted == 6
 
 
-def test_wrong_key_and_unknown_terminal_rejected(processing_db: World) -> None:
-    w = processing_db
+def test_wrong_key_and_unknown_terminal_rejected(import_world: World) -> None:
+    w = import_world
     w.merchant(42)
     w.terminal(7, 42)
     card = w.card(1, load=5_000)
@@ -115,8 +115,8 @@ def test_wrong_key_and_unknown_terminal_rejected(processing_db: World) -> None:
             .scalar_one() == 0
 
 
-def test_forged_certificate_names_the_record(processing_db: World) -> None:
-    w = processing_db
+def test_forged_certificate_names_the_record(import_world: World) -> None:
+    w = import_world
     w.merchant(42)
     t = w.terminal(7, 42)
     card = w.card(1, load=5_000)
@@ -132,8 +132,8 @@ def test_forged_certificate_names_the_record(processing_db: World) -> None:
 
 
 @pytest.mark.parametrize("how", ["good", "flipped_bit", "truncated", "dropped", "dropped_recounted", "reordered"])
-def test_fast_verification_agrees_with_reference(processing_db: World, how: str) -> None:
-    w = processing_db
+def test_fast_verification_agrees_with_reference(import_world: World, how: str) -> None:
+    w = import_world
     _, good = _shop(w, cards=4, purchases=3)
     path = good if how == "good" else _damage(good, how)
 
@@ -157,9 +157,9 @@ def test_fast_verification_agrees_with_reference(processing_db: World, how: str)
         assert f == s and len(s) == 12
 
 
-def test_record_in_two_batches_posted_once(processing_db: World) -> None:
+def test_record_in_two_batches_posted_once(import_world: World) -> None:
     """A terminal log restored from backup re-sends batch 1 as a longer batch 1."""
-    w = processing_db
+    w = import_world
     w.merchant(42)
     t = w.terminal(7, 42)
     card = w.card(1, load=5_000)
@@ -180,8 +180,8 @@ def test_record_in_two_batches_posted_once(processing_db: World) -> None:
         assert run_check(conn).ok
 
 
-def test_quarantined_file_can_be_retried_after_registration(processing_db: World) -> None:
-    w = processing_db
+def test_quarantined_file_can_be_retried_after_registration(import_world: World) -> None:
+    w = import_world
     w.merchant(42)
     t = w.terminal(8, 42, register=False)
     t.purchase(w.card(1, load=1_000), 100, NOW + 5)
@@ -194,8 +194,8 @@ def test_quarantined_file_can_be_retried_after_registration(processing_db: World
         assert conn.execute(select(func.count()).select_from(batches)).scalar_one() == 1
 
 
-def test_quarantine_keeps_an_unreadable_file(processing_db: World, tmp_path: Path) -> None:
-    w = processing_db
+def test_quarantine_keeps_an_unreadable_file(import_world: World, tmp_path: Path) -> None:
+    w = import_world
     junk = tmp_path / "junk.spb"
     junk.write_bytes(b"not a batch at all" * 10)
     r = w.process(junk)

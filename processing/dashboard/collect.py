@@ -5,7 +5,7 @@ behind ``smartpurse report settlement|float|points|anomalies --format json`` —
 same period, then only regrouped (summed per day and merchant, per merchant). So the
 dashboard cannot disagree with the reports an accountant files. The one figure no
 report carries yet, how much of a merchant's sales a settlement statement has covered,
-is read from the records that ``smartpurse settle`` stamps (``records.settlement_id``).
+is read from the daily sales aggregates that ``smartpurse settle`` stamps (``sales.settlement_id``).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, case, func, select
+from sqlalchemy import ColumnElement, Connection, Engine, func, select
 
 from processing import reports
 from processing.dashboard.model import (
@@ -30,11 +30,10 @@ from processing.dashboard.model import (
 )
 from processing.dashboard.render import render_dashboard
 from processing.reportfmt import Report
-from processing.schema.processing import records, settlements
+from processing.schema.processing import sales, settlements
 from processing.settlement import day_number
 from purse.errors import UserError
 from purse.home import Home
-from purse.protocol import RecordType
 
 TOP_ANOMALIES = 20
 
@@ -81,16 +80,14 @@ def _merchant_labels(rows: list[dict[str, Any]]) -> dict[int, str]:
 
 def _settled_by_merchant(conn: Connection, start: dt.date | None, end: dt.date | None) -> dict[int, int]:
     """Net sales of the period already covered by settlement statements, per merchant id."""
-    r = records.c
-    signed = case((r.record_type == RecordType.PURCHASE, r.amount), else_=-r.amount)
-    cond: list[ColumnElement[bool]] = [r.merchant_id.is_not(None), r.settlement_id.is_not(None),
-            r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL])]
+    s = sales.c
+    cond: list[ColumnElement[bool]] = [s.settlement_id.is_not(None)]
     if start is not None:
-        cond.append(r.day >= day_number(start))
+        cond.append(s.day >= day_number(start))
     if end is not None:
-        cond.append(r.day <= day_number(end))
-    return {int(m): int(v) for m, v in conn.execute(select(r.merchant_id, func.sum(signed)).where(*cond)
-                                                    .group_by(r.merchant_id))}
+        cond.append(s.day <= day_number(end))
+    return {int(m): int(v) for m, v in conn.execute(
+        select(s.merchant_id, func.sum(s.purchase_total - s.cancel_total)).where(*cond).group_by(s.merchant_id))}
 
 
 def _settled_until(conn: Connection) -> dict[int, dt.date]:

@@ -7,15 +7,15 @@ that come back from cards against this table (DESIGN.md, "Reconcile").
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, String, Table, UniqueConstraint, func
+from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, Table, UniqueConstraint, func
 
-from processing.schema import metadata
+from processing.schema import CardNumber, metadata
 
 loads = Table(
     "loads",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("card_number", String(16), nullable=False, index=True),
+    Column("card_number", CardNumber, nullable=False, index=True),
     Column("counter", BigInteger, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("balance_after", BigInteger, nullable=False),

@@ -1,5 +1,5 @@
-"""Processing tables: batches (with quarantine), the record sub-ledger, shadow card
-accounts, anomalies, the double-entry journal, and merchant settlements.
+"""Processing tables: batches (with quarantine), the record sub-ledger, per-batch daily sales
+aggregates, shadow card accounts, anomalies, the double-entry journal, and merchant settlements.
 
 Money is integer minor units everywhere (BigInteger). The ``records`` table is the
 sub-ledger: one row per certified card transaction, primary key (card, counter) and
@@ -29,7 +29,7 @@ from sqlalchemy import (
     func,
 )
 
-from processing.schema import metadata
+from processing.schema import CardNumber, metadata
 
 batches = Table(
     "batches",
@@ -115,7 +115,7 @@ records = Table(
     metadata,
     # a rowid (SQLite) / bigint key: appends are cheap; the domain keys are the unique constraints below
     Column("id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True),
-    Column("card_number", String(16), nullable=False),
+    Column("card_number", CardNumber, nullable=False),
     Column("counter", BigInteger, nullable=False),
     Column("record_type", SmallInteger, nullable=False),  # purse.protocol.RecordType
     Column("amount", BigInteger, nullable=False),
@@ -123,25 +123,46 @@ records = Table(
     Column("terminal_seq", BigInteger, nullable=False),
     Column("day", Integer, nullable=False),  # card time // 86400: per-day reports group on it in any dialect
     Column("merchant_id", BigInteger),  # NULL for loads (the issuer's desk)
-    # batch_id, entry_id and settlement_id reference batches, journal_entries and settlements. They are
-    # not declared as foreign keys on purpose: PostgreSQL checks a foreign key with a trigger per row,
-    # which made a bulk COPY three times slower (docs/performance.md); ``smartpurse check`` verifies
-    # every reference instead (processing.check, "references").
+    # batch_id and entry_id reference batches and journal_entries. They are not declared as foreign
+    # keys on purpose: PostgreSQL checks a foreign key with a trigger per row, which made a bulk COPY
+    # three times slower (docs/performance.md); ``smartpurse check`` verifies every reference instead
+    # (processing.check, "references"). Settlement does not touch this table: it stamps the per-batch
+    # aggregates in ``sales``, so no index beyond the two unique keys is paid for on every insert.
     Column("batch_id", Integer),  # NULL for loads taken from the loads table
     Column("entry_id", Integer, nullable=False),  # the journal entry that posted the record
-    Column("settlement_id", Integer),
     # The certified record, byte for byte: every other field (balance, points, time, UID, certificate)
     # is read from here (purse.records layout), so a row stays narrow and bulk inserts stay fast.
     Column("raw", LargeBinary(72), nullable=False),
     UniqueConstraint("card_number", "counter", name="uq_records_card_counter"),
     UniqueConstraint("terminal_id", "terminal_seq", name="uq_records_terminal_seq"),
-    Index("ix_records_merchant_day", "merchant_id", "day"),
+)
+
+sales = Table(
+    "sales",
+    metadata,
+    # Per batch and card day, the purchases and cancellations that batch newly posted: the general
+    # ledger's view of a merchant's sales, with ``records`` as its sub-ledger. Settlement, the
+    # settlement report and the dashboard read these few rows (one per batch and day) instead of
+    # scanning records, so ``records`` needs no (merchant_id, day) index: that index cost ~15 % of
+    # a SQLite bulk insert and more on PostgreSQL (docs/processing.md, "Sales aggregates").
+    # ``smartpurse check`` proves every row equals the sum of its records (processing.check).
+    Column("batch_id", Integer, ForeignKey("batches.id"), primary_key=True, autoincrement=False),
+    Column("day", Integer, primary_key=True, autoincrement=False),  # card time // 86400, as records.day
+    Column("merchant_id", BigInteger, nullable=False),  # the batch's merchant and terminal
+    Column("terminal_id", BigInteger, nullable=False),
+    Column("purchase_count", BigInteger, nullable=False),
+    Column("purchase_total", BigInteger, nullable=False),
+    Column("cancel_count", BigInteger, nullable=False),
+    Column("cancel_total", BigInteger, nullable=False),
+    Column("settlement_id", Integer, ForeignKey("settlements.id")),  # the statement that paid this row
+    Index("ix_sales_merchant_day", "merchant_id", "day"),
+    Index("ix_sales_settlement", "settlement_id"),
 )
 
 card_accounts = Table(
     "card_accounts",
     metadata,
-    Column("card_number", String(16), primary_key=True),
+    Column("card_number", CardNumber, primary_key=True),
     Column("balance", BigInteger, nullable=False),  # shadow balance: sum of this card's posted records
     Column("chain_counter", BigInteger, nullable=False),  # counters 1..chain_counter all present
     Column("chain_balance", BigInteger, nullable=False),  # balance after the record at chain_counter
@@ -153,7 +174,7 @@ card_accounts = Table(
 card_points = Table(
     "card_points",
     metadata,
-    Column("card_number", String(16), primary_key=True),
+    Column("card_number", CardNumber, primary_key=True),
     Column("program_id", Integer, primary_key=True),
     Column("points", BigInteger, nullable=False),  # points after the card's chained record of this program
     Column("counter", BigInteger, nullable=False),
@@ -165,7 +186,7 @@ anomalies = Table(
     Column("id", Integer, primary_key=True),
     Column("kind", String(24), nullable=False),
     Column("fingerprint", String(200), nullable=False),  # one anomaly is recorded once, however often seen
-    Column("card_number", String(16)),
+    Column("card_number", CardNumber),
     Column("counter", BigInteger),
     Column("terminal_id", BigInteger),
     Column("batch_id", Integer, ForeignKey("batches.id")),
@@ -180,8 +201,8 @@ transfers_posted = Table(
     "transfers_posted",
     metadata,
     Column("transfer_key", String(80), primary_key=True),  # the registry's transfer, posted once
-    Column("old_card", String(16), nullable=False),
-    Column("new_card", String(16), nullable=False),
+    Column("old_card", CardNumber, nullable=False),
+    Column("new_card", CardNumber, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("entry_id", Integer, ForeignKey("journal_entries.id"), nullable=False),
 )

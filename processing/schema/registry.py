@@ -23,7 +23,7 @@ from sqlalchemy import (
     func,
 )
 
-from processing.schema import metadata
+from processing.schema import RegistryCardNumber, metadata
 
 CARD_STATES = ("issued", "blocked", "replaced")
 NUMBER_STATES = ("reserved", "issued", "void")
@@ -54,7 +54,7 @@ number_counters = Table(
 card_numbers = Table(
     "card_numbers",
     metadata,
-    Column("number", String(19), primary_key=True),
+    Column("number", RegistryCardNumber, primary_key=True),
     Column("batch", String(100), nullable=False),
     Column("batch_index", Integer, nullable=False),
     Column("attempt", Integer, nullable=False, server_default="0"),  # > 0 after an earlier number was voided
@@ -79,7 +79,7 @@ issue_batches = Table(
 cards = Table(
     "cards",
     metadata,
-    Column("number", String(19), primary_key=True),
+    Column("number", RegistryCardNumber, primary_key=True),
     Column("uid", LargeBinary(7), nullable=False, unique=True),
     Column("holder_id", Integer, ForeignKey("holders.id"), nullable=True, index=True),
     Column("key_version", Integer, nullable=False),
@@ -92,8 +92,8 @@ cards = Table(
     Column("state", String(10), nullable=False, server_default="issued", index=True),
     Column("blocked_at", DateTime(timezone=True), nullable=True),
     Column("block_reason", String(200), nullable=True),
-    Column("replaced_by", String(19), nullable=True),
-    Column("replaces", String(19), nullable=True, unique=True),
+    Column("replaced_by", RegistryCardNumber, nullable=True),
+    Column("replaces", RegistryCardNumber, nullable=True, unique=True),
     Column("batch", String(100), nullable=True),
     Column("image", String(500), nullable=True),  # virtual card image path, or
     Column("reader", String(200), nullable=True),  # the PC/SC reader it was written in
@@ -107,8 +107,8 @@ card_transfers = Table(
     "card_transfers",
     metadata,
     Column("id", Integer, primary_key=True),
-    Column("from_number", String(19), ForeignKey("cards.number"), nullable=False, unique=True),
-    Column("to_number", String(19), ForeignKey("cards.number"), nullable=False, unique=True),
+    Column("from_number", RegistryCardNumber, ForeignKey("cards.number"), nullable=False, unique=True),
+    Column("to_number", RegistryCardNumber, ForeignKey("cards.number"), nullable=False, unique=True),
     Column("reason", String(200), nullable=True),
     Column("balance_on_card", BigInteger, nullable=True),  # read from the old card when it was presented
     Column("amount", BigInteger, nullable=True),  # set by processing: the shadow balance credited

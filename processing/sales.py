@@ -1,0 +1,49 @@
+"""Per-batch daily sales: the aggregates settlement and the reports read instead of ``records``.
+
+A batch posts its new purchases and cancellations to the ledger as one entry; alongside,
+it writes one ``sales`` row per card day (counts and totals of each kind). Settlement
+stamps these rows, not the records, which is why ``records`` carries no (merchant, day)
+index and no settlement column (docs/processing.md, "Sales aggregates"). ``smartpurse
+check`` proves each row equals the sum of its records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, insert
+
+from processing.schema.processing import sales
+
+PURCHASE, CANCEL = 2, 3  # purse.protocol.RecordType, as stored in records.record_type
+
+
+def sales_by_day(rows: Iterable[Sequence[Any]], into: dict[int, list[int]] | None = None) -> dict[int, list[int]]:
+    """Day -> [purchase count, purchase total, cancel count, cancel total] of storage rows.
+
+    Rows are in ``processing.verify.ROW_FIELDS`` order (record type at 2, amount at 3, day
+    at 6); other record types are left out. ``into`` accumulates over several chunks.
+    """
+    days = {} if into is None else into
+    for r in rows:
+        kind = r[2]
+        if kind == PURCHASE or kind == CANCEL:
+            sums = days.get(r[6])
+            if sums is None:
+                sums = days[r[6]] = [0, 0, 0, 0]
+            at = 0 if kind == PURCHASE else 2
+            sums[at] += 1
+            sums[at + 1] += r[3]
+    return days
+
+
+def record_sales(conn: Connection, batch_id: int, merchant_id: int, terminal_id: int,
+                 days: Mapping[int, Sequence[int]]) -> None:
+    """Write the batch's rows, one per day, in one statement (nothing when ``days`` is empty)."""
+    if not days:
+        return
+    conn.execute(insert(sales), [
+        {"batch_id": batch_id, "day": day, "merchant_id": merchant_id, "terminal_id": terminal_id,
+         "purchase_count": pc, "purchase_total": pt, "cancel_count": cc, "cancel_total": ct}
+        for day, (pc, pt, cc, ct) in sorted(days.items())])
