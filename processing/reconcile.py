@@ -26,7 +26,7 @@ from processing.anomalies import Anomaly, record_evidence
 from processing.columns import EntryColumns
 from processing.schema.processing import anomalies, card_accounts, card_points, records
 from processing.schema.registry import cards
-from processing.store import select_in, write_card_accounts
+from processing.store import records_version, select_in, write_card_accounts
 from processing.verify import RAW_TAIL, RAW_TAIL_AT, ROW_FIELDS, details
 from purse.protocol import RecordType
 
@@ -308,10 +308,10 @@ class CardCache:
     A ``process`` run of many batches touches the same cards again and again; reading their
     accounts back per batch cost as much as storing the records. The states are valid while no
     one else stored a record since our commit: chain states only move when records are stored,
-    every record is stored under the import lock, and ``records.id`` only grows (a sequence on
-    PostgreSQL; SQLite's rowid is max + 1 and records are never deleted). So the highest record
-    id, read in our transaction before it commits, is the token; any other token, a rollback or
-    a failure empties the cache. Bounded: beyond ``limit`` cards nothing is kept.
+    and every transaction that stores records counts a new ``records_version``
+    (processing.store, under the import lock). So the version, read in our transaction before it
+    commits, is the token; any other version, a rollback or a failure empties the cache.
+    Bounded: beyond ``limit`` cards nothing is kept.
     """
 
     def __init__(self, limit: int = 500_000) -> None:
@@ -324,20 +324,16 @@ class CardCache:
         """The cached states if still valid (else empty); the caller owns them until ``stage``."""
         cards, token = self._cards, self._token
         self._cards = self._token = self._staged = None
-        if cards is None or token != _max_record_id(conn):
+        if cards is None or token != records_version(conn):
             return {}
         return cards
 
     def stage(self, conn: Connection, cards: dict[str, CardWalk]) -> None:
         """Offer the states as written by this (not yet committed) transaction."""
-        self._staged = (cards, _max_record_id(conn)) if len(cards) <= self.limit else None
+        self._staged = (cards, records_version(conn)) if len(cards) <= self.limit else None
 
     def committed(self) -> None:
         """The transaction committed: the staged states are the database's."""
         if self._staged is not None:
             self._cards, self._token = self._staged
         self._staged = None
-
-
-def _max_record_id(conn: Connection) -> int:
-    return int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM records").scalar_one())

@@ -16,15 +16,16 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, select, tuple_
+from sqlalchemy import Connection, insert, select, tuple_, update
 
 from processing.columns import COPY_SIGNATURE, COPY_TRAILER, EntryColumns
-from processing.schema.processing import records
+from processing.schema.processing import processing_state, records
 from processing.verify import ROW_FIELDS
 
 Row = tuple[Any, ...]
 _COLS = ", ".join(ROW_FIELDS)
 _PG_TYPES = ["text", "int8", "int2", "int8", "int8", "int8", "int4", "int8", "int4", "int4", "bytea"]
+RECORDS_VERSION = "records_version"
 _LOOKUP = 400  # keys per lookup query (SQLite's host-parameter limit is far above 2 x 400)
 
 
@@ -45,6 +46,7 @@ class RecordStore:
         self.dialect = conn.dialect.name
         self._dbapi: Any = conn.connection.driver_connection
         self._staging = False
+        self._counted = False
 
     def insert(self, rows: Sequence[Row] | EntryColumns) -> int:
         """Insert what is not yet stored; the number of rows actually inserted.
@@ -53,6 +55,7 @@ class RecordStore:
         Python call per row); SQLite binds its rows."""
         if not len(rows):
             return 0
+        self._count_version()
         if self.dialect == "sqlite":
             if isinstance(rows, EntryColumns):
                 rows = rows.rows
@@ -111,6 +114,12 @@ class RecordStore:
         cur.execute("RELEASE SAVEPOINT bulk_batch")
         return True
 
+    def _count_version(self) -> None:
+        """Once per transaction that stores records: a new records version (``records_version``)."""
+        if not self._counted:
+            bump_records_version(self.conn)
+            self._counted = True
+
     @staticmethod
     def _copy(cur: Any, table: str, rows: Sequence[Row] | EntryColumns) -> None:
         with cur.copy(f"COPY {table} ({_COLS}) FROM STDIN (FORMAT BINARY)") as copy:
@@ -161,6 +170,19 @@ class RecordStore:
             else:
                 out.conflicts.append((row, stored))
         return out
+
+
+def bump_records_version(conn: Connection) -> None:
+    """Records are being stored: whoever keeps card states from before must read them again."""
+    ps = processing_state.c
+    if not conn.execute(update(processing_state).where(ps.name == RECORDS_VERSION)
+                        .values(value=ps.value + 1)).rowcount:
+        conn.execute(insert(processing_state).values(name=RECORDS_VERSION, value=1))
+
+
+def records_version(conn: Connection) -> int:
+    ps = processing_state.c
+    return int(conn.execute(select(ps.value).where(ps.name == RECORDS_VERSION)).scalar() or 0)
 
 
 def _fast_bytea(cur: Any) -> None:
