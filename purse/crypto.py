@@ -6,8 +6,10 @@ the published vectors in ``shared/vectors`` pin it down (docs/protocol.md, "Cryp
 
 from __future__ import annotations
 
+import functools
 import hmac
 import os
+import threading
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
@@ -81,7 +83,11 @@ def _shift_left(block: bytes) -> bytes:
 
 def cmac_subkeys(key: bytes) -> tuple[bytes, bytes]:
     """K1, K2 of RFC 4493 section 2.3; AN10922 needs them to pad to 32 bytes."""
-    l_block = _aes_ecb_encrypt(key, bytes(BLOCK))
+    return _subkeys(_aes_ecb_encrypt(key, bytes(BLOCK)))
+
+
+def _subkeys(l_block: bytes) -> tuple[bytes, bytes]:
+    """K1, K2 from L = AES(key, 0^128)."""
     k1 = _shift_left(l_block)
     if l_block[0] & 0x80:
         k1 = k1[:-1] + bytes([k1[-1] ^ _RB])
@@ -92,31 +98,56 @@ def cmac_subkeys(key: bytes) -> tuple[bytes, bytes]:
 
 
 def _xor(a: bytes, b: bytes) -> bytes:
-    return bytes(x ^ y for x, y in zip(a, b, strict=True))
+    if len(a) != len(b):
+        raise ValueError("xor of blocks of different lengths")
+    return (int.from_bytes(a, "big") ^ int.from_bytes(b, "big")).to_bytes(len(a), "big")
 
 
-def an10922_diversify(master: bytes, diversification_input: bytes) -> bytes:
-    """AES-128 key diversification of NXP AN10922 section 2.2.
+class An10922:
+    """AES-128 key diversification of NXP AN10922 section 2.2, keyed once per master.
 
     D = 0x01 || M, padded with 80 00.. to 32 bytes (K2 when padded, K1 when M is exactly
     31 bytes), CBC-MAC with zero IV; the diversified key is the last block. This differs
     from plain CMAC for short M (CMAC pads to 16, AN10922 always to 32), which is why it
-    is written out here rather than delegated to ``cmac``.
+    is written out here rather than delegated to ``cmac``. The two CBC blocks are run
+    through one ECB context that is never finalized: keying AES and computing K1/K2 cost
+    more than the derivation itself, and processing derives a key per card it sees. The
+    context is shared, so a lock keeps two threads from interleaving their blocks.
     """
+
+    __slots__ = ("_ecb", "_k1", "_k2", "_lock")
+
+    def __init__(self, master: bytes) -> None:
+        if len(master) != KEY_SIZE:
+            raise ValueError("AN10922 AES-128 needs a 16-byte master key")
+        self._ecb = Cipher(algorithms.AES(master), modes.ECB()).encryptor()
+        self._k1, self._k2 = _subkeys(self._ecb.update(bytes(BLOCK)))
+        self._lock = threading.Lock()
+
+    def derive(self, diversification_input: bytes) -> bytes:
+        if not 1 <= len(diversification_input) <= 31:
+            raise ValueError("AN10922 diversification input must be 1..31 bytes")
+        data = bytes([AN10922_AES128_DIV_CONSTANT]) + diversification_input
+        if len(data) == 32:
+            last_key = self._k1
+        else:
+            data = data + b"\x80" + bytes(31 - len(data))
+            last_key = self._k2
+        with self._lock:
+            first = self._ecb.update(data[:16])
+            return self._ecb.update(_xor(_xor(data[16:], last_key), first))
+
+
+@functools.lru_cache(maxsize=16)
+def _diversifier(master: bytes) -> An10922:
+    return An10922(master)
+
+
+def an10922_diversify(master: bytes, diversification_input: bytes) -> bytes:
+    """The AN10922 key of ``diversification_input`` under ``master`` (see ``An10922``)."""
     if len(master) != KEY_SIZE:
         raise ValueError("AN10922 AES-128 needs a 16-byte master key")
-    if not 1 <= len(diversification_input) <= 31:
-        raise ValueError("AN10922 diversification input must be 1..31 bytes")
-    k1, k2 = cmac_subkeys(master)
-    data = bytes([AN10922_AES128_DIV_CONSTANT]) + diversification_input
-    if len(data) == 32:
-        last_key = k1
-    else:
-        data = data + b"\x80" + bytes(31 - len(data))
-        last_key = k2
-    data = data[:16] + _xor(data[16:], last_key)
-    enc = Cipher(algorithms.AES(master), modes.CBC(bytes(BLOCK))).encryptor()
-    return (enc.update(data) + enc.finalize())[-BLOCK:]
+    return _diversifier(bytes(master)).derive(diversification_input)
 
 
 def card_diversification_input(uid: bytes, aid: bytes, system_identifier: bytes) -> bytes:
