@@ -100,9 +100,12 @@ def _summary_text(data: dict[str, Any]) -> str:
               help="Folder of signed loyalty programs to recompute points with [home/programs].")
 @click.option("--quarantine", type=click.Path(file_okay=False, path_type=Path),
               help="Where rejected batch files are kept [home/quarantine].")
+@click.option("--parallel-from", type=click.IntRange(min=1), default=ImportOptions.parallel_min_records,
+              show_default=True, help="Batches of this many records or more: a second process verifies the MACs "
+              "while this one stores.")
 @pass_cli
 def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs: Path | None,
-            quarantine: Path | None) -> None:
+            quarantine: Path | None, parallel_from: int) -> None:
     """Import terminal batch FILES: verify, post once, reconcile; bad batches go to quarantine."""
     for path in files:
         if not path.is_file():
@@ -110,7 +113,8 @@ def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs
     keys = load_processing_keys(cli.home)
     engine = open_database(cli.db_url)
     options = ImportOptions(quarantine_dir=quarantine or cli.home.path / "quarantine",
-                            gap_seconds=int(gap_hours * 3600), programs=_load_programs(programs, cli))
+                            gap_seconds=int(gap_hours * 3600), programs=_load_programs(programs, cli),
+                            parallel_min_records=parallel_from)
 
     @contextmanager
     def progress(path: Path) -> Iterator[Callable[[int], None] | None]:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from processing_env import NOW, world
 from sqlalchemy import func, select
 
@@ -39,7 +40,9 @@ def run_cli(home: Path, db: str, *args: str) -> subprocess.Popen[str]:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def test_two_processes_overlapping_batches_post_every_record_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("parallel_from", ["50000", "1"], ids=["in-line", "worker"])
+def test_two_processes_overlapping_batches_post_every_record_once(tmp_path: Path, parallel_from: str) -> None:
+    """In line, and the way large batches go (a worker verifies and walks while the importer stores)."""
     with world("postgresql", tmp_path) as w:
         w.merchant(42)
         terms = [w.terminal(t, 42) for t in (7, 8, 9)]
@@ -58,8 +61,8 @@ def test_two_processes_overlapping_batches_post_every_record_once(tmp_path: Path
             files_b.append(t.close(tmp_path / f"{t.terminal_id}-1-again.spb"))
         expected = sum(c.counter for c in cards)  # every record each card made, loads included
         home = processing_home(tmp_path / "home", w.keys)
-        a = run_cli(home, w.url, "process", *map(str, files_a))
-        b = run_cli(home, w.url, "process", *map(str, reversed(files_b)))
+        a = run_cli(home, w.url, "process", "--parallel-from", parallel_from, *map(str, files_a))
+        b = run_cli(home, w.url, "process", "--parallel-from", parallel_from, *map(str, reversed(files_b)))
         out_a, err_a = a.communicate(timeout=300)
         out_b, err_b = b.communicate(timeout=300)
         assert a.returncode == 0 and b.returncode == 0, (err_a, err_b)
