@@ -21,7 +21,8 @@ import shutil
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -45,6 +46,7 @@ from processing.verify import BatchVerifier, check_envelope
 from processing.worker import Verdict, WalkJob, verify_and_walk
 from purse.batch import ENTRY_SIZE
 from purse.crypto import macs_equal
+from purse.errors import SmartpurseError
 from purse.records import CERTIFIED_SIZE, RECORD
 
 IMPORT_LOCK = 0x5350_0001  # PostgreSQL advisory lock key: "SP" + 1
@@ -308,14 +310,14 @@ def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOpti
     rec.prepare_cards(sorted(numbers))
     walk_here = h.record_count < len(numbers) * options.worker_walk_records_per_card
     job = None if walk_here else WalkJob({n: rec.cards[n] for n in numbers}, rec.hotlist, batch_id, entry_id)
-    worker = _executor().submit(verify_and_walk, str(batch.path), card_macs.keys, options.chunk_records, job)
+    worker = _submit(verify_and_walk, str(batch.path), card_macs.keys, options.chunk_records, job)
     found_before = len(rec.found)
     posted = _Posted()
 
     def chunks(first: bool) -> Iterator[EntryColumns]:
         for _, data in batch.chunks(options.chunk_records):
             if worker.done():
-                _raise_if_rejected(worker.result())
+                _raise_if_rejected(_verdict(worker, batch))
             cols = EntryColumns(data, h.terminal_id, h.merchant_id, batch_id, entry_id)
             yield cols
             if first:  # while the database stores this chunk; undone below unless every record was new
@@ -326,7 +328,7 @@ def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOpti
                     progress(len(cols))
 
     all_new = store.insert_batch(chunks)
-    verdict = worker.result()
+    verdict = _verdict(worker, batch)
     _raise_if_rejected(verdict)
     if all_new:
         rec.cards.update(verdict.cards)
@@ -363,14 +365,38 @@ def _card_cache(engine: Engine) -> CardCache:
     return cache
 
 
-def _executor() -> ProcessPoolExecutor:
-    """One verifying worker process per ``smartpurse process`` run, started on the first large batch.
-
-    forkserver, not fork: the worker must not inherit the open database connection."""
+def _submit(fn: Callable[..., Verdict], *args: Any) -> Future[Verdict]:
+    """Run ``fn`` in the one verifying worker process of this ``smartpurse process`` run, started on the
+    first large batch (again if it died since). forkserver, not fork: the worker must not inherit the
+    open database connection."""
     global _EXECUTOR
-    if _EXECUTOR is None:
-        _EXECUTOR = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
-    return _EXECUTOR
+    for _ in range(2):
+        if _EXECUTOR is None:
+            _EXECUTOR = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+        try:
+            return _EXECUTOR.submit(fn, *args)
+        except BrokenProcessPool:  # the worker died between two batches
+            _EXECUTOR.shutdown(wait=False)
+            _EXECUTOR = None
+    raise WorkerStopped("cannot start the verifying worker process")
+
+
+class WorkerStopped(SmartpurseError):
+    """The verifying process died (killed, out of memory): the batch is neither accepted nor rejected."""
+
+
+def _verdict(worker: Future[Verdict], batch: BatchFile) -> Verdict:
+    """The worker's verdict; if the worker process died, a new one is started for the next batch and this
+    batch fails as a whole (its transaction rolls back: nothing of it is posted, nothing is quarantined)."""
+    global _EXECUTOR
+    try:
+        return worker.result()
+    except BrokenProcessPool:
+        if _EXECUTOR is not None:
+            _EXECUTOR.shutdown(wait=False, cancel_futures=True)
+        _EXECUTOR = None
+        raise WorkerStopped(f"{batch.path}: the verifying worker process stopped (killed or out of memory); "
+                            "nothing of this batch was posted: process it again") from None
 
 
 def _raise_if_rejected(verdict: Verdict) -> None:

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import pytest
-from processing_env import NOW, World
+from processing_env import NOW, World, world
 from sqlalchemy import func, select
 
-from processing import ledger
+from processing import importer, ledger
 from processing.batchfile import BatchRejected, open_batch
 from processing.check import run_check
+from processing.importer import import_batch
 from processing.schema.processing import batches, journal_entries, records
 from processing.synthetic import SynthTerminal, make_keys
 from processing.verify import reference_verify, verify_file
@@ -202,3 +205,42 @@ def test_quarantine_keeps_an_unreadable_file(import_world: World, tmp_path: Path
     assert r.status == "rejected" and r.reason is not None and r.reason.startswith("structure: not a batch file")
     assert Path(r.quarantine or "").is_file()
     shutil.rmtree(tmp_path / "quarantine")
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_worker_killed_mid_batch_posts_nothing_and_the_next_run_works(kind: str, tmp_path: Path) -> None:
+    """SIGKILL to the verifying process while the importer stores: one clear error, the batch's transaction
+    rolls back whole (not quarantined: the file was never judged), and importing it again succeeds."""
+    with world(kind, tmp_path) as w:
+        w.merchant(42)
+        t = w.terminal(7, 42)
+        cards = [w.card(i, load=10_000_000) for i in range(50)]
+        for i in range(20_000):
+            t.purchase(cards[i % 50], 1 + i % 90, NOW + i)
+        path = t.close(w.tmp / "big.spb")
+        w.ingest_loads()
+        with w.engine.connect() as conn:
+            before = conn.execute(select(func.count()).select_from(records)).scalar_one()
+
+        killed: list[int] = []
+
+        def kill_the_worker(_done: int) -> None:  # after the first chunk is stored
+            executor = importer._EXECUTOR
+            assert executor is not None
+            if not killed:
+                killed.extend(executor._processes)  # type: ignore[attr-defined]
+                for pid in killed:
+                    os.kill(pid, signal.SIGKILL)
+
+        options = w.options(parallel_min_records=1, chunk_records=200)
+        with pytest.raises(importer.WorkerStopped, match="verifying worker process stopped.*process it again"):
+            import_batch(w.engine, path, w.keys, options, progress=kill_the_worker)
+        assert killed
+        with w.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(records)).scalar_one() == before
+            assert conn.execute(select(func.count()).select_from(batches)).scalar_one() == 0
+        assert not (w.tmp / "quarantine").exists()
+        result = import_batch(w.engine, path, w.keys, w.options(parallel_min_records=1))
+        assert (result.status, result.accepted) == ("accepted", 20_000), result.reason
+        with w.engine.connect() as conn:
+            assert run_check(conn).ok
