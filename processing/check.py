@@ -13,7 +13,9 @@ The invariants (DESIGN.md, "Invariants"; docs/processing.md, "Check"):
    keys would check);
 6. the ``sales`` aggregates equal their sub-ledger: for every (batch, day), the counts and
    totals of that batch's purchases and cancellations of that day, its merchant and
-   terminal; and no such records without a sales row, nor a sales row without records.
+   terminal; and no such records without a sales row, nor a sales row without records;
+7. the replacement payable equals the value of replaced cards not yet loaded onto their
+   new cards, and each transfer load paid its transfer exactly.
 Each failure carries its evidence (which entry, card or merchant, expected and found).
 """
 
@@ -25,6 +27,7 @@ from typing import Any
 from sqlalchemy import Connection, case, func, literal, or_, select
 
 from processing import ledger
+from processing.schema.loads import loads
 from processing.schema.processing import (
     accounts,
     batches,
@@ -79,6 +82,7 @@ def run_check(conn: Connection) -> CheckReport:
                  f"ledger card float {ledger_float} != sum of shadow balances {shadow}",
                  {"card_float": ledger_float, "shadow_balances": shadow, "records_net": sub})
     _per_card(conn, rep)
+    _replacements(conn, rep)
     _per_entry(conn, rep)
     _merchants(conn, rep)
     _sales_ledger(conn, rep)
@@ -149,7 +153,8 @@ def _per_card(conn: Connection, rep: CheckReport) -> None:
     r, ca, tp = records.c, card_accounts.c, transfers_posted.c
     per_record = select(r.card_number.label("n"), func.sum(_delta()).label("s")).group_by(r.card_number).subquery()
     moved_out = select(tp.old_card.label("n"), func.sum(tp.amount).label("s")).group_by(tp.old_card).subquery()
-    moved_in = select(tp.new_card.label("n"), func.sum(tp.amount).label("s")).group_by(tp.new_card).subquery()
+    moved_in = select(tp.new_card.label("n"), func.sum(tp.amount).label("s")).where(tp.to_chip.is_(False)) \
+        .group_by(tp.new_card).subquery()  # since 0003 the money reaches the new card as a load record
     expected = (func.coalesce(per_record.c.s, 0) + func.coalesce(moved_in.c.s, 0)
                 - func.coalesce(moved_out.c.s, 0))
     stmt = (select(ca.card_number, ca.balance, expected)
@@ -166,6 +171,31 @@ def _per_card(conn: Connection, rep: CheckReport) -> None:
                  f"{len(bad) + len(orphans)} cards whose shadow balance is not the sum of their records",
                  [{"card_number": n, "shadow_balance": int(b), "records_sum": int(e)} for n, b, e in bad]
                  + [{"card_number": n, "shadow_balance": None} for n in orphans])
+
+
+def _replacements(conn: Connection, rep: CheckReport) -> None:
+    """Replacement payable == the transfers posted to reach a new chip − the transfer loads posted; and
+    each transfer was loaded onto its new card in full or not yet (``smartpurse load NEW --transfer``)."""
+    tp, lo, r = transfers_posted.c, loads.c, records.c
+    owed = {key: (new, int(amount)) for key, new, amount in conn.execute(
+        select(tp.transfer_key, tp.new_card, tp.amount).where(tp.to_chip.is_(True)))}
+    paid: dict[str, tuple[str, int]] = {}
+    for transfer_id, number, amount in conn.execute(
+            select(lo.transfer_id, lo.card_number, r.amount).select_from(
+                loads.join(records, (r.card_number == lo.card_number) & (r.counter == lo.counter)))
+            .where(lo.transfer_id.is_not(None))):
+        paid[f"card_transfers:{transfer_id}"] = (number, int(amount))
+    payable = ledger.replacement_payable(conn)
+    rep.figures["replacement_payable"] = payable
+    expected = sum(a for _, a in owed.values()) - sum(a for _, a in paid.values())
+    wrong = [{"transfer": key, "new_card": owed.get(key, (None, 0))[0], "amount": owed.get(key, (None, None))[1],
+              "loaded_to": number, "loaded": amount}
+             for key, (number, amount) in paid.items() if owed.get(key) != (number, amount)]
+    if payable != expected or wrong:
+        rep.fail("replacement payable == transfers − their loads",
+                 f"replacement payable {payable}, transfers not yet loaded onto their new cards {expected}"
+                 + (f"; {len(wrong)} transfer loads do not match their transfer" if wrong else ""),
+                 {"replacement_payable": payable, "expected": expected, "transfer_loads": wrong[:_EVIDENCE_LIMIT]})
 
 
 def _per_entry(conn: Connection, rep: CheckReport) -> None:

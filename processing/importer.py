@@ -208,12 +208,16 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
             if progress is not None:
                 progress(len(data) // ENTRY_SIZE)
         verifier.finish()
-    matched_loads = 0
+    matched_loads = matched_transfers = 0
     for r in posted.load_rows:  # a load in a batch: the desk's record (not yet ingested) or an anomaly
         lo = loads.c
-        desk = conn.execute(select(lo.record).where(lo.card_number == r[0], lo.counter == r[1])).scalar()
-        if desk is not None and bytes(desk) == r[10]:
-            matched_loads += r[3]
+        desk = conn.execute(select(lo.record, lo.transfer_id).where(lo.card_number == r[0],
+                                                                     lo.counter == r[1])).first()
+        if desk is not None and bytes(desk.record) == r[10]:
+            if desk.transfer_id is None:
+                matched_loads += r[3]
+            else:
+                matched_transfers += r[3]
             continue
         rec.found.append(Anomaly("unmatched_load", f"unmatched_load:{r[0]}:{r[1]}",
                                  f"card {r[0]} counter {r[1]}: load of {r[3]} not recorded by any load desk",
@@ -224,7 +228,8 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
     if posted.days:
         record_sales(conn, batch_id, h.merchant_id, h.terminal_id, posted.days)
     ledger.post(conn, entry_id, ledger.batch_lines(h.merchant_id, posted.purchases, posted.cancellations,
-                                                   matched_loads, posted.loads - matched_loads))
+                                                   matched_loads, posted.loads - matched_loads - matched_transfers,
+                                                   transfer_loads=matched_transfers))
     if not result.accepted:
         conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))
     conn.execute(update(batches).where(b.id == batch_id).values(accepted=result.accepted,
@@ -482,14 +487,15 @@ def ingest_loads(conn: Connection, card_macs: CardMacs, options: ImportOptions) 
     """Post every load of the ``loads`` table not yet in the sub-ledger; returns how many."""
     lo, r = loads.c, records.c
     pending = conn.execute(
-        select(lo.record).select_from(loads.outerjoin(records, (r.card_number == lo.card_number)
-                                                      & (r.counter == lo.counter)))
-        .where(r.counter.is_(None)).order_by(lo.card_number, lo.counter)).scalars().all()
+        select(lo.record, lo.transfer_id).select_from(loads.outerjoin(records, (r.card_number == lo.card_number)
+                                                                      & (r.counter == lo.counter)))
+        .where(r.counter.is_(None)).order_by(lo.card_number, lo.counter)).all()
     if not pending:
         return 0
     rows: list[Row] = []
     found: list[Anomaly] = []
-    for raw in pending:
+    transfer_loads: set[tuple[str, int]] = set()  # paid a replacement transfer: no cash came in
+    for raw, transfer_id in pending:
         raw = bytes(raw)
         f = RECORD.unpack(raw)
         number = f[3].hex()
@@ -500,6 +506,8 @@ def ingest_loads(conn: Connection, card_macs: CardMacs, options: ImportOptions) 
                                  {"record": raw.hex()}, number, f[4], f[15]))
             continue
         rows.append((number, f[4], f[0], f[5], f[15], f[16], f[17] // 86400, None, None, 0, raw))
+        if transfer_id is not None:
+            transfer_loads.add((number, f[4]))
     now = int(options.now())
     entry_id = ledger.open_entry(conn, "load", f"{len(rows)} loads at the issuer's desks", _day(now))
     rows = [(*row[:9], entry_id, row[10]) for row in rows]
@@ -512,8 +520,9 @@ def ingest_loads(conn: Connection, card_macs: CardMacs, options: ImportOptions) 
         rec.found.append(_conflict(received, other))
     rec.walk(stored.new)
     rec.finish()
-    total = sum(row[3] for row in stored.new)
-    ledger.post(conn, entry_id, ledger.batch_lines(None, 0, 0, total, 0))
+    paid = sum(row[3] for row in stored.new if (row[0], row[1]) in transfer_loads)
+    cash = sum(row[3] for row in stored.new) - paid
+    ledger.post(conn, entry_id, ledger.batch_lines(None, 0, 0, cash, 0, transfer_loads=paid))
     if not stored.new:
         conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))
     anomaly_store.save(conn, rec.found, now=options.now())

@@ -9,15 +9,72 @@ recovered after a pulled card and recorded again is stored once.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
 from processing.schema.loads import loads
-from purse.terminal import Receipt
+from processing.schema.processing import transfers_posted
+from processing.schema.registry import card_transfers
+from purse.errors import UserError
+from purse.terminal import CreditTerminal, Receipt
 
 
-def record_loads(engine: Engine, receipts: Iterable[Receipt]) -> int:
-    """Insert the loads not yet known; returns how many were new."""
+@dataclass(frozen=True)
+class PendingTransfer:
+    """A replaced card's value that processing has moved to ``replacement_payable`` for this card."""
+
+    transfer_id: int
+    from_number: str
+    amount: int
+
+
+def pending_transfer(engine: Engine, number: str) -> PendingTransfer:
+    """The transfer the desk may load onto card ``number`` now, or a one-line reason why not."""
+    t, tp, lo = card_transfers.c, transfers_posted.c, loads.c
+    with engine.connect() as conn:
+        row = conn.execute(select(t.id, t.from_number, t.amount, t.credited_at).where(t.to_number == number)).first()
+        if row is None:
+            raise UserError(f"card {number} replaces no card: there is no transfer to load")
+        if row.credited_at is None:
+            raise UserError(f"the value of card {row.from_number} is not transferred yet: processing waits for that "
+                            "card's last batches (run 'smartpurse process')")
+        to_chip = conn.execute(select(tp.to_chip).where(tp.transfer_key == f"card_transfers:{row.id}")).scalar()
+        if not to_chip:
+            raise UserError(f"the value of card {row.from_number} was credited to card {number}'s account before "
+                            "transfers were loaded onto cards: there is nothing to load")
+        loaded = conn.execute(select(lo.recorded_at).where(lo.transfer_id == row.id)).scalar()
+        if loaded is not None:
+            raise UserError(f"the value of card {row.from_number} was loaded onto card {number} already "
+                            f"({loaded:%Y-%m-%d %H:%M})")
+        if not row.amount:
+            raise UserError(f"card {row.from_number} had nothing left: there is nothing to load")
+        return PendingTransfer(int(row.id), row.from_number, int(row.amount))
+
+
+def load_at_desk(engine: Engine, terminal: CreditTerminal, number: str,
+                 amount: int | None) -> tuple[Receipt, PendingTransfer | None]:
+    """What ``smartpurse load`` does: ``amount`` of cash onto card ``number``, or (``amount`` None) the
+    value of the card it replaced, as processing transferred it; recorded in ``loads`` at once.
+
+    A load that a pulled card left pending is completed first (``present``) and recorded too. If it is
+    a transfer load of this card for exactly the transfer's value, it is that transfer's load, and the
+    value is not loaded a second time."""
+    due = pending_transfer(engine, number) if amount is None else None
+    value = due.amount if due is not None else int(amount or 0)
+    _, recovered = terminal.present()
+    done = [r for r in recovered if r.kind == "load"]
+    receipt = next((r for r in done if due is not None and r.card_number == number and r.amount == value), None)
+    if receipt is None:
+        receipt = terminal.load(value)
+        done.append(receipt)
+    record_loads(engine, done, (receipt, due.transfer_id) if due is not None else None)
+    return receipt, due
+
+
+def record_loads(engine: Engine, receipts: Iterable[Receipt], transfer: tuple[Receipt, int] | None = None) -> int:
+    """Insert the loads not yet known; returns how many were new. ``transfer``: the receipt that paid
+    that replacement transfer (``card_transfers.id``) onto its new card, to be posted without cash."""
     new = 0
     with engine.begin() as conn:
         for r in receipts:
@@ -28,6 +85,7 @@ def record_loads(engine: Engine, receipts: Iterable[Receipt]) -> int:
             if known is None:
                 conn.execute(loads.insert().values(
                     card_number=r.card_number, counter=r.counter, amount=r.amount, balance_after=r.balance,
-                    terminal_id=r.terminal_id, terminal_seq=r.terminal_seq, time=r.time, record=r.record.to_bytes()))
+                    terminal_id=r.terminal_id, terminal_seq=r.terminal_seq, time=r.time, record=r.record.to_bytes(),
+                    transfer_id=transfer[1] if transfer is not None and transfer[0] is r else None))
                 new += 1
     return new

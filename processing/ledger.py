@@ -20,6 +20,7 @@ CASH = "cash"  # money taken at the issuer's load desks
 BANK = "bank"  # the issuer's bank account, from which merchants are paid
 LOAD_SUSPENSE = "load_suspense"  # loads seen on cards but unknown to the issuer's desk
 CARD_FLOAT = "card_float"  # the issuer's liability for money on cards
+REPLACEMENT_PAYABLE = "replacement_payable"  # a replaced card's value, until a desk loads it onto the new card
 FEE_INCOME = "fee_income"
 
 _CHART = {
@@ -27,6 +28,7 @@ _CHART = {
     BANK: ("Bank account", "asset"),
     LOAD_SUSPENSE: ("Loads awaiting issuer records (suspense)", "asset"),
     CARD_FLOAT: ("Card float: money on cards", "liability"),
+    REPLACEMENT_PAYABLE: ("Replaced cards' value awaiting the new card", "liability"),
     FEE_INCOME: ("Merchant fee income", "income"),
 }
 
@@ -87,12 +89,21 @@ def card_float(conn: Connection) -> int:
 
 
 def batch_lines(merchant_id: int | None, purchases: int, cancellations: int, loads: int,
-                unmatched_loads: int) -> list[tuple[str, int]]:
-    """The postings of one batch's new records (aggregates; the records are the detail)."""
+                unmatched_loads: int, transfer_loads: int = 0) -> list[tuple[str, int]]:
+    """The postings of one batch's new records (aggregates; the records are the detail).
+
+    ``loads`` took cash at a desk; ``transfer_loads`` paid replacement transfers onto new cards
+    (no cash: the value comes out of ``replacement_payable``)."""
     lines: list[tuple[str, int]] = []
     if purchases or cancellations:
         payable = merchant_payable(int(merchant_id or 0))
         lines += [(CARD_FLOAT, purchases), (payable, -purchases), (payable, cancellations),
                   (CARD_FLOAT, -cancellations)]
-    lines += [(CASH, loads), (CARD_FLOAT, -loads), (LOAD_SUSPENSE, unmatched_loads), (CARD_FLOAT, -unmatched_loads)]
+    lines += [(CASH, loads), (CARD_FLOAT, -loads), (LOAD_SUSPENSE, unmatched_loads), (CARD_FLOAT, -unmatched_loads),
+              (REPLACEMENT_PAYABLE, transfer_loads), (CARD_FLOAT, -transfer_loads)]
     return lines
+
+
+def replacement_payable(conn: Connection) -> int:
+    """Replaced cards' value not yet loaded onto their new cards, as a positive number."""
+    return -balance(conn, REPLACEMENT_PAYABLE)

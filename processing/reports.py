@@ -17,7 +17,15 @@ from typing import Any
 from sqlalchemy import Connection, case, func, literal, select
 
 from processing.reportfmt import Col, Report
-from processing.schema.processing import anomalies, card_accounts, card_points, records, sales
+from processing.schema.processing import (
+    anomalies,
+    card_accounts,
+    card_points,
+    journal_entries,
+    records,
+    sales,
+    transfers_posted,
+)
 from processing.schema.registry import merchants
 from processing.settlement import EPOCH, day_number, fee_for
 from processing.verify import details
@@ -88,6 +96,14 @@ def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, r
         select(r.day, func.sum(case((r.record_type == 1, r.amount), else_=0)),
                func.sum(case((r.record_type == 2, r.amount), else_=0)),
                func.sum(case((r.record_type == 3, r.amount), else_=0))).group_by(r.day))}
+    # A replaced card's value leaves the float the day processing moves it to replacement_payable, and
+    # comes back as a load when a desk puts it on the new card (the old card's records still hold it).
+    moved = {day_number(d): int(v) for d, v in conn.execute(
+        select(journal_entries.c.day, func.sum(transfers_posted.c.amount))
+        .select_from(transfers_posted.join(journal_entries, journal_entries.c.id == transfers_posted.c.entry_id))
+        .where(transfers_posted.c.to_chip.is_(True)).group_by(journal_entries.c.day))}
+    for d in moved:
+        per_day.setdefault(d, (0, 0, 0))
     if not per_day and (start is None or end is None):
         return Report("float", "Card float (issuer liability) per day", _float_cols(), [], None,
                       {"average_float": 0, "annual_rate_pct": str(rate_pct), "days": 0, "interest_for_period": 0})
@@ -95,21 +111,22 @@ def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, r
     last = day_number(end) if end else max(per_day)
     if last < first:
         raise UserError("--to is before --from")
-    opening = sum(lo - pu + ca for d, (lo, pu, ca) in per_day.items() if d < first)
+    opening = sum(lo - pu + ca - moved.get(d, 0) for d, (lo, pu, ca) in per_day.items() if d < first)
     rows: list[list[Any]] = []
     closing, closings = opening, []
-    sums = [0, 0, 0]
+    sums = [0, 0, 0, 0]
     for d in range(first, last + 1):
         lo, pu, ca = per_day.get(d, (0, 0, 0))
-        closing += lo - pu + ca
+        out = moved.get(d, 0)
+        closing += lo - pu + ca - out
         closings.append(closing)
-        sums = [sums[0] + lo, sums[1] + pu, sums[2] + ca]
-        rows.append([_date(d), opening if d == first else None, lo, pu, ca, lo - pu + ca, closing])
+        sums = [sums[0] + lo, sums[1] + pu, sums[2] + ca, sums[3] + out]
+        rows.append([_date(d), opening if d == first else None, lo, pu, ca, out, lo - pu + ca - out, closing])
     days = len(closings)
     average = (Decimal(sum(closings)) / days).quantize(Decimal(1), ROUND_HALF_UP)
     annual = (average * rate_pct / 100).quantize(Decimal(1), ROUND_HALF_UP)
     period = (average * rate_pct / 100 * days / 365).quantize(Decimal(1), ROUND_HALF_UP)
-    totals = ["TOTAL", opening, *sums, sums[0] - sums[1] + sums[2], closing]
+    totals = ["TOTAL", opening, *sums, sums[0] - sums[1] + sums[2] - sums[3], closing]
     summary = {"from": _date(first), "to": _date(last), "days": days, "opening_float": opening,
                "closing_float": closing, "average_float": int(average), "annual_rate_pct": str(rate_pct),
                "interest_per_year_at_average_float": int(annual), "interest_for_period": int(period),
@@ -120,7 +137,8 @@ def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, r
 
 def _float_cols() -> list[Col]:
     return [Col("day", "date"), Col("opening", "money"), Col("loads", "money"), Col("purchases", "money"),
-            Col("cancellations", "money"), Col("net_change", "money"), Col("closing_float", "money")]
+            Col("cancellations", "money"), Col("replaced_cards", "money"), Col("net_change", "money"),
+            Col("closing_float", "money")]
 
 
 def statement_report(conn: Connection, number: str, start: dt.date | None, end: dt.date | None) -> Report:

@@ -3,9 +3,12 @@
 ``smartpurse cards replace`` records the intent in ``card_transfers``. Processing
 waits until the old card's last batches are in: its counters have no gap and its
 shadow balance equals what the chip showed at replacement (or, when the chip was lost,
-``wait_seconds`` have passed since the request). Then one journal entry (Dr card float
-/ Cr card float: the liability is unchanged, only its owner card changes) moves the
-old card's shadow balance to the new card; ``transfers_posted`` makes it happen once.
+``wait_seconds`` have passed since the request). Then one journal entry moves the old
+card's shadow balance out of card float into ``replacement_payable`` (Dr card float /
+Cr replacement payable): the money is on no spendable card now. The desk pays it onto
+the new chip with ``smartpurse load NEW --transfer``, a load that processing posts
+against the payable instead of cash (Dr replacement payable / Cr card float), so the new
+card's shadow balance and its chip agree. ``transfers_posted`` makes each happen once.
 """
 
 from __future__ import annotations
@@ -42,18 +45,13 @@ def post_due_transfers(conn: Connection, now: int, wait_seconds: int) -> list[di
                                   .where(card_points.c.card_number == old)).scalar_one())
         entry = ledger.open_entry(conn, "transfer", f"replacement: card {old} to card {new}",
                                   dt.datetime.fromtimestamp(now, dt.UTC).date())
-        ledger.post(conn, entry, [(ledger.CARD_FLOAT, balance), (ledger.CARD_FLOAT, -balance)])
+        ledger.post(conn, entry, [(ledger.CARD_FLOAT, balance), (ledger.REPLACEMENT_PAYABLE, -balance)])
         if acct is None:
             conn.execute(insert(card_accounts).values(card_number=old, balance=0, chain_counter=0, chain_balance=0,
                                                       chain_time=0, max_counter=0))
         conn.execute(update(card_accounts).where(ca.card_number == old).values(balance=ca.balance - balance))
-        if conn.execute(select(ca.card_number).where(ca.card_number == new)).first() is None:
-            conn.execute(insert(card_accounts).values(card_number=new, balance=balance, chain_counter=0,
-                                                      chain_balance=0, chain_time=0, max_counter=0))
-        else:
-            conn.execute(update(card_accounts).where(ca.card_number == new).values(balance=ca.balance + balance))
         conn.execute(insert(transfers_posted).values(transfer_key=key, old_card=old, new_card=new, amount=balance,
-                                                     entry_id=entry))
+                                                     entry_id=entry, to_chip=True))
         conn.execute(update(card_transfers).where(t.id == tid).values(
             amount=balance, points=points, credited_at=dt.datetime.fromtimestamp(now, dt.UTC)))
         done.append({"from": old, "to": new, "amount": balance, "points": points})

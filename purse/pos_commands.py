@@ -186,6 +186,8 @@ def receipt_text(cli: CliContext, data: dict[str, Any]) -> str:
                      f"{data['points_redeemed']} redeemed)")
     for text in data["prize_text"]:
         lines.append(f"  *** PRIZE: {text} ***")
+    if data.get("transfer_from"):
+        lines.append(f"  value of replaced card {data['transfer_from']}: no cash taken")
     lines.append(f"  certificate  {data['certificate']}")
     return "\n".join(lines)
 
@@ -425,25 +427,35 @@ class _NoCard:
 
 @click.command("load", context_settings=AMOUNT_COMMAND)
 @click.argument("number")
-@click.argument("amount")
+@click.argument("amount", required=False)
+@click.option("--transfer", is_flag=True,
+              help="Load the value of the card NUMBER replaces, once processing has transferred it (no AMOUNT).")
 @reader_option
 @pass_cli
-def load(cli: CliContext, number: str, amount: str, reader: str | None) -> None:
-    """Load AMOUNT onto card NUMBER at the issuer's credit desk (AMOUNT like 500.00)."""
-    from processing.db import open_database
-    from processing.issuer_loads import record_loads
+def load(cli: CliContext, number: str, amount: str | None, transfer: bool, reader: str | None) -> None:
+    """Load AMOUNT onto card NUMBER at the issuer's credit desk (AMOUNT like 500.00).
 
-    value = _amount(cli, amount)
+    With --transfer, load the value of the card that NUMBER replaced instead: no cash is taken,
+    processing posts it against the replaced card's value."""
+    from processing.db import open_database
+    from processing.issuer_loads import load_at_desk, pending_transfer
+
+    if transfer == (amount is not None):
+        raise UserError("give an AMOUNT to load, or --transfer to load a replaced card's value (not both)")
+    value = None if transfer else _amount(cli, str(amount))
     keys = _role_keys(cli, "credit")
     engine = open_database(cli.db_url)  # before the card: a load must find its database
+    if transfer:
+        pending_transfer(engine, number)  # nothing to load: say so before the card is touched
     terminal_id = int(keys.terminal_id or 0)
     log = TerminalLog(cli.home.terminals_dir / "credit.db", terminal_id=terminal_id, merchant_id=0, log_key=None)
     sam = keys.sam()
     terminal = CreditTerminal(open_card(cli, number, reader, sam), sam, log, terminal_id=terminal_id)
-    _, recovered = terminal.present()  # a load left pending by a pulled card is recorded too
-    receipt = terminal.load(value)
-    record_loads(engine, [r for r in recovered if r.kind == "load"] + [receipt])
-    emit(cli, receipt_data(receipt), lambda d: receipt_text(cli, d))
+    receipt, due = load_at_desk(engine, terminal, number, value)
+    data = receipt_data(receipt)
+    if due is not None:
+        data["transfer_from"] = due.from_number
+    emit(cli, data, lambda d: receipt_text(cli, d))
 
 
 COMMANDS: list[click.Command] = [program_group, pos_group, load]

@@ -20,7 +20,7 @@ from processing.db import open_database
 from processing.importer import ImportOptions, ImportResult, import_batch, import_transaction, ingest_loads
 from processing.keys import CardMacs, ProcessingKeys
 from processing.schema.loads import loads
-from processing.schema.registry import cards, merchants, terminals
+from processing.schema.registry import card_transfers, cards, merchants, terminals
 
 NOW = 1_700_000_000
 DAY = 86_400
@@ -84,6 +84,21 @@ class World:
                 number=card.number, uid=card.uid, key_version=1, currency=643, max_balance=1_000_000,
                 expiry=NOW + 365 * DAY, state="blocked" if blocked_at else "issued",
                 blocked_at=dt.datetime.fromtimestamp(blocked_at, dt.UTC) if blocked_at else None))
+
+    def lose_card(self, old: synthetic.SynthCard, new_number: str, new_uid: bytes) -> int:
+        """The old card (its loads posted) is lost and replaced by ``new_number``, as ``cards replace``
+        records it (no chip balance read); the transfer's id."""
+        import datetime as dt
+
+        self.register_card(old, blocked_at=NOW + 10)
+        with self.engine.begin() as conn:
+            conn.execute(insert(cards).values(number=new_number, uid=new_uid, key_version=1, currency=643,
+                                              max_balance=1_000_000, expiry=NOW + 365 * DAY, state="issued"))
+            transfer_id = conn.execute(insert(card_transfers).values(
+                from_number=old.number, to_number=new_number, reason="lost",
+                requested_at=dt.datetime.fromtimestamp(NOW, dt.UTC)).returning(card_transfers.c.id)).scalar_one()
+        self.ingest_loads()
+        return int(transfer_id)
 
     def options(self, **kw: object) -> ImportOptions:
         kw.setdefault("now", lambda: self.now)

@@ -7,10 +7,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from cli_env import ok_json, run
 from personalization_env import PASSPHRASE
 from sqlalchemy import select
 
-import cli
 from personalization.issuing import issuer_sam
 from personalization.keyfiles import load_issuer
 from processing.db import open_database
@@ -19,22 +19,6 @@ from purse.home import Home
 from purse.protocol import KeyRef
 from purse.session import PurseSession
 from purse.transport.virtual import VirtualTransport
-
-
-def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
-    try:
-        cli.main(list(args))
-        code = 0
-    except SystemExit as e:
-        code = int(e.code or 0)
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def ok_json(capsys: pytest.CaptureFixture[str], *args: str):  # type: ignore[no-untyped-def]
-    code, out, err = run(capsys, "--json", *args)
-    assert code == 0, err
-    return json.loads(out)
 
 
 def test_key_ceremony_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,

@@ -9,10 +9,11 @@ import pytest
 from processing_env import DAY, NOW, World, two_merchants_sales
 from sqlalchemy import delete, func, insert, select, update
 
-from processing import ledger
+from processing import ledger, synthetic
 from processing.check import run_check
 from processing.importer import ingest_loads
 from processing.keys import CardMacs
+from processing.schema.loads import loads
 from processing.schema.processing import card_accounts, postings, records, sales, settlements
 from processing.schema.registry import card_transfers
 from processing.settlement import fee_for, settle
@@ -157,10 +158,45 @@ def test_replacement_transfer_waits_for_the_old_cards_batches(processing_db: Wor
         done = post_due_transfers(conn, NOW + DAY, DAY)
         assert done == [{"from": old.number, "to": new.number, "amount": 8_500, "points": 15}]
         assert post_due_transfers(conn, NOW + DAY, DAY) == []  # once
-    with w.engine.connect() as conn:
+    with w.engine.connect() as conn:  # the value left card float: it is on no spendable card yet
         bal = dict(conn.execute(select(card_accounts.c.card_number, card_accounts.c.balance)).all())
-        assert (bal[old.number], bal[new.number]) == (0, 8_500)
+        assert (bal[old.number], bal.get(new.number)) == (0, None)
         assert conn.execute(select(card_transfers.c.amount, card_transfers.c.points)).one() == (8_500, 15)
         rep = run_check(conn)
         assert rep.ok, rep.failures
-        assert rep.figures["card_float"] == 8_500
+        assert (rep.figures["card_float"], rep.figures["replacement_payable"]) == (0, 8_500)
+    # the desk pays it onto the new chip (smartpurse load NEW --transfer): no cash, the payable goes down
+    transfer_id = _transfer_id(w)
+    with w.engine.begin() as conn:
+        conn.execute(insert(loads).values(**synthetic.load_row(new, 8_500, NOW + DAY, 900), transfer_id=transfer_id))
+    assert w.ingest_loads() == 1
+    with w.engine.connect() as conn:
+        bal = dict(conn.execute(select(card_accounts.c.card_number, card_accounts.c.balance)).all())
+        assert (bal[old.number], bal[new.number]) == (0, 8_500) and new.balance == 8_500
+        rep = run_check(conn)
+        assert rep.ok, rep.failures
+        assert (rep.figures["card_float"], rep.figures["replacement_payable"]) == (8_500, 0)
+        assert ledger.balance(conn, ledger.CASH) == 10_000  # only the old card's load was cash
+
+
+def _transfer_id(w: World) -> int:
+    with w.engine.connect() as conn:
+        return int(conn.execute(select(card_transfers.c.id)).scalar_one())
+
+
+def test_a_transfer_load_of_the_wrong_amount_fails_the_check(processing_db: World) -> None:
+    w = processing_db
+    old, new = w.card(1, load=10_000), w.card(2)
+    transfer_id = w.lose_card(old, new.number, new.uid)
+    with w.engine.begin() as conn:
+        assert post_due_transfers(conn, NOW + 2 * DAY, DAY)[0]["amount"] == 10_000
+        conn.execute(insert(loads).values(**synthetic.load_row(new, 9_999, NOW + 2 * DAY, 901),
+                                          transfer_id=transfer_id))
+    w.ingest_loads()
+    with w.engine.connect() as conn:
+        rep = run_check(conn)
+    assert [f["invariant"] for f in rep.failures] == ["replacement payable == transfers − their loads"]
+    evidence = rep.failures[0]["evidence"]
+    assert (evidence["replacement_payable"], evidence["expected"]) == (1, 1)
+    assert evidence["transfer_loads"] == [{"transfer": f"card_transfers:{transfer_id}", "new_card": new.number,
+                                           "amount": 10_000, "loaded_to": new.number, "loaded": 9_999}]

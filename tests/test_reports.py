@@ -7,13 +7,17 @@ import datetime as dt
 import json
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 from openpyxl import load_workbook
 from processing_env import DAY, NOW, World
+from sqlalchemy import insert
 
-from processing import reportfmt, reports
+from processing import ledger, reportfmt, reports, synthetic
+from processing.schema.loads import loads
 from processing.synthetic import card_record
+from processing.transfers import post_due_transfers
 from purse.errors import UserError
 from purse.protocol import RecordType
 
@@ -75,7 +79,30 @@ def test_float_report_has_the_seed_economics(processing_db: World) -> None:
     assert s["days"] == 30 and s["average_float"] == 1_200_000 == s["closing_float"]
     assert s["interest_per_year_at_average_float"] == 420_000
     assert s["interest_for_period"] == 34_521  # 12 000.00 x 35 % x 30/365 = 345.2055
-    assert rep.rows[0][2] == 1_200_010 and rep.rows[-1][6] == 1_200_000
+    assert rep.rows[0][2] == 1_200_010 and rep.rows[-1][7] == 1_200_000
+
+
+def test_float_report_follows_a_replaced_cards_value(processing_db: World) -> None:
+    """The value leaves the float when processing moves it to replacement_payable and comes back with the
+    desk's transfer load: the report's closing float is the ledger's at every step."""
+    w = processing_db
+    old, new = w.card(1, load=50_000), w.card(2)
+    transfer_id = w.lose_card(old, new.number, new.uid)
+
+    def closing_and_ledger() -> tuple[int, int, list[Any]]:
+        with w.engine.connect() as conn:
+            rep = reports.build(conn, "float", start=D0, end=D0 + dt.timedelta(days=5))
+            return rep.summary["closing_float"], ledger.card_float(conn), rep.totals or []
+
+    assert closing_and_ledger()[:2] == (50_000, 50_000)
+    with w.engine.begin() as conn:
+        post_due_transfers(conn, NOW + 2 * DAY, DAY)
+    closing, in_ledger, totals = closing_and_ledger()
+    assert (closing, in_ledger) == (0, 0) and totals[5] == 50_000  # the replaced_cards column
+    with w.engine.begin() as conn:
+        conn.execute(insert(loads).values(**synthetic.load_row(new, 50_000, NOW + DAY, 77), transfer_id=transfer_id))
+    w.ingest_loads()
+    assert closing_and_ledger()[:2] == (50_000, 50_000)
 
 
 def test_statement_points_and_anomalies(processing_db: World) -> None:

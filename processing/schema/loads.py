@@ -7,7 +7,7 @@ that come back from cards against this table (DESIGN.md, "Reconcile").
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, Integer, LargeBinary, Table, UniqueConstraint, func
+from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Integer, LargeBinary, Table, UniqueConstraint, func
 
 from processing.schema import CardNumber, metadata
 
@@ -24,5 +24,9 @@ loads = Table(
     Column("time", BigInteger, nullable=False),  # unix seconds, as on the card
     Column("record", LargeBinary(72), nullable=False),  # the certified record, raw
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # Set when the load paid a replacement transfer onto the new card (``smartpurse load --transfer``):
+    # no cash came in, so processing posts it against ``replacement_payable``. Once per transfer.
+    Column("transfer_id", Integer, ForeignKey("card_transfers.id"), nullable=True),
     UniqueConstraint("card_number", "counter", name="uq_loads_card_counter"),
+    UniqueConstraint("transfer_id", name="uq_loads_transfer_id"),
 )

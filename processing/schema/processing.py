@@ -13,6 +13,7 @@ from __future__ import annotations
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     Date,
@@ -26,6 +27,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     func,
 )
 
@@ -204,6 +206,10 @@ transfers_posted = Table(
     Column("new_card", CardNumber, nullable=False),
     Column("amount", BigInteger, nullable=False),
     Column("entry_id", Integer, ForeignKey("journal_entries.id"), nullable=False),
+    # True: the amount left card float for ``replacement_payable`` and reaches the new card as a load
+    # at a desk (``smartpurse load NEW --transfer``; processing.transfers sets it). False: posted
+    # before migration 0003, when the new card's shadow balance was credited directly.
+    Column("to_chip", Boolean, nullable=False, server_default=false()),
 )
 
 hotlist_exports = Table(
