@@ -9,7 +9,9 @@ old card's last batches are in (docs/personalization.md, "Life cycle").
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -128,14 +130,18 @@ def _balance_on_card(home: Home, number: str, row: dict[str, Any]) -> int | None
 
 
 def replace(engine: Engine, home: Home, keystore: Keystore, profile: CardProfile, number: str, reason: str, *,
-            folder: Path | None = None, reader: str | None = None,
-            present: CardPresenter | None = None) -> tuple[dict[str, Any], IssueReport]:
-    """Block ``number``, issue its replacement, record the value transfer. Safe to run again."""
+            folder: Path | None = None, reader: str | None = None, present: CardPresenter | None = None,
+            uid_source: Callable[[int], bytes] = os.urandom,
+            at: datetime | None = None) -> tuple[dict[str, Any], IssueReport]:
+    """Block ``number``, issue its replacement, record the value transfer. Safe to run again.
+
+    ``uid_source`` and ``at`` (the time of the block and of the request, default now) let a simulation
+    such as the demo replay exactly."""
     old = registry.card_row(engine, number)
     if old["state"] == "replaced":
         raise UserError(f"card {number} was already replaced by {old['replaced_by']}")
     if old["state"] == "issued":
-        registry.set_blocked(engine, number, f"replaced: {reason}")
+        registry.set_blocked(engine, number, f"replaced: {reason}", at)
     request = CardRequest(0, program=old["program"], tier=old["tier"])
     batch = f"replace-{number}"
     sam = issuer_sam(keystore)
@@ -144,13 +150,14 @@ def replace(engine: Engine, home: Home, keystore: Keystore, profile: CardProfile
             raise UserError("issuing into a reader needs a way to present the card")
         report = issue_to_reader(engine, sam, profile, [request], batch, reader, present, source=number)
     else:
-        report = issue_to_images(engine, sam, profile, [request], batch, folder or home.cards_dir, source=number)
+        report = issue_to_images(engine, sam, profile, [request], batch, folder or home.cards_dir, source=number,
+                                 uid_source=uid_source)
     (new,) = registry.batch_numbers(engine, batch)
     balance = _balance_on_card(home, number, old)
     with engine.begin() as conn:
         conn.execute(update(cards).where(cards.c.number == new).values(replaces=number, holder_id=old["holder_id"]))
         conn.execute(update(cards).where(cards.c.number == number).values(state="replaced", replaced_by=new))
         conn.execute(insert(card_transfers).values(from_number=number, to_number=new, reason=reason[:200],
-                                                   balance_on_card=balance))
+                                                   balance_on_card=balance, requested_at=at or registry.now()))
     return {"old": number, "new": new, "reason": reason, "balance_on_card": balance,
             "holder": old.get("holder_name")}, report

@@ -188,11 +188,12 @@ def list_cards(engine: Engine, state: str | None = None, limit: int | None = Non
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def set_blocked(engine: Engine, number: str, reason: str) -> dict[str, Any]:
-    """Block in the registry (the hotlist reads it). Blocking a blocked card keeps the first time."""
+def set_blocked(engine: Engine, number: str, reason: str, at: datetime | None = None) -> dict[str, Any]:
+    """Block in the registry (the hotlist reads it), now or ``at``. Blocking a blocked card keeps the first
+    time."""
     with engine.begin() as conn:
         result = conn.execute(update(cards).where(cards.c.number == number, cards.c.state == "issued")
-                              .values(state="blocked", blocked_at=now(), block_reason=reason[:200]))
+                              .values(state="blocked", blocked_at=at or now(), block_reason=reason[:200]))
         if result.rowcount == 0:
             state = conn.execute(select(cards.c.state).where(cards.c.number == number)).scalar()
             if state is None:

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from personalization import registry
+from personalization import lifecycle, registry
 from personalization.issuing import card_profile, issue_to_images, issuer_sam, requests_for_count
 from personalization.keyfiles import role_key_path, write_role_keys
 from personalization.keystore import Keystore, init_keystore
@@ -35,9 +35,10 @@ from processing.dashboard import dashboard_options, write_dashboard
 from processing.db import open_database
 from processing.hotlist_export import export_hotlist
 from processing.importer import ImportOptions, process_files
-from processing.issuer_loads import record_loads
+from processing.issuer_loads import load_at_desk, record_loads
 from processing.keys import load_processing_keys
 from processing.schema.processing import anomalies
+from processing.schema.registry import card_transfers
 from processing.schema.registry import cards as cards_table
 from processing.settlement import settle
 from purse.errors import UserError
@@ -100,6 +101,9 @@ class Tally:
     recovered: int = 0
     clone_number: str = ""
     clone_spent: int = 0
+    replaced: str = ""  # a damaged card, replaced mid-month; its value reaches the new card at the desk
+    replacement: str = ""
+    transferred: int = 0
 
 
 @dataclass
@@ -122,6 +126,7 @@ class DemoWorld:
 
     @property
     def numbers(self) -> list[str]:
+        """The cards in customers' hands (a replaced card is not; its replacement is)."""
         return sorted(self.pins)
 
     def card_path(self, number: str) -> Path:
@@ -329,17 +334,33 @@ def clone_and_spend(world: DemoWorld, number: str, price: int) -> None:
     world.tally.clone_spent = receipt.amount if receipt else 0
 
 
+def replace_card(world: DemoWorld, number: str) -> None:
+    """The holder's card is damaged: the issuer blocks it and issues its replacement (``cards replace``)."""
+    result, report = lifecycle.replace(world.engine, world.home, world.keystore,
+                                       card_profile(world.home, world.keystore), number, "damaged",
+                                       uid_source=random.Random(f"smartpurse-demo-replace-{world.options.seed}")
+                                       .randbytes, at=dt.datetime.fromtimestamp(world.now, dt.UTC))
+    (new,) = report.issued
+    world.pins.pop(number)
+    world.pins[new.number] = new.pin
+    world.tally.replaced, world.tally.replacement = number, str(result["new"])
+
+
 def run_month(world: DemoWorld, progress: Progress) -> None:
     """The purchases, spread over the simulated days, across all terminals."""
     opts, rng = world.options, world.rng
     numbers = world.numbers
     span = opts.days * 86_400 - 4 * 3600
-    tear_index, clone_index = opts.purchases // 3, opts.purchases // 2
+    tear_index, clone_index, replace_index = opts.purchases // 3, opts.purchases // 2, opts.purchases * 2 // 3
     for i in range(opts.purchases):
         world.now = int(START.timestamp()) + 86_400 + i * span // opts.purchases
         number = rng.choice(numbers)
         terminal_id = rng.randint(1, opts.terminals)
         price = rng.randint(100, 4000) * 10
+        if i == replace_index and number not in (world.tally.clone_number, *world.tally.torn):
+            replace_card(world, number)  # the new card is empty until the desk pays the old one's value
+            numbers = world.numbers
+            number = rng.choice([n for n in numbers if n != world.tally.replacement])
         if i == clone_index:
             clone_and_spend(world, number, price)
         elif i == tear_index:
@@ -388,6 +409,12 @@ def back_office(world: DemoWorld, batch_files: list[Path]) -> dict[str, Any]:
     options = ImportOptions(quarantine_dir=world.home.path / "quarantine", programs={world.program.program_id:
                             world.program}, now=world.clock)
     summary = process_files(world.engine, batch_files, keys, options)
+    if _transferred(world.engine, world.tally.replacement):  # processing moved the replaced card's value
+        desk = CreditTerminal(VirtualTransport.open(world.card_path(world.tally.replacement)), world.sam(CREDIT_DESK),
+                              world.log(CREDIT_DESK), terminal_id=CREDIT_DESK, clock=world.clock)
+        receipt, _ = load_at_desk(world.engine, desk, world.tally.replacement, None)
+        world.tally.transferred = receipt.amount
+        process_files(world.engine, [], keys, options)  # posts the desk's load against the payable
     statements = settle(world.engine, end.date() + dt.timedelta(days=1))
     reports_dir = world.options.out / "reports"
     with world.engine.connect() as conn:
@@ -405,6 +432,13 @@ def back_office(world: DemoWorld, batch_files: list[Path]) -> dict[str, Any]:
         found = conn.execute(select(anomalies.c.kind, anomalies.c.card_number)).all()
     return {"import": summary, "statements": [s.as_dict() for s in statements], "check": check,
             "anomalies": found, "hotlist": sorted(hotlist.cards)}
+
+
+def _transferred(engine: Engine, new_card: str) -> int:
+    """What processing moved off the replaced card for ``new_card`` (0: none, or nothing was left)."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(card_transfers.c.amount).where(card_transfers.c.to_number == new_card))
+                   .scalar() or 0)
 
 
 def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
@@ -444,6 +478,7 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
         "tear": {"card": t.torn[0] if t.torn else None, "recovered": t.recovered},
         "clone": {"card": t.clone_number, "spent_by_clone": t.clone_spent, "caught": caught,
                   "hotlisted": t.clone_number in office["hotlist"]},
+        "replacement": {"old": t.replaced or None, "new": t.replacement or None, "transferred": t.transferred},
         "anomalies": kinds,
         "processing": {k: office["import"][k] for k in ("accepted", "duplicates", "rejected", "anomalies")},
         "settlement": office["statements"],

@@ -63,6 +63,9 @@ def _summary_text(data: dict[str, Any]) -> str:
                         f"{'caught' if data['clone']['caught'] else 'NOT caught'} by processing"),
         ("anomalies", ", ".join(f"{k} {n}" for k, n in sorted(data["anomalies"].items())) or "none"),
     ]
+    if data["replacement"]["old"]:
+        r = data["replacement"]
+        rows.insert(-1, ("replaced card", f"{r['old']} → {r['new']} ({money(r['transferred'])} moved)"))
     for label, value in rows:
         t.add_row(label, value)
     cons = data["conservation"]

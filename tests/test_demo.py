@@ -40,6 +40,8 @@ def test_demo_conserves_money_and_catches_the_clone(kind: str, tmp_path: Path) -
     assert data["clone"]["caught"] and data["clone"]["hotlisted"]
     assert data["anomalies"].get("clone") == 1
     assert data["tear"]["card"] and data["tear"]["recovered"] == 1
+    replaced = data["replacement"]  # its value reached the new card at the desk: conservation above counts it
+    assert replaced["old"] and replaced["new"] and replaced["transferred"] > 0
     assert data["processing"]["rejected"] == 0
     assert data["check_failures"] == []
     reports = tmp_path / "demo" / "reports"
