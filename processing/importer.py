@@ -37,7 +37,7 @@ from processing.batchfile import BatchFile, BatchRejected, open_batch
 from processing.columns import EntryColumns, distinct_card_numbers
 from processing.keys import CardMacs, ProcessingKeys
 from processing.reconcile import LOAD, CardCache, Reconciler, open_gaps
-from processing.sales import record_sales
+from processing.sales import record_sales, sales_by_day
 from processing.schema.loads import loads
 from processing.schema.processing import batches, records
 from processing.schema.registry import terminals
@@ -251,22 +251,16 @@ class _Posted:
     days: dict[int, list[int]] = field(default_factory=dict)  # day -> purchases, total, cancels, total
 
     def add_rows(self, rows: Sequence[Row]) -> None:
-        days = self.days
         for r in rows:
             kind = r[2]
             if kind == 2:
                 self.purchases += r[3]
-                day = days.get(r[6]) or days.setdefault(r[6], [0, 0, 0, 0])
-                day[0] += 1
-                day[1] += r[3]
             elif kind == 3:
                 self.cancellations += r[3]
-                day = days.get(r[6]) or days.setdefault(r[6], [0, 0, 0, 0])
-                day[2] += 1
-                day[3] += r[3]
             elif kind == LOAD:
                 self.loads += r[3]
                 self.load_rows.append(r)
+        sales_by_day(rows, into=self.days)
 
     def add_columns(self, cols: EntryColumns) -> None:
         purchases, cancellations, loads_total = cols.totals()
