@@ -304,8 +304,14 @@ def _card_text(row: dict[str, Any], exponent: int) -> str:
             lines.append(f"  points in program {program}: {points}")
     if "transfer" in row:
         t = row["transfer"]
-        lines.append(f"  transfer {t['from_number']} -> {t['to_number']}: "
-                     + ("credited" if t["credited_at"] else "pending (processing credits it)"))
+        if t.get("loaded_at"):
+            status = f"{format_amount(t['amount'] or 0, exponent)} loaded onto the new card {t['loaded_at']:%Y-%m-%d}"
+        elif t["credited_at"]:
+            status = (f"{format_amount(t['amount'] or 0, exponent)} to load onto the new card at a desk "
+                      f"(smartpurse load {t['to_number']} --transfer)" if t["amount"] else "nothing was left to move")
+        else:
+            status = "pending (processing moves it once the old card's last batches are in)"
+        lines.append(f"  transfer {t['from_number']} -> {t['to_number']}: {status}")
     return "\n".join(lines)
 
 

@@ -3,8 +3,9 @@
 Blocking is a registry fact (the lost card is out of reach); processing's hotlist turns
 it into a signed list terminals enforce. A replacement blocks the old card, issues a
 new one as a one-card batch (so a re-run finishes it rather than issuing a second),
-and records the transfer of the old card's value, which processing credits once the
-old card's last batches are in (docs/personalization.md, "Life cycle").
+and records the transfer of the old card's value, which processing moves once the old
+card's last batches are in and a desk then loads onto the new card (``smartpurse load NEW
+--transfer``; docs/personalization.md, "Life cycle").
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from personalization.issuing import (
     issuer_sam,
 )
 from personalization.keystore import Keystore
+from processing.schema.loads import loads
 from processing.schema.registry import card_transfers, cards
 from processing.shadow import shadow_balance
 from purse.card.applet import PurseApplet
@@ -78,6 +80,9 @@ def card_details(engine: Engine, home: Home, number: str) -> dict[str, Any]:
             (card_transfers.c.from_number == number) | (card_transfers.c.to_number == number))).mappings().first()
     if transfer is not None:
         row["transfer"] = dict(transfer)
+        with engine.connect() as conn:  # paid onto the new card at a desk (``load --transfer``), if it was
+            row["transfer"]["loaded_at"] = conn.execute(select(loads.c.recorded_at).where(
+                loads.c.transfer_id == transfer["id"])).scalar()
     shadow = shadow_balance(engine, number)  # processing's figure, once batches are in
     if shadow is not None:
         row["shadow_balance"] = shadow

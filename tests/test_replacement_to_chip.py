@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cli_env import fails
+from cli_env import fails, run
 from cli_env import ok_json as ok
 from processing_env import DAY, NOW, World
 from purse_env import Issuer
@@ -50,6 +50,8 @@ def test_the_value_of_a_replaced_card_is_loaded_onto_its_replacement(personaliza
     with engine.connect() as conn:
         assert (ledger.card_float(conn), ledger.replacement_payable(conn)) == (0, 7_000)
 
+    code, shown, _ = run(capsys, "cards", "show", new)
+    assert code == 0 and f"70.00 to load onto the new card at a desk (smartpurse load {new} --transfer)" in shown
     receipt = ok(capsys, "load", new, "--transfer")
     assert (receipt["amount"], receipt["balance"], receipt["transfer_from"]) == (7_000, 7_000, old)
     fails(capsys, "loaded onto card", "load", new, "--transfer")  # once
@@ -59,7 +61,10 @@ def test_the_value_of_a_replaced_card_is_loaded_onto_its_replacement(personaliza
     assert checked["ok"], checked
     assert (checked["figures"]["card_float"], checked["figures"]["replacement_payable"]) == (7_000, 0)
     assert ok(capsys, "pos", "read", new, "--terminal", "5")["balance"] == 7_000
-    assert ok(capsys, "cards", "show", new)["shadow_balance"]["balance"] == 7_000
+    shown_json = ok(capsys, "cards", "show", new)
+    assert shown_json["shadow_balance"]["balance"] == 7_000 and shown_json["transfer"]["loaded_at"]
+    code, shown, _ = run(capsys, "cards", "show", old)
+    assert code == 0 and "70.00 loaded onto the new card" in shown
     with engine.connect() as conn:
         assert ledger.balance(conn, ledger.CASH) == 10_000  # the 100.00 paid in; the transfer took no cash
     engine.dispose()
