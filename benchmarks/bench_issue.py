@@ -1,11 +1,14 @@
 """Throughput of issuing into virtual card images plus the registry (target: 1,000 cards/s).
 
-    python benchmarks/bench_issue.py [--count 10000] [--chunk 1000] [--db URL] [--workers N]
+    python benchmarks/bench_issue.py [--count 10000] [--chunk 1000] [--db URL] [--workers N] [--dir DIR]
 
-Prints cards/s for each stage on its own (in one process), then for the whole path as
+Prints cards/s for each stage on its own (in one process; image files both as a batch
+creates them and as a resumed batch replaces them), then for the whole path as
 ``cards issue`` runs it (reserve numbers, personalize in memory and write images — in
 worker processes unless ``--workers 0`` — one syncfs per chunk, register in bulk), so a
-regression shows where it comes from.
+regression shows where it comes from. ``--dir`` puts the scratch folder (images, SQLite)
+on the disk to be measured: creating files bounds this path, and what one costs depends
+on the file system and, on a shared machine, on the minute (20 µs to 800 µs here).
 """
 
 from __future__ import annotations
@@ -45,8 +48,9 @@ def main() -> None:
     parser.add_argument("--db", help="registry database URL [SQLite in a temporary folder]")
     parser.add_argument("--workers", type=int, help="personalizing processes (0 = in the issuing process) "
                                                    "[one per core but one]")
+    parser.add_argument("--dir", help="create the scratch folder (images, SQLite) in DIR [the system temp folder]")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory(dir=args.dir) as tmp:
         folder = Path(tmp)
         home = Home.open(folder / "home")
         store = Keystore.generate(1, home.system_identifier)
@@ -75,7 +79,12 @@ def main() -> None:
         for i, image in enumerate(images):
             write_image(out / f"{i}.card", image)
         make_durable(out)
-        rate("write images, rename each, one syncfs", n, time.perf_counter() - started)
+        rate("write new images (final name, O_EXCL), one syncfs", n, time.perf_counter() - started)
+        started = time.perf_counter()
+        for i, image in enumerate(reversed(images)):  # every name exists now: the resume path
+            write_image(out / f"{i}.card", image)
+        make_durable(out)
+        rate("rewrite existing images (temp + rename), one syncfs", n, time.perf_counter() - started)
 
         with _database(args.db, folder) as url:
             engine = open_database(url)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ from stdnum import luhn
 
 from personalization import lifecycle, registry
 from personalization.holders_csv import HoldersCsvError, parse_holders
+from personalization.imagefiles import write_image
 from personalization.issuing import (
     IssueFailed,
     card_profile,
@@ -29,7 +31,9 @@ from personalization.keystore import rotate_keystore
 from personalization.numbering import card_number
 from processing.db import open_database
 from processing.schema.registry import card_numbers, card_transfers, cards, holders
+from purse.card import layout as L
 from purse.card.applet import PurseApplet
+from purse.card.storage import CardImageError, FileStorage
 from purse.protocol import CardState, KeyRef
 from purse.sam import MissingKey
 from purse.session import PurseSession
@@ -77,8 +81,8 @@ def test_failure_mid_batch_keeps_what_was_issued_and_resumes_without_gaps(person
                                                                           personalization_db: str) -> None:
     home, store, engine, profile = _world(personalization_home, personalization_db)
     folder = home.cards_dir
-    blocker = folder / f"{card_number('627700', 4)}.card.tmp"
-    blocker.mkdir()  # the 4th image cannot be written: an I/O error in the middle of the batch
+    blocker = folder / f"{card_number('627700', 4)}.card"
+    blocker.mkdir()  # the 4th image cannot be written (renaming onto a folder fails): an I/O error mid-batch
     requests = requests_for_count(6)
     with pytest.raises(IssueFailed, match=r"card 4 failed.*3 card\(s\) issued.*--batch b2") as e:
         issue_to_images(engine, issuer_sam(store), profile, requests, "b2", folder, chunk=4)
@@ -91,6 +95,62 @@ def test_failure_mid_batch_keeps_what_was_issued_and_resumes_without_gaps(person
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(card_numbers)
                             .where(card_numbers.c.state != "issued")).scalar() == 0
+    _assert_images_are_the_issued_cards(engine, folder)
+
+
+def _assert_images_are_the_issued_cards(engine, folder: Path) -> None:  # type: ignore[no-untyped-def]
+    """Every registered card's image is that card, locked; no temporary file is left over."""
+    with engine.connect() as conn:
+        rows = conn.execute(select(cards.c.number, cards.c.uid, cards.c.image)).all()
+    assert rows
+    for number, uid, image in rows:
+        assert Path(image) == folder / f"{number}.card"
+        applet = PurseApplet.from_image_bytes(Path(image).read_bytes())
+        assert applet.state == CardState.PERSONALIZED and applet.number_bcd.hex() == number and applet.uid == uid
+    assert list(folder.glob("*.tmp")) == []
+
+
+def test_partial_images_left_by_a_crash_are_rewritten_on_resume(personalization_home: Path,
+                                                                personalization_db: str) -> None:
+    """A crash between creating a card's image under its final name and registering the card
+    leaves a short, empty or stale file there; resuming the batch makes it the right card."""
+    home, store, engine, profile = _world(personalization_home, personalization_db)
+    folder = home.cards_dir
+    fourth, fifth, sixth = (folder / f"{card_number('627700', i)}.card" for i in (4, 5, 6))
+    fourth.mkdir()
+    requests = requests_for_count(6)
+    with pytest.raises(IssueFailed):  # cards 1-3 registered; 4-6 reserved in the same chunk, not registered
+        issue_to_images(engine, issuer_sam(store), profile, requests, "crash", folder, chunk=6, workers=0)
+    reserved = registry.reservations(engine, "crash")
+    assert sorted(reserved) == [3, 4, 5] and _issued(engine) == [card_number("627700", i) for i in range(1, 4)]
+    fourth.rmdir()
+    first = (folder / f"{card_number('627700', 1)}.card").read_bytes()
+    fourth.write_bytes(first[: len(first) // 2])  # killed in the middle of writing it
+    fifth.write_bytes(b"")  # killed right after creating it
+    sixth.write_bytes(first)  # a whole image, but not of this card
+    for debris in (fourth, fifth):
+        with pytest.raises(CardImageError):  # a terminal refuses such a file, never takes it for a card
+            FileStorage(debris, L.APP_MEMORY, L.JOURNAL)
+    report = issue_to_images(engine, issuer_sam(store), profile, requests, "crash", folder, chunk=6, workers=0)
+    assert [c.number for c in report.issued] == [res.number for _, res in sorted(reserved.items())]
+    assert [c.uid for c in report.issued] == [res.uid for _, res in sorted(reserved.items())]
+    assert _issued(engine) == [card_number("627700", i) for i in range(1, 7)]
+    _assert_images_are_the_issued_cards(engine, folder)
+
+
+def test_a_write_error_on_a_new_image_leaves_no_file_behind(tmp_path: Path) -> None:
+    """A real write failure after the image was created under its final name (the file size
+    limit: EFBIG), in a child process so the limit binds nothing else: no short file stays."""
+    target = tmp_path / "6277000000000018.card"
+    code = ("import resource, sys; from pathlib import Path; from personalization.imagefiles import write_image\n"
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))\n"
+            "try:\n    write_image(Path(sys.argv[1]), bytes(4096))\n"
+            "except OSError as e:\n    print(e.errno)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == str(errno.EFBIG)
+    assert list(tmp_path.iterdir()) == []
+    write_image(target, bytes(4096))  # without the limit the same call writes the whole image
+    assert target.read_bytes() == bytes(4096)
 
 
 def test_a_killed_issuing_process_resumes_without_duplicates_or_lost_numbers(personalization_home: Path,
@@ -114,6 +174,7 @@ def test_a_killed_issuing_process_resumes_without_duplicates_or_lost_numbers(per
     assert _issued(engine) == [card_number("627700", i) for i in range(1, 3001)]
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(card_numbers)).scalar() == 3000
+    _assert_images_are_the_issued_cards(engine, home.cards_dir)
 
 
 def _pos_and_credit(home, store, terminal_id: int = 7):  # type: ignore[no-untyped-def]
