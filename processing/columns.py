@@ -9,8 +9,8 @@ objects per record are made only where Python must look at each record anyway (t
 reconciler's walk) or where the driver wants them (SQLite's ``executemany``).
 
 Only entries a verifying worker checks in parallel come here, so nothing is validated:
-``tests/test_processing_parse.py`` proves every column equals construct's parse, and the
-``COPY`` payload equals what psycopg writes row by row.
+``tests/test_processing_columns.py`` proves (hypothesis) that every column and storage row
+equals construct's parse, and that PostgreSQL reads the ``COPY`` payload back as those rows.
 """
 
 from __future__ import annotations
@@ -22,11 +22,12 @@ from typing import Any
 import numpy as np
 
 from purse.batch import ENTRY_SIZE
+from purse.protocol import RecordType
 from purse.records import RECORD_SIZE
 
 Row = tuple[Any, ...]
 
-LOAD, PURCHASE, CANCEL, BLOCK = 1, 2, 3, 4
+LOAD, PURCHASE, CANCEL, BLOCK = (int(t) for t in RecordType)
 
 # Offsets of the fields the import reads, in an entry (the 72-byte record, then its chain MAC).
 ENTRY_DTYPE = np.dtype({
