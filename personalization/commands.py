@@ -391,8 +391,8 @@ def replace(cli: CliContext, number: str, reason: str, reader: str | None, folde
         result["pin"] = report.issued[0].pin
     emit(cli, result, lambda r: f"card {format_number(r['old'])} replaced by {format_number(r['new'])}"
                                 + (f", PIN {r['pin']} (shown once)" if "pin" in r else "")
-                                + "; its balance and points move to the new card once processing has the "
-                                  "old card's last batches")
+                                + "; once processing has the old card's last batches, load its balance onto "
+                                  f"the new card at a desk: smartpurse load {r['new']} --transfer")
 
 
 @click.command("face")
