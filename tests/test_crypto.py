@@ -1,11 +1,14 @@
-"""Crypto against the published vectors in ../shared/vectors (the ground truth, DESIGN.md).
+"""Crypto against the published vectors (RFC 4493 CMAC, NXP AN10922): the ground truth, DESIGN.md.
 
-Every vector of every JSON file becomes one test, read from the files themselves: a new
-vector added there is tested without touching this module.
+The vectors live in ../shared/vectors beside the checkout; ``tests/vectors`` holds a copy so a
+clone anywhere runs them, and ``test_the_copied_vectors_are_the_published_ones`` fails the moment
+the copy and ../shared differ. Every vector of every JSON file becomes one test, read from the
+files themselves: a new vector added there is tested without touching this module.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -15,14 +18,15 @@ import pytest
 from purse import crypto
 from purse.protocol import AID, DEFAULT_SYSTEM_IDENTIFIER
 
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "vectors"
+COPY = Path(__file__).resolve().parent / "vectors"
+
 
 def _vectors_dir() -> Path:
-    here = Path(__file__).resolve().parents[2] / "shared" / "vectors"
-    if here.is_dir():
-        return here
     env = os.environ.get("SMARTPURSE_VECTORS")
-    if env and Path(env).is_dir():
-        return Path(env)
+    for candidate in (Path(env) if env else None, SHARED, COPY):
+        if candidate is not None and candidate.is_dir() and any(candidate.glob("*.json")):
+            return candidate
     raise RuntimeError("test vectors not found: put them in ../shared/vectors or set SMARTPURSE_VECTORS")
 
 
@@ -52,6 +56,20 @@ def _cases() -> list[pytest.param]:
 
 
 CASES = _cases()
+
+
+# SHA-256 of the published files as they were copied; ../shared is compared too when it is there.
+PUBLISHED = {
+    "aes_cmac_rfc4493.json": "7414ad0c64dd02a72c281a0de44887febfd5fc3befcc39d92169f7b8ff116565",
+    "an10922_aes128.json": "8c2483f994b5d20ebad9e4cd471307fb4406e32c028b7486aa01a17616dff9fc",
+}
+
+
+def test_the_copied_vectors_are_the_published_ones() -> None:
+    copied = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in COPY.glob("*.json")}
+    assert copied == PUBLISHED
+    if SHARED.is_dir():
+        assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in SHARED.glob("*.json")} == PUBLISHED
 
 
 def test_every_vector_file_is_read() -> None:
