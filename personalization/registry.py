@@ -160,11 +160,6 @@ def batch_numbers(engine: Engine, batch: str) -> list[str]:
             .scalars())
 
 
-def uid_registered(engine: Engine, uid: bytes) -> str | None:
-    with engine.connect() as conn:
-        return conn.execute(select(cards.c.number).where(cards.c.uid == uid)).scalar()
-
-
 # -- cards ----------------------------------------------------------------------------------
 def card_row(engine: Engine, number: str) -> dict[str, Any]:
     with engine.connect() as conn:

@@ -39,6 +39,7 @@ from processing.schema.processing import (
     settlements,
     transfers_posted,
 )
+from processing.transfers import transfer_key
 
 _EVIDENCE_LIMIT = 20
 
@@ -184,7 +185,7 @@ def _replacements(conn: Connection, rep: CheckReport) -> None:
             select(lo.transfer_id, lo.card_number, r.amount).select_from(
                 loads.join(records, (r.card_number == lo.card_number) & (r.counter == lo.counter)))
             .where(lo.transfer_id.is_not(None))):
-        paid[f"card_transfers:{transfer_id}"] = (number, int(amount))
+        paid[transfer_key(transfer_id)] = (number, int(amount))
     payable = ledger.replacement_payable(conn)
     rep.figures["replacement_payable"] = payable
     expected = sum(a for _, a in owed.values()) - sum(a for _, a in paid.values())

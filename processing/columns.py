@@ -27,7 +27,7 @@ from purse.records import RECORD_SIZE
 
 Row = tuple[Any, ...]
 
-LOAD, PURCHASE, CANCEL, BLOCK = (int(t) for t in RecordType)
+LOAD, PURCHASE, CANCEL, BLOCK = (int(t) for t in RecordType)  # as plain ints: compared per record
 
 # Offsets of the fields the import reads, in an entry (the 72-byte record, then its chain MAC).
 ENTRY_DTYPE = np.dtype({

@@ -245,10 +245,14 @@ def install_program(home: Home, keystore: Keystore, terminals: int) -> Program:
 
 # -- a month of business ----------------------------------------------------------------------
 
-def credit_desk(world: DemoWorld, number: str, amount: int) -> Receipt:
-    desk = CreditTerminal(VirtualTransport.open(world.card_path(number)), world.sam(CREDIT_DESK),
+def desk_at(world: DemoWorld, number: str) -> CreditTerminal:
+    """The issuer's load desk with card ``number`` presented."""
+    return CreditTerminal(VirtualTransport.open(world.card_path(number)), world.sam(CREDIT_DESK),
                           world.log(CREDIT_DESK), terminal_id=CREDIT_DESK, clock=world.clock)
-    receipt = desk.load(amount)
+
+
+def credit_desk(world: DemoWorld, number: str, amount: int) -> Receipt:
+    receipt = desk_at(world, number).load(amount)
     world.balances[number] = receipt.balance
     world.tally.loads += 1
     world.tally.loaded += amount
@@ -410,9 +414,8 @@ def back_office(world: DemoWorld, batch_files: list[Path]) -> dict[str, Any]:
                             world.program}, now=world.clock)
     summary = process_files(world.engine, batch_files, keys, options)
     if _transferred(world.engine, world.tally.replacement):  # processing moved the replaced card's value
-        desk = CreditTerminal(VirtualTransport.open(world.card_path(world.tally.replacement)), world.sam(CREDIT_DESK),
-                              world.log(CREDIT_DESK), terminal_id=CREDIT_DESK, clock=world.clock)
-        receipt, _ = load_at_desk(world.engine, desk, world.tally.replacement, None)
+        receipt, _ = load_at_desk(world.engine, desk_at(world, world.tally.replacement), world.tally.replacement,
+                                  None)
         world.tally.transferred = receipt.amount
         process_files(world.engine, [], keys, options)  # posts the desk's load against the payable
     statements = settle(world.engine, end.date() + dt.timedelta(days=1))

@@ -36,7 +36,7 @@ from processing.anomalies import Anomaly, record_evidence
 from processing.batchfile import BatchFile, BatchRejected, open_batch
 from processing.columns import EntryColumns, distinct_card_numbers
 from processing.keys import CardMacs, ProcessingKeys
-from processing.reconcile import LOAD, CardCache, Reconciler, open_gaps
+from processing.reconcile import CANCEL, LOAD, PURCHASE, CardCache, Reconciler, open_gaps
 from processing.sales import record_sales, sales_by_day
 from processing.schema.loads import loads
 from processing.schema.processing import batches, records
@@ -253,9 +253,9 @@ class _Posted:
     def add_rows(self, rows: Sequence[Row]) -> None:
         for r in rows:
             kind = r[2]
-            if kind == 2:
+            if kind == PURCHASE:
                 self.purchases += r[3]
-            elif kind == 3:
+            elif kind == CANCEL:
                 self.cancellations += r[3]
             elif kind == LOAD:
                 self.loads += r[3]

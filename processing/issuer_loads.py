@@ -16,6 +16,7 @@ from sqlalchemy import Engine, select
 from processing.schema.loads import loads
 from processing.schema.processing import transfers_posted
 from processing.schema.registry import card_transfers
+from processing.transfers import transfer_key
 from purse.errors import UserError
 from purse.terminal import CreditTerminal, Receipt
 
@@ -39,7 +40,7 @@ def pending_transfer(engine: Engine, number: str) -> PendingTransfer:
         if row.credited_at is None:
             raise UserError(f"the value of card {row.from_number} is not transferred yet: processing waits for that "
                             "card's last batches (run 'smartpurse process')")
-        to_chip = conn.execute(select(tp.to_chip).where(tp.transfer_key == f"card_transfers:{row.id}")).scalar()
+        to_chip = conn.execute(select(tp.to_chip).where(tp.transfer_key == transfer_key(row.id))).scalar()
         if not to_chip:
             raise UserError(f"the value of card {row.from_number} was credited to card {number}'s account before "
                             "transfers were loaded onto cards: there is nothing to load")

@@ -23,17 +23,15 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, or_, select
 
 from processing.anomalies import Anomaly, record_evidence
-from processing.columns import EntryColumns
+from processing.columns import BLOCK, CANCEL, LOAD, PURCHASE, EntryColumns
 from processing.schema.processing import anomalies, card_accounts, card_points, records
 from processing.schema.registry import cards
 from processing.store import records_version, select_in, write_card_accounts
 from processing.verify import RAW_TAIL, RAW_TAIL_AT, ROW_FIELDS, details
-from purse.protocol import RecordType
 
 Row = tuple[Any, ...]
 _IN = 500
 
-LOAD, PURCHASE, CANCEL, BLOCK = (int(t) for t in RecordType)
 
 
 def signed_amount(kind: int, amount: int) -> int:

@@ -14,9 +14,8 @@ from typing import Any
 
 from sqlalchemy import Connection, insert
 
+from processing.columns import CANCEL, PURCHASE
 from processing.schema.processing import sales
-
-PURCHASE, CANCEL = 2, 3  # purse.protocol.RecordType, as stored in records.record_type
 
 
 def sales_by_day(rows: Iterable[Sequence[Any]], into: dict[int, list[int]] | None = None) -> dict[int, list[int]]:

@@ -23,13 +23,18 @@ from processing.schema.processing import card_accounts, card_points, transfers_p
 from processing.schema.registry import card_transfers
 
 
+def transfer_key(transfer_id: int) -> str:
+    """``transfers_posted.transfer_key`` of the registry's transfer ``card_transfers.id``."""
+    return f"card_transfers:{transfer_id}"
+
+
 def post_due_transfers(conn: Connection, now: int, wait_seconds: int) -> list[dict[str, Any]]:
     t, ca = card_transfers.c, card_accounts.c
     due = conn.execute(select(t.id, t.from_number, t.to_number, t.balance_on_card, t.requested_at)
                        .where(t.credited_at.is_(None)).order_by(t.id)).all()
     done = []
     for tid, old, new, on_chip, requested in due:
-        key = f"card_transfers:{tid}"
+        key = transfer_key(tid)
         if conn.execute(select(transfers_posted.c.transfer_key).where(transfers_posted.c.transfer_key == key)).first():
             continue
         acct = conn.execute(select(ca.balance, ca.chain_counter, ca.max_counter).where(ca.card_number == old)).first()

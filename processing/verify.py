@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from processing.batchfile import ENTRY, BatchFile, BatchRejected, open_batch, parse_header, parse_trailer
+from processing.columns import CANCEL, LOAD, PURCHASE
 from processing.keys import CardMacs, ProcessingKeys
 from purse import crypto
 from purse.batch import ENTRY_SIZE, MAC_SIZE, Totals, batch_mac, parse_batch
@@ -116,13 +117,13 @@ class BatchVerifier:
             if build:
                 append((number, counter, kind, amount, terminal_id, f[16], f[17] // 86400, merchant_id, batch_id,
                         entry_id, raw))
-            if kind == 2:
+            if kind == PURCHASE:
                 t.purchase_count += 1
                 t.purchase_total += amount
-            elif kind == 3:
+            elif kind == CANCEL:
                 t.cancel_count += 1
                 t.cancel_total += amount
-            elif kind == 1:
+            elif kind == LOAD:
                 t.load_count += 1
                 t.load_total += amount
             else:

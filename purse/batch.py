@@ -9,7 +9,6 @@ a batch MAC over header and trailer under the terminal log key.
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -164,16 +163,3 @@ def parse_batch(data: bytes) -> ParsedBatch:
     except Exception as e:
         raise BatchFormatError(f"bad batch trailer: {e}") from None
     return ParsedBatch(_plain(header), data[:HEADER_SIZE], _plain(trailer), tb, entries)
-
-
-def iter_entries(data: bytes, count: int) -> Iterator[tuple[bytes, bytes]]:
-    for i in range(count):
-        p = HEADER_SIZE + i * ENTRY_SIZE
-        yield data[p : p + RECORD_SIZE], data[p + RECORD_SIZE : p + ENTRY_SIZE]
-
-
-def entries_totals(entries: Iterable[tuple[bytes, bytes]]) -> Totals:
-    totals = Totals()
-    for record, _ in entries:
-        totals.add(record)
-    return totals

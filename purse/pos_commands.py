@@ -438,15 +438,13 @@ def load(cli: CliContext, number: str, amount: str | None, transfer: bool, reade
     With --transfer, load the value of the card that NUMBER replaced instead: no cash is taken,
     processing posts it against the replaced card's value."""
     from processing.db import open_database
-    from processing.issuer_loads import load_at_desk, pending_transfer
+    from processing.issuer_loads import load_at_desk
 
     if transfer == (amount is not None):
         raise UserError("give an AMOUNT to load, or --transfer to load a replaced card's value (not both)")
     value = None if transfer else _amount(cli, str(amount))
     keys = _role_keys(cli, "credit")
     engine = open_database(cli.db_url)  # before the card: a load must find its database
-    if transfer:
-        pending_transfer(engine, number)  # nothing to load: say so before the card is touched
     terminal_id = int(keys.terminal_id or 0)
     log = TerminalLog(cli.home.terminals_dir / "credit.db", terminal_id=terminal_id, merchant_id=0, log_key=None)
     sam = keys.sam()

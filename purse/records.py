@@ -8,7 +8,7 @@ certificate covers the first 64 bytes, so the record keeps its raw bytes.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from purse.protocol import POINTS_SLOT_SIZE, RecordType
 
@@ -88,9 +88,6 @@ class TransactionRecord:
         if self.record_type in (RecordType.LOAD, RecordType.CANCEL):
             return self.balance_after - self.amount
         return self.balance_after
-
-    def with_certificate(self, certificate: bytes) -> TransactionRecord:
-        return replace(self, certificate=certificate)
 
 
 SLOT = struct.Struct(">HIBBIIIIHHI")

@@ -191,10 +191,6 @@ class TerminalLog:
         for idx, raw, mac in self.db.execute(sql + " ORDER BY chain_index"):
             yield idx, TransactionRecord.from_bytes(raw), mac
 
-    def last_record(self) -> TransactionRecord | None:
-        row = self.db.execute("SELECT record FROM journal ORDER BY chain_index DESC LIMIT 1").fetchone()
-        return TransactionRecord.from_bytes(row[0]) if row else None
-
     def verify_chain(self) -> int:
         """Recompute the whole chain; returns the number of records, raises on a break."""
         if self._mac is None:

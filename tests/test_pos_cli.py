@@ -202,14 +202,19 @@ def test_load_sell_redeem_cancel_read_batch(pos_demo: PosHome, tmp_path: Path) -
     assert h.json("pos", "batch", "--terminal", "1", "--out", "b2.spb")["records"] == 0
 
 
-def test_redeem_and_prize_receipt(pos_home: PosHome, tmp_path: Path) -> None:
-    h = pos_home
+def _lunch_card_with_two_visits(h: PosHome, tmp_path: Path) -> None:
+    """The small-prize program on terminal 1; 50.00 on the card; two 5.00 lunches bought."""
     (tmp_path / "lunch.toml").write_text(SMALL_PRIZE)
     h.ok("program", "sign", "lunch.toml")
     h.ok("pos", "program", "lunch.signed", "--terminal", "1")
     h.ok("load", CARD, "50.00")
     h.ok("pos", "sell", CARD, "5.00", "--terminal", "1")
     h.ok("pos", "sell", CARD, "5.00", "--terminal", "1")
+
+
+def test_redeem_and_prize_receipt(pos_home: PosHome, tmp_path: Path) -> None:
+    h = pos_home
+    _lunch_card_with_two_visits(h, tmp_path)
     won = h.ok("pos", "sell", CARD, "5.00", "--terminal", "1")
     assert "*** PRIZE: Free lunch ***" in won and "points                  0" in won
     for _ in range(2):
@@ -220,12 +225,7 @@ def test_redeem_and_prize_receipt(pos_home: PosHome, tmp_path: Path) -> None:
 
 def test_redeem_asks_for_the_pin(pos_home: PosHome, tmp_path: Path) -> None:
     h = pos_home
-    (tmp_path / "lunch.toml").write_text(SMALL_PRIZE)
-    h.ok("program", "sign", "lunch.toml")
-    h.ok("pos", "program", "lunch.signed", "--terminal", "1")
-    h.ok("load", CARD, "50.00")
-    h.ok("pos", "sell", CARD, "5.00", "--terminal", "1")
-    h.ok("pos", "sell", CARD, "5.00", "--terminal", "1")
+    _lunch_card_with_two_visits(h, tmp_path)
     args = ["pos", "sell", CARD, "3.00", "--terminal", "1", "--redeem-points", "1"]
     wrong = CliRunner().invoke(cli.root, args, input="9999\n")
     assert "wrong PIN: 2 tries left" in str(wrong.exception)
