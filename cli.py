@@ -1,8 +1,10 @@
 """The ``smartpurse`` command: root group, global options, and the error boundary.
 
-Thin on purpose: each package contributes its commands (``purse.commands``,
-``personalization.commands``, ``processing.commands``); this module only wires them
-and turns library errors into one line and an exit code, never a traceback.
+Thin on purpose: each library contributes its command groups from its private ``_cli``
+package (``purse._cli``, ``processing._cli``, ``personalization._cli``); this module
+only names them and turns library errors into one line and an exit code, never a
+traceback. Groups are imported when they run, not before, so ``smartpurse --help`` and
+``smartpurse pos sell`` never load SQLAlchemy, Alembic or numpy (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -10,24 +12,114 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from dataclasses import dataclass
 
 import click
 
 from purse import __version__
-from purse.cliutil import CliContext
+from purse._cli.util import CliContext
 from purse.errors import SmartpurseError
 from purse.home import Home
 
-COMMAND_MODULES = (
-    "purse.commands",
-    "purse.pos_commands",
-    "personalization.commands",
-    "processing.commands",
-    "processing.demo_command",
-)
+
+@dataclass(frozen=True)
+class Lazy:
+    """A command imported on first use: ``target`` is ``module:attribute``; ``help`` is its one-line help."""
+
+    target: str
+    help: str
+
+    def load(self) -> click.Command:
+        """The command itself; a back-office command on a terminal-only install says what to install."""
+        module_name, attribute = self.target.split(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            top = (e.name or "").split(".")[0]
+            if top in ("purse", "processing", "personalization"):
+                raise
+            raise MissingPart(f"this command needs {top!r}, which is not installed: "
+                              "pip install 'smartpurse[backoffice]' (or '[all]')") from None
+        command = getattr(module, attribute)
+        assert isinstance(command, click.Command)
+        return command
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class MissingPart(SmartpurseError):
+    """A command of the back office or the issuer station, on a terminal-only install."""
+
+
+class LazyGroup(click.Group):
+    """A group whose commands are imported only when one of them runs (or asks for its own help)."""
+
+    def __init__(self, *args: object, lazy: dict[str, Lazy], **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.lazy = lazy
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.lazy})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in self.lazy and name not in self.commands:
+            command: click.Command = self.lazy[name].load()
+            self.add_command(command, name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The command list from the table below, without importing a single command module."""
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max((len(n) for n in names), default=0)
+        rows = [(name, (click.Command(name, help=self.lazy[name].help) if name in self.lazy
+                        else self.commands[name]).get_short_help_str(limit)) for name in names]
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
+
+# Every command, where it lives and its one-line help (tests/test_cli_lazy.py keeps each
+# help equal to the command's own, so the two cannot drift apart).
+ROOT_COMMANDS = {
+    "keys": Lazy("personalization._cli.keys:keys", "The issuer's keystore: key ceremony, role key files, rotation."),
+    "program": Lazy("personalization._cli.program:program_group",
+                    "Loyalty programs: sign a program file, show a program's rules."),
+    "hotlist": Lazy("personalization._cli.hotlist:hotlist", "The signed list of blocked cards terminals enforce."),
+    "demo": Lazy("personalization._cli.demo:demo",
+                 "Run every role end to end on virtual cards: issue, load, sell, process, settle, report."),
+    "pos": Lazy("purse._cli.pos:pos_group",
+                "A POS terminal: sell, cancel, read a card, install a program or a hotlist, close a batch."),
+    "apdu": Lazy("purse._cli.card:apdu", "Debugging: send raw APDUs (one hex argument each) and print every answer."),
+    "load": Lazy("processing._cli.desk:load",
+                 "Load AMOUNT onto card NUMBER at the issuer's credit desk (AMOUNT like 500.00)."),
+    "process": Lazy("processing._cli.backoffice:process",
+                    "Import terminal batch FILES: verify, post once, reconcile; bad batches go to quarantine."),
+    "check": Lazy("processing._cli.backoffice:check",
+                  "Verify the ledger's invariants; exit non-zero with the evidence when one fails."),
+    "settle": Lazy("processing._cli.backoffice:settle",
+                   "Per-merchant settlement statements (gross, cancellations, fee, net) and their journal entries."),
+    "report": Lazy("processing._cli.backoffice:report",
+                   "Write a report: settlement, float, statement, points, anomalies, or the HTML dashboard."),
+}
+_CARDS = "personalization._cli.cards"
+CARD_COMMANDS = {
+    "issue": Lazy(f"{_CARDS}:issue", "Personalize cards (virtual images by default) and record them in the registry."),
+    "list": Lazy(f"{_CARDS}:list_cards", "Cards in the registry."),
+    "show": Lazy(f"{_CARDS}:show",
+                 "Registry data of card NUMBER (and its shadow balance once processing provides it)."),
+    "block": Lazy(f"{_CARDS}:block",
+                  "Block card NUMBER in the registry: the next hotlist carries it to every terminal."),
+    "unblock": Lazy(f"{_CARDS}:unblock",
+                    "Unblock card NUMBER (and its virtual card, if a terminal blocked it on the chip)."),
+    "replace": Lazy(f"{_CARDS}:replace",
+                    "Replace a lost or damaged card: block it, issue a new one, record the value transfer."),
+    "face": Lazy(f"{_CARDS}:face", "Draw card NUMBER's face: number, QR code and barcode."),
+    "pin-reset": Lazy(f"{_CARDS}:pin_reset",
+                      "Set a new PIN on card NUMBER (ADMIN key): redemption works again after too many wrong PINs."),
+    "serve": Lazy("purse._cli.card:serve_card",
+                  "Put a virtual card IMAGE in pcscd's vpcd reader until interrupted (Ctrl-C)."),
+}
+
+
+@click.group(cls=LazyGroup, lazy=ROOT_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="smartpurse")
 @click.option("--home", envvar="SMARTPURSE_HOME", type=click.Path(file_okay=False),
               help="Home folder: config, keystore, cards, terminal logs, database [./smartpurse-home].")
@@ -39,26 +131,9 @@ def root(ctx: click.Context, home: str | None, db: str | None, as_json: bool) ->
     ctx.obj = CliContext(Home.open(home), db, as_json)
 
 
-@root.group()
+@root.group(cls=LazyGroup, lazy=CARD_COMMANDS)
 def cards() -> None:
     """Card registry, issuing, life cycle, and serving virtual cards."""
-
-
-def _register() -> None:
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name == name:
-                continue
-            raise
-        for command in getattr(module, "COMMANDS", ()):
-            root.add_command(command)
-        for command in getattr(module, "CARD_COMMANDS", ()):
-            cards.add_command(command)
-
-
-_register()
 
 
 def main(argv: list[str] | None = None) -> None:

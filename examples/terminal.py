@@ -6,9 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from personalization.keyfiles import load_role_keys
 from purse.loyalty import ProgramPolicy, load_signed_program
 from purse.money import format_amount as money
+from purse.rolekeys import load_role_keys
 from purse.terminal import Terminal
 from purse.terminal_log import TerminalLog
 

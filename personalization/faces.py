@@ -16,7 +16,7 @@ from xml.sax.saxutils import escape
 import segno
 from barcode import Code128
 
-from personalization.numbering import format_number
+from purse import cardnumber
 from purse.errors import UserError
 
 WIDTH, HEIGHT = 1012, 638  # ISO/IEC 7810 ID-1 (85.60 x 53.98 mm) at 300 dpi
@@ -70,7 +70,7 @@ def _layout(number: str, issuer: str, holder: str | None, expiry: int | None) ->
         elif m != "1" and run_start is not None:
             boxes.append(Box(MARGIN + run_start * bar, HEIGHT - MARGIN - 110, (i - run_start) * bar, 110))
             run_start = None
-    texts = [Text(MARGIN, MARGIN + 44, 44, issuer), Text(MARGIN, 390, 58, format_number(number), mono=True)]
+    texts = [Text(MARGIN, MARGIN + 44, 44, issuer), Text(MARGIN, 390, 58, cardnumber.format(number), mono=True)]
     if holder:
         texts.append(Text(MARGIN, 450, 32, holder.upper()))
     if expiry:

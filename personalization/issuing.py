@@ -28,7 +28,6 @@ from personalization.holders_csv import HolderRow
 from personalization.imagefiles import make_durable, write_image
 from personalization.keystore import Keystore
 from personalization.numbering import check_iin
-from purse.card.applet import PurseApplet
 from purse.errors import SmartpurseError, UserError
 from purse.home import Home
 from purse.protocol import DEFAULT_TRANSPORT_KEY, CardState, KeyRef
@@ -68,23 +67,36 @@ class CardProfile:
     pin_length: int = 4
 
 
-def end_of_month_after(years: int, start: datetime | None = None) -> int:
-    """Cards expire at the end of a month (as printed MM/YY), ``years`` after ``start``."""
-    start = start or datetime.now(UTC)
-    year, month = start.year + years, start.month
+def end_of_month(year: int, month: int) -> int:
+    """The last second (UTC) of ``month`` of ``year``: cards expire at the end of a month, as printed MM/YY."""
     first_of_next = datetime(year + month // 12, month % 12 + 1, 1, tzinfo=UTC)
     return int(first_of_next.timestamp()) - 1
+
+
+def end_of_month_after(years: int, start: datetime | None = None) -> int:
+    """The expiry of a card issued at ``start`` (default now) and valid ``years``."""
+    start = start or datetime.now(UTC)
+    return end_of_month(start.year + years, start.month)
+
+
+def expiry_month(text: str) -> int:
+    """The expiry a person gives as a month, ``2031-12``, as the end of that month."""
+    try:
+        month = datetime.strptime(text, "%Y-%m")
+    except ValueError:
+        raise UserError(f"--expiry is a month like 2031-12, not {text!r}") from None
+    return end_of_month(month.year, month.month)
 
 
 def card_profile(home: Home, keystore: Keystore, *, max_balance: int | None = None, currency: int | None = None,
                  expiry: int | None = None) -> CardProfile:
     issuer = home.issuer
     profile = CardProfile(
-        issuer_id=keystore.issuer_id, iin=check_iin(str(issuer["iin"])),
-        currency=int(currency if currency is not None else issuer["currency"]),
-        max_balance=int(max_balance if max_balance is not None else issuer["max_balance"]),
-        expiry=expiry if expiry is not None else end_of_month_after(int(issuer["card_validity_years"])),
-        key_version=keystore.current_version, pin_length=int(issuer.get("pin_length", 4)))
+        issuer_id=keystore.issuer_id, iin=check_iin(issuer.iin),
+        currency=int(currency if currency is not None else issuer.currency),
+        max_balance=int(max_balance if max_balance is not None else issuer.max_balance),
+        expiry=expiry if expiry is not None else end_of_month_after(issuer.card_validity_years),
+        key_version=keystore.current_version, pin_length=issuer.pin_length)
     if not 0 < profile.currency < 1000:
         raise UserError(f"currency must be an ISO 4217 numeric code, not {profile.currency}")
     if not 0 < profile.max_balance < 2**32:
@@ -278,8 +290,8 @@ def _run(sam: SoftwareSam, profile: CardProfile, jobs: Sequence[_Job]) -> _Outco
     images: list[bytes] = []
     for number, uid, pin, program, tier in jobs:
         try:
-            card = PurseApplet.manufacture(uid)
-            personalize(VirtualTransport(card), sam, number, profile, pin, program, tier)
+            card = VirtualTransport.blank(uid)
+            personalize(card, sam, number, profile, pin, program, tier)
         except Exception as e:  # handed back to the caller, which decides how to report it
             return images, e
         images.append(card.image_bytes())

@@ -20,12 +20,14 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 
-from personalization.roles import ROLE_CARD_KEYS, ROLES, ROLES_WITH_TERM_MASTER, RoleKeys
-from personalization.sealed import SealedFileError, read_sealed, seal, write_private
+from personalization.sealed import seal
 from purse import crypto
 from purse.errors import UserError
+from purse.files import PRIVATE, write_atomic
 from purse.home import Home
 from purse.protocol import KeyRef
+from purse.rolekeys import ROLE_CARD_KEYS, ROLES_WITH_TERM_MASTER, Role, RoleKeys
+from purse.sealed import SealedFileError, read_sealed
 from purse.signing import public_bytes
 
 KIND = "keystore"
@@ -63,7 +65,7 @@ class Keystore:
     def public_key_bytes(self) -> bytes:
         return public_bytes(self.signing_key.public_key())
 
-    def card_masters(self, refs: tuple[KeyRef, ...] = ROLE_CARD_KEYS["issuer"]) -> dict[KeyRef, dict[int, bytes]]:
+    def card_masters(self, refs: tuple[KeyRef, ...] = ROLE_CARD_KEYS[Role.ISSUER]) -> dict[KeyRef, dict[int, bytes]]:
         return {ref: dict(self.masters[ref.name]) for ref in refs}
 
     def rotate(self) -> int:
@@ -74,11 +76,14 @@ class Keystore:
         self.rotated.append(int(time.time()))
         return version
 
-    def role_keys(self, role: str, terminal_id: int | None = None, merchant_id: int | None = None) -> RoleKeys:
+    def role_keys(self, role: Role | str, terminal_id: int | None = None,
+                  merchant_id: int | None = None) -> RoleKeys:
         """Exactly what ``role`` may hold (DESIGN.md key table), every version of it."""
-        if role not in ROLES:
-            raise UserError(f"unknown role {role!r} (one of {', '.join(ROLES)})")
-        if role == "pos" and terminal_id is None:
+        try:
+            role = Role(role)
+        except ValueError:
+            raise UserError(f"unknown role {role!r} (one of {', '.join(Role)})") from None
+        if role == Role.POS and terminal_id is None:
             raise UserError("a POS key file is for one terminal: give --terminal")
         log_key = None
         log_version = self.current_version
@@ -88,7 +93,7 @@ class Keystore:
             log_key = crypto.terminal_log_key(self.masters["TERM"][log_version], terminal_id, self.system_identifier)
         term = dict(self.masters["TERM"]) if role in ROLES_WITH_TERM_MASTER else {}
         return RoleKeys(role, self.issuer_id, self.system_identifier, self.card_masters(ROLE_CARD_KEYS[role]), term,
-                        terminal_id, merchant_id if role == "pos" else None, log_key, log_version,
+                        terminal_id, merchant_id if role == Role.POS else None, log_key, log_version,
                         self.public_key_bytes)
 
     def summary(self) -> dict[str, Any]:
@@ -132,7 +137,7 @@ def load_keystore(path: Path, passphrase: str) -> Keystore:
 
 
 def save_keystore(path: Path, store: Keystore, passphrase: str, *, overwrite: bool) -> None:
-    write_private(path, seal(KIND, store.to_payload(), passphrase), overwrite=overwrite)
+    write_atomic(path, seal(KIND, store.to_payload(), passphrase), mode=PRIVATE, overwrite=overwrite)
 
 
 def init_keystore(home: Home, passphrase: str, random_bytes: Callable[[int], bytes] = os.urandom) -> Keystore:
@@ -141,8 +146,7 @@ def init_keystore(home: Home, passphrase: str, random_bytes: Callable[[int], byt
     if path.exists():
         raise UserError(f"a keystore already exists at {path}; use 'keys rotate' for new key versions")
     home.ensure()
-    issuer = home.issuer
-    store = Keystore.generate(int(issuer["issuer_id"]), home.system_identifier, random_bytes)
+    store = Keystore.generate(home.issuer.issuer_id, home.system_identifier, random_bytes)
     save_keystore(path, store, passphrase, overwrite=False)
     return store
 

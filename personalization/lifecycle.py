@@ -16,7 +16,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, insert, select, update
+from sqlalchemy import Engine
 
 from personalization import registry
 from personalization.issuing import (
@@ -30,17 +30,13 @@ from personalization.issuing import (
     issuer_sam,
 )
 from personalization.keystore import Keystore
-from processing.schema.loads import loads
-from processing.schema.registry import card_transfers, cards
-from processing.shadow import shadow_balance
-from purse.card.applet import PurseApplet
+from purse.cardaccess import open_card
 from purse.errors import UserError
 from purse.home import Home
 from purse.protocol import CardState, KeyRef
 from purse.session import PurseSession
 from purse.transport import Transport
-from purse.transport.pcsc import PcscTransport
-from purse.transport.virtual import VirtualTransport
+from purse.transport.virtual import image_state
 
 ISSUER_TERMINAL_ID = 0  # the terminal id the issuer's station uses in ADMIN sessions
 
@@ -52,40 +48,25 @@ def image_path(home: Home, number: str, row: dict[str, Any] | None = None) -> Pa
     return home.cards_dir / f"{number}.card"
 
 
-def open_card(home: Home, number: str, reader: str | None, row: dict[str, Any] | None = None) -> Transport:
-    """The card itself: in a PC/SC reader when ``reader`` is given, else its virtual image."""
-    if reader is not None:
-        return PcscTransport(reader)
-    path = image_path(home, number, row)
-    if not path.is_file():
-        raise UserError(f"no card image for {number} at {path}: present the card with --reader")
-    return VirtualTransport.open(path)
+def _open(home: Home, number: str, reader: str | None, row: dict[str, Any]) -> Transport:
+    """The card itself: in a PC/SC reader when ``reader`` is given, else its registered virtual image."""
+    return open_card(home, number, reader=reader, image=None if reader is not None else image_path(home, number, row))
 
 
-def _admin_session(transport: Transport, keystore: Keystore, number: str) -> PurseSession:
-    transport.connect()
+def _admin_session(transport: Transport, keystore: Keystore) -> PurseSession:
     session = PurseSession(transport, issuer_sam(keystore))
-    info = session.select()
-    if info.number != number:
-        raise UserError(f"the card presented is {info.number}, not {number}")
+    session.select()
     session.open(KeyRef.ADMIN, ISSUER_TERMINAL_ID)
     return session
 
 
-def card_details(engine: Engine, home: Home, number: str) -> dict[str, Any]:
+def card_details(engine: Engine, number: str) -> dict[str, Any]:
+    """The registry's row of card ``number``, with the value transfer it is part of, if any."""
     row = registry.card_row(engine, number)
     row["uid"] = row["uid"].hex()
-    with engine.connect() as conn:
-        transfer = conn.execute(select(card_transfers).where(
-            (card_transfers.c.from_number == number) | (card_transfers.c.to_number == number))).mappings().first()
+    transfer = registry.card_transfer(engine, number)
     if transfer is not None:
-        row["transfer"] = dict(transfer)
-        with engine.connect() as conn:  # paid onto the new card at a desk (``load --transfer``), if it was
-            row["transfer"]["loaded_at"] = conn.execute(select(loads.c.recorded_at).where(
-                loads.c.transfer_id == transfer["id"])).scalar()
-    shadow = shadow_balance(engine, number)  # processing's figure, once batches are in
-    if shadow is not None:
-        row["shadow_balance"] = shadow
+        row["transfer"] = transfer
     return row
 
 
@@ -98,10 +79,10 @@ def unblock(engine: Engine, home: Home, number: str, issuer: Callable[[], Keysto
     row = registry.set_unblocked(engine, number)
     path = image_path(home, number, row)
     if path.is_file():
-        if PurseApplet.from_image_bytes(path.read_bytes()).state == CardState.BLOCKED:
-            transport = VirtualTransport.open(path)
+        if image_state(path.read_bytes()).state == CardState.BLOCKED:
+            transport = _open(home, number, None, row)
             try:
-                _admin_session(transport, issuer(), number).unblock()
+                _admin_session(transport, issuer()).unblock()
             finally:
                 transport.disconnect()
             row["unblocked_on_card"] = True
@@ -116,10 +97,10 @@ def reset_pin(engine: Engine, home: Home, keystore: Keystore, number: str, pin: 
         raise UserError(f"card {number} was replaced by {row['replaced_by']}; reset that card's PIN")
     if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 12):
         raise UserError("a PIN is 4 to 12 digits")
-    pin = pin or generate_pin(int(home.issuer.get("pin_length", 4)))
-    transport = open_card(home, number, reader, row)
+    pin = pin or generate_pin(home.issuer.pin_length)
+    transport = _open(home, number, reader, row)
     try:
-        _admin_session(transport, keystore, number).set_pin(pin)
+        _admin_session(transport, keystore).set_pin(pin)
     finally:
         transport.disconnect()
     return pin
@@ -130,8 +111,7 @@ def _balance_on_card(home: Home, number: str, row: dict[str, Any]) -> int | None
     path = image_path(home, number, row)
     if not path.is_file():
         return None
-    card = PurseApplet.from_image_bytes(path.read_bytes())
-    return card.balance
+    return image_state(path.read_bytes()).balance
 
 
 def replace(engine: Engine, home: Home, keystore: Keystore, profile: CardProfile, number: str, reason: str, *,
@@ -159,10 +139,6 @@ def replace(engine: Engine, home: Home, keystore: Keystore, profile: CardProfile
                                  uid_source=uid_source)
     (new,) = registry.batch_numbers(engine, batch)
     balance = _balance_on_card(home, number, old)
-    with engine.begin() as conn:
-        conn.execute(update(cards).where(cards.c.number == new).values(replaces=number, holder_id=old["holder_id"]))
-        conn.execute(update(cards).where(cards.c.number == number).values(state="replaced", replaced_by=new))
-        conn.execute(insert(card_transfers).values(from_number=number, to_number=new, reason=reason[:200],
-                                                   balance_on_card=balance, requested_at=at or registry.now()))
+    registry.record_replacement(engine, old, new, reason, balance, at)
     return {"old": number, "new": new, "reason": reason, "balance_on_card": balance,
             "holder": old.get("holder_name")}, report

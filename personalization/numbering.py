@@ -1,4 +1,4 @@
-"""Card numbers: ISO/IEC 7812 style, IIN + account sequence + Luhn digit, allocated in the database.
+"""Card numbers allocated in the database: IIN + account sequence + Luhn digit (``purse.cardnumber``).
 
 The account sequence comes from a counter row moved in a transaction (``allocate``):
 two processes, on SQLite or PostgreSQL, can never get the same block, and a crashed
@@ -12,13 +12,10 @@ from typing import Any
 
 from sqlalchemy import Connection, Table, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from stdnum import luhn
-from stdnum.exceptions import ValidationError
 
 from processing.schema.registry import number_counters
+from purse import cardnumber
 from purse.errors import UserError
-
-NUMBER_LENGTH = 16  # the card's ID file holds 16 BCD digits (purse.records.number_to_bcd)
 
 
 def check_iin(iin: str) -> str:
@@ -30,7 +27,7 @@ def check_iin(iin: str) -> str:
 
 
 def sequence_digits(iin: str) -> int:
-    return NUMBER_LENGTH - len(iin) - 1
+    return cardnumber.LENGTH - len(iin) - 1
 
 
 def card_number(iin: str, sequence: int) -> str:
@@ -39,24 +36,7 @@ def card_number(iin: str, sequence: int) -> str:
     if not 0 < sequence < 10**width:
         raise UserError(f"account sequence {sequence} does not fit the {width} digits IIN {iin} leaves")
     body = f"{iin}{sequence:0{width}d}"
-    return body + luhn.calc_check_digit(body)
-
-
-def validate_number(number: str) -> str:
-    """A card number typed by a person: spaces and dashes allowed; Luhn checked; one-line error."""
-    compact = str(number).replace(" ", "").replace("-", "")
-    if len(compact) != NUMBER_LENGTH or not compact.isdigit():
-        raise UserError(f"a card number has {NUMBER_LENGTH} digits, not {number!r}")
-    try:
-        luhn.validate(compact)
-    except ValidationError:
-        raise UserError(f"{number!r} is not a card number: its check digit is wrong") from None
-    return compact
-
-
-def format_number(number: str) -> str:
-    """Groups of four, as printed on the card face."""
-    return " ".join(number[i : i + 4] for i in range(0, len(number), 4))
+    return body + cardnumber.calc_check_digit(body)
 
 
 def insert_or_ignore(conn: Connection, table: Table, values: dict[str, Any]) -> None:

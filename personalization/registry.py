@@ -1,7 +1,9 @@
 """Registry operations: what personalization reads and writes in the shared schema.
 
 Tables are declared in ``processing.schema.registry``; this module is the only writer
-of holders, cards, card numbers and terminals. Each function is one short transaction,
+of holders, cards, card numbers, card transfers, merchants and terminals
+(``tests/test_architecture.py`` holds it to that; processing stamps only a transfer's
+posting columns). Each function is one short transaction,
 with the write that takes the lock first (see ``numbering.allocate``).
 """
 
@@ -17,7 +19,16 @@ from sqlalchemy.exc import IntegrityError
 
 from personalization.holders_csv import HolderRow
 from personalization.numbering import allocate, insert_or_ignore
-from processing.schema.registry import card_numbers, cards, holders, issue_batches, merchants, terminals
+from processing.schema.loads import loads
+from processing.schema.registry import (
+    card_numbers,
+    card_transfers,
+    cards,
+    holders,
+    issue_batches,
+    merchants,
+    terminals,
+)
 from purse.errors import UserError
 
 DEFAULT_FEE_BPS = 100  # used when smartpurse.toml has no [merchants] default_fee_bps
@@ -211,7 +222,38 @@ def set_unblocked(engine: Engine, number: str) -> dict[str, Any]:
     return card_row(engine, number)
 
 
+def record_replacement(engine: Engine, old: dict[str, Any], new: str, reason: str, balance_on_card: int | None,
+                       at: datetime | None = None) -> None:
+    """Card ``new`` replaces ``old`` (its registry row): holder moves over, the old card is replaced for
+    good, and the value transfer processing will move is recorded, all in one transaction."""
+    number = old["number"]
+    with engine.begin() as conn:
+        conn.execute(update(cards).where(cards.c.number == new).values(replaces=number, holder_id=old["holder_id"]))
+        conn.execute(update(cards).where(cards.c.number == number).values(state="replaced", replaced_by=new))
+        conn.execute(insert(card_transfers).values(from_number=number, to_number=new, reason=reason[:200],
+                                                   balance_on_card=balance_on_card, requested_at=at or now()))
+
+
+def card_transfer(engine: Engine, number: str) -> dict[str, Any] | None:
+    """The value transfer card ``number`` is part of (as the old or the new card), with when a desk
+    loaded it onto the new card (``load --transfer``), if it did."""
+    with engine.connect() as conn:
+        transfer = conn.execute(select(card_transfers).where(
+            (card_transfers.c.from_number == number) | (card_transfers.c.to_number == number))).mappings().first()
+        if transfer is None:
+            return None
+        loaded_at = conn.execute(select(loads.c.recorded_at).where(loads.c.transfer_id == transfer["id"])).scalar()
+    return dict(transfer) | {"loaded_at": loaded_at}
+
+
 # -- terminals and merchants ----------------------------------------------------------------
+def name_merchant(engine: Engine, merchant_id: int, name: str) -> None:
+    """Give merchant ``merchant_id`` (registered with its first terminal) its name."""
+    with engine.begin() as conn:
+        result = conn.execute(update(merchants).where(merchants.c.merchant_id == merchant_id).values(name=name))
+        if result.rowcount == 0:
+            raise UserError(f"no merchant {merchant_id}: register one of its terminals first (keys export)")
+
 def register_terminal(engine: Engine, terminal_id: int, merchant_id: int, log_key_version: int, *,
                       fee_bps: int, name: str | None = None) -> None:
     """Terminal T belongs to merchant M and logs under key version v (processing verifies with it)."""

@@ -1,43 +1,21 @@
-"""Passphrase-sealed files: scrypt derives an AES-256-GCM key, GCM authenticates everything.
+"""Passphrase-sealed files, the writing side: only the issuer station seals a key file.
 
-The keystore and every role key file use this one format, so a key never touches the
-disk in plaintext and any altered byte (header or ciphertext) fails authentication:
-the header is GCM's associated data, the payload its ciphertext. A wrong passphrase
-and an altered file are indistinguishable by design; both are one clear error.
+The format and the opening side are ``purse.sealed`` (terminals and processing open
+their role files without this package); this module adds sealing; the file is written owner-only and
+atomically by ``purse.files.write_atomic``.
 """
 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import os
-from pathlib import Path
 from typing import Any
 
-from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from purse.errors import UserError
-
-FORMAT = "smartpurse-sealed/1"
-# scrypt cost: about 0.1 s and 32 MiB per unlock on the reference machine; stored in
-# the header so stronger settings can be used later without breaking old files.
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
-MAX_SCRYPT_N = 2**20  # refuse headers that would make an unlock take minutes or all memory
-
-
-class SealedFileError(UserError):
-    """A sealed file is missing, damaged, or the passphrase is wrong."""
-
-
-def _derive(passphrase: str, salt: bytes, n: int, r: int, p: int) -> bytes:
-    return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(passphrase.encode("utf-8"))
-
-
-def _header_bytes(header: dict[str, Any]) -> bytes:
-    return json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+from purse.sealed import FORMAT, SCRYPT_N, SCRYPT_P, SCRYPT_R, derive_key, header_bytes
 
 
 def seal(kind: str, payload: dict[str, Any], passphrase: str) -> bytes:
@@ -48,72 +26,8 @@ def seal(kind: str, payload: dict[str, Any], passphrase: str) -> bytes:
     header = {"format": FORMAT, "kind": kind,
               "kdf": {"name": "scrypt", "salt": salt.hex(), "n": SCRYPT_N, "r": SCRYPT_R, "p": SCRYPT_P},
               "nonce": nonce.hex()}
-    key = _derive(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
+    key = derive_key(passphrase, salt, SCRYPT_N, SCRYPT_R, SCRYPT_P)
     plaintext = json.dumps(payload, sort_keys=True).encode()
-    ciphertext = AESGCM(key).encrypt(nonce, plaintext, _header_bytes(header))
+    ciphertext = AESGCM(key).encrypt(nonce, plaintext, header_bytes(header))
     return (json.dumps({"header": header, "ciphertext": base64.b64encode(ciphertext).decode()}, indent=1)
             + "\n").encode()
-
-
-def unseal(data: bytes, kind: str, passphrase: str, source: str) -> dict[str, Any]:
-    """The payload of a sealed ``kind`` file, or one ``SealedFileError`` line saying why not."""
-    damaged = SealedFileError(f"{source}: damaged or not a smartpurse {kind} file")
-    try:
-        outer = json.loads(data)
-        header = outer["header"]
-        kdf = header["kdf"]
-        salt, nonce = bytes.fromhex(kdf["salt"]), bytes.fromhex(header["nonce"])
-        n, r, p = int(kdf["n"]), int(kdf["r"]), int(kdf["p"])
-        ciphertext = base64.b64decode(outer["ciphertext"], validate=True)
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeDecodeError):
-        raise damaged from None
-    if header.get("format") != FORMAT or kdf.get("name") != "scrypt" or len(nonce) != 12:
-        raise damaged
-    if header.get("kind") != kind:
-        raise SealedFileError(f"{source}: is a {header.get('kind')!r} file, not a {kind} file")
-    if not (2 <= n <= MAX_SCRYPT_N and n & (n - 1) == 0 and 1 <= r <= 32 and 1 <= p <= 16 and salt):
-        raise damaged
-    try:
-        plaintext = AESGCM(_derive(passphrase, salt, n, r, p)).decrypt(nonce, ciphertext, _header_bytes(header))
-    except InvalidTag:
-        raise SealedFileError(f"{source}: wrong passphrase, or the file was altered") from None
-    try:
-        payload = json.loads(plaintext)
-    except ValueError:
-        raise damaged from None
-    if not isinstance(payload, dict):
-        raise damaged
-    return payload
-
-
-def read_sealed(path: Path, kind: str, passphrase: str) -> dict[str, Any]:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise SealedFileError(f"no {kind} file at {path}") from None
-    except OSError as e:
-        raise SealedFileError(f"cannot read {path}: {e.strerror}") from None
-    return unseal(data, kind, passphrase, str(path))
-
-
-def write_private(path: Path, data: bytes, *, overwrite: bool) -> None:
-    """Write ``data`` to ``path`` readable by the owner only (0600 from creation, never wider).
-
-    The temporary file is created 0600 with O_EXCL, fsynced, then renamed over the
-    target, so a crash leaves the old file or the new one, never a mix.
-    """
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise UserError(f"{path} already exists; refusing to overwrite it")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except OSError as e:
-        raise UserError(f"cannot write {path}: {e.strerror}") from None
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)

@@ -15,7 +15,7 @@ from sqlalchemy import Connection, func, insert, select
 
 from processing.reconcile import hotlist_times
 from processing.schema.processing import hotlist_exports
-from purse.errors import UserError
+from purse.files import write_atomic
 from purse.hotlist import Hotlist
 
 
@@ -30,13 +30,7 @@ def export_hotlist(conn: Connection, key: Ed25519PrivateKey, issuer_id: int, out
     """Sign and write the hotlist; the export is recorded so the next one numbers higher."""
     hotlist = build_hotlist(conn, issuer_id, now)
     data = hotlist.sign(key)
-    tmp = out.with_name(out.name + ".tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(data)
-        tmp.replace(out)
-    except OSError as e:
-        raise UserError(f"cannot write {out}: {e.strerror}") from None
+    write_atomic(out, data)
     conn.execute(insert(hotlist_exports).values(sequence=hotlist.sequence, created=hotlist.created,
                                                 cards=len(hotlist.cards), path=str(out)))
     return hotlist

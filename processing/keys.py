@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from purse import crypto
-from purse.errors import UserError
 from purse.home import Home
 from purse.protocol import AID, DEFAULT_SYSTEM_IDENTIFIER, KeyRef
+from purse.rolekeys import Role, open_role_keys
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class ProcessingKeys:
     txn_masters: dict[int, bytes]
     term_masters: dict[int, bytes]
     system_identifier: bytes = DEFAULT_SYSTEM_IDENTIFIER
+    issuer_public_key: bytes | None = None  # raw Ed25519: verifies the loyalty programs points are replayed with
 
     def log_key(self, version: int, terminal_id: int) -> bytes | None:
         master = self.term_masters.get(version)
@@ -54,14 +55,8 @@ class CardMacs:
         return ctx
 
 
-def load_processing_keys(home: Home, passphrase: str | None = None) -> ProcessingKeys:
+def load_processing_keys(home: Home, passphrase: str) -> ProcessingKeys:
     """The processing role's keys from its encrypted key file (``keys export --role processing``)."""
-    from personalization import keyfiles
-
-    path = keyfiles.role_key_path(home, "processing")
-    if not path.is_file():
-        raise UserError(f"no processing key file at {path}: run 'smartpurse keys export --role processing'")
-    role = keyfiles.load_role_keys(path, passphrase if passphrase is not None else keyfiles.get_passphrase())
-    if not role.masters.get(KeyRef.TXN) or not role.term_masters:
-        raise UserError(f"{path} is a {role.role} key file without the TXN and TERM masters processing needs")
-    return ProcessingKeys(dict(role.masters[KeyRef.TXN]), dict(role.term_masters), role.system_identifier)
+    role = open_role_keys(home, Role.PROCESSING, passphrase)
+    return ProcessingKeys(dict(role.masters[KeyRef.TXN]), dict(role.term_masters), role.system_identifier,
+                          role.issuer_public_key)

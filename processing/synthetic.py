@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from processing.keys import ProcessingKeys
-from purse import crypto
+from purse import cardnumber, crypto
 from purse.batch import BatchHeader, BatchTrailer, Totals, batch_mac
 from purse.protocol import AID, RecordType
 from purse.records import CERTIFIED_SIZE, RECORD
@@ -44,19 +44,11 @@ class SynthCard:
 def make_card(keys: ProcessingKeys, index: int, *, iin: str = "6001", key_version: int = 1) -> SynthCard:
     """Card ``index``: a Luhn-valid number and a UID derived from the index."""
     body = f"{iin}{index:011d}"
-    number = body + _luhn(body)
+    number = body + cardnumber.calc_check_digit(body)
     uid = (0x04 << 48 | index).to_bytes(7, "big")
     master = keys.txn_masters[key_version]
     key = crypto.an10922_diversify(master, crypto.card_diversification_input(uid, AID, keys.system_identifier))
     return SynthCard(number, uid, crypto.PrekeyedMac(key), key_version)
-
-
-def _luhn(body: str) -> str:
-    total = 0
-    for i, ch in enumerate(reversed(body)):
-        d = int(ch) * (2 if i % 2 == 0 else 1)
-        total += d - 9 if d > 9 else d
-    return str((10 - total % 10) % 10)
 
 
 def card_record(card: SynthCard, kind: RecordType, amount: int, terminal_id: int, terminal_seq: int, when: int,

@@ -8,7 +8,7 @@ a batch MAC over header and trailer under the terminal log key.
 
 from __future__ import annotations
 
-import os
+import io
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -16,9 +16,11 @@ from typing import BinaryIO
 from construct import Bytes, Const, Int8ub, Int32ub, Int64ub, Struct
 
 from purse import crypto
+from purse.errors import UserError
+from purse.files import write_atomic
 from purse.protocol import RecordType
 from purse.records import RECORD_SIZE
-from purse.terminal_log import ClosedBatch
+from purse.terminal_log import ClosedBatch, TerminalLog
 
 FORMAT_VERSION = 1
 MAC_SIZE = 8
@@ -112,14 +114,36 @@ def write_batch(out: BinaryIO, batch: ClosedBatch, *, terminal_id: int, merchant
 
 
 def write_batch_file(path: Path, batch: ClosedBatch, **kwargs: object) -> Totals:
-    """Write atomically: a half-written batch file must never look like a batch."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        totals = write_batch(f, batch, **kwargs)  # type: ignore[arg-type]
-        f.flush()
-        os.fsync(f.fileno())
-    tmp.replace(path)
+    """Write atomically and durably: a half-written batch file must never look like a batch."""
+    out = io.BytesIO()
+    totals = write_batch(out, batch, **kwargs)  # type: ignore[arg-type]
+    write_atomic(path, out.getvalue(), overwrite=False)
     return totals
+
+
+@dataclass(frozen=True)
+class BatchSummary:
+    path: Path
+    batch_seq: int
+    records: int
+    totals: Totals
+
+
+def export_batch(log: TerminalLog, path: Path, *, log_key: bytes, log_key_version: int) -> BatchSummary:
+    """Close every record of ``log`` not yet batched into the batch file ``path``; no card is involved.
+
+    A function of the log and the batch format only, so a terminal closes its day without a
+    card in the field. The log fixes the batch's range first, then the file is written whole
+    (``write_atomic``). Raises ``UserError`` when ``path`` exists (a batch is never overwritten)
+    or cannot be written.
+    """
+    path = Path(path)
+    if path.exists():
+        raise UserError(f"{path} exists: choose another file, a batch is never overwritten")
+    batch = log.close_batch()
+    totals = write_batch_file(path, batch, terminal_id=log.terminal_id, merchant_id=log.merchant_id,
+                              log_key=log_key, log_key_version=log_key_version)
+    return BatchSummary(path, batch.batch_seq, len(batch.entries), totals)
 
 
 class BatchFormatError(ValueError):

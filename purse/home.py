@@ -2,47 +2,26 @@
 
 One folder (``--home`` or SMARTPURSE_HOME, default ``./smartpurse-home``) holds
 everything an installation has, so that a demo, a test and a shop never mix
-(DESIGN.md, "Layout"). ``smartpurse.toml`` in it overrides the embedded defaults.
+(DESIGN.md, "Layout"). ``smartpurse.toml`` in it overrides the embedded defaults (``purse.settings``).
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from purse.errors import UserError
+from purse.settings import DEFAULTS, IssuerSettings, Settings, read_settings
 
 DEFAULT_HOME = "smartpurse-home"
 CONFIG_FILE = "smartpurse.toml"
-
-# The embedded defaults: a fresh home works without any configuration file.
-DEFAULTS: dict[str, Any] = {
-    "issuer": {
-        "iin": "627700",  # issuer identification number, first digits of every card number
-        "issuer_id": 1,
-        "system_identifier": "SMARTPURSE",
-        "currency": 643,  # ISO 4217 numeric (643 = RUB); amounts are in its minor unit
-        "currency_exponent": 2,
-        "max_balance": 1_500_000,  # minor units: 15,000.00
-        "card_validity_years": 5,
-    },
-}
-
-
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in over.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
-    return out
 
 
 @dataclass
 class Home:
     path: Path
-    config: dict[str, Any] = field(default_factory=dict)
+    settings: Settings = DEFAULTS
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None) -> Home:
@@ -50,14 +29,7 @@ class Home:
         home = Path(raw).expanduser()
         if home.exists() and not home.is_dir():
             raise UserError(f"home {home} exists and is not a folder")
-        config = DEFAULTS
-        cfg_file = home / CONFIG_FILE
-        if cfg_file.is_file():
-            try:
-                config = _merge(DEFAULTS, tomllib.loads(cfg_file.read_text(encoding="utf-8")))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-                raise UserError(f"{cfg_file}: not valid TOML: {e}") from None
-        return cls(home, config)
+        return cls(home, read_settings(home / CONFIG_FILE))
 
     def ensure(self) -> Path:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -77,6 +49,10 @@ class Home:
     def terminals_dir(self) -> Path:
         return self.sub("terminals")
 
+    def card_image(self, number: str) -> Path:
+        """Where card ``number``'s virtual image is kept when issuing wrote it into the home."""
+        return self.path / "cards" / f"{number}.card"
+
     @property
     def keystore_path(self) -> Path:
         return self.path / "keystore.json"
@@ -88,12 +64,12 @@ class Home:
         return f"sqlite:///{(self.ensure() / 'smartpurse.db').resolve()}"
 
     @property
-    def issuer(self) -> dict[str, Any]:
-        return dict(self.config["issuer"])
+    def issuer(self) -> IssuerSettings:
+        return self.settings.issuer
 
     @property
     def system_identifier(self) -> bytes:
-        return str(self.issuer["system_identifier"]).encode()[:16]
+        return self.issuer.system_identifier.encode()[:16]
 
 
 @dataclass(frozen=True)

@@ -38,10 +38,9 @@ from purse.protocol import (
 )
 from purse.records import RECORD_SIZE, PointsSlot, TransactionRecord, bcd_to_number, number_to_bcd
 from purse.sam import SessionCrypto, SoftwareSam
-from purse.transport import Transport
+from purse.transport import TRAFFIC, Transport
 
 log = logging.getLogger(__name__)
-TRAFFIC = 5  # below DEBUG: APDU hex traffic (PIN blocks and keys travel encrypted)
 
 
 class CardNotGenuine(SmartpurseError):

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from purse.apdu import ApduError, CardBlocked, NothingToCancel
-from purse.batch import Totals, write_batch_file
+from purse.batch import BatchSummary, export_batch
 from purse.errors import SmartpurseError
 from purse.points import PointsPolicy, PointsUpdate
 from purse.protocol import CardState, KeyRef, RecordType
@@ -95,14 +95,6 @@ class CardView:
     points: PointsSlot
     log: list[TransactionRecord]
     recovered: list[Receipt]
-
-
-@dataclass(frozen=True)
-class BatchSummary:
-    path: Path
-    batch_seq: int
-    records: int
-    totals: Totals
 
 
 class _CardTerminal:
@@ -288,10 +280,9 @@ class Terminal(_CardTerminal):
 
     def export_batch(self, path: Path) -> BatchSummary:
         """Close every record not yet batched into a batch file for processing."""
-        batch = self.log.close_batch()
-        totals = write_batch_file(Path(path), batch, terminal_id=self.terminal_id, merchant_id=self.merchant_id,
-                                  log_key=self.sam.log_key, log_key_version=self.sam.log_key_version)
-        return BatchSummary(Path(path), batch.batch_seq, len(batch.entries), totals)
+        if self.sam.log_key is None:
+            raise MissingKey("this terminal's SAM has no log key: it cannot sign a batch")
+        return export_batch(self.log, Path(path), log_key=self.sam.log_key, log_key_version=self.sam.log_key_version)
 
 
 class CreditTerminal(_CardTerminal):

@@ -37,7 +37,7 @@ from purse.transport.vpcd import DEFAULT_PORT, VpcdBridge, reader_name
 VPCD_DRIVER = Path("/usr/lib/pcsc/drivers/serial/libifdvpcd.so")
 VPCD_CONFIG = Path("/etc/reader.conf.d/vpcd")  # pcscd reads /etc/reader.conf.d by default
 PCSCD_SOCKET = Path("/run/pcscd/pcscd.comm")
-CARD_NUMBER = "6277000000000017"
+CARD_NUMBER = "6277000000000011"
 READY_TIMEOUT = 15.0
 KEY_REFS = (KeyRef.ADMIN, KeyRef.CREDIT, KeyRef.DEBIT, KeyRef.TXN)
 

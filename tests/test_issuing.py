@@ -26,7 +26,7 @@ from personalization.issuing import (
     requests_for_count,
     requests_for_holders,
 )
-from personalization.keyfiles import load_issuer, load_role_keys, role_key_path, write_role_keys
+from personalization.keyfiles import load_issuer, write_role_keys
 from personalization.keystore import rotate_keystore
 from personalization.numbering import card_number
 from processing.db import open_database
@@ -35,6 +35,7 @@ from purse.card import layout as L
 from purse.card.applet import PurseApplet
 from purse.card.storage import CardImageError, FileStorage
 from purse.protocol import CardState, KeyRef
+from purse.rolekeys import load_role_keys, role_key_path
 from purse.sam import MissingKey
 from purse.session import PurseSession
 from purse.terminal import CreditTerminal, Terminal

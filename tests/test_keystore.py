@@ -9,13 +9,15 @@ from pathlib import Path
 import pytest
 from personalization_env import PASSPHRASE
 
-from personalization.keyfiles import get_passphrase, load_issuer, load_role_keys, role_key_path, write_role_keys
+from personalization.keyfiles import load_issuer, write_role_keys
 from personalization.keystore import MASTER_NAMES, init_keystore, load_keystore, rotate_keystore
-from personalization.sealed import SealedFileError
 from purse import crypto
+from purse._cli.util import passphrase as get_passphrase
 from purse.errors import UserError
 from purse.home import Home
 from purse.protocol import KeyRef
+from purse.rolekeys import load_role_keys, role_key_path
+from purse.sealed import SealedFileError
 
 
 def test_round_trip_file_is_private_and_holds_no_plaintext_key(personalization_home: Path) -> None:

@@ -14,9 +14,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 from stdnum import luhn
 
-from personalization.numbering import allocate, card_number, check_iin, format_number, validate_number
+from personalization.numbering import allocate, card_number, check_iin
 from processing.db import open_database
 from processing.schema.registry import card_numbers, cards
+from purse.cardnumber import format as format_number
+from purse.cardnumber import validate as validate_number
 from purse.errors import UserError
 
 

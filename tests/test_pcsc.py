@@ -17,8 +17,8 @@ import cli
 from purse.apdu import CommandApdu
 from purse.card.applet import ATR, PurseApplet
 from purse.protocol import AID, CLA_ISO, CardState, Ins, KeyRef, RecordType
-from purse.session import TRAFFIC, PurseSession
-from purse.transport import CardRemoved, TransportError
+from purse.session import PurseSession
+from purse.transport import TRAFFIC, CardRemoved, TransportError
 from purse.transport.pcsc import NoCard, NoReader, PcscTransport, list_readers
 
 pytestmark = pytest.mark.pcsc

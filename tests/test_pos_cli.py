@@ -19,7 +19,7 @@ from click.testing import CliRunner
 from sqlalchemy import select
 
 import cli
-from personalization.keyfiles import role_key_path, write_role_keys
+from personalization.keyfiles import write_role_keys
 from personalization.keystore import Keystore, init_keystore
 from processing.db import open_database
 from processing.schema.loads import loads
@@ -29,13 +29,14 @@ from purse.home import Home
 from purse.hotlist import Hotlist
 from purse.protocol import DEFAULT_TRANSPORT_KEY, KeyRef
 from purse.records import TransactionRecord
+from purse.rolekeys import role_key_path
 from purse.sam import SoftwareSam
 from purse.session import PurseSession
 from purse.transport.virtual import VirtualTransport
 
 PASSPHRASE = "correct horse battery"
-CARD = "6277000000000017"
-OTHER = "6277000000000025"
+CARD = "6277000000000011"
+OTHER = "6277000000000029"
 PIN = "1234"
 DEMO = Path(__file__).parent.parent / "purse/loyalty/demo-program.toml"
 SMALL_PRIZE = """
@@ -258,10 +259,11 @@ def test_insufficient_funds(pos_demo: PosHome) -> None:
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("pos", "sell", "6277000000000099", "1.00", "--terminal", "1"), "unknown card 6277000000000099"),
-    (("pos", "sell", "12345", "1.00", "--terminal", "1"), "not a card number: '12345'"),
+    (("pos", "sell", "6277000000000094", "1.00", "--terminal", "1"), "unknown card 6277000000000094"),
+    (("pos", "sell", "12345", "1.00", "--terminal", "1"), "a card number has 16 digits, not '12345'"),
+    (("pos", "sell", "6277000000000099", "1.00", "--terminal", "1"), "its check digit is wrong"),
     (("pos", "sell", CARD, "1.00", "--terminal", "3"), "no pos key file"),
-    (("load", "6277000000000099", "1.00"), "unknown card"),
+    (("load", "6277000000000094", "1.00"), "unknown card"),
     (("program", "show", "missing.signed"), "cannot read missing.signed"),
 ])
 def test_unknown_things(pos_demo: PosHome, args: tuple[str, ...], message: str) -> None:

@@ -12,12 +12,12 @@ import pytest
 from processing_env import NOW, world
 from sqlalchemy import func, select
 
-from personalization.keyfiles import role_key_path, write_role_keys
-from personalization.roles import RoleKeys
+from personalization.keyfiles import write_role_keys
 from processing.check import run_check
 from processing.schema.processing import records
 from purse.home import Home
 from purse.protocol import DEFAULT_SYSTEM_IDENTIFIER, KeyRef
+from purse.rolekeys import RoleKeys, role_key_path
 
 PASSPHRASE = "processing test passphrase"
 REPO = Path(__file__).resolve().parents[1]

@@ -11,7 +11,6 @@ is read from the daily sales aggregates that ``smartpurse settle`` stamps (``sal
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections import Counter, defaultdict
 from decimal import Decimal
 from pathlib import Path
@@ -33,6 +32,7 @@ from processing.reportfmt import Report
 from processing.schema.processing import sales, settlements
 from processing.settlement import day_number
 from purse.errors import UserError
+from purse.files import write_atomic
 from purse.home import Home
 
 TOP_ANOMALIES = 20
@@ -178,19 +178,11 @@ def write_dashboard(engine: Engine, out: Path, date_from: dt.date | None = None,
     A half-written file never replaces a good one: the page goes to a temporary name first.
     """
     page = render_dashboard(collect_dashboard_data(engine, date_from, date_to, **options))
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(page, encoding="utf-8")
-        os.replace(tmp, out)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"cannot write {out}: {e.strerror}") from None
-    return out
+    return write_atomic(out, page.encode("utf-8"), durable=False)
 
 
 def dashboard_options(home: Home) -> dict[str, Any]:
     """The issuer's name and currency from the home's configuration, as the dashboard prints them."""
     issuer = home.issuer
-    return {"issuer": str(issuer.get("name") or issuer["system_identifier"]), "currency": issuer["currency"],
-            "exponent": int(issuer["currency_exponent"])}
+    return {"issuer": issuer.display_name, "currency": issuer.currency,
+            "exponent": issuer.currency_exponent}

@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from purse.errors import SmartpurseError
+from purse.files import PRIVATE, write_atomic
 
 MAGIC = b"SPCARD01"
 JOURNAL_HEADER = struct.Struct(">IHI")  # crc32 of the rest, entry count, body length
@@ -185,12 +186,4 @@ def _check_image(image: bytes, total: int) -> None:
 
 def write_image_file(path: Path, image: bytes) -> None:
     """Create or replace a card image atomically, so a crash never leaves half a card."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, image)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
+    write_atomic(path, image, mode=PRIVATE)

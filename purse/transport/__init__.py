@@ -10,6 +10,11 @@ from typing import Protocol
 
 from purse.errors import SmartpurseError
 
+# The log level of APDU hex traffic, below DEBUG: every layer that moves bytes (session,
+# PC/SC, vpcd) logs at it, so one level switches the whole trace on. PIN blocks and keys
+# travel encrypted, so the trace holds no secret in clear.
+TRAFFIC = 5
+
 
 class TransportError(SmartpurseError):
     """The transport failed (no reader, reader gone, driver error)."""

@@ -13,8 +13,7 @@ import logging
 import time
 from typing import Any
 
-from purse.session import TRAFFIC
-from purse.transport import CardRemoved, TransportError
+from purse.transport import TRAFFIC, CardRemoved, TransportError
 
 try:
     from smartcard import scard

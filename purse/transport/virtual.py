@@ -1,12 +1,33 @@
-"""The virtual card in process: the reference applet over a card image."""
+"""The virtual card in process: the reference applet over a card image.
+
+Everything outside ``purse`` that makes or looks at a virtual card goes through this
+module (a blank chip for issuing, the bytes to save, what an image holds), so the
+issuer station and processing never depend on the applet's internals.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 from purse.card.applet import PurseApplet
 from purse.card.storage import CardTorn, Storage
+from purse.protocol import CardState
 from purse.transport import CardRemoved
+
+
+@dataclass(frozen=True)
+class ImageState:
+    """What a card image holds that the issuer may read without a key: its state and balance."""
+
+    state: CardState
+    balance: int
+
+
+def image_state(image: bytes) -> ImageState:
+    """The state and balance in a card image's bytes, as the chip would report them after power-up."""
+    card = PurseApplet.from_image_bytes(image)
+    return ImageState(card.state, card.balance)
 
 
 class VirtualTransport:
@@ -27,6 +48,15 @@ class VirtualTransport:
     @classmethod
     def open(cls, image: Path, *, durable: bool = True) -> VirtualTransport:
         return cls(PurseApplet.open_image(Path(image), durable=durable).storage)
+
+    @classmethod
+    def blank(cls, uid: bytes | None = None) -> VirtualTransport:
+        """A blank chip in memory, as it leaves the factory: a UID and the transport key."""
+        return cls(PurseApplet.manufacture(uid))
+
+    def image_bytes(self) -> bytes:
+        """The card's persistent memory, to be saved as its image file."""
+        return self.storage.image_bytes()
 
     def connect(self) -> bytes:
         applet = self.applet

@@ -25,7 +25,7 @@ from types import FrameType
 
 from purse.card.applet import ATR, PurseApplet
 from purse.card.storage import CardTorn, FileStorage, Storage
-from purse.session import TRAFFIC
+from purse.transport import TRAFFIC
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from sqlalchemy import Engine, func, select
 
 from personalization import lifecycle, registry
 from personalization.issuing import card_profile, issue_to_images, issuer_sam, requests_for_count
-from personalization.keyfiles import role_key_path, write_role_keys
+from personalization.keyfiles import export_role_file
 from personalization.keystore import Keystore, init_keystore
 from processing import reportfmt, reports
 from processing.check import run_check
@@ -45,6 +45,7 @@ from purse.errors import UserError
 from purse.home import Home, TerminalFiles
 from purse.loyalty import ProgramPolicy, parse_program_bytes, sign_program
 from purse.loyalty.program import Program
+from purse.rolekeys import Role
 from purse.sam import SoftwareSam
 from purse.session import PurseSession
 from purse.terminal import CreditTerminal, Receipt, Terminal, TransactionInterrupted
@@ -202,16 +203,14 @@ def set_up(options: DemoOptions, progress: Progress) -> DemoWorld:
     # identical reports. Never issue real cards with keys a seed can regenerate.
     secrets_rng = random.Random(f"smartpurse-demo-keys-{options.seed}")
     keystore = init_keystore(home, DEMO_PASSPHRASE, secrets_rng.randbytes)
-    fee_bps = int(home.config.get("merchants", {}).get("default_fee_bps", 150))
     for terminal_id in range(1, options.terminals + 1):
         merchant_id = merchant_of(terminal_id, options.merchants)
-        keys = keystore.role_keys("pos", terminal_id, merchant_id)
-        write_role_keys(role_key_path(home, "pos", terminal_id), keys, DEMO_PASSPHRASE)
-        registry.register_terminal(engine, terminal_id, merchant_id, keys.log_key_version, fee_bps=fee_bps,
-                                   name=f"{MERCHANT_NAMES[merchant_id - 1]} till {terminal_id}")
-    rename_merchants(engine, options.merchants)
-    for role in ("credit", "processing"):
-        write_role_keys(role_key_path(home, role), keystore.role_keys(role), DEMO_PASSPHRASE)
+        export_role_file(engine, home, keystore, Role.POS, DEMO_PASSPHRASE, terminal_id=terminal_id,
+                         merchant_id=merchant_id, name=f"{MERCHANT_NAMES[merchant_id - 1]} till {terminal_id}")
+    for merchant_id in range(1, options.merchants + 1):
+        registry.name_merchant(engine, merchant_id, MERCHANT_NAMES[merchant_id - 1])
+    for role in (Role.CREDIT, Role.PROCESSING):
+        export_role_file(engine, home, keystore, role, DEMO_PASSPHRASE)
     program = install_program(home, keystore, options.terminals)
     progress("issuing cards", 0, options.cards)
     report = issue_to_images(engine, issuer_sam(keystore), card_profile(home, keystore),
@@ -220,15 +219,6 @@ def set_up(options: DemoOptions, progress: Progress) -> DemoWorld:
                              uid_source=secrets_rng.randbytes)
     pins = {card.number: card.pin for card in report.issued}
     return DemoWorld(options, home, engine, keystore, program, pins, random.Random(options.seed))
-
-
-def rename_merchants(engine: Engine, count: int) -> None:
-    from processing.schema.registry import merchants
-
-    with engine.begin() as conn:
-        for merchant_id in range(1, count + 1):
-            conn.execute(merchants.update().where(merchants.c.merchant_id == merchant_id)
-                         .values(name=MERCHANT_NAMES[merchant_id - 1]))
 
 
 def install_program(home: Home, keystore: Keystore, terminals: int) -> Program:
@@ -471,8 +461,8 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
     return {
         "out": str(options.out),
         "seed": options.seed,
-        "currency": world.home.issuer["currency"],
-        "currency_exponent": int(world.home.issuer["currency_exponent"]),
+        "currency": world.home.issuer.currency,
+        "currency_exponent": world.home.issuer.currency_exponent,
         "cards": {"issued": len(world.pins)},
         "money": {"loads": t.loads, "loaded": t.loaded, "purchases": t.purchases, "spent": t.spent,
                   "cancellations": t.cancellations, "cancelled": t.cancelled,

@@ -1,4 +1,4 @@
-"""``smartpurse demo``: the command around ``processing.demo`` (progress and summary only)."""
+"""``smartpurse demo``: the command around ``demo_month`` (progress and summary only)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from processing.demo import DemoOptions, Progress, run_demo
-from purse.cliutil import CliContext, emit, pass_cli
+from personalization._cli.demo_month import DemoOptions, Progress, run_demo
+from purse._cli.util import CliContext, emit, pass_cli
 from purse.errors import SmartpurseError
 from purse.money import format_amount
 
@@ -107,6 +107,3 @@ def demo(cli: CliContext, cards: int, purchases: int, terminals: int, merchants:
         raise SmartpurseError("the demo's conservation check failed: see the figures above")
     if not result["clone"]["caught"]:
         raise SmartpurseError(f"processing did not report the cloned card {result['clone']['card']}")
-
-
-COMMANDS: list[click.Command] = [demo]

@@ -1,14 +1,13 @@
-"""Commands of the back office: process, check, settle, report, hotlist export.
+"""Commands of the back office: process, check, settle, report.
 
 Thin: each parses its options, calls the library (``processing.*``) and prints through
 ``emit``. Keys come from the processing role's key file (``keys export --role
-processing``); the hotlist is signed with the issuer key from the keystore.
+processing``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,9 +22,11 @@ from processing.check import run_check
 from processing.db import open_database
 from processing.importer import DEFAULT_GAP_SECONDS, ImportOptions, process_files
 from processing.keys import load_processing_keys
+from processing.programs import load_verified_programs
 from processing.reconcile import open_gaps
 from processing.settlement import settle as settle_until
-from purse.cliutil import CliContext, emit, pass_cli
+from purse._cli.util import CliContext, emit, pass_cli, passphrase, progress
+from purse.batch import ENTRY_SIZE, HEADER_SIZE, TRAILER_SIZE
 from purse.errors import SmartpurseError, UserError
 
 PROGRESS_MIN_RECORDS = 100_000
@@ -42,35 +43,6 @@ def _date(text: str | None, option: str) -> dt.date | None:
         return dt.date.fromisoformat(text)
     except ValueError:
         raise UserError(f"{option}: not a date (YYYY-MM-DD): {text!r}") from None
-
-
-def _load_programs(folder: Path | None, cli: CliContext) -> dict[int, Any]:
-    """Signed loyalty programs to replay points with; none given means chain checks only."""
-    folder = folder or (cli.home.path / "programs")
-    if not folder.is_dir():
-        return {}
-    from personalization.keyfiles import get_passphrase, load_role_keys, role_key_path
-    from purse.loyalty import load_signed_program
-
-    role = load_role_keys(role_key_path(cli.home, "processing"), get_passphrase())
-    programs = {}
-    for path in sorted(folder.glob("*.signed")):
-        _, program = load_signed_program(path, role.issuer_public_key)
-        programs[program.program_id] = program
-    return programs
-
-
-@contextmanager
-def _progress(cli: CliContext, total: int, label: str) -> Iterator[Callable[[int], None] | None]:
-    if cli.json or total < PROGRESS_MIN_RECORDS or not sys.stderr.isatty():
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  transient=True) as bar:
-        task = bar.add_task(label, total=total)
-        yield lambda n: bar.advance(task, n)
 
 
 def _summary_text(data: dict[str, Any]) -> str:
@@ -110,18 +82,21 @@ def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs
     for path in files:
         if not path.is_file():
             raise UserError(f"no batch file {path}")
-    keys = load_processing_keys(cli.home)
+    keys = load_processing_keys(cli.home, passphrase())
     engine = open_database(cli.db_url)
     options = ImportOptions(quarantine_dir=quarantine or cli.home.path / "quarantine",
-                            gap_seconds=int(gap_hours * 3600), programs=_load_programs(programs, cli),
+                            gap_seconds=int(gap_hours * 3600),
+                            programs=load_verified_programs(programs or cli.home.path / "programs",
+                                                            keys.issuer_public_key),
                             parallel_min_records=parallel_from)
 
     @contextmanager
-    def progress(path: Path) -> Iterator[Callable[[int], None] | None]:
-        with _progress(cli, max(0, (path.stat().st_size - 104) // 80), path.name) as advance:
+    def file_progress(path: Path) -> Iterator[Callable[[int], None] | None]:
+        records = max(0, (path.stat().st_size - HEADER_SIZE - TRAILER_SIZE) // ENTRY_SIZE)
+        with progress(cli, records, path.name, at_least=PROGRESS_MIN_RECORDS) as advance:
             yield advance
 
-    data = process_files(engine, files, keys, options, progress)
+    data = process_files(engine, files, keys, options, file_progress)
     emit(cli, data, _summary_text)
     if data["rejected"]:
         raise BatchesRejected(f"{data['rejected']} of {len(files)} batches rejected (kept in quarantine)")
@@ -211,27 +186,3 @@ def report(cli: CliContext, kind: str, fmt: str, out: Path, start: str | None, e
     reportfmt.write(rep, fmt, out)
     data = {"report": kind, "format": fmt, "out": str(out), "rows": len(rep.rows), "summary": rep.summary}
     emit(cli, data, lambda d: f"{d['report']} report: {d['rows']} rows written to {d['out']}")
-
-
-@click.group("hotlist")
-def hotlist() -> None:
-    """The signed list of blocked cards terminals enforce."""
-
-
-@hotlist.command("export")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@pass_cli
-def hotlist_export(cli: CliContext, out: Path) -> None:
-    """Export blocked and cloned cards, signed by the issuer (Ed25519)."""
-    from personalization.keyfiles import get_passphrase, load_issuer
-    from processing.hotlist_export import export_hotlist
-
-    store = load_issuer(cli.home, get_passphrase())
-    engine = open_database(cli.db_url)
-    with engine.begin() as conn:
-        hl = export_hotlist(conn, store.signing_key, store.issuer_id, out)
-    emit(cli, {"out": str(out), "sequence": hl.sequence, "cards": len(hl.cards)},
-         lambda d: f"hotlist {d['sequence']}: {d['cards']} cards, signed, written to {d['out']}")
-
-
-COMMANDS = [process, check, settle, report, hotlist]

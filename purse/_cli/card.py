@@ -1,8 +1,7 @@
-"""Commands of the ``purse`` package: serving virtual cards and talking raw APDUs.
+"""``smartpurse apdu`` and ``smartpurse cards serve``: raw APDUs, and virtual cards served to pcscd.
 
-``cli.py`` registers ``COMMANDS`` on the root group and ``CARD_COMMANDS`` under
-``smartpurse cards``. Each command parses, calls the library and prints through
-``emit``; transports and sessions live in the library, never here.
+Each command parses, calls the library and prints through ``emit``; transports and
+sessions live in the library, never here.
 """
 
 from __future__ import annotations
@@ -13,12 +12,10 @@ from typing import Any
 
 import click
 
+from purse._cli.util import CliContext, emit, pass_cli
 from purse.apdu import SW, ApduError, PurseError, ResponseApdu, raise_for_status
-from purse.cliutil import CliContext, emit, pass_cli
 from purse.errors import UserError
 from purse.transport import Transport
-from purse.transport.pcsc import PcscTransport
-from purse.transport.virtual import VirtualTransport
 from purse.transport.vpcd import DEFAULT_HOST, DEFAULT_PORT, serve
 
 
@@ -66,7 +63,11 @@ def _open_transport(reader: str | None, image: Path | None) -> Transport:
     if reader is not None and image is not None:
         raise UserError("give either --reader or --image, not both")
     if image is not None:
+        from purse.transport.virtual import VirtualTransport
+
         return VirtualTransport.open(image)
+    from purse.transport.pcsc import PcscTransport
+
     return PcscTransport(reader)
 
 
@@ -94,7 +95,3 @@ def apdu(cli: CliContext, apdus: tuple[str, ...], reader: str | None, image: Pat
 def _exchange_text(r: dict[str, Any]) -> str:
     answer = " ".join(part for part in (r["data"], r["sw"]) if part)
     return f"> {r['command']}\n< {answer} ({r['meaning']})"
-
-
-CARD_COMMANDS: list[click.Command] = [serve_card]
-COMMANDS: list[click.Command] = [apdu]

@@ -1,0 +1,45 @@
+"""``smartpurse load``: the issuer's credit desk, online, recording every load as it happens."""
+
+from __future__ import annotations
+
+import click
+
+from processing.db import open_database
+from processing.issuer_loads import load_at_desk
+from purse._cli.pos import reader_option
+from purse._cli.receipts import receipt_data, receipt_text
+from purse._cli.util import AMOUNT_COMMAND, CliContext, emit, pass_cli, passphrase
+from purse.cardaccess import open_card
+from purse.errors import UserError
+from purse.rolekeys import Role, open_role_keys
+from purse.terminal import CreditTerminal
+from purse.terminal_log import TerminalLog
+
+CREDIT_LOG = "credit.db"  # the desk's own terminal log, beside the POS logs
+
+
+@click.command("load", context_settings=AMOUNT_COMMAND)
+@click.argument("number")
+@click.argument("amount", required=False)
+@click.option("--transfer", is_flag=True,
+              help="Load the value of the card NUMBER replaces, once processing has transferred it (no AMOUNT).")
+@reader_option
+@pass_cli
+def load(cli: CliContext, number: str, amount: str | None, transfer: bool, reader: str | None) -> None:
+    """Load AMOUNT onto card NUMBER at the issuer's credit desk (AMOUNT like 500.00).
+
+    With --transfer, load the value of the card that NUMBER replaced instead: no cash is taken,
+    processing posts it against the replaced card's value."""
+    if transfer == (amount is not None):
+        raise UserError("give an AMOUNT to load, or --transfer to load a replaced card's value (not both)")
+    value = None if transfer else cli.amount(str(amount))
+    keys = open_role_keys(cli.home, Role.CREDIT, passphrase("Passphrase for credit.key"))
+    engine = open_database(cli.db_url)  # before the card: a load must find its database
+    terminal_id = int(keys.terminal_id or 0)
+    log = TerminalLog(cli.home.terminals_dir / CREDIT_LOG, terminal_id=terminal_id, merchant_id=0, log_key=None)
+    terminal = CreditTerminal(open_card(cli.home, number, reader=reader), keys.sam(), log, terminal_id=terminal_id)
+    receipt, due = load_at_desk(engine, terminal, number, value)
+    data = receipt_data(receipt)
+    if due is not None:
+        data["transfer_from"] = due.from_number
+    emit(cli, data, lambda d: receipt_text(cli, d))

@@ -1,0 +1,45 @@
+"""Receipts as people read them: one text layout for the POS and the load desk."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from purse._cli.util import CliContext
+from purse.loyalty import Program
+from purse.terminal import Receipt
+
+
+def receipt_data(receipt: Receipt, program: Program | None = None, tier: int | None = None) -> dict[str, Any]:
+    data = receipt.as_dict()
+    if program is not None:
+        data["program_name"] = program.name
+        if tier is not None:
+            data["tier"] = program.tier(tier).name
+    return data
+
+
+def receipt_text(cli: CliContext, data: dict[str, Any]) -> str:
+    m = cli.money
+    lines = [f"{data['kind'].upper()}  card {data['card_number']}  terminal {data['terminal_id']}"
+             f"  seq {data['terminal_seq']}  counter {data['counter']}"]
+    if data["kind"] == "purchase":
+        lines.append(f"  price        {m(data['price']):>12}")
+        if data["discount"]:
+            lines.append(f"  discount     {m(-data['discount']):>12}  ({data.get('tier', 'tier')})")
+        if data["points_redeemed"]:
+            n = data["points_redeemed"]
+            lines.append(f"  points paid  {m(-data['points_value']):>12}  ({n} point{'s' * (n != 1)})")
+        lines.append(f"  debited      {m(data['amount']):>12}")
+    else:
+        lines.append(f"  amount       {m(data['amount']):>12}")
+    lines.append(f"  balance      {m(data['balance']):>12}")
+    if data["program_id"]:
+        name = data.get("program_name", f"program {data['program_id']}")
+        lines.append(f"  points       {data['points_after']:>12}  ({name}: {data['points_earned']:+d} earned, "
+                     f"{data['points_redeemed']} redeemed)")
+    for text in data["prize_text"]:
+        lines.append(f"  *** PRIZE: {text} ***")
+    if data.get("transfer_from"):
+        lines.append(f"  value of replaced card {data['transfer_from']}: no cash taken")
+    lines.append(f"  certificate  {data['certificate']}")
+    return "\n".join(lines)

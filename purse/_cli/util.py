@@ -1,0 +1,129 @@
+"""What every command group shares: the context, the result printer, prompts, progress and tables.
+
+Commands return plain data; ``emit`` prints it as JSON under ``--json`` or as text
+otherwise, so scripts and people read the same result (STYLE.md, trezorlib habit).
+rich is imported only when a table or a progress bar is drawn, so ``pos sell`` and
+``--help`` never load it.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from purse.errors import UserError
+from purse.home import Home
+from purse.money import format_amount, parse_amount
+
+PASSPHRASE_ENV = "SMARTPURSE_PASSPHRASE"
+# "-1" must reach parse_amount as an argument, not be taken for an unknown option.
+AMOUNT_COMMAND = {"ignore_unknown_options": True}
+
+
+@dataclass
+class CliContext:
+    home: Home
+    db_override: str | None
+    json: bool
+
+    @property
+    def db_url(self) -> str:
+        return self.home.db_url(self.db_override)
+
+    @property
+    def currency_exponent(self) -> int:
+        return self.home.issuer.currency_exponent
+
+    def amount(self, text: str) -> int:
+        """A typed amount (``12.50``) in minor units of the issuer's currency."""
+        return parse_amount(text, self.currency_exponent)
+
+    def money(self, minor: int) -> str:
+        return format_amount(minor, self.currency_exponent)
+
+
+pass_cli = click.make_pass_decorator(CliContext)
+
+
+def passphrase(prompt: str = "Passphrase", *, confirm: bool = False, env: str = PASSPHRASE_ENV) -> str:
+    """From ``env`` for scripts, else a hidden prompt (twice when ``confirm``): the one place that asks."""
+    value = os.environ.get(env)
+    if value is not None:
+        if not value:
+            raise UserError(f"{env} is set but empty")
+        return value
+    value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
+    if not value:
+        raise UserError("the passphrase must not be empty")
+    return str(value)
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.hex()
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if hasattr(value, "_asdict"):
+        return value._asdict()
+    return str(value)
+
+
+def emit(ctx: CliContext, data: Any, text: Callable[[Any], str] | str | None = None) -> None:
+    """Print a command's result: JSON for scripts, ``text(data)`` for people."""
+    if ctx.json:
+        click.echo(json.dumps(data, default=_default, indent=2, ensure_ascii=False))
+    elif callable(text):
+        click.echo(text(data))
+    elif text is not None:
+        click.echo(text)
+    else:
+        click.echo(json.dumps(data, default=_default, indent=2, ensure_ascii=False))
+
+
+def render(renderable: Any, width: int = 110) -> str:
+    """A rich table (or any renderable) as plain text, for ``emit``'s text function."""
+    from rich.console import Console
+
+    buffer = io.StringIO()
+    Console(file=buffer, width=width, highlight=False, no_color=True).print(renderable)
+    return buffer.getvalue().rstrip("\n")
+
+
+def table(columns: Sequence[str], rows: Iterable[Sequence[str]], *, title: str | None = None,
+          show_header: bool = True, right: tuple[str, ...] = ()) -> str:
+    """Rows under named columns as text; ``right`` names the columns aligned right (figures)."""
+    from rich.table import Table
+
+    t = Table(title=title, show_header=show_header)
+    for column in columns:
+        t.add_column(column, justify="right" if column in right else "left")
+    for row in rows:
+        t.add_row(*row)
+    return render(t)
+
+
+@contextmanager
+def progress(cli: CliContext, total: int, label: str, *, at_least: int = 0) -> Iterator[Callable[[int], None]]:
+    """A progress bar on stderr while the block runs, for people only.
+
+    Nothing is drawn under ``--json``, when stderr is not a terminal, or for fewer than
+    ``at_least`` items; the callback (``advance(n)``) works the same either way.
+    """
+    import sys
+
+    if cli.json or total < at_least or not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  transient=True) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)

@@ -1,0 +1,67 @@
+"""Writing a file whole or not at all: the one atomic-write helper every layer uses.
+
+A temporary file beside the target is created with the final permissions (never wider
+for a moment, so a key file is 0600 from its first byte), written in full, optionally
+fsynced, then renamed over the target: a reader, a crash or a full disk sees the old
+file or the new one, never a mix, and a failed write leaves no temporary file behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from pathlib import Path
+
+from purse.errors import UserError
+
+PRIVATE = 0o600  # keys, PINs, card images: the owner only
+PUBLIC = 0o644  # reports, batches, signed documents: anyone may read
+
+
+def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC, durable: bool = True,
+                 overwrite: bool = True) -> Path:
+    """Put ``data`` at ``path`` atomically, with permission bits ``mode``; returns ``path``.
+
+    ``durable`` fsyncs the data before the rename (and the folder after it), for files whose
+    loss after a crash would lose money or keys: batches, key files, PINs; a report that can
+    be written again may pass ``durable=False``. ``overwrite=False`` refuses an existing file
+    (a batch or a PIN file is never replaced). Failures are one ``UserError`` line.
+    """
+    path = Path(path)
+    if not overwrite and path.exists():
+        raise UserError(f"{path} already exists; refusing to overwrite it")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            if durable:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.chmod(tmp, mode)  # the umask may have narrowed it; never wider than asked
+        if not overwrite and path.exists():
+            raise FileExistsError(f"{path} already exists; refusing to overwrite it")
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if isinstance(e, FileExistsError) and e.filename is None:
+            raise UserError(str(e)) from None
+        raise UserError(f"cannot write {path}: {e.strerror or e}") from None
+    if durable:
+        _sync_folder(path.parent)
+    return path
+
+
+def _sync_folder(folder: Path) -> None:
+    """The rename itself reaches the disk (POSIX needs the folder fsynced for that)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
