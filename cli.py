@@ -30,23 +30,21 @@ class Lazy:
     help: str
 
     def load(self) -> click.Command:
-        """The command itself; a back-office command on a terminal-only install says what to install."""
         module_name, attribute = self.target.split(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            top = (e.name or "").split(".")[0]
-            if top in ("purse", "processing", "personalization"):
-                raise
-            raise MissingPart(f"this command needs {top!r}, which is not installed: "
-                              "pip install 'smartpurse[backoffice]' (or '[all]')") from None
-        command = getattr(module, attribute)
+        command = getattr(importlib.import_module(module_name), attribute)
         assert isinstance(command, click.Command)
         return command
 
 
-class MissingPart(SmartpurseError):
-    """A command of the back office or the issuer station, on a terminal-only install."""
+# The optional parts (pyproject.toml extras) by the top-level module a command misses without them.
+EXTRAS = {"sqlalchemy": "backoffice", "alembic": "backoffice", "numpy": "backoffice", "openpyxl": "backoffice",
+          "rich": "backoffice", "segno": "faces", "barcode": "faces", "PIL": "faces", "psycopg": "postgres"}
+EXIT_MISSING_PART = 3
+
+
+def missing_part(error: ModuleNotFoundError) -> str | None:
+    """The extra to install when ``error`` is an optional dependency missing, else None (a bug)."""
+    return EXTRAS.get((error.name or "").split(".")[0])
 
 
 class LazyGroup(click.Group):
@@ -158,9 +156,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("interrupted", err=True)
         sys.exit(130)
-    except Exception as e:  # a bug: still one line, details on request
+    except Exception as e:  # a bug (or a part not installed): still one line, details on request
         if os.environ.get("SMARTPURSE_DEBUG"):
             raise
+        if isinstance(e, ModuleNotFoundError) and (extra := missing_part(e)) is not None:
+            # a terminal-only install running a back-office command
+            click.echo(f"error: this command needs the {extra!r} part of smartpurse ({e.name} is not installed): "
+                       f"pip install 'smartpurse[{extra}]'", err=True)
+            sys.exit(EXIT_MISSING_PART)
         click.echo(f"internal error: {type(e).__name__}: {e} (set SMARTPURSE_DEBUG=1 for details)", err=True)
         sys.exit(70)
 

@@ -3,7 +3,8 @@
 One layout (``_layout``) drawn by two back ends, so the SVG and the PNG of a card show
 the same thing. The QR (segno) and the Code 128 barcode (python-barcode) are drawn as
 rectangles from their module matrices rather than pasted as images: the output stays
-crisp at any printer resolution. PNG needs Pillow; SVG needs nothing more.
+crisp at any printer resolution. PNG needs Pillow; SVG needs nothing more. All three
+are the ``faces`` extra, imported only when a face is drawn.
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from xml.sax.saxutils import escape
-
-import segno
-from barcode import Code128
 
 from purse import cardnumber
 from purse.errors import UserError
@@ -52,6 +50,9 @@ def qr_text(number: str) -> str:
 
 
 def _layout(number: str, issuer: str, holder: str | None, expiry: int | None) -> Face:
+    import segno  # the faces extra: imported when a face is drawn, so issuing works without it
+    from barcode import Code128
+
     boxes: list[Box] = []
     qr = segno.make(qr_text(number), error="m")
     matrix = [list(row) for row in qr.matrix]

@@ -10,6 +10,8 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -334,3 +336,32 @@ def test_coalition_terminals_touch_only_their_program(pos_demo: PosHome, tmp_pat
     two = h.json("pos", "read", CARD, "--terminal", "2")["points"]
     assert (one["program_name"], one["points"]) == ("Coffee Club", 3)
     assert (two["program_name"], two["points"]) == ("Lunch card", 1)
+
+
+# -- a terminal-only install ----------------------------------------------------------------------
+TERMINAL_ONLY = """
+import importlib.abc, sys
+BACK_OFFICE = {"sqlalchemy", "alembic", "numpy", "openpyxl", "rich", "segno", "barcode", "PIL", "psycopg"}
+class NotInstalled(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in BACK_OFFICE:
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+sys.meta_path.insert(0, NotInstalled())
+import cli
+cli.main(sys.argv[1:])
+"""
+
+
+def test_a_terminal_only_install_sells_and_names_the_part_a_back_office_command_needs(pos_demo: PosHome) -> None:
+    """``pip install smartpurse`` without extras: the POS works; ``cards list`` says what to install."""
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", TERMINAL_ONLY, *args], capture_output=True, text=True,
+                              cwd=Path(__file__).parent.parent)
+
+    sold = run("pos", "sell", CARD, "1.00", "--terminal", "1")
+    assert sold.returncode == 0, sold.stderr
+    assert "PURCHASE" in sold.stdout
+    for args in (("cards", "list"), ("load", CARD, "1.00"), ("process", "x.spb")):
+        refused = run(*args)
+        assert refused.returncode == 3, refused.stderr
+        assert refused.stderr.count("\n") == 1 and "pip install 'smartpurse[backoffice]'" in refused.stderr
