@@ -17,8 +17,9 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.dialects import postgresql, sqlite
 
+from processing.rows import StoredRow
 from processing.schema.processing import anomalies
-from processing.verify import details
+from purse.records import record_details
 
 KINDS = {
     "clone": "two different certified records with one card and counter",
@@ -55,9 +56,11 @@ def record_evidence(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
     """A stored or received row as evidence: the certified bytes and where they came from."""
     if row is None:
         return None
-    raw = bytes(row[10])
-    return {"card_number": row[0], "counter": row[1], "terminal_id": row[4], "terminal_seq": row[5],
-            "time": details(raw)[11], "batch_id": row[8], "record": raw.hex()}
+    r = StoredRow._make(row)
+    raw = bytes(r.raw)
+    return {"card_number": r.card_number, "counter": r.counter, "terminal_id": r.terminal_id,
+            "terminal_seq": r.terminal_seq, "time": record_details(raw).time, "batch_id": r.batch_id,
+            "record": raw.hex()}
 
 
 def save(conn: Connection, found: Iterable[Anomaly], batch_id: int | None = None, *, now: float | None = None) -> int:

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from purse.batch import ENTRY_SIZE, FORMAT_VERSION, HEADER_SIZE, TRAILER_SIZE
+from purse.batch import ENTRY_LAYOUT, ENTRY_SIZE, FORMAT_VERSION, HEADER_SIZE, TRAILER_SIZE
 from purse.errors import SmartpurseError
-from purse.records import RECORD
 
 HEADER = struct.Struct(">4sBB2sIIIIII8s")
 TRAILER = struct.Struct(">4sIIQIQIQI8s8s")
 # One entry: the 72-byte record's fields, then the 8-byte chain MAC.
-ENTRY = struct.Struct(">" + RECORD.format.lstrip(">") + "8s")
+ENTRY = ENTRY_LAYOUT.struct
 assert HEADER.size == HEADER_SIZE and TRAILER.size == TRAILER_SIZE and ENTRY.size == ENTRY_SIZE
 
 CHUNK_RECORDS = 32_768

@@ -24,7 +24,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import Connection, case, func, literal, or_, select
+from sqlalchemy import Connection, case, func, or_, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from processing import ledger
 from processing.schema.loads import loads
@@ -33,6 +34,7 @@ from processing.schema.processing import (
     batches,
     card_accounts,
     journal_entries,
+    money_effect_sql,
     postings,
     records,
     sales,
@@ -40,6 +42,7 @@ from processing.schema.processing import (
     transfers_posted,
 )
 from processing.transfers import transfer_key
+from purse.protocol import RecordType
 
 _EVIDENCE_LIMIT = 20
 
@@ -55,9 +58,8 @@ class CheckReport:
         self.failures.append({"invariant": invariant, "message": message, "evidence": evidence})
 
 
-def _delta():  # type: ignore[no-untyped-def]
-    r = records.c
-    return case((r.record_type == 2, -r.amount), (r.record_type.in_([1, 3]), r.amount), else_=literal(0))
+def _delta() -> ColumnElement[int]:
+    return money_effect_sql(records.c.record_type, records.c.amount)
 
 
 def run_check(conn: Connection) -> CheckReport:
@@ -115,7 +117,7 @@ _SALES_FIGURES = ("merchant_id", "terminal_id", "purchase_count", "purchase_tota
 def _sales_ledger(conn: Connection, rep: CheckReport) -> None:
     """Each ``sales`` row is the sum of its records: the aggregate may never drift from its detail."""
     r, sa = records.c, sales.c
-    is_p, is_c = r.record_type == 2, r.record_type == 3
+    is_p, is_c = r.record_type == RecordType.PURCHASE, r.record_type == RecordType.CANCEL
     detail = (select(r.batch_id.label("batch_id"), r.day.label("day"),
                      func.min(r.merchant_id).label("merchant_id"), func.max(r.merchant_id).label("merchant_hi"),
                      func.min(r.terminal_id).label("terminal_id"), func.max(r.terminal_id).label("terminal_hi"),
@@ -123,7 +125,8 @@ def _sales_ledger(conn: Connection, rep: CheckReport) -> None:
                      func.sum(case((is_p, r.amount), else_=0)).label("purchase_total"),
                      func.sum(case((is_c, 1), else_=0)).label("cancel_count"),
                      func.sum(case((is_c, r.amount), else_=0)).label("cancel_total"))
-              .where(r.batch_id.is_not(None), r.record_type.in_([2, 3])).group_by(r.batch_id, r.day).subquery())
+              .where(r.batch_id.is_not(None), r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL]))
+              .group_by(r.batch_id, r.day).subquery())
     d = detail.c
     differs = or_(sa.batch_id.is_(None), d.merchant_hi != d.merchant_id, d.terminal_hi != d.terminal_id,
                   *[d[name] != sa[name] for name in _SALES_FIGURES])

@@ -21,33 +21,43 @@ from typing import Any
 
 import numpy as np
 
-from purse.batch import ENTRY_SIZE
+from processing.rows import ROW_FIELDS, Row, StoredRow
+from purse.batch import ENTRY_LAYOUT, ENTRY_SIZE
 from purse.protocol import RecordType
-from purse.records import RECORD_SIZE
-
-Row = tuple[Any, ...]
+from purse.records import MONEY_SIGN, RECORD_SIZE
 
 LOAD, PURCHASE, CANCEL, BLOCK = (int(t) for t in RecordType)  # as plain ints: compared per record
 
-# Offsets of the fields the import reads, in an entry (the 72-byte record, then its chain MAC).
-ENTRY_DTYPE = np.dtype({
-    "names": ["kind", "counter", "amount", "balance_after", "program", "terminal_id", "terminal_seq", "time"],
-    "formats": ["u1", ">u4", ">u4", ">u4", ">u2", ">u4", ">u4", ">u4"],
-    "offsets": [0, 17, 21, 25, 31, 51, 55, 59],
-    "itemsize": ENTRY_SIZE,
-})
-CARD_AT, CARD_BCD = 9, 8  # packed BCD card number
+_NUMPY = {"B": "u1", "H": ">u2", "I": ">u4", "i": ">i4"}  # struct code -> numpy type, big-endian as on the wire
+
+
+def entry_dtype(names: tuple[str, ...]) -> np.dtype[np.void]:
+    """A numpy view of whole batch entries exposing the integer fields ``names`` (purse.batch.ENTRY_LAYOUT)."""
+    fields = [ENTRY_LAYOUT.field[n] for n in names]
+    return np.dtype({"names": list(names), "formats": [_NUMPY[f.code] for f in fields],
+                     "offsets": [ENTRY_LAYOUT.offset[n] for n in names], "itemsize": ENTRY_SIZE})
+
+
+# The fields the import reads as columns.
+ENTRY_DTYPE = entry_dtype(("record_type", "counter", "amount", "balance_after", "program_id", "terminal_id",
+                           "terminal_seq", "time"))
+CARD = ENTRY_LAYOUT.at("card_number")  # 8 bytes of packed BCD
 # What a storage row needs from an entry (type, card number, counter, amount, terminal sequence, time),
 # skipping the other fields: for SQLite's rows, struct makes the Python values faster than numpy.
-ROW_PARSE = struct.Struct(">B8x8sII30xII17x")
+ROW_PARSE = ENTRY_LAYOUT.sparse(("record_type", "card_number", "counter", "amount", "terminal_seq", "time"))
 assert ROW_PARSE.size == ENTRY_SIZE
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# MONEY_SIGN (purse.records, the one definition of what a record does to the money) as a lookup table.
+_SIGN = np.zeros(256, dtype=np.int64)
+for _kind, _sign in MONEY_SIGN.items():
+    _SIGN[_kind] = _sign
 
-# One row of PostgreSQL's binary COPY format in processing.verify.ROW_FIELDS order: a field count,
+# One row of PostgreSQL's binary COPY format in processing.rows.ROW_FIELDS order: a field count,
 # then each field as a length and its big-endian bytes (card_number as text, raw as bytea).
-_COPY_FIELDS = [("card_number", (np.uint8, 16)), ("counter", ">i8"), ("record_type", ">i2"), ("amount", ">i8"),
-                ("terminal_id", ">i8"), ("terminal_seq", ">i8"), ("day", ">i4"), ("merchant_id", ">i8"),
-                ("batch_id", ">i4"), ("entry_id", ">i4"), ("raw", (np.uint8, RECORD_SIZE))]
+_COPY_FORMAT = {"card_number": (np.uint8, 16), "counter": ">i8", "record_type": ">i2", "amount": ">i8",
+                "terminal_id": ">i8", "terminal_seq": ">i8", "day": ">i4", "merchant_id": ">i8", "batch_id": ">i4",
+                "entry_id": ">i4", "raw": (np.uint8, RECORD_SIZE)}
+_COPY_FIELDS = [(name, _COPY_FORMAT[name]) for name in ROW_FIELDS]
 COPY_ROW = np.dtype([("fields", ">i2")] + [x for name, fmt in _COPY_FIELDS for x in ((f"{name}_len", ">i4"),
                                                                                      (name, fmt))])
 COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + struct.pack(">ii", 0, 0)
@@ -76,8 +86,8 @@ class EntryColumns:
     @cached_property
     def card_ascii(self) -> np.ndarray:
         """(n, 16) ASCII digits of each card number, from its packed BCD."""
-        bcd = self._bytes[:, CARD_AT : CARD_AT + CARD_BCD]
-        out = np.empty((self.n, 2 * CARD_BCD), dtype=np.uint8)
+        bcd = self._bytes[:, CARD]
+        out = np.empty((self.n, 2 * bcd.shape[1]), dtype=np.uint8)
         out[:, 0::2] = _HEX[bcd >> 4]
         out[:, 1::2] = _HEX[bcd & 15]
         return out
@@ -88,10 +98,8 @@ class EntryColumns:
 
     @cached_property
     def signed(self) -> np.ndarray:
-        """What each record does to the money on the card (reconcile.signed_amount, vectorized)."""
-        amount = self.a["amount"].astype(np.int64)
-        kind = self.a["kind"]
-        return np.where(kind == PURCHASE, -amount, np.where(kind == BLOCK, 0, amount))
+        """What each record does to the money on the card (purse.records.money_effect, vectorized)."""
+        return self.a["amount"].astype(np.int64) * _SIGN[self.a["record_type"]]
 
     # -- Python values, made once per record ----------------------------------------------------
     @cached_property
@@ -102,15 +110,15 @@ class EntryColumns:
         """(numbers, counters, signed amounts, balances after, programs, times): what the walk reads."""
         a = self.a
         return (self.numbers, a["counter"].tolist(), self.signed.tolist(), a["balance_after"].tolist(),
-                a["program"].tolist(), a["time"].tolist())
+                a["program_id"].tolist(), a["time"].tolist())
 
     def row(self, i: int) -> Row:
-        """Entry ``i`` as a storage row (processing.verify.ROW_FIELDS order)."""
+        """Entry ``i`` as a storage row (a ``processing.rows.StoredRow`` tuple)."""
         a = self.a[i]
         pos = i * ENTRY_SIZE
-        return (self.numbers[i], int(a["counter"]), int(a["kind"]), int(a["amount"]), self.terminal_id,
-                int(a["terminal_seq"]), int(a["time"]) // 86400, self.merchant_id, self.batch_id, self.entry_id,
-                self.data[pos : pos + RECORD_SIZE])
+        return tuple(StoredRow(self.numbers[i], int(a["counter"]), int(a["record_type"]), int(a["amount"]),
+                               self.terminal_id, int(a["terminal_seq"]), int(a["time"]) // 86400, self.merchant_id,
+                               self.batch_id, self.entry_id, self.data[pos : pos + RECORD_SIZE]))
 
     @cached_property
     def rows(self) -> list[Row]:
@@ -134,7 +142,7 @@ class EntryColumns:
         a, out = self.a, _copy_buffer(self.n)
         out["card_number"] = self.card_ascii
         out["counter"] = a["counter"]
-        out["record_type"] = a["kind"]
+        out["record_type"] = a["record_type"]
         out["amount"] = a["amount"]
         out["terminal_id"] = self.terminal_id
         out["terminal_seq"] = a["terminal_seq"]
@@ -147,16 +155,16 @@ class EntryColumns:
 
     def totals(self) -> tuple[int, int, int]:
         """(purchases, cancellations, loads): the sums of the chunk's amounts per kind."""
-        amount, kind = self.a["amount"].astype(np.int64), self.a["kind"]
+        amount, kind = self.a["amount"].astype(np.int64), self.a["record_type"]
         return tuple(int(amount[kind == k].sum()) for k in (PURCHASE, CANCEL, LOAD))  # type: ignore[return-value]
 
     def load_rows(self) -> list[Row]:
         """The rows of the chunk's load records (rare in a merchant's batch: each is matched to a desk)."""
-        return [self.row(int(i)) for i in np.flatnonzero(self.a["kind"] == LOAD)]
+        return [self.row(int(i)) for i in np.flatnonzero(self.a["record_type"] == LOAD)]
 
     def sales_by_day(self) -> dict[int, list[int]]:
         """day -> [purchase count, purchase total, cancel count, cancel total] (processing.sales)."""
-        kind, days, amount = self.a["kind"], self.days, self.a["amount"].astype(np.int64)
+        kind, days, amount = self.a["record_type"], self.days, self.a["amount"].astype(np.int64)
         out: dict[int, list[int]] = {}
         for k, offset in ((PURCHASE, 0), (CANCEL, 2)):
             mask = kind == k
@@ -174,7 +182,7 @@ class EntryColumns:
 
 def distinct_card_numbers(data: bytes) -> list[str]:
     """The card numbers of a chunk, each once: the BCD bytes read as one big-endian integer are the digits."""
-    bcd = np.frombuffer(data, dtype=np.uint8).reshape(-1, ENTRY_SIZE)[:, CARD_AT : CARD_AT + CARD_BCD]
+    bcd = np.frombuffer(data, dtype=np.uint8).reshape(-1, ENTRY_SIZE)[:, CARD]
     return [f"{key:016x}" for key in np.unique(np.ascontiguousarray(bcd).view(">u8").ravel()).tolist()]
 
 

@@ -34,23 +34,27 @@ from processing import anomalies as anomaly_store
 from processing import ledger
 from processing.anomalies import Anomaly, record_evidence
 from processing.batchfile import BatchFile, BatchRejected, open_batch
-from processing.columns import EntryColumns, distinct_card_numbers
+from processing.columns import CANCEL, LOAD, PURCHASE, EntryColumns, distinct_card_numbers
 from processing.keys import CardMacs, ProcessingKeys
-from processing.reconcile import CANCEL, LOAD, PURCHASE, CardCache, Reconciler, open_gaps
+from processing.reconcile import CardCache, Reconciler, open_gaps
+from processing.rows import AMOUNT, CARD_NUMBER, COUNTER, RECORD_TYPE, Row, StoredRow
 from processing.sales import record_sales, sales_by_day
 from processing.schema.loads import loads
 from processing.schema.processing import batches, records
 from processing.schema.registry import terminals
-from processing.store import RecordStore, Row
+from processing.store import RecordStore
 from processing.verify import BatchVerifier, check_envelope
 from processing.worker import Verdict, WalkJob, verify_and_walk
 from purse.batch import ENTRY_SIZE
 from purse.crypto import macs_equal
 from purse.errors import SmartpurseError
-from purse.records import CERTIFIED_SIZE, RECORD
+from purse.records import CERTIFIED_SIZE, RECORD_LAYOUT
 
 IMPORT_LOCK = 0x5350_0001  # PostgreSQL advisory lock key: "SP" + 1
 DEFAULT_GAP_SECONDS = 72 * 3600
+# What a desk's load record is checked and stored by, read by name (purse.records.RECORD_LAYOUT).
+_DESK_LOAD = RECORD_LAYOUT.sparse(("record_type", "key_version", "uid", "card_number", "counter", "amount",
+                                   "terminal_id", "terminal_seq", "time", "certificate"))
 
 
 @dataclass
@@ -209,19 +213,21 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
                 progress(len(data) // ENTRY_SIZE)
         verifier.finish()
     matched_loads = matched_transfers = 0
-    for r in posted.load_rows:  # a load in a batch: the desk's record (not yet ingested) or an anomaly
+    for row in posted.load_rows:  # a load in a batch: the desk's record (not yet ingested) or an anomaly
+        r = StoredRow._make(row)
         lo = loads.c
-        desk = conn.execute(select(lo.record, lo.transfer_id).where(lo.card_number == r[0],
-                                                                     lo.counter == r[1])).first()
-        if desk is not None and bytes(desk.record) == r[10]:
+        desk = conn.execute(select(lo.record, lo.transfer_id).where(lo.card_number == r.card_number,
+                                                                     lo.counter == r.counter)).first()
+        if desk is not None and bytes(desk.record) == r.raw:
             if desk.transfer_id is None:
-                matched_loads += r[3]
+                matched_loads += r.amount
             else:
-                matched_transfers += r[3]
+                matched_transfers += r.amount
             continue
-        rec.found.append(Anomaly("unmatched_load", f"unmatched_load:{r[0]}:{r[1]}",
-                                 f"card {r[0]} counter {r[1]}: load of {r[3]} not recorded by any load desk",
-                                 {"record": record_evidence(r)}, r[0], r[1], r[4]))
+        rec.found.append(Anomaly("unmatched_load", f"unmatched_load:{r.card_number}:{r.counter}",
+                                 f"card {r.card_number} counter {r.counter}: load of {r.amount} not recorded by any "
+                                 "load desk", {"record": record_evidence(r)}, r.card_number, r.counter,
+                                 r.terminal_id))
     touched = rec.finish()
     rec.found.extend(_recompute_points(conn, touched, options.programs))
     rec.found.extend(open_gaps(conn, now, options.gap_seconds))
@@ -252,13 +258,13 @@ class _Posted:
 
     def add_rows(self, rows: Sequence[Row]) -> None:
         for r in rows:
-            kind = r[2]
+            kind = r[RECORD_TYPE]
             if kind == PURCHASE:
-                self.purchases += r[3]
+                self.purchases += r[AMOUNT]
             elif kind == CANCEL:
-                self.cancellations += r[3]
+                self.cancellations += r[AMOUNT]
             elif kind == LOAD:
-                self.loads += r[3]
+                self.loads += r[AMOUNT]
                 self.load_rows.append(r)
         sales_by_day(rows, into=self.days)
 
@@ -403,16 +409,16 @@ def _raise_if_rejected(verdict: Verdict) -> None:
         raise BatchRejected(*verdict.rejected)
 
 
-def _conflict(received: Row, stored: Row | None) -> Anomaly:
-    if stored is not None and stored[0] == received[0] and stored[1] == received[1]:
-        return Anomaly("clone", f"clone:{received[0]}:{received[1]}:{bytes(received[10]).hex()[-16:]}",
-                       f"card {received[0]} counter {received[1]}: two different certified records (a clone)",
-                       {"stored": record_evidence(stored), "received": record_evidence(received)},
-                       received[0], received[1], received[4])
-    return Anomaly("terminal_seq_reused", f"tseq:{received[4]}:{received[5]}:{received[0]}:{received[1]}",
-                   f"terminal {received[4]} sequence {received[5]} names two different records",
-                   {"stored": record_evidence(stored), "received": record_evidence(received)},
-                   received[0], received[1], received[4])
+def _conflict(received_row: Row, stored: Row | None) -> Anomaly:
+    r = StoredRow._make(received_row)
+    evidence = {"stored": record_evidence(stored), "received": record_evidence(r)}
+    if stored is not None and stored[CARD_NUMBER] == r.card_number and stored[COUNTER] == r.counter:
+        return Anomaly("clone", f"clone:{r.card_number}:{r.counter}:{bytes(r.raw).hex()[-16:]}",
+                       f"card {r.card_number} counter {r.counter}: two different certified records (a clone)",
+                       evidence, r.card_number, r.counter, r.terminal_id)
+    return Anomaly("terminal_seq_reused", f"tseq:{r.terminal_id}:{r.terminal_seq}:{r.card_number}:{r.counter}",
+                   f"terminal {r.terminal_id} sequence {r.terminal_seq} names two different records",
+                   evidence, r.card_number, r.counter, r.terminal_id)
 
 
 def _check_terminal(conn: Connection, h: Any) -> None:
@@ -486,25 +492,25 @@ def ingest_loads(conn: Connection, card_macs: CardMacs, options: ImportOptions) 
         .where(r.counter.is_(None)).order_by(lo.card_number, lo.counter)).all()
     if not pending:
         return 0
-    rows: list[Row] = []
+    verified: list[StoredRow] = []
     found: list[Anomaly] = []
     transfer_loads: set[tuple[str, int]] = set()  # paid a replacement transfer: no cash came in
     for raw, transfer_id in pending:
         raw = bytes(raw)
-        f = RECORD.unpack(raw)
-        number = f[3].hex()
-        ctx = card_macs.get(f[1], f[2])
-        if f[0] != LOAD or ctx is None or not macs_equal(ctx.mac(raw[:CERTIFIED_SIZE]), f[19]):
-            found.append(Anomaly("bad_load_certificate", f"badload:{number}:{f[4]}",
-                                 f"card {number} counter {f[4]}: the desk's load record does not verify",
-                                 {"record": raw.hex()}, number, f[4], f[15]))
+        kind, version, uid, bcd, counter, amount, terminal, seq, when, certificate = _DESK_LOAD.unpack(raw)
+        number = bcd.hex()
+        ctx = card_macs.get(version, uid)
+        if kind != LOAD or ctx is None or not macs_equal(ctx.mac(raw[:CERTIFIED_SIZE]), certificate):
+            found.append(Anomaly("bad_load_certificate", f"badload:{number}:{counter}",
+                                 f"card {number} counter {counter}: the desk's load record does not verify",
+                                 {"record": raw.hex()}, number, counter, terminal))
             continue
-        rows.append((number, f[4], f[0], f[5], f[15], f[16], f[17] // 86400, None, None, 0, raw))
+        verified.append(StoredRow(number, counter, kind, amount, terminal, seq, when // 86400, None, None, 0, raw))
         if transfer_id is not None:
-            transfer_loads.add((number, f[4]))
+            transfer_loads.add((number, counter))
     now = int(options.now())
-    entry_id = ledger.open_entry(conn, "load", f"{len(rows)} loads at the issuer's desks", _day(now))
-    rows = [(*row[:9], entry_id, row[10]) for row in rows]
+    entry_id = ledger.open_entry(conn, "load", f"{len(verified)} loads at the issuer's desks", _day(now))
+    rows = [tuple(r._replace(entry_id=entry_id)) for r in verified]
     store = RecordStore(conn)
     rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds)
     rec.found.extend(found)
@@ -514,8 +520,8 @@ def ingest_loads(conn: Connection, card_macs: CardMacs, options: ImportOptions) 
         rec.found.append(_conflict(received, other))
     rec.walk(stored.new)
     rec.finish()
-    paid = sum(row[3] for row in stored.new if (row[0], row[1]) in transfer_loads)
-    cash = sum(row[3] for row in stored.new) - paid
+    paid = sum(row[AMOUNT] for row in stored.new if (row[CARD_NUMBER], row[COUNTER]) in transfer_loads)
+    cash = sum(row[AMOUNT] for row in stored.new) - paid
     ledger.post(conn, entry_id, ledger.batch_lines(None, 0, 0, cash, 0, transfer_loads=paid))
     if not stored.new:
         conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))

@@ -23,28 +23,28 @@ from typing import Any
 from sqlalchemy import Connection, and_, insert, or_, select
 
 from processing.anomalies import Anomaly, record_evidence
-from processing.columns import BLOCK, CANCEL, LOAD, PURCHASE, EntryColumns
+from processing.columns import BLOCK, CANCEL, PURCHASE, EntryColumns
+from processing.rows import (
+    AMOUNT,
+    CARD_NUMBER,
+    COUNTER,
+    RAW,
+    RECORD_TYPE,
+    ROW_FIELDS,
+    TERMINAL_ID,
+    TERMINAL_SEQ,
+    Row,
+)
 from processing.schema.processing import anomalies, card_accounts, card_points, records
 from processing.schema.registry import cards
 from processing.store import records_version, select_in, write_card_accounts
-from processing.verify import RAW_TAIL, RAW_TAIL_AT, ROW_FIELDS, details
+from purse.records import RECORD_LAYOUT, money_effect, record_details
 
-Row = tuple[Any, ...]
 _IN = 500
-
-
-
-def signed_amount(kind: int, amount: int) -> int:
-    """What a record does to the money on the card."""
-    if kind == PURCHASE:
-        return -amount
-    if kind in (LOAD, CANCEL):
-        return amount
-    return 0
-
-
-def balance_before(kind: int, amount: int, balance_after: int) -> int:
-    return balance_after - signed_amount(kind, amount)
+# What the walk and a closer step read from a record's raw bytes, by name (purse.records.RECORD_LAYOUT):
+# a plain struct, because these run once per record.
+_WALK = RECORD_LAYOUT.sparse(("balance_after", "program_id", "time"))
+_STEP = RECORD_LAYOUT.sparse(("balance_after", "program_id", "points_before", "points_after", "time"))
 
 
 @dataclass(slots=True)
@@ -101,31 +101,33 @@ class ChainWalker:
     def check_order(self, rows: Sequence[Row]) -> None:
         """Counter rollback within the terminal's chain, and use of a hotlisted card."""
         for r in rows:
-            self._check_one(self.cards[r[0]], r)
+            self._check_one(self.cards[r[CARD_NUMBER]], r)
 
     def _check_one(self, w: CardWalk, r: Row) -> None:
-        if r[1] <= w.last_seen:
+        number, counter, terminal = r[CARD_NUMBER], r[COUNTER], r[TERMINAL_ID]
+        if counter <= w.last_seen:
             self.found.append(Anomaly(
-                "counter_rollback", f"rollback:{r[0]}:{r[1]}:{r[4]}:{r[5]}",
-                f"card {r[0]}: counter {r[1]} after counter {w.last_seen} at terminal {r[4]}",
-                {"record": record_evidence(r), "previous_counter": w.last_seen}, r[0], r[1], r[4]))
-        w.last_seen = r[1]
-        blocked = self.hotlist.get(r[0])
-        if blocked is not None and r[2] != BLOCK:
-            when = details(r[10])[11]
+                "counter_rollback", f"rollback:{number}:{counter}:{terminal}:{r[TERMINAL_SEQ]}",
+                f"card {number}: counter {counter} after counter {w.last_seen} at terminal {terminal}",
+                {"record": record_evidence(r), "previous_counter": w.last_seen}, number, counter, terminal))
+        w.last_seen = counter
+        blocked = self.hotlist.get(number)
+        if blocked is not None and r[RECORD_TYPE] != BLOCK:
+            when = record_details(r[RAW]).time
             if when > blocked:
                 self.found.append(Anomaly(
-                    "hotlisted_use", f"hotlisted:{r[0]}:{r[1]}",
-                    f"card {r[0]} used at {_iso(when)}, blocked since {_iso(blocked)}",
-                    {"record": record_evidence(r), "blocked_at": blocked}, r[0], r[1], r[4]))
+                    "hotlisted_use", f"hotlisted:{number}:{counter}",
+                    f"card {number} used at {_iso(when)}, blocked since {_iso(blocked)}",
+                    {"record": record_evidence(r), "blocked_at": blocked}, number, counter, terminal))
 
     def walk(self, rows: Sequence[Row], check_order: bool = False) -> None:
         """Advance chain heads through newly stored rows (terminal order: per card, counters rise).
 
         With ``check_order`` it also does ``check_order``'s work (all rows of the chunk are new)."""
-        tails = [RAW_TAIL.unpack_from(r[10], RAW_TAIL_AT) for r in rows]
-        self._walk(([r[0] for r in rows], [r[1] for r in rows], [signed_amount(r[2], r[3]) for r in rows],
-                    [t[0] for t in tails], [t[2] for t in tails], [t[11] for t in tails]),
+        walked = [_WALK.unpack(r[RAW]) for r in rows]
+        afters, programs, times = zip(*walked, strict=True) if walked else ((), (), ())
+        self._walk(([r[CARD_NUMBER] for r in rows], [r[COUNTER] for r in rows],
+                    [money_effect(r[RECORD_TYPE], r[AMOUNT]) for r in rows], afters, programs, times),
                    rows.__getitem__, check_order)
 
     def walk_columns(self, cols: EntryColumns) -> None:
@@ -133,7 +135,7 @@ class ChainWalker:
         no row tuple per record (the columns are Python lists made in C)."""
         self._walk(cols.walk_columns(), cols.row, True)
 
-    def _walk(self, columns: tuple[list[Any], ...], row_of: Callable[[int], Row], check_order: bool) -> None:
+    def _walk(self, columns: tuple[Sequence[Any], ...], row_of: Callable[[int], Row], check_order: bool) -> None:
         """The loop every record of every batch goes through, so the common case is inlined: a purchase
         continuing its card's chain, no program, card not hotlisted, counter rising. A row is built
         only for the rare record that needs a closer look (``_check_one``, ``_step``)."""
@@ -162,29 +164,30 @@ class ChainWalker:
                 w.chain_counter, w.chain_balance, w.chain_time = counter, after, times[i]
 
     def _step(self, w: CardWalk, r: Row) -> None:
-        kind, amount = r[2], r[3]
-        after, _, program, points_before, points_after, *_, when = details(r[10])
-        before = balance_before(kind, amount, after)
+        kind, counter, terminal = r[RECORD_TYPE], r[COUNTER], r[TERMINAL_ID]
+        after, program, points_before, points_after, when = _STEP.unpack(r[RAW])
+        before = after - money_effect(kind, r[AMOUNT])
         if before != w.chain_balance:
             self.found.append(Anomaly(
-                "balance_out_of_chain", f"balance:{w.number}:{r[1]}",
-                f"card {w.number} counter {r[1]}: balance before {before}, previous record left {w.chain_balance}",
+                "balance_out_of_chain", f"balance:{w.number}:{counter}",
+                f"card {w.number} counter {counter}: balance before {before}, previous record left {w.chain_balance}",
                 {"record": record_evidence(r), "previous_counter": w.chain_counter,
-                 "previous_balance_after": w.chain_balance, "balance_before": before}, w.number, r[1], r[4]))
+                 "previous_balance_after": w.chain_balance, "balance_before": before}, w.number, counter, terminal))
         if program and kind in (PURCHASE, CANCEL):
             if w.points is None or w.points_counter is None:
                 w.points, w.points_counter = {}, {}
             previous = w.points.get(program)
             if previous is not None and previous != points_before:
                 self.found.append(Anomaly(
-                    "points_out_of_chain", f"points:{w.number}:{r[1]}",
-                    f"card {w.number} counter {r[1]}: program {program} points before {points_before}, "
+                    "points_out_of_chain", f"points:{w.number}:{counter}",
+                    f"card {w.number} counter {counter}: program {program} points before {points_before}, "
                     f"previous record left {previous}",
                     {"record": record_evidence(r), "previous_counter": w.points_counter.get(program),
-                     "previous_points_after": previous, "points_before": points_before}, w.number, r[1], r[4]))
+                     "previous_points_after": previous, "points_before": points_before}, w.number, counter,
+                    terminal))
             w.points[program] = points_after
-            w.points_counter[program] = r[1]
-        w.chain_counter, w.chain_balance, w.chain_time = r[1], after, when
+            w.points_counter[program] = counter
+        w.chain_counter, w.chain_balance, w.chain_time = counter, after, when
 
 
 class Reconciler(ChainWalker):
@@ -207,7 +210,7 @@ class Reconciler(ChainWalker):
 
         ``check=False`` only loads: the caller then passes ``check_order=True`` to ``walk`` when every
         row turned out new (the usual case), so the records are looped over once, not twice."""
-        self.prepare_cards([r[0] for r in rows])
+        self.prepare_cards([r[CARD_NUMBER] for r in rows])
         if check:
             self.check_order(rows)
 
@@ -239,9 +242,9 @@ class Reconciler(ChainWalker):
         stmt = (select(*[c[n] for n in ROW_FIELDS])
                 .where(c.card_number == w.number, c.counter > w.chain_counter).order_by(c.counter))
         for r in self.conn.execute(stmt):
-            if r[1] != w.chain_counter + 1:
+            if r[COUNTER] != w.chain_counter + 1:
                 break
-            self._step(w, (*r[:10], bytes(r[10])))
+            self._step(w, (*r[:RAW], bytes(r[RAW])))
 
     # -- at the end: write the card accounts back -------------------------------------------------
     def finish(self) -> list[str]:

@@ -14,7 +14,7 @@ import json
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sqlalchemy import Connection, case, func, literal, select
+from sqlalchemy import Connection, case, func, select
 
 from processing.reportfmt import Col, Report
 from processing.schema.processing import (
@@ -22,15 +22,16 @@ from processing.schema.processing import (
     card_accounts,
     card_points,
     journal_entries,
+    money_effect_sql,
     records,
     sales,
     transfers_posted,
 )
 from processing.schema.registry import merchants
 from processing.settlement import EPOCH, day_number, fee_for
-from processing.verify import details
 from purse.errors import UserError
 from purse.protocol import RecordType
+from purse.records import record_details
 
 KINDS = ("settlement", "float", "statement", "points", "anomalies")
 
@@ -93,9 +94,8 @@ def settlement_report(conn: Connection, start: dt.date | None, end: dt.date | No
 def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, rate_pct: Decimal) -> Report:
     r = records.c
     per_day = {int(d): (int(lo), int(pu), int(ca)) for d, lo, pu, ca in conn.execute(
-        select(r.day, func.sum(case((r.record_type == 1, r.amount), else_=0)),
-               func.sum(case((r.record_type == 2, r.amount), else_=0)),
-               func.sum(case((r.record_type == 3, r.amount), else_=0))).group_by(r.day))}
+        select(r.day, *[func.sum(case((r.record_type == kind, r.amount), else_=0))
+                        for kind in (RecordType.LOAD, RecordType.PURCHASE, RecordType.CANCEL)]).group_by(r.day))}
     # A replaced card's value leaves the float the day processing moves it to replacement_payable, and
     # comes back as a load when a desk puts it on the new card (the old card's records still hold it).
     moved = {day_number(d): int(v) for d, v in conn.execute(
@@ -146,15 +146,15 @@ def statement_report(conn: Connection, number: str, start: dt.date | None, end: 
     acct = conn.execute(select(card_accounts).where(card_accounts.c.card_number == number)).mappings().first()
     if acct is None:
         raise UserError(f"no records of card {number}")
-    signed = case((r.record_type == 2, -r.amount), (r.record_type.in_([1, 3]), r.amount), else_=literal(0))
+    signed = money_effect_sql(r.record_type, r.amount)
     rows = []
     for counter, kind, term, merch, amount, batch, raw in conn.execute(
             select(r.counter, r.record_type, r.terminal_id, r.merchant_id, signed, r.batch_id, r.raw)
             .where(r.card_number == number, *_range(r, start, end)).order_by(r.counter)):
-        bal, _, prog, _, pts, *_, t = details(bytes(raw))
-        rows.append([dt.datetime.fromtimestamp(t, dt.UTC).replace(tzinfo=None), counter,
-                     RecordType(kind).name.lower(), term, merch, int(amount), int(bal), prog or None,
-                     pts if prog else None, batch])
+        d = record_details(bytes(raw))
+        rows.append([dt.datetime.fromtimestamp(d.time, dt.UTC).replace(tzinfo=None), counter,
+                     RecordType(kind).name.lower(), term, merch, int(amount), d.balance_after, d.program_id or None,
+                     d.points_after if d.program_id else None, batch])
     cols = [Col("time", "datetime"), Col("counter", "int"), Col("type"), Col("terminal_id", "int"),
             Col("merchant_id", "int"), Col("amount", "money"), Col("balance_after", "money"),
             Col("program_id", "int"), Col("points_after", "int"), Col("batch_id", "int")]
@@ -171,11 +171,12 @@ def points_report(conn: Connection, start: dt.date | None, end: dt.date | None) 
     outstanding = {p: (int(n), int(s)) for p, n, s in conn.execute(
         select(cp.program_id, func.count(), func.sum(cp.points)).group_by(cp.program_id))}
     moved: dict[int, tuple[int, int]] = {}
-    for (raw,) in conn.execute(select(r.raw).where(r.record_type.in_([2, 3]), *_range(r, start, end))):
-        _, _, program, _, _, earned, redeemed, *_ = details(bytes(raw))
-        if program:
-            e, x = moved.get(program, (0, 0))
-            moved[program] = (e + earned, x + redeemed)
+    for (raw,) in conn.execute(select(r.raw).where(r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL]),
+                                                   *_range(r, start, end))):
+        d = record_details(bytes(raw))
+        if d.program_id:
+            e, x = moved.get(d.program_id, (0, 0))
+            moved[d.program_id] = (e + d.points_earned, x + d.points_redeemed)
     rows = [[p, outstanding.get(p, (0, 0))[0], outstanding.get(p, (0, 0))[1], moved.get(p, (0, 0))[0],
              moved.get(p, (0, 0))[1]] for p in sorted(set(outstanding) | set(moved))]
     cols = [Col("program_id", "int"), Col("cards", "int"), Col("points_outstanding", "int"),

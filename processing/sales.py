@@ -15,25 +15,26 @@ from typing import Any
 from sqlalchemy import Connection, insert
 
 from processing.columns import CANCEL, PURCHASE
+from processing.rows import AMOUNT, DAY, RECORD_TYPE
 from processing.schema.processing import sales
 
 
 def sales_by_day(rows: Iterable[Sequence[Any]], into: dict[int, list[int]] | None = None) -> dict[int, list[int]]:
     """Day -> [purchase count, purchase total, cancel count, cancel total] of storage rows.
 
-    Rows are in ``processing.verify.ROW_FIELDS`` order (record type at 2, amount at 3, day
-    at 6); other record types are left out. ``into`` accumulates over several chunks.
+    Rows are ``processing.rows.StoredRow`` tuples; other record types than purchases and
+    cancellations are left out. ``into`` accumulates over several chunks.
     """
     days = {} if into is None else into
     for r in rows:
-        kind = r[2]
+        kind = r[RECORD_TYPE]
         if kind == PURCHASE or kind == CANCEL:
-            sums = days.get(r[6])
+            sums = days.get(r[DAY])
             if sums is None:
-                sums = days[r[6]] = [0, 0, 0, 0]
+                sums = days[r[DAY]] = [0, 0, 0, 0]
             at = 0 if kind == PURCHASE else 2
             sums[at] += 1
-            sums[at + 1] += r[3]
+            sums[at + 1] += r[AMOUNT]
     return days
 
 

@@ -19,10 +19,9 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, tuple_, update
 
 from processing.columns import COPY_SIGNATURE, COPY_TRAILER, EntryColumns
+from processing.rows import CARD_NUMBER, COUNTER, ENTRY_ID, RAW, ROW_FIELDS, TERMINAL_ID, TERMINAL_SEQ, Row
 from processing.schema.processing import processing_state, records
-from processing.verify import ROW_FIELDS
 
-Row = tuple[Any, ...]
 _COLS = ", ".join(ROW_FIELDS)
 _PG_TYPES = ["text", "int8", "int2", "int8", "int8", "int8", "int4", "int8", "int4", "int4", "bytea"]
 RECORDS_VERSION = "records_version"
@@ -150,19 +149,19 @@ class RecordStore:
         for i in range(0, len(rows), _LOOKUP):
             part = rows[i : i + _LOOKUP]
             for found in self.conn.execute(select(*cols).where(
-                    tuple_(c.card_number, c.counter).in_([(r[0], r[1]) for r in part]))):
-                by_key[(found[0], found[1])] = tuple(found)
+                    tuple_(c.card_number, c.counter).in_([(r[CARD_NUMBER], r[COUNTER]) for r in part]))):
+                by_key[(found[CARD_NUMBER], found[COUNTER])] = tuple(found)
             for found in self.conn.execute(select(*cols).where(
-                    tuple_(c.terminal_id, c.terminal_seq).in_([(r[4], r[5]) for r in part]))):
-                by_seq[(found[4], found[5])] = tuple(found)
+                    tuple_(c.terminal_id, c.terminal_seq).in_([(r[TERMINAL_ID], r[TERMINAL_SEQ]) for r in part]))):
+                by_seq[(found[TERMINAL_ID], found[TERMINAL_SEQ])] = tuple(found)
         claimed: set[tuple[str, int]] = set()
         for row in rows:
-            key = (row[0], row[1])
-            stored = by_key.get(key) or by_seq.get((row[4], row[5]))
+            key = (row[CARD_NUMBER], row[COUNTER])
+            stored = by_key.get(key) or by_seq.get((row[TERMINAL_ID], row[TERMINAL_SEQ]))
             if stored is None:
                 out.conflicts.append((row, None))
-            elif bytes(stored[10]) == row[10]:
-                if stored[9] == entry_id and key not in claimed:
+            elif bytes(stored[RAW]) == row[RAW]:
+                if stored[ENTRY_ID] == entry_id and key not in claimed:
                     claimed.add(key)
                     out.new.append(row)
                 else:

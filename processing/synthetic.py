@@ -17,7 +17,7 @@ from processing.keys import ProcessingKeys
 from purse import cardnumber, crypto
 from purse.batch import BatchHeader, BatchTrailer, Totals, batch_mac
 from purse.protocol import AID, RecordType
-from purse.records import CERTIFIED_SIZE, RECORD
+from purse.records import CERTIFIED_SIZE, RECORD, money_effect
 
 CURRENCY = 643
 CREDIT_TERMINAL = 900
@@ -56,10 +56,7 @@ def card_record(card: SynthCard, kind: RecordType, amount: int, terminal_id: int
     """The card's next record, certified, and the card state moved on as the applet would."""
     card.counter += 1
     before = card.points
-    if kind == RecordType.PURCHASE:
-        card.balance -= amount
-    elif kind in (RecordType.LOAD, RecordType.CANCEL):
-        card.balance += amount
+    card.balance += money_effect(kind, amount)
     if program_id:
         card.points = before + earned
     raw = RECORD.pack(kind, card.key_version, card.uid, bytes.fromhex(card.number), card.counter, amount,

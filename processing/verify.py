@@ -11,34 +11,25 @@ naming the record (1-based, in file order) and the check that failed.
 from __future__ import annotations
 
 import hmac
-import struct
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from processing.batchfile import ENTRY, BatchFile, BatchRejected, open_batch, parse_header, parse_trailer
+from processing.batchfile import BatchFile, BatchRejected, open_batch, parse_header, parse_trailer
 from processing.columns import CANCEL, LOAD, PURCHASE
 from processing.keys import CardMacs, ProcessingKeys
+from processing.rows import Row
 from purse import crypto
-from purse.batch import ENTRY_SIZE, MAC_SIZE, Totals, batch_mac, parse_batch
+from purse.batch import ENTRY_LAYOUT, ENTRY_SIZE, MAC_SIZE, Totals, batch_mac, parse_batch
 from purse.protocol import AID, RecordType
-from purse.records import CERTIFIED_SIZE, RECORD_SIZE, TransactionRecord
+from purse.records import CERTIFIED_SIZE, RECORD_LAYOUT, RECORD_SIZE, TransactionRecord
 
 RECORD_TYPES = frozenset(int(t) for t in RecordType)
 
-# Row layout handed to storage: the ``records`` columns, in this order.
-ROW_FIELDS = ("card_number", "counter", "record_type", "amount", "terminal_id", "terminal_seq", "day", "merchant_id",
-              "batch_id", "entry_id", "raw")
-# The rest of a record, read from its raw bytes: balance after, currency, program, points before/after,
-# earned, redeemed, prizes, tier, terminal id, terminal sequence, time (docs/protocol.md, record layout).
-RAW_TAIL = struct.Struct(">IHHIIiiBBIII")
-RAW_TAIL_AT = 25
-
-
-def details(raw: bytes) -> tuple[int, ...]:
-    """(balance_after, currency, program_id, points_before, points_after, earned, redeemed, prizes, tier,
-    terminal_id, terminal_seq, time) of a stored record."""
-    return RAW_TAIL.unpack_from(raw, RAW_TAIL_AT)
+# What the fast path reads of each entry, by name (purse.batch.ENTRY_LAYOUT); the rest is skipped.
+_VERIFIED = ENTRY_LAYOUT.sparse(("record_type", "key_version", "uid", "card_number", "counter", "amount",
+                                 "terminal_id", "terminal_seq", "time", "certificate", "chain_mac"))
+_CARD_NUMBER, _COUNTER = RECORD_LAYOUT.at("card_number"), RECORD_LAYOUT.at("counter")
 
 
 def check_envelope(batch: BatchFile, keys: ProcessingKeys) -> bytes:
@@ -76,11 +67,11 @@ class BatchVerifier:
         self.prev_mac = self.batch.header.prev_chain_mac
         self._chain = crypto.PrekeyedMac(self.log_key)
 
-    def chunk(self, start: int, data: bytes, build: bool = True) -> list[tuple[object, ...]]:
-        """Verify entries ``start``.. in ``data``; the rows in ``ROW_FIELDS`` order (none unless ``build``)."""
+    def chunk(self, start: int, data: bytes, build: bool = True) -> list[Row]:
+        """Verify entries ``start``.. in ``data``; their storage rows (``StoredRow`` order; none unless ``build``)."""
         if start != self.seen:
             raise ValueError("chunks must be verified in file order")
-        rows: list[tuple[object, ...]] = []
+        rows: list[Row] = []
         append = rows.append
         eq = hmac.compare_digest
         chain = self._chain.mac
@@ -90,32 +81,31 @@ class BatchVerifier:
         terminal_id, merchant_id, batch_id, entry_id = h.terminal_id, h.merchant_id, self.batch_id, self.entry_id
         t = self.totals
         pos = 0
-        for i, f in enumerate(ENTRY.iter_unpack(data), start + 1):
+        for i, (kind, version, uid, bcd, counter, amount, terminal, seq, when, certificate,
+                chain_mac) in enumerate(_VERIFIED.iter_unpack(data), start + 1):
             raw = data[pos : pos + RECORD_SIZE]
             pos += ENTRY_SIZE
-            kind, version, uid, bcd, counter = f[0], f[1], f[2], f[3], f[4]
-            if not eq(chain(raw + prev), f[20]):
+            if not eq(chain(raw + prev), chain_mac):
                 raise BatchRejected("chain MAC", "does not verify under the terminal log key "
                                     "(record altered, dropped, inserted or reordered)", i)
-            prev = f[20]
+            prev = chain_mac
             number = bcd.hex()
             if not number.isdigit():
                 raise BatchRejected("record", f"card number {number} is not decimal", i)
             if kind not in RECORD_TYPES:
                 raise BatchRejected("record", f"unknown record type {kind} ({_describe(number, counter)})", i)
-            if f[15] != terminal_id:
-                raise BatchRejected("record", f"{_describe(number, counter)} was made at terminal {f[15]}, "
+            if terminal != terminal_id:
+                raise BatchRejected("record", f"{_describe(number, counter)} was made at terminal {terminal}, "
                                     f"not at this batch's terminal {terminal_id}", i)
             ctx = card_mac(version, uid)
             if ctx is None:
                 raise BatchRejected("key version", f"{_describe(number, counter)}: card key version {version} "
                                     "is unknown to processing", i)
-            if not eq(ctx.mac(raw[:CERTIFIED_SIZE]), f[19]):
+            if not eq(ctx.mac(raw[:CERTIFIED_SIZE]), certificate):
                 raise BatchRejected("certificate", f"{_describe(number, counter)}: the card certificate does not "
                                     f"verify under the card's TXN key v{version} (forged or altered record)", i)
-            amount = f[5]
             if build:
-                append((number, counter, kind, amount, terminal_id, f[16], f[17] // 86400, merchant_id, batch_id,
+                append((number, counter, kind, amount, terminal_id, seq, when // 86400, merchant_id, batch_id,
                         entry_id, raw))
             if kind == PURCHASE:
                 t.purchase_count += 1
@@ -147,8 +137,7 @@ class BatchVerifier:
                                     f"the records give {value}")
 
 
-def verify_file(batch: BatchFile, keys: ProcessingKeys, card_macs: CardMacs | None = None) -> Iterable[
-        list[tuple[object, ...]]]:
+def verify_file(batch: BatchFile, keys: ProcessingKeys, card_macs: CardMacs | None = None) -> Iterable[list[Row]]:
     """Verify a whole batch without storing it (used by tests and the benchmark)."""
     verifier = BatchVerifier(batch, check_envelope(batch, keys), card_macs or CardMacs(keys))
     for start, data in batch.chunks():
@@ -178,14 +167,15 @@ def reference_verify(path: Path, keys: ProcessingKeys) -> list[TransactionRecord
             raise BatchRejected("chain MAC", "does not verify under the terminal log key "
                                 "(record altered, dropped, inserted or reordered)", i)
         prev = chain_mac
-        number = raw[10:18].hex()
+        number = raw[_CARD_NUMBER].hex()
         if not number.isdigit():
             raise BatchRejected("record", f"card number {number} is not decimal", i)
         try:
             rec = TransactionRecord.from_bytes(raw)
         except ValueError:
-            counter = int.from_bytes(raw[17:21], "big")
-            raise BatchRejected("record", f"unknown record type {raw[0]} ({_describe(number, counter)})", i) from None
+            counter = int.from_bytes(raw[_COUNTER], "big")
+            kind = raw[RECORD_LAYOUT.offset["record_type"]]
+            raise BatchRejected("record", f"unknown record type {kind} ({_describe(number, counter)})", i) from None
         if rec.terminal_id != header.terminal_id:
             raise BatchRejected("record", f"{_describe(rec.card_number, rec.counter)} was made at terminal "
                                 f"{rec.terminal_id}, not at this batch's terminal {header.terminal_id}", i)

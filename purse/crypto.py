@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.cmac import CMAC
 
 KEY_SIZE = 16
 BLOCK = 16
-MAC_SIZE = 8
+MAC_SIZE = 8  # every MAC of the protocol, the log chain and the batch: CMAC truncated to 8 bytes
 _RB = 0x87
 
 # Diversification constants of AN10922 section 2.2 (AES-128): the input starts with 0x01.

@@ -10,6 +10,8 @@ from __future__ import annotations
 import struct
 from enum import IntEnum
 
+from purse.crypto import MAC_SIZE  # noqa: F401 - the protocol's MACs are CMAC truncated to MAC_SIZE
+
 AID = bytes.fromhex("F0535055525345 01".replace(" ", ""))  # F0 'SPURSE' 01: proprietary AID
 CLA_ISO = 0x00
 CLA_PURSE = 0x80
@@ -90,7 +92,6 @@ TXN_RESP = struct.Struct(">II8s")
 # WRITE FILE ID: card number (BCD), issuer id, expiry, currency, max balance
 ID_FILE = struct.Struct(">8sIIHI")
 
-MAC_SIZE = 8
 CMD_MAC_TAG = b"C"
 RESP_MAC_TAG = b"R"
 CRYPTOGRAM_TAG = b"K"

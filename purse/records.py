@@ -7,14 +7,121 @@ certificate covers the first 64 bytes, so the record keeps its raw bytes.
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from purse.protocol import POINTS_SLOT_SIZE, RecordType
 
-RECORD = struct.Struct(">BB7s8sIIIHHIIiiBBIII B 8s".replace(" ", ""))
-RECORD_SIZE = RECORD.size  # 72
-CERTIFIED_SIZE = RECORD_SIZE - 8  # 64
+
+@dataclass(frozen=True)
+class Field:
+    """One field of a fixed binary layout: its name (as docs/protocol.md spells it) and struct code."""
+
+    name: str
+    code: str  # big-endian struct code: B H I (unsigned), i (signed), Ns (N raw bytes)
+
+    @property
+    def size(self) -> int:
+        return struct.calcsize(">" + self.code)
+
+
+class Layout:
+    """A fixed big-endian layout defined once by its field table; every view of it derives from here.
+
+    ``struct`` packs and unpacks it, ``offset``/``at`` name where each field is, ``sparse``
+    builds a struct that reads only some fields (skipping the rest with pad bytes), and
+    ``processing.columns`` builds its numpy dtype from ``fields`` and ``offset``. No module
+    writes an offset of this layout by hand (docs/architecture.md, "One record layout").
+    """
+
+    def __init__(self, *fields: Field) -> None:
+        self.fields = fields
+        self.struct = struct.Struct(">" + "".join(f.code for f in fields))
+        self.size = self.struct.size
+        self.offset: dict[str, int] = {}
+        self.field: dict[str, Field] = {}
+        at = 0
+        for f in fields:
+            self.offset[f.name], self.field[f.name] = at, f
+            at += f.size
+        assert at == self.size
+
+    def at(self, name: str) -> slice:
+        """Where field ``name`` is, as a slice of the layout's bytes."""
+        start = self.offset[name]
+        return slice(start, start + self.field[name].size)
+
+    def extended(self, *fields: Field) -> Layout:
+        """This layout followed by ``fields`` (a batch entry is a record and its chain MAC)."""
+        return Layout(*self.fields, *fields)
+
+    def sparse(self, names: tuple[str, ...], size: int | None = None) -> struct.Struct:
+        """A struct reading only ``names`` (in layout order) from ``size`` bytes (default the layout's)."""
+        end = self.size if size is None else size
+        codes, at = [], 0
+        for f in self.fields:
+            if f.name not in names:
+                continue
+            if self.offset[f.name] > at:
+                codes.append(f"{self.offset[f.name] - at}x")
+            codes.append(f.code)
+            at = self.offset[f.name] + f.size
+        if end > at:
+            codes.append(f"{end - at}x")
+        if [f.name for f in self.fields if f.name in names] != list(names):
+            raise ValueError(f"fields {names} are not all in this layout, in its order")
+        return struct.Struct(">" + "".join(codes))
+
+
+# The transaction record (docs/protocol.md §7): what the card logs and certifies, what batches carry.
+RECORD_LAYOUT = Layout(
+    Field("record_type", "B"), Field("key_version", "B"), Field("uid", "7s"), Field("card_number", "8s"),
+    Field("counter", "I"), Field("amount", "I"), Field("balance_after", "I"), Field("currency", "H"),
+    Field("program_id", "H"), Field("points_before", "I"), Field("points_after", "I"), Field("points_earned", "i"),
+    Field("points_redeemed", "i"), Field("prizes", "B"), Field("tier", "B"), Field("terminal_id", "I"),
+    Field("terminal_seq", "I"), Field("time", "I"), Field("flags", "B"), Field("certificate", "8s"),
+)
+RECORD = RECORD_LAYOUT.struct
+RECORD_SIZE = RECORD_LAYOUT.size  # 72
+CERTIFIED_SIZE = RECORD_LAYOUT.offset["certificate"]  # 64: the certificate covers everything before it
+
+
+class RecordDetails(NamedTuple):
+    """The fields of a stored record that processing reads back from its raw bytes (balance_after..time)."""
+
+    balance_after: int
+    currency: int
+    program_id: int
+    points_before: int
+    points_after: int
+    points_earned: int
+    points_redeemed: int
+    prizes: int
+    tier: int
+    terminal_id: int
+    terminal_seq: int
+    time: int
+
+
+_DETAILS = RECORD_LAYOUT.sparse(RecordDetails._fields)  # raises unless these are layout fields, in layout order
+
+
+def record_details(raw: bytes) -> RecordDetails:
+    """The details of a 72-byte record, by name."""
+    return RecordDetails._make(_DETAILS.unpack(raw))
+
+
+def money_effect(kind: int, amount: int) -> int:
+    """What a record does to the money on the card: + for a load or a cancel, − for a purchase, 0 for a block.
+
+    The one definition: ``MONEY_SIGN`` is what processing's numpy columns and SQL build theirs from.
+    """
+    return MONEY_SIGN[kind] * amount
+
+
+MONEY_SIGN: dict[int, int] = {RecordType.LOAD: 1, RecordType.PURCHASE: -1, RecordType.CANCEL: 1, RecordType.BLOCK: 0}
 
 
 def number_to_bcd(number: str) -> bytes:
@@ -83,15 +190,22 @@ class TransactionRecord:
     @property
     def balance_before(self) -> int:
         """Derived, not stored: the chain check compares it with the previous record."""
-        if self.record_type == RecordType.PURCHASE:
-            return self.balance_after + self.amount
-        if self.record_type in (RecordType.LOAD, RecordType.CANCEL):
-            return self.balance_after - self.amount
-        return self.balance_after
+        return self.balance_after - money_effect(self.record_type, self.amount)
 
 
-SLOT = struct.Struct(">HIBBIIIIHHI")
+# The typed record is the field table read in Python: same names, same order (checked here, at import).
+assert tuple(f.name for f in dataclasses.fields(TransactionRecord)) == tuple(f.name for f in RECORD_LAYOUT.fields)
+
+
+# The points slot (docs/protocol.md §8): one loyalty program's state on the card.
+SLOT_LAYOUT = Layout(
+    Field("program_id", "H"), Field("points", "I"), Field("tier", "B"), Field("flags", "B"), Field("visits", "I"),
+    Field("cumulative_spend", "I"), Field("last_visit", "I"), Field("period_start", "I"), Field("period_visits", "H"),
+    Field("prizes_won", "H"), Field("reserved", "I"),
+)
+SLOT = SLOT_LAYOUT.struct
 assert SLOT.size == POINTS_SLOT_SIZE
+SLOT_POINTS = SLOT_LAYOUT.at("points")
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,3 +242,6 @@ class PointsSlot:
     @property
     def is_empty(self) -> bool:
         return self.program_id == 0
+
+
+assert tuple(f.name for f in dataclasses.fields(PointsSlot)) == tuple(f.name for f in SLOT_LAYOUT.fields)

@@ -1,11 +1,34 @@
-"""Shared fixtures. Keep each one a thin wrapper; the logic lives in helper modules."""
+"""Fixtures every folder shares, and the markers of a fast loop.
+
+``tests/`` mirrors the layers: ``purse/`` (card side), ``personalization/`` (issuer station),
+``processing/`` (back office), ``app/`` (the command line end to end, the architecture);
+each folder's conftest.py holds its own fixtures, ``support/`` the helpers behind them.
+
+Markers (pyproject.toml): ``postgres`` is set here on every test that runs on PostgreSQL
+(a ``postgresql`` parameter or an explicit mark), ``pcsc`` on every test using pcscd, and
+``slow`` by hand on tests of more than a few seconds. A developer's fast loop is
+``pytest -m "not slow and not postgres and not pcsc"``; CI runs everything.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
-import pcsc_env
 import pytest
+from support import backoffice as processing_env
+from support import cards as purse_env
+from support import issuer as personalization_env
+from support import pcsc as pcsc_env
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if any(isinstance(v, str) and v.startswith("postgresql") for v in params.values()):
+            item.add_marker(pytest.mark.postgres)
+        if "pcsc" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.pcsc)
 
 
 @pytest.fixture(scope="session")
@@ -21,26 +44,10 @@ def pcsc_reader(pcsc: pcsc_env.PcscEnv) -> str:
     return pcsc.reader
 
 
-# --- purse: card, protocol, terminal library (logic in purse_env.py) -------------------
-import purse_env  # noqa: E402
-
-
 @pytest.fixture(scope="session")
 def purse_issuer() -> purse_env.Issuer:
     """The test issuer: fixed master keys, personalizes virtual cards, hands out SAMs."""
     return purse_env.make_issuer()
-
-
-@pytest.fixture(scope="session")
-def purse_other_issuer() -> purse_env.Issuer:
-    """Another issuer: its cards are not genuine to the first issuer's terminals."""
-    return purse_env.make_issuer(b"someone else")
-
-
-# --- personalization: keystore, issuing, registry (logic in personalization_env.py) -------
-from pathlib import Path  # noqa: E402
-
-import personalization_env  # noqa: E402
 
 
 @pytest.fixture
@@ -58,30 +65,7 @@ def personalization_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pat
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def personalization_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A registry database URL: SQLite in tmp_path, then PostgreSQL in a schema of its own."""
-    if request.param == "sqlite":
-        yield personalization_env.sqlite_url(tmp_path)
-    else:
-        with personalization_env.pg_schema() as url:
-            yield url
-
-
-# --- processing: databases, keys, synthetic terminals (logic in processing_env.py) ---------
-import processing_env  # noqa: E402
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def processing_db(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
+def processing_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[processing_env.World]:
     """A fresh processing world on SQLite, then on PostgreSQL (own schema; skipped without SMARTPURSE_TEST_PG)."""
-    with processing_env.world(request.param, tmp_path) as w:
-        yield w
-
-
-@pytest.fixture(params=["sqlite", "postgresql", "sqlite-worker-walks", "postgresql-here-walks"])
-def import_world(request: pytest.FixtureRequest, tmp_path):  # type: ignore[no-untyped-def]
-    """``processing_db``, and again with every batch imported the way large ones are: a worker process
-    verifies the MACs while the importing process stores, the chains walked by the worker (SQLite) or
-    by the importing process (PostgreSQL)."""
     with processing_env.world(request.param, tmp_path) as w:
         yield w

@@ -27,11 +27,15 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    case,
     false,
     func,
+    literal,
 )
+from sqlalchemy.sql.elements import ColumnElement
 
 from processing.schema import CardNumber, metadata
+from purse.records import MONEY_SIGN
 
 batches = Table(
     "batches",
@@ -231,3 +235,10 @@ processing_state = Table(
     Column("name", String(40), primary_key=True),
     Column("value", BigInteger, nullable=False),
 )
+
+
+def money_effect_sql(record_type: ColumnElement[int], amount: ColumnElement[int]) -> ColumnElement[int]:
+    """What a stored record does to the money on its card, in SQL: ``purse.records.money_effect``,
+    built from the same ``MONEY_SIGN`` table (+ load and cancel, − purchase, 0 block)."""
+    whens = [(record_type == kind, amount if sign > 0 else -amount) for kind, sign in MONEY_SIGN.items() if sign]
+    return case(*whens, else_=literal(0))

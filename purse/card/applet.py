@@ -68,7 +68,7 @@ from purse.protocol import (
     KeyRef,
     RecordType,
 )
-from purse.records import CERTIFIED_SIZE, RECORD, RECORD_SIZE, TransactionRecord
+from purse.records import CERTIFIED_SIZE, RECORD, RECORD_SIZE, SLOT_POINTS, TransactionRecord
 
 log = logging.getLogger(__name__)
 ATR_HISTORICAL = b"SMARTPURSE"
@@ -401,8 +401,8 @@ class PurseApplet:
                 if index is None:
                     raise NotEnoughMemory()
             old_slot = self.slots[index]
-            before = int.from_bytes(old_slot[2:6], "big")
-            after = int.from_bytes(new_slot[2:6], "big")
+            before = int.from_bytes(old_slot[SLOT_POINTS], "big")
+            after = int.from_bytes(new_slot[SLOT_POINTS], "big")
             tier = new_slot[6]
             if redeemed:
                 if not session.pin_verified:
@@ -458,8 +458,8 @@ class PurseApplet:
         restored_after = 0
         before = 0
         if self.undo_index < POINTS_SLOTS:
-            before = int.from_bytes(self.slots[self.undo_index][2:6], "big")
-            restored_after = int.from_bytes(self.undo_slot[2:6], "big")
+            before = int.from_bytes(self.slots[self.undo_index][SLOT_POINTS], "big")
+            restored_after = int.from_bytes(self.undo_slot[SLOT_POINTS], "big")
             writes.append((L.POINTS_AT + self.undo_index * POINTS_SLOT_SIZE, self.undo_slot))
         record = self._record(RecordType.CANCEL, counter, last.amount, balance, session, terminal_seq, when,
                               last.program_id, before, restored_after, -last.points_earned,

@@ -1,0 +1,175 @@
+"""The Alembic migrations build exactly the schema the code declares, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select, text
+from support.backoffice import DAY, NOW, World, database, two_merchants_sales, world
+
+from processing import ledger
+from processing.check import run_check
+from processing.db import DatabaseError, alembic_config, head_revision, open_database
+from processing.schema import CardNumber, RegistryCardNumber, load_all_tables
+from processing.schema.processing import sales
+from processing.settlement import settle
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_migrated_schema_equals_metadata(kind: str, tmp_path: Path) -> None:
+    with database(kind, tmp_path) as url:
+        engine = open_database(url)
+        try:
+            with engine.connect() as conn:
+                ctx = MigrationContext.configure(conn, opts={"compare_type": True})
+                assert ctx.get_current_revision() == head_revision()
+                diff = compare_metadata(ctx, load_all_tables())
+                assert diff == [], diff
+                tables = set(inspect(conn).get_table_names())
+            assert set(load_all_tables().tables) <= tables
+            open_database(url).dispose()  # at head already: a no-op
+        finally:
+            engine.dispose()
+
+
+def test_a_database_made_without_migrations_is_refused(tmp_path: Path) -> None:
+    from sqlalchemy import create_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    legacy = create_engine(url)
+    load_all_tables().create_all(legacy)
+    legacy.dispose()
+    with pytest.raises(DatabaseError, match="not a smartpurse database"):
+        open_database(url)
+
+
+def test_another_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """A terminal's log (or any SQLite file with tables) given as --db: refused, no table added to it."""
+    import sqlite3
+
+    path = tmp_path / "terminal.log"
+    with sqlite3.connect(path) as other:
+        other.execute("CREATE TABLE log (seq INTEGER PRIMARY KEY, entry BLOB)")
+    with pytest.raises(DatabaseError, match="not a smartpurse database"):
+        open_database(f"sqlite:///{path}")
+    with sqlite3.connect(path) as other:
+        assert [r[0] for r in other.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["log"]
+
+
+# -- 0002: sales aggregates replace records.settlement_id; card numbers collate "C" on PostgreSQL ------------
+
+def _migrate(engine: Engine, revision: str, down: bool = False) -> None:
+    with engine.connect() as conn, conn.begin():
+        (command.downgrade if down else command.upgrade)(alembic_config(conn), revision)
+
+
+def _sales_rows(engine: Engine) -> list[tuple[int, ...]]:
+    with engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(select(sales).order_by(sales.c.batch_id, sales.c.day))]
+
+
+def _settled_world(w: World) -> None:
+    """Two merchants, sales on three days, the first day settled."""
+    _, b = two_merchants_sales(w)
+    t7 = w.terminals[7]
+    t7.purchase(b, 300, NOW + 3 * DAY)
+    assert w.process(t7.close(w.tmp / "t7b.spb")).accepted == 1
+    assert {s.merchant_id for s in settle(w.engine, dt.date(2023, 11, 15))} == {42, 43}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_0001_data_upgrades_to_sales_and_back(kind: str, tmp_path: Path) -> None:
+    with world(kind, tmp_path) as w:
+        _settled_world(w)
+        before = _sales_rows(w.engine)
+        assert len(before) == 4 and sum(r[-1] is not None for r in before) == 2  # (batch, day): 2 settled
+
+        _migrate(w.engine, "0001", down=True)
+        with w.engine.connect() as conn:
+            assert "sales" not in inspect(conn).get_table_names()
+            assert "ix_records_merchant_day" in {i["name"] for i in inspect(conn).get_indexes("records")}
+            stamped = dict(conn.execute(text("SELECT settlement_id, COUNT(*) FROM records "
+                                             "WHERE record_type IN (2, 3) GROUP BY settlement_id")).all())
+        settled = sum(r[4] + r[6] for r in before if r[-1] is not None)
+        assert sum(n for sid, n in stamped.items() if sid is not None) == settled == 4
+        assert stamped[None] == 2  # the later days' purchases, still unsettled
+
+        _migrate(w.engine, "head")
+        assert _sales_rows(w.engine) == before
+        with w.engine.connect() as conn:
+            assert "settlement_id" not in {c["name"] for c in inspect(conn).get_columns("records")}
+            assert "ix_records_merchant_day" not in {i["name"] for i in inspect(conn).get_indexes("records")}
+            rep = run_check(conn)
+            assert rep.ok, rep.failures
+        assert settle(w.engine, dt.date(2023, 11, 15)) == []  # nothing paid twice after the round trip
+        later = {s.merchant_id: (s.purchase_count, s.gross) for s in settle(w.engine, dt.date(2023, 11, 18))}
+        assert later == {42: (2, 2_300)}
+        with w.engine.connect() as conn:
+            assert run_check(conn).ok
+            assert ledger.balance(conn, ledger.merchant_payable(42)) == 0
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_upgrade_refuses_a_day_settled_only_in_part(kind: str, tmp_path: Path) -> None:
+    """A (batch, day) whose records name two settlements cannot become one sales row: stop, change nothing."""
+    with world(kind, tmp_path) as w:
+        _settled_world(w)
+        _migrate(w.engine, "0001", down=True)
+        with w.engine.begin() as conn:
+            victim, sid = conn.execute(text("SELECT id, settlement_id FROM records WHERE id = "
+                                            "(SELECT MIN(id) FROM records WHERE settlement_id IS NOT NULL)")).one()
+            conn.execute(text("UPDATE records SET settlement_id = NULL WHERE id = :i"), {"i": victim})
+        with pytest.raises(DatabaseError, match=r"not uniform: batch \d+ day \d+: 3 records, 1 merchants, "
+                                                r"1 terminals, 1 settlements, 2 settled"):
+            open_database(w.url).dispose()
+        with w.engine.connect() as conn:
+            assert MigrationContext.configure(conn).get_current_revision() == "0001"
+            assert "sales" not in inspect(conn).get_table_names()
+        with w.engine.begin() as conn:
+            conn.execute(text("UPDATE records SET settlement_id = :s WHERE id = :i"), {"s": sid, "i": victim})
+        open_database(w.url).dispose()  # repaired: the upgrade goes through
+        with w.engine.connect() as conn:
+            assert run_check(conn).ok
+
+
+def _collated_c(engine: Engine) -> set[tuple[str, str]]:
+    with engine.connect() as conn:
+        return {(t, c) for t, c, coll in conn.execute(text(
+            "SELECT table_name, column_name, collation_name FROM information_schema.columns "
+            "WHERE table_schema = current_schema()")) if coll == "C"}
+
+
+@pytest.mark.postgres
+def test_card_number_columns_collate_c_on_postgresql(tmp_path: Path) -> None:
+    """Every card-number column, and only those, collates "C"; joins between them work."""
+    declared = {(t.name, c.name) for t in load_all_tables().tables.values() for c in t.columns
+                if c.type in (CardNumber, RegistryCardNumber)}
+    assert len(declared) == 13
+    with database("postgresql", tmp_path) as url:
+        engine = open_database(url)
+        try:
+            assert _collated_c(engine) == declared
+            with engine.connect() as conn:
+                conn.execute(text("SELECT COUNT(*) FROM records r JOIN cards c ON c.number = r.card_number "
+                                  "JOIN loads l ON l.card_number = c.number")).scalar_one()
+            _migrate(engine, "0001", down=True)
+            assert _collated_c(engine) == set()
+        finally:
+            engine.dispose()
+
+
+def test_card_number_type_renders_collate_only_for_postgresql() -> None:
+    from sqlalchemy.dialects import postgresql, sqlite
+    from sqlalchemy.schema import CreateTable
+
+    from processing.schema.processing import records
+
+    assert 'card_number VARCHAR(16) COLLATE "C" NOT NULL' in str(CreateTable(records).compile(
+        dialect=postgresql.dialect()))
+    lite = str(CreateTable(records).compile(dialect=sqlite.dialect()))
+    assert "card_number VARCHAR(16) NOT NULL" in lite and "COLLATE" not in lite

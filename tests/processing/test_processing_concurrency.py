@@ -1,0 +1,78 @@
+"""Two ``smartpurse process`` processes importing overlapping batches into PostgreSQL at once."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from support import REPO
+from support.backoffice import NOW, world
+
+from personalization.keyfiles import write_role_keys
+from processing.check import run_check
+from processing.schema.processing import records
+from purse.home import Home
+from purse.protocol import DEFAULT_SYSTEM_IDENTIFIER, KeyRef
+from purse.rolekeys import RoleKeys, role_key_path
+
+PASSPHRASE = "processing test passphrase"
+
+
+def processing_home(path: Path, keys: object) -> Path:
+    """A home whose processing key file holds the synthetic masters."""
+    home = Home.open(path)
+    role = RoleKeys("processing", 1, DEFAULT_SYSTEM_IDENTIFIER, {KeyRef.TXN: dict(keys.txn_masters)},  # type: ignore[attr-defined]
+                    dict(keys.term_masters), None, None, None, 1, bytes(32))  # type: ignore[attr-defined]
+    target = role_key_path(home, "processing")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_role_keys(target, role, PASSPHRASE)
+    return path
+
+
+def run_cli(home: Path, db: str, *args: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, SMARTPURSE_PASSPHRASE=PASSPHRASE, SMARTPURSE_HOME=str(home), SMARTPURSE_DB=db)
+    return subprocess.Popen([sys.executable, str(REPO / "cli.py"), "--json", *args], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("parallel_from", ["50000", "1"], ids=["in-line", "worker"])
+def test_two_processes_overlapping_batches_post_every_record_once(tmp_path: Path, parallel_from: str) -> None:
+    """In line, and the way large batches go (a worker verifies and walks while the importer stores)."""
+    with world("postgresql", tmp_path) as w:
+        w.merchant(42)
+        terms = [w.terminal(t, 42) for t in (7, 8, 9)]
+        cards = [w.card(i, load=1_000_000) for i in range(200)]
+        files_a, files_b = [], []
+        for t in terms:
+            for i in range(3_000):
+                t.purchase(cards[(i * 7 + t.terminal_id) % len(cards)], 1 + i % 50, NOW + i)
+            saved = (list(t.entries), t._mac, t.seq)
+            files_a.append(t.close(tmp_path / f"{t.terminal_id}-1.spb"))
+            # the same log restored from a backup, more sales, batch 1 exported again: overlaps files_a
+            t.entries, t._mac, t.seq, t.batch_seq, t.next_index, t.prev_mac = saved[0], saved[1], saved[2], 0, 1, \
+                bytes(8)
+            for i in range(500):
+                t.purchase(cards[i % len(cards)], 3, NOW + 10_000 + i)
+            files_b.append(t.close(tmp_path / f"{t.terminal_id}-1-again.spb"))
+        expected = sum(c.counter for c in cards)  # every record each card made, loads included
+        home = processing_home(tmp_path / "home", w.keys)
+        a = run_cli(home, w.url, "process", "--parallel-from", parallel_from, *map(str, files_a))
+        b = run_cli(home, w.url, "process", "--parallel-from", parallel_from, *map(str, reversed(files_b)))
+        out_a, err_a = a.communicate(timeout=300)
+        out_b, err_b = b.communicate(timeout=300)
+        assert a.returncode == 0 and b.returncode == 0, (err_a, err_b)
+        sa, sb = json.loads(out_a), json.loads(out_b)
+        assert sa["accepted"] + sb["accepted"] == 3 * 3_500
+        assert sa["accepted"] + sa["duplicates"] == 9_000 and sb["accepted"] + sb["duplicates"] == 10_500
+        with w.engine.connect() as conn:
+            assert conn.execute(select(func.count()).select_from(records)).scalar_one() == expected
+            rep = run_check(conn)
+            assert rep.ok, rep.failures
+            assert rep.figures["card_float"] == sum(c.balance for c in cards)

@@ -1,0 +1,122 @@
+"""Reports: numbers that add up, CSV Excel reads, XLSX with numeric cells and totals, JSON exact."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openpyxl import load_workbook
+from sqlalchemy import insert
+from support.backoffice import DAY, NOW, World
+
+from processing import ledger, reportfmt, reports, synthetic
+from processing.schema.loads import loads
+from processing.synthetic import card_record
+from processing.transfers import post_due_transfers
+from purse.errors import UserError
+from purse.protocol import RecordType
+
+D0 = dt.date(2023, 11, 14)  # the UTC day of NOW
+
+
+def _shop(w: World) -> tuple[str, str]:
+    w.merchant(42, fee_bps=200, name="Кафе «Ромашка»")
+    t = w.terminal(7, 42)
+    a, b = w.card(1, load=100_000), w.card(2, load=50_000, when=NOW + DAY)
+    t.purchase(a, 12_345, NOW + 10, program_id=9, earned=12)
+    t.purchase(b, 1_000, NOW + DAY + 10)
+    t.add(card_record(b, RecordType.CANCEL, 1_000, 7, t.next_seq(), NOW + DAY + 20))
+    t.purchase(a, 5, NOW + 2 * DAY, program_id=9, earned=0)
+    assert w.process(t.close(w.tmp / "b.spb")).accepted == 4
+    return a.number, b.number
+
+
+def test_settlement_report_in_three_formats(processing_db: World, tmp_path: Path) -> None:
+    w = processing_db
+    _shop(w)
+    with w.engine.connect() as conn:
+        rep = reports.build(conn, "settlement")
+    assert [r[0] for r in rep.rows] == [D0, D0 + dt.timedelta(days=1), D0 + dt.timedelta(days=2)]
+    assert rep.totals is not None and rep.totals[5] == 12_345 + 1_000 + 5 and rep.totals[7] == 1_000
+
+    csv_path = reportfmt.write(rep, "csv", tmp_path / "s.csv")
+    raw = csv_path.read_bytes()
+    assert raw.startswith(b"\xef\xbb\xbf")  # the BOM: Excel reads UTF-8
+    rows = list(csv.reader(raw.decode("utf-8-sig").splitlines()))
+    assert rows[0][:3] == ["day", "merchant_id", "merchant"]
+    assert rows[1][2] == "Кафе «Ромашка»" and rows[1][5] == "123.45"
+    assert rows[-1][0] == "TOTAL" and rows[-1][5] == "133.50"
+
+    xlsx = reportfmt.write(rep, "xlsx", tmp_path / "s.xlsx")
+    ws = load_workbook(xlsx).active
+    assert ws["F2"].value == Decimal("123.45") or ws["F2"].value == pytest.approx(123.45)
+    assert ws["F2"].data_type == "n" and ws["F2"].number_format == "#,##0.00"
+    assert ws["A2"].is_date
+    assert ws.cell(ws.max_row, 1).value == "TOTAL" and ws.cell(ws.max_row, 6).value == pytest.approx(133.50)
+    assert ws.cell(ws.max_row, 1).font.bold
+
+    doc = json.loads(reportfmt.write(rep, "json", tmp_path / "s.json").read_text(encoding="utf-8"))
+    assert doc["rows"][0]["gross"] == 12_345 and doc["rows"][0]["day"] == "2023-11-14"
+    assert doc["totals"]["fee"] == sum(r["fee"] for r in doc["rows"])
+
+
+def test_float_report_has_the_seed_economics(processing_db: World) -> None:
+    """The seed's example: 12 000 on cards on average, 35 % a year: 350 a month saved."""
+    w = processing_db
+    w.card(1, load=1_200_000)
+    w.merchant(42)
+    t = w.terminal(7, 42)
+    t.purchase(w.card(2, load=10), 10, NOW + 5)  # a batch, so the loads get ingested
+    w.process(t.close(w.tmp / "b.spb"))
+    with w.engine.connect() as conn:
+        rep = reports.build(conn, "float", start=D0, end=D0 + dt.timedelta(days=29), rate=Decimal("35"))
+    s = rep.summary
+    assert s["days"] == 30 and s["average_float"] == 1_200_000 == s["closing_float"]
+    assert s["interest_per_year_at_average_float"] == 420_000
+    assert s["interest_for_period"] == 34_521  # 12 000.00 x 35 % x 30/365 = 345.2055
+    assert rep.rows[0][2] == 1_200_010 and rep.rows[-1][7] == 1_200_000
+
+
+def test_float_report_follows_a_replaced_cards_value(processing_db: World) -> None:
+    """The value leaves the float when processing moves it to replacement_payable and comes back with the
+    desk's transfer load: the report's closing float is the ledger's at every step."""
+    w = processing_db
+    old, new = w.card(1, load=50_000), w.card(2)
+    transfer_id = w.lose_card(old, new.number, new.uid)
+
+    def closing_and_ledger() -> tuple[int, int, list[Any]]:
+        with w.engine.connect() as conn:
+            rep = reports.build(conn, "float", start=D0, end=D0 + dt.timedelta(days=5))
+            return rep.summary["closing_float"], ledger.card_float(conn), rep.totals or []
+
+    assert closing_and_ledger()[:2] == (50_000, 50_000)
+    with w.engine.begin() as conn:
+        post_due_transfers(conn, NOW + 2 * DAY, DAY)
+    closing, in_ledger, totals = closing_and_ledger()
+    assert (closing, in_ledger) == (0, 0) and totals[5] == 50_000  # the replaced_cards column
+    with w.engine.begin() as conn:
+        conn.execute(insert(loads).values(**synthetic.load_row(new, 50_000, NOW + DAY, 77), transfer_id=transfer_id))
+    w.ingest_loads()
+    assert closing_and_ledger()[:2] == (50_000, 50_000)
+
+
+def test_statement_points_and_anomalies(processing_db: World) -> None:
+    w = processing_db
+    a, b = _shop(w)
+    with w.engine.connect() as conn:
+        st = reports.build(conn, "statement", card=a)
+        assert [r[2] for r in st.rows] == ["load", "purchase", "purchase"]
+        assert [r[5] for r in st.rows] == [100_000, -12_345, -5] and st.summary["shadow_balance"] == 87_650
+        pts = reports.build(conn, "points")
+        assert pts.rows == [[9, 1, 12, 12, 0]]
+        an = reports.build(conn, "anomalies")
+        assert an.rows == []
+        with pytest.raises(UserError, match="needs --card"):
+            reports.build(conn, "statement")
+        with pytest.raises(UserError, match="no records of card"):
+            reports.build(conn, "statement", card="6001999999999999")
