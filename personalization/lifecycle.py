@@ -30,6 +30,7 @@ from personalization.issuing import (
     issuer_sam,
 )
 from personalization.keystore import Keystore
+from processing.schema.registry import CardStatus
 from purse.cardaccess import open_card
 from purse.errors import UserError
 from purse.home import Home
@@ -93,7 +94,7 @@ def reset_pin(engine: Engine, home: Home, keystore: Keystore, number: str, pin: 
               reader: str | None = None) -> str:
     """SET PIN under ADMIN: the issuer gives redemption back after too many wrong PINs."""
     row = registry.card_row(engine, number)
-    if row["state"] == "replaced":
+    if row["state"] == CardStatus.REPLACED:
         raise UserError(f"card {number} was replaced by {row['replaced_by']}; reset that card's PIN")
     if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 12):
         raise UserError("a PIN is 4 to 12 digits")
@@ -123,9 +124,9 @@ def replace(engine: Engine, home: Home, keystore: Keystore, profile: CardProfile
     ``uid_source`` and ``at`` (the time of the block and of the request, default now) let a simulation
     such as the demo replay exactly."""
     old = registry.card_row(engine, number)
-    if old["state"] == "replaced":
+    if old["state"] == CardStatus.REPLACED:
         raise UserError(f"card {number} was already replaced by {old['replaced_by']}")
-    if old["state"] == "issued":
+    if old["state"] == CardStatus.ISSUED:
         registry.set_blocked(engine, number, f"replaced: {reason}", at)
     request = CardRequest(0, program=old["program"], tier=old["tier"])
     batch = f"replace-{number}"

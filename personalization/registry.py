@@ -21,6 +21,8 @@ from personalization.holders_csv import HolderRow
 from personalization.numbering import allocate, insert_or_ignore
 from processing.schema.loads import loads
 from processing.schema.registry import (
+    CardStatus,
+    NumberStatus,
     card_numbers,
     card_transfers,
     cards,
@@ -79,7 +81,7 @@ def open_batch(engine: Engine, name: str, requested: int, source: str | None) ->
             raise UserError(f"batch {name!r} was started for {row.requested} cards, not {requested}: "
                             f"run it again with the same count or choose another --batch")
         done = conn.execute(select(card_numbers.c.batch_index).where(
-            card_numbers.c.batch == name, card_numbers.c.state == "issued")).scalars()
+            card_numbers.c.batch == name, card_numbers.c.state == NumberStatus.ISSUED)).scalars()
         return set(done)
 
 
@@ -87,7 +89,7 @@ def reservations(engine: Engine, batch: str) -> dict[int, Reservation]:
     """Numbers reserved for ``batch`` and not yet issued nor voided: a resume reuses them."""
     with engine.connect() as conn:
         rows = conn.execute(select(card_numbers).where(card_numbers.c.batch == batch,
-                                                       card_numbers.c.state == "reserved"))
+                                                       card_numbers.c.state == NumberStatus.RESERVED))
         return {r.batch_index: Reservation(r.number, r.batch_index, r.uid, r.holder_id, r.attempt) for r in rows}
 
 
@@ -99,7 +101,7 @@ def holders_with_cards(engine: Engine, emails: Iterable[str]) -> dict[str, str]:
         for i in range(0, len(wanted), 500):
             rows = conn.execute(select(holders.c.email, cards.c.number)
                                 .join(cards, cards.c.holder_id == holders.c.id)
-                                .where(holders.c.email.in_(wanted[i : i + 500]), cards.c.state == "issued"))
+                                .where(holders.c.email.in_(wanted[i : i + 500]), cards.c.state == CardStatus.ISSUED))
             found.update({r.email: r.number for r in rows})
     return found
 
@@ -131,7 +133,7 @@ def reserve(engine: Engine, iin: str, batch: str, wanted: Sequence[tuple[int, Ho
         try:
             conn.execute(insert(card_numbers), [
                 {"number": r.number, "batch": batch, "batch_index": r.batch_index, "attempt": attempt, "uid": r.uid,
-                 "holder_id": r.holder_id, "state": "reserved"} for r in out])
+                 "holder_id": r.holder_id, "state": NumberStatus.RESERVED} for r in out])
         except IntegrityError:
             raise UserError(f"batch {batch!r} is being issued by another process right now") from None
     return out
@@ -145,8 +147,9 @@ def set_reservation_uid(engine: Engine, number: str, uid: bytes | None) -> None:
 def void_number(engine: Engine, number: str, note: str) -> None:
     """The number may sit on a card we could not register: never hand it out again."""
     with engine.begin() as conn:
-        conn.execute(update(card_numbers).where(card_numbers.c.number == number, card_numbers.c.state == "reserved")
-                     .values(state="void", note=note[:200]))
+        conn.execute(update(card_numbers)
+                     .where(card_numbers.c.number == number, card_numbers.c.state == NumberStatus.RESERVED)
+                     .values(state=NumberStatus.VOID, note=note[:200]))
 
 
 def register(engine: Engine, issued: Sequence[IssuedRow]) -> None:
@@ -156,18 +159,19 @@ def register(engine: Engine, issued: Sequence[IssuedRow]) -> None:
     when = now()
     with engine.begin() as conn:
         conn.execute(update(card_numbers).where(card_numbers.c.number.in_([c.number for c in issued]))
-                     .values(state="issued"))
+                     .values(state=NumberStatus.ISSUED))
         conn.execute(insert(cards), [{
             "number": c.number, "uid": c.uid, "holder_id": c.holder_id, "key_version": c.key_version,
             "program": c.program, "tier": c.tier, "currency": c.currency, "max_balance": c.max_balance,
-            "expiry": c.expiry, "issued_at": when, "state": "issued", "batch": c.batch, "image": c.image,
+            "expiry": c.expiry, "issued_at": when, "state": CardStatus.ISSUED, "batch": c.batch, "image": c.image,
             "reader": c.reader} for c in issued])
 
 
 def batch_numbers(engine: Engine, batch: str) -> list[str]:
     with engine.connect() as conn:
         return list(conn.execute(select(card_numbers.c.number).where(
-            card_numbers.c.batch == batch, card_numbers.c.state == "issued").order_by(card_numbers.c.batch_index))
+            card_numbers.c.batch == batch, card_numbers.c.state == NumberStatus.ISSUED)
+            .order_by(card_numbers.c.batch_index))
             .scalars())
 
 
@@ -198,27 +202,27 @@ def set_blocked(engine: Engine, number: str, reason: str, at: datetime | None = 
     """Block in the registry (the hotlist reads it), now or ``at``. Blocking a blocked card keeps the first
     time."""
     with engine.begin() as conn:
-        result = conn.execute(update(cards).where(cards.c.number == number, cards.c.state == "issued")
-                              .values(state="blocked", blocked_at=at or now(), block_reason=reason[:200]))
+        result = conn.execute(update(cards).where(cards.c.number == number, cards.c.state == CardStatus.ISSUED)
+                              .values(state=CardStatus.BLOCKED, blocked_at=at or now(), block_reason=reason[:200]))
         if result.rowcount == 0:
             state = conn.execute(select(cards.c.state).where(cards.c.number == number)).scalar()
             if state is None:
                 raise UnknownCard(f"no card {number} in the registry")
-            if state == "replaced":
+            if state == CardStatus.REPLACED:
                 raise UserError(f"card {number} was replaced; it is blocked for good")
     return card_row(engine, number)
 
 
 def set_unblocked(engine: Engine, number: str) -> dict[str, Any]:
     with engine.begin() as conn:
-        result = conn.execute(update(cards).where(cards.c.number == number, cards.c.state == "blocked")
-                              .values(state="issued", blocked_at=None, block_reason=None))
+        result = conn.execute(update(cards).where(cards.c.number == number, cards.c.state == CardStatus.BLOCKED)
+                              .values(state=CardStatus.ISSUED, blocked_at=None, block_reason=None))
         if result.rowcount == 0:
             state = conn.execute(select(cards.c.state).where(cards.c.number == number)).scalar()
             if state is None:
                 raise UnknownCard(f"no card {number} in the registry")
             raise UserError(f"card {number} is {state}, not blocked" +
-                            ("; a replaced card cannot come back" if state == "replaced" else ""))
+                            ("; a replaced card cannot come back" if state == CardStatus.REPLACED else ""))
     return card_row(engine, number)
 
 
@@ -229,7 +233,7 @@ def record_replacement(engine: Engine, old: dict[str, Any], new: str, reason: st
     number = old["number"]
     with engine.begin() as conn:
         conn.execute(update(cards).where(cards.c.number == new).values(replaces=number, holder_id=old["holder_id"]))
-        conn.execute(update(cards).where(cards.c.number == number).values(state="replaced", replaced_by=new))
+        conn.execute(update(cards).where(cards.c.number == number).values(state=CardStatus.REPLACED, replaced_by=new))
         conn.execute(insert(card_transfers).values(from_number=number, to_number=new, reason=reason[:200],
                                                    balance_on_card=balance_on_card, requested_at=at or now()))
 
@@ -275,7 +279,7 @@ def reservation_for(engine: Engine, batch: str, index: int) -> tuple[Reservation
     with engine.connect() as conn:
         rows = conn.execute(select(card_numbers).where(and_(card_numbers.c.batch == batch,
                                                             card_numbers.c.batch_index == index))).all()
-    live = [r for r in rows if r.state == "reserved"]
+    live = [r for r in rows if r.state == NumberStatus.RESERVED]
     attempt = max((r.attempt for r in rows), default=-1) + 1
     if not live:
         return None, attempt

@@ -12,6 +12,7 @@ import datetime as dt
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Connection
@@ -21,25 +22,43 @@ from processing.rows import StoredRow
 from processing.schema.processing import anomalies
 from purse.records import record_details
 
-KINDS = {
-    "clone": "two different certified records with one card and counter",
-    "terminal_seq_reused": "two different records with one terminal and terminal sequence",
-    "balance_out_of_chain": "balance before a record is not the balance after the previous one",
-    "points_out_of_chain": "points before a record are not the points after the card's previous record "
-                           "of that program",
-    "points_mismatch": "the program's rules give other points than the record shows",
-    "counter_rollback": "a terminal saw a card's counter go back",
-    "hotlisted_use": "a card used after the time it was blocked or hotlisted",
-    "batch_seq_reused": "a terminal's batch sequence number repeated with different content",
-    "unmatched_load": "a load on a card that the issuer's load desks never recorded",
-    "counter_gap": "counters missing from a card's history for longer than the allowed wait",
-    "bad_load_certificate": "a load record of the issuer's desk whose certificate does not verify",
+
+class AnomalyKind(StrEnum):
+    """What processing found; the value is what the ``anomalies`` table, reports and JSON say."""
+
+    CLONE = "clone"
+    TERMINAL_SEQ_REUSED = "terminal_seq_reused"
+    BALANCE_OUT_OF_CHAIN = "balance_out_of_chain"
+    POINTS_OUT_OF_CHAIN = "points_out_of_chain"
+    POINTS_MISMATCH = "points_mismatch"
+    COUNTER_ROLLBACK = "counter_rollback"
+    HOTLISTED_USE = "hotlisted_use"
+    BATCH_SEQ_REUSED = "batch_seq_reused"
+    UNMATCHED_LOAD = "unmatched_load"
+    COUNTER_GAP = "counter_gap"
+    BAD_LOAD_CERTIFICATE = "bad_load_certificate"
+
+
+KINDS: dict[AnomalyKind, str] = {
+    AnomalyKind.CLONE: "two different certified records with one card and counter",
+    AnomalyKind.TERMINAL_SEQ_REUSED: "two different records with one terminal and terminal sequence",
+    AnomalyKind.BALANCE_OUT_OF_CHAIN: "balance before a record is not the balance after the previous one",
+    AnomalyKind.POINTS_OUT_OF_CHAIN: "points before a record are not the points after the card's previous "
+                                     "record of that program",
+    AnomalyKind.POINTS_MISMATCH: "the program's rules give other points than the record shows",
+    AnomalyKind.COUNTER_ROLLBACK: "a terminal saw a card's counter go back",
+    AnomalyKind.HOTLISTED_USE: "a card used after the time it was blocked or hotlisted",
+    AnomalyKind.BATCH_SEQ_REUSED: "a terminal's batch sequence number repeated with different content",
+    AnomalyKind.UNMATCHED_LOAD: "a load on a card that the issuer's load desks never recorded",
+    AnomalyKind.COUNTER_GAP: "counters missing from a card's history for longer than the allowed wait",
+    AnomalyKind.BAD_LOAD_CERTIFICATE: "a load record of the issuer's desk whose certificate does not verify",
 }
+assert set(KINDS) == set(AnomalyKind)
 
 
 @dataclass(frozen=True)
 class Anomaly:
-    kind: str
+    kind: AnomalyKind
     fingerprint: str
     detail: str
     evidence: dict[str, Any] = field(default_factory=dict)

@@ -25,6 +25,7 @@ from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 
 from processing import anomalies as anomaly_store
 from processing import ledger
-from processing.anomalies import Anomaly, record_evidence
+from processing.anomalies import Anomaly, AnomalyKind, record_evidence
 from processing.batchfile import BatchFile, BatchRejected, open_batch
 from processing.columns import CANCEL, LOAD, PURCHASE, EntryColumns, distinct_card_numbers
 from processing.keys import CardMacs, ProcessingKeys
@@ -71,10 +72,20 @@ class ImportOptions:
     ingest_loads: bool = True  # post the desk's new loads first (``process`` does it once per run instead)
 
 
+class ImportStatus(StrEnum):
+    """What became of one batch file."""
+
+    ACCEPTED = "accepted"  # verified and posted (possibly with anomalies)
+    DUPLICATE = "duplicate"  # this exact file was accepted before: nothing changed
+    REJECTED = "rejected"  # failed verification: quarantined, nothing of it posted
+
+
 @dataclass
 class ImportResult:
+    """One batch's outcome; ``as_dict`` is its JSON shape (``smartpurse --json process``)."""
+
     file: str
-    status: str  # accepted | duplicate | rejected
+    status: ImportStatus
     batch_id: int | None = None
     terminal_id: int | None = None
     batch_seq: int | None = None
@@ -144,7 +155,7 @@ def import_batch(engine: Engine, path: Path, keys: ProcessingKeys, options: Impo
                  card_macs: CardMacs | None = None, progress: Callable[[int], None] | None = None) -> ImportResult:
     """Import one batch file; never raises for a bad batch (it is rejected and quarantined)."""
     path = Path(path)
-    result = ImportResult(str(path), "rejected")
+    result = ImportResult(str(path), ImportStatus.REJECTED)
     try:
         digest = file_digest(path)
     except OSError as e:
@@ -182,7 +193,7 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
     b = batches.c
     existing = conn.execute(select(b.id, b.status, b.imported_at).where(b.sha256 == digest)).first()
     if existing is not None and existing.status == "accepted":
-        result.status, result.batch_id = "duplicate", existing.id
+        result.status, result.batch_id = ImportStatus.DUPLICATE, existing.id
         result.reason = f"already imported as batch {existing.id} on {existing.imported_at:%Y-%m-%d %H:%M}: " \
                         "nothing changed"
         result.duplicates = h.record_count
@@ -224,7 +235,7 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
             else:
                 matched_transfers += r.amount
             continue
-        rec.found.append(Anomaly("unmatched_load", f"unmatched_load:{r.card_number}:{r.counter}",
+        rec.found.append(Anomaly(AnomalyKind.UNMATCHED_LOAD, f"unmatched_load:{r.card_number}:{r.counter}",
                                  f"card {r.card_number} counter {r.counter}: load of {r.amount} not recorded by any "
                                  "load desk", {"record": record_evidence(r)}, r.card_number, r.counter,
                                  r.terminal_id))
@@ -242,7 +253,7 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
                                                                 duplicates=result.duplicates))
     anomaly_store.save(conn, rec.found, batch_id, now=options.now())
     cache.stage(conn, rec.cards)
-    result.status, result.batch_id = "accepted", batch_id
+    result.status, result.batch_id = ImportStatus.ACCEPTED, batch_id
     result.anomalies = [a.as_dict() for a in rec.found]
 
 
@@ -413,10 +424,11 @@ def _conflict(received_row: Row, stored: Row | None) -> Anomaly:
     r = StoredRow._make(received_row)
     evidence = {"stored": record_evidence(stored), "received": record_evidence(r)}
     if stored is not None and stored[CARD_NUMBER] == r.card_number and stored[COUNTER] == r.counter:
-        return Anomaly("clone", f"clone:{r.card_number}:{r.counter}:{bytes(r.raw).hex()[-16:]}",
+        return Anomaly(AnomalyKind.CLONE, f"clone:{r.card_number}:{r.counter}:{bytes(r.raw).hex()[-16:]}",
                        f"card {r.card_number} counter {r.counter}: two different certified records (a clone)",
                        evidence, r.card_number, r.counter, r.terminal_id)
-    return Anomaly("terminal_seq_reused", f"tseq:{r.terminal_id}:{r.terminal_seq}:{r.card_number}:{r.counter}",
+    return Anomaly(AnomalyKind.TERMINAL_SEQ_REUSED,
+                   f"tseq:{r.terminal_id}:{r.terminal_seq}:{r.card_number}:{r.counter}",
                    f"terminal {r.terminal_id} sequence {r.terminal_seq} names two different records",
                    evidence, r.card_number, r.counter, r.terminal_id)
 
@@ -451,7 +463,7 @@ def _check_continuity(conn: Connection, h: Any, final_mac: bytes, digest: str) -
                                 "imported, does not continue this batch's chain")
         if row.batch_seq == h.batch_seq and row.sha256 != digest:
             found.append(Anomaly(
-                "batch_seq_reused", f"batchseq:{h.terminal_id}:{h.batch_seq}:{digest}",
+                AnomalyKind.BATCH_SEQ_REUSED, f"batchseq:{h.terminal_id}:{h.batch_seq}:{digest}",
                 f"terminal {h.terminal_id} batch {h.batch_seq} was already imported with different content",
                 {"imported_batch_id": row.id, "imported_sha256": row.sha256, "imported_records": row.record_count,
                  "this_sha256": digest, "this_records": h.record_count}, terminal_id=h.terminal_id))
@@ -465,7 +477,7 @@ def _quarantine(engine: Engine, path: Path, digest: str, header: Any, error: Bat
     target = options.quarantine_dir / f"{digest[:16]}-{path.name}"
     if not target.exists():
         shutil.copyfile(path, target)
-    result.status, result.reason, result.quarantine = "rejected", str(error), str(target)
+    result.status, result.reason, result.quarantine = ImportStatus.REJECTED, str(error), str(target)
     values = dict(sha256=digest, status="quarantined", file_name=path.name, reason=str(error),
                   quarantine_path=str(target))
     if header is not None:
@@ -501,7 +513,7 @@ def ingest_loads(conn: Connection, card_macs: CardMacs, options: ImportOptions) 
         number = bcd.hex()
         ctx = card_macs.get(version, uid)
         if kind != LOAD or ctx is None or not macs_equal(ctx.mac(raw[:CERTIFIED_SIZE]), certificate):
-            found.append(Anomaly("bad_load_certificate", f"badload:{number}:{counter}",
+            found.append(Anomaly(AnomalyKind.BAD_LOAD_CERTIFICATE, f"badload:{number}:{counter}",
                                  f"card {number} counter {counter}: the desk's load record does not verify",
                                  {"record": raw.hex()}, number, counter, terminal))
             continue
@@ -550,7 +562,7 @@ def _recompute_points(conn: Connection, numbers: list[str], programs: dict[int, 
         history = [rec for rec in complete if rec.program_id in programs]
         for program_id in {rec.program_id for rec in history}:
             for d in recompute_points(programs[program_id], history):
-                out.append(Anomaly("points_mismatch", f"pointsrule:{d.card_number}:{d.counter}",
+                out.append(Anomaly(AnomalyKind.POINTS_MISMATCH, f"pointsrule:{d.card_number}:{d.counter}",
                                    f"card {d.card_number} counter {d.counter}: {d.reason}",
                                    {"expected_earned": d.expected_earned, "recorded_earned": d.recorded_earned,
                                     "expected_after": d.expected_after, "recorded_after": d.recorded_after,
@@ -561,12 +573,44 @@ def _recompute_points(conn: Connection, numbers: list[str], programs: dict[int, 
 ProgressFactory = Callable[[Path], AbstractContextManager[Callable[[int], None] | None]]
 
 
+@dataclass
+class ProcessingRun:
+    """What one ``smartpurse process`` run did: each batch's outcome and the replacement transfers it posted."""
+
+    batches: list[ImportResult]
+    transfers: list[dict[str, Any]]
+
+    @property
+    def accepted(self) -> int:
+        return sum(r.accepted for r in self.batches)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.duplicates for r in self.batches)
+
+    @property
+    def rejected(self) -> int:
+        return sum(r.status == ImportStatus.REJECTED for r in self.batches)
+
+    @property
+    def anomalies(self) -> int:
+        return sum(len(r.anomalies) for r in self.batches)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"batches": [r.as_dict() for r in self.batches], "accepted": self.accepted,
+                "duplicates": self.duplicates, "rejected": self.rejected, "anomalies": self.anomalies,
+                "transfers": self.transfers}
+
+
 def process_files(engine: Engine, files: Sequence[Path], keys: ProcessingKeys, options: ImportOptions,
-                  progress: ProgressFactory | None = None) -> dict[str, Any]:
+                  progress: ProgressFactory | None = None) -> ProcessingRun:
     """What ``smartpurse process`` does: desk loads, each batch, then due replacement transfers.
 
     Loads are posted before the batches (their counters precede the purchases) and again
-    after (loads made while importing); each batch is its own transaction.
+    after (loads made while importing); each batch is its own transaction. A batch that fails
+    verification does not raise: it is quarantined and its result says why (``REJECTED``).
+    Raises ``SmartpurseError`` for what stops the whole run: an unreadable file, a database
+    that cannot be written, a verifying worker that died.
     """
     from processing.transfers import post_due_transfers
 
@@ -581,11 +625,4 @@ def process_files(engine: Engine, files: Sequence[Path], keys: ProcessingKeys, o
     with import_transaction(engine) as conn:
         ingest_loads(conn, macs, options)
         transfers = post_due_transfers(conn, int(options.now()), options.gap_seconds)
-    return {
-        "batches": [r.as_dict() for r in results],
-        "accepted": sum(r.accepted for r in results),
-        "duplicates": sum(r.duplicates for r in results),
-        "rejected": sum(r.status == "rejected" for r in results),
-        "anomalies": sum(len(r.anomalies) for r in results),
-        "transfers": transfers,
-    }
+    return ProcessingRun(results, transfers)

@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, insert, or_, select
 
-from processing.anomalies import Anomaly, record_evidence
+from processing.anomalies import Anomaly, AnomalyKind, record_evidence
 from processing.columns import BLOCK, CANCEL, PURCHASE, EntryColumns
 from processing.rows import (
     AMOUNT,
@@ -77,7 +77,7 @@ def hotlist_times(conn: Connection) -> dict[str, int]:
             select(cards.c.number, cards.c.blocked_at).where(cards.c.blocked_at.is_not(None))):
         out[number] = int(_as_utc(blocked_at).timestamp())
     for number, detected in conn.execute(select(anomalies.c.card_number, anomalies.c.detected_at)
-                                         .where(anomalies.c.kind == "clone")):
+                                         .where(anomalies.c.kind == AnomalyKind.CLONE)):
         t = int(_as_utc(detected).timestamp())
         out[number] = min(out.get(number, t), t)
     return out
@@ -107,7 +107,7 @@ class ChainWalker:
         number, counter, terminal = r[CARD_NUMBER], r[COUNTER], r[TERMINAL_ID]
         if counter <= w.last_seen:
             self.found.append(Anomaly(
-                "counter_rollback", f"rollback:{number}:{counter}:{terminal}:{r[TERMINAL_SEQ]}",
+                AnomalyKind.COUNTER_ROLLBACK, f"rollback:{number}:{counter}:{terminal}:{r[TERMINAL_SEQ]}",
                 f"card {number}: counter {counter} after counter {w.last_seen} at terminal {terminal}",
                 {"record": record_evidence(r), "previous_counter": w.last_seen}, number, counter, terminal))
         w.last_seen = counter
@@ -116,7 +116,7 @@ class ChainWalker:
             when = record_details(r[RAW]).time
             if when > blocked:
                 self.found.append(Anomaly(
-                    "hotlisted_use", f"hotlisted:{number}:{counter}",
+                    AnomalyKind.HOTLISTED_USE, f"hotlisted:{number}:{counter}",
                     f"card {number} used at {_iso(when)}, blocked since {_iso(blocked)}",
                     {"record": record_evidence(r), "blocked_at": blocked}, number, counter, terminal))
 
@@ -169,7 +169,7 @@ class ChainWalker:
         before = after - money_effect(kind, r[AMOUNT])
         if before != w.chain_balance:
             self.found.append(Anomaly(
-                "balance_out_of_chain", f"balance:{w.number}:{counter}",
+                AnomalyKind.BALANCE_OUT_OF_CHAIN, f"balance:{w.number}:{counter}",
                 f"card {w.number} counter {counter}: balance before {before}, previous record left {w.chain_balance}",
                 {"record": record_evidence(r), "previous_counter": w.chain_counter,
                  "previous_balance_after": w.chain_balance, "balance_before": before}, w.number, counter, terminal))
@@ -179,7 +179,7 @@ class ChainWalker:
             previous = w.points.get(program)
             if previous is not None and previous != points_before:
                 self.found.append(Anomaly(
-                    "points_out_of_chain", f"points:{w.number}:{counter}",
+                    AnomalyKind.POINTS_OUT_OF_CHAIN, f"points:{w.number}:{counter}",
                     f"card {w.number} counter {counter}: program {program} points before {points_before}, "
                     f"previous record left {previous}",
                     {"record": record_evidence(r), "previous_counter": w.points_counter.get(program),
@@ -292,7 +292,7 @@ def open_gaps(conn: Connection, now: int, gap_seconds: int) -> list[Anomaly]:
                                                            records.c.counter > head)
                            .order_by(records.c.counter).limit(1)).scalar()
         missing = f"{head + 1}..{(nxt or top + 1) - 1}"
-        out.append(Anomaly("counter_gap", f"gap:{number}:{head + 1}",
+        out.append(Anomaly(AnomalyKind.COUNTER_GAP, f"gap:{number}:{head + 1}",
                            f"card {number}: counters {missing} missing since {_iso(since)}",
                            {"missing_from": head + 1, "missing_to": (nxt or top + 1) - 1, "gap_since": since,
                             "highest_counter": top}, number, head + 1))

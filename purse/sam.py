@@ -53,6 +53,14 @@ class SessionCrypto:
 
 
 class SoftwareSam:
+    """A SAM in software: holds master keys by version, hands out only what a command needs.
+
+    A card key is derived on demand (AN10922, from the card's UID and the system identifier)
+    and used inside session objects; no method returns a master. A terminal's SAM holds its
+    role's masters (``purse.rolekeys.RoleKeys.sam``); asking for a key it does not hold raises
+    ``MissingKey``. A hardware SAM implementing AN10922 derives the same keys, so it can
+    replace this class behind the same methods.
+    """
     def __init__(
         self,
         masters: Mapping[KeyRef, Mapping[int, bytes]],

@@ -89,6 +89,16 @@ class TxnResult:
 
 
 class PurseSession:
+    """The purse application on one card, one verb per card command (docs/protocol.md).
+
+    Builds each APDU, MACs it through the SAM's session keys and checks the card's answer
+    (cryptogram, response MAC, sizes), so terminals and personalization never handle bytes.
+    A verb returns the card's answer as values and raises the status word's domain error
+    (``purse.apdu.PurseError`` subclasses such as ``InsufficientFunds``), ``CardNotGenuine``
+    for an answer that does not verify, ``ValueOutOfRange`` for an argument the wire cannot
+    carry, and ``CardRemoved`` when the card leaves the field. ``select`` comes first; the
+    secured verbs need ``open`` with the right key.
+    """
     def __init__(self, transport: Transport, sam: SoftwareSam) -> None:
         self.transport = transport
         self.sam = sam

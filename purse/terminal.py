@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Container
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from purse.apdu import ApduError, CardBlocked, NothingToCancel
@@ -42,11 +43,20 @@ class CardHotlisted(SmartpurseError):
         super().__init__(f"card {number} is hotlisted: blocked by this terminal")
 
 
+class ReceiptKind(StrEnum):
+    """What a receipt is for: the record type, as receipts, JSON and reports spell it."""
+
+    LOAD = "load"
+    PURCHASE = "purchase"
+    CANCEL = "cancel"
+    BLOCK = "block"
+
+
 @dataclass(frozen=True)
 class Receipt:
     """The outcome of one card transaction, with the card's certificate."""
 
-    kind: str
+    kind: ReceiptKind
     card_number: str
     terminal_id: int
     terminal_seq: int
@@ -70,7 +80,8 @@ class Receipt:
     @classmethod
     def from_record(cls, record: TransactionRecord, **extra: object) -> Receipt:
         return cls(
-            kind=record.record_type.name.lower(), card_number=record.card_number, terminal_id=record.terminal_id,
+            kind=ReceiptKind(record.record_type.name.lower()), card_number=record.card_number,
+            terminal_id=record.terminal_id,
             terminal_seq=record.terminal_seq, counter=record.counter, time=record.time, amount=record.amount,
             balance=record.balance_after, program_id=record.program_id, points_before=record.points_before,
             points_after=record.points_after, points_earned=record.points_earned,
@@ -176,7 +187,21 @@ class _CardTerminal:
 
 
 class Terminal(_CardTerminal):
-    """A POS terminal: its SAM holds the DEBIT masters and this terminal's log key."""
+    """A POS terminal, offline: sell with loyalty points, cancel the last sale, block hotlisted cards.
+
+    Its SAM holds the DEBIT masters and this terminal's log key, never a key that could load
+    value or forge a certificate. Every command is written ahead to the ``TerminalLog`` and
+    completed with the card's certified record, so a card pulled mid-command is resolved at
+    its next presentation (finished or forgotten, never twice) and every record reaches a batch.
+
+    Raises, from any verb: ``TransactionInterrupted`` when the card left before answering
+    (present it again), ``CardNotGenuine`` for a card that is not the issuer's,
+    ``CardHotlisted`` (the card was blocked instead), ``CardBlocked``/``CardExpired``,
+    ``InsufficientFunds``, ``InsufficientPoints``, ``PinRequired``/``WrongPin``/``PinBlocked``,
+    ``NothingToCancel`` (all ``purse.apdu.PurseError``), ``MissingKey`` when the SAM lacks the
+    card's key version, and ``TransportError`` when the reader fails. Each is a
+    ``SmartpurseError`` with a message meant for the cashier.
+    """
 
     key_ref = KeyRef.DEBIT
 
@@ -286,7 +311,12 @@ class Terminal(_CardTerminal):
 
 
 class CreditTerminal(_CardTerminal):
-    """The issuer's load desk: its SAM holds the CREDIT masters."""
+    """The issuer's load desk: adds value to a card (CREDIT), its SAM holding the CREDIT masters only.
+
+    The same write-ahead log and recovery as ``Terminal``; raises ``BalanceLimitExceeded``
+    when a load would pass the card's maximum balance, ``CardBlocked``/``CardExpired``,
+    ``TransactionInterrupted``, ``CardNotGenuine``, ``MissingKey`` and ``TransportError``.
+    """
 
     key_ref = KeyRef.CREDIT
 

@@ -83,6 +83,15 @@ class ClosedBatch:
 
 
 class TerminalLog:
+    """A terminal's durable journal (SQLite, WAL, synchronous FULL): write-ahead entries and the MAC chain.
+
+    Before a command reaches the card, ``begin`` records it as pending with the counter it
+    would produce; ``complete`` replaces it by the card's certified record and chains it
+    (``mac_i = CMAC(log key, record_i || mac_{i-1})``), ``drop`` forgets a command the card
+    never ran. ``close_batch`` assigns the unbatched records to the next batch for
+    ``purse.batch.export_batch``. The file belongs to one terminal and one merchant: opening it
+    for another raises ``TerminalLogError``, as does a chain that does not verify.
+    """
     def __init__(self, path: Path | str, *, terminal_id: int, merchant_id: int, log_key: bytes | None) -> None:
         self.path = Path(path) if str(path) != ":memory:" else path
         try:

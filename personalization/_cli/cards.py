@@ -32,6 +32,7 @@ from personalization.issuing import (
     requests_for_count,
     requests_for_holders,
 )
+from processing.schema.registry import CardStatus
 from processing.shadow import shadow_balance
 from purse import cardnumber
 from purse._cli.util import CliContext, emit, pass_cli, progress, table
@@ -196,7 +197,7 @@ def _card_text(row: dict[str, Any], exponent: int) -> str:
 
 
 @click.command("list")
-@click.option("--state", type=click.Choice(["issued", "blocked", "replaced"]))
+@click.option("--state", type=click.Choice([str(s) for s in CardStatus]), help="Only cards in this state.")
 @click.option("--limit", type=click.IntRange(1), help="At most this many cards.")
 @pass_cli
 def list_cards(cli: CliContext, state: str | None, limit: int | None) -> None:

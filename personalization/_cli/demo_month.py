@@ -423,7 +423,7 @@ def back_office(world: DemoWorld, batch_files: list[Path]) -> dict[str, Any]:
     with world.engine.connect() as conn:
         check = run_check(conn)
         found = conn.execute(select(anomalies.c.kind, anomalies.c.card_number)).all()
-    return {"import": summary, "statements": [s.as_dict() for s in statements], "check": check,
+    return {"import": summary.as_dict(), "statements": [s.as_dict() for s in statements], "check": check,
             "anomalies": found, "hotlist": sorted(hotlist.cards)}
 
 

@@ -96,7 +96,8 @@ def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs
         with progress(cli, records, path.name, at_least=PROGRESS_MIN_RECORDS) as advance:
             yield advance
 
-    data = process_files(engine, files, keys, options, file_progress)
+    run = process_files(engine, files, keys, options, file_progress)
+    data = run.as_dict()
     emit(cli, data, _summary_text)
     if data["rejected"]:
         raise BatchesRejected(f"{data['rejected']} of {len(files)} batches rejected (kept in quarantine)")

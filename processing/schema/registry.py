@@ -9,6 +9,8 @@ ever issued twice, whatever crashes or how many ``cards issue`` processes run at
 
 from __future__ import annotations
 
+from enum import StrEnum
+
 from sqlalchemy import (
     BigInteger,
     CheckConstraint,
@@ -25,8 +27,25 @@ from sqlalchemy import (
 
 from processing.schema import RegistryCardNumber, metadata
 
-CARD_STATES = ("issued", "blocked", "replaced")
-NUMBER_STATES = ("reserved", "issued", "void")
+
+class CardStatus(StrEnum):
+    """A card in the registry (not the chip's own state, ``purse.protocol.CardState``)."""
+
+    ISSUED = "issued"
+    BLOCKED = "blocked"  # lost or stolen: the next hotlist carries it to every terminal
+    REPLACED = "replaced"  # blocked for good; its value moves to the card that replaced it
+
+
+class NumberStatus(StrEnum):
+    """A card number's allocation: reserved by a batch, then issued on a card or voided."""
+
+    RESERVED = "reserved"
+    ISSUED = "issued"
+    VOID = "void"
+
+
+CARD_STATES = tuple(s.value for s in CardStatus)
+NUMBER_STATES = tuple(s.value for s in NumberStatus)
 
 holders = Table(
     "holders",

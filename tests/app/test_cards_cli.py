@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import stat
 from pathlib import Path
@@ -127,3 +128,18 @@ def test_bad_csv_reports_each_row_and_issues_nothing(personalization_home: Path,
     assert code == 1 and "row 2: bad phone" in lines[0] and "row 3: bad e-mail" in lines[1]
     assert lines[-1].startswith("error:") and "nothing issued" in lines[-1]
     assert ok_json(capsys, "cards", "list") == []
+
+
+def test_the_pins_file_is_real_csv_and_no_cell_runs_as_a_formula(personalization_home: Path, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """A holder's name is the holder's: quoted where it holds a comma or a quote, never a formula."""
+    holders = tmp_path / "holders.csv"
+    holders.write_text('name,phone,email\n"=HYPERLINK(""http://x"")",+79120000000,a@example.org\n'
+                       '"Smith, ""Jo""",+79120000001,b@example.org\n', encoding="utf-8")
+    pins = tmp_path / "pins.csv"
+    code, _, err = run(capsys, "cards", "issue", "--from", str(holders), "--pins", str(pins))
+    assert code == 0, err
+    rows = list(csv.reader(pins.read_text(encoding="utf-8").splitlines()))
+    assert rows[0] == ["number", "holder", "pin"]
+    assert sorted(r[1] for r in rows[1:]) == ["'=HYPERLINK(\"http://x\")", 'Smith, "Jo"']
+    assert all(r[2].isdigit() and len(r[2]) == 4 for r in rows[1:])
