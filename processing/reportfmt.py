@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import json
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from purse.errors import UserError
+from purse.files import write_atomic
 from purse.money import format_amount
 
 FORMATS = ("csv", "xlsx", "json")
@@ -51,27 +53,25 @@ def _text(value: Any, col: Col, exponent: int) -> str:
 
 
 def write(report: Report, fmt: str, out: Path) -> Path:
+    """Write ``report`` as ``fmt`` to ``out``, whole or not at all (a report can be written again: not fsynced)."""
     if fmt not in FORMATS:
         raise UserError(f"unknown format {fmt!r} (csv, xlsx or json)")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        {"csv": _csv, "xlsx": _xlsx, "json": _json}[fmt](report, out)
-    except OSError as e:
-        raise UserError(f"cannot write {out}: {e.strerror}") from None
-    return out
+    data = {"csv": _csv, "xlsx": _xlsx, "json": _json}[fmt](report)
+    return write_atomic(out, data, durable=False)
 
 
-def _csv(report: Report, out: Path) -> None:
-    with open(out, "w", encoding="utf-8-sig", newline="") as f:
-        w = csv.writer(f)
-        w.writerow([c.name for c in report.columns])
-        for row in report.rows:
-            w.writerow([_text(v, c, report.exponent) for v, c in zip(row, report.columns, strict=True)])
-        if report.totals is not None:
-            w.writerow([_text(v, c, report.exponent) for v, c in zip(report.totals, report.columns, strict=True)])
+def _csv(report: Report) -> bytes:
+    buffer = io.StringIO(newline="")
+    w = csv.writer(buffer)
+    w.writerow([c.name for c in report.columns])
+    for row in report.rows:
+        w.writerow([_text(v, c, report.exponent) for v, c in zip(row, report.columns, strict=True)])
+    if report.totals is not None:
+        w.writerow([_text(v, c, report.exponent) for v, c in zip(report.totals, report.columns, strict=True)])
+    return buffer.getvalue().encode("utf-8-sig")  # with a BOM: spreadsheets then read it as UTF-8
 
 
-def _json(report: Report, out: Path) -> None:
+def _json(report: Report) -> bytes:
     def plain(v: Any) -> Any:
         return v.isoformat() if isinstance(v, dt.date) else v
 
@@ -81,10 +81,10 @@ def _json(report: Report, out: Path) -> None:
            "totals": None if report.totals is None else
            {c.name: plain(v) for c, v in zip(report.columns, report.totals, strict=True) if v is not None},
            "summary": {k: plain(v) for k, v in report.summary.items()}}
-    out.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
 
 
-def _xlsx(report: Report, out: Path) -> None:
+def _xlsx(report: Report) -> bytes:
     from openpyxl import Workbook
     from openpyxl.styles import Font
     from openpyxl.utils import get_column_letter
@@ -123,4 +123,6 @@ def _xlsx(report: Report, out: Path) -> None:
         s = wb.create_sheet("summary")
         for k, v in report.summary.items():
             s.append([k, v])
-    wb.save(out)
+    buffer = io.BytesIO()
+    wb.save(buffer)
+    return buffer.getvalue()

@@ -7,14 +7,25 @@ card's record chain is complete (a gap means batches still to come).
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, select
 
 from processing.schema.processing import card_accounts, card_points
 
 
-def shadow_balance(engine: Engine, number: str) -> dict[str, Any] | None:
+@dataclass(frozen=True)
+class ShadowBalance:
+    """What processing knows of a card from its posted records."""
+
+    balance: int  # minor units: the sum of every posted record of the card
+    complete_to_counter: int  # every counter up to this one is in
+    highest_counter: int
+    gap_open: bool  # records beyond a missing counter: batches still to come
+    points: dict[int, int]  # program id -> points at the chain head
+
+
+def shadow_balance(engine: Engine, number: str) -> ShadowBalance | None:
     """Balance, contiguous counter, open gap and points per program; None before any record."""
     a = card_accounts.c
     with engine.connect() as conn:
@@ -24,6 +35,5 @@ def shadow_balance(engine: Engine, number: str) -> dict[str, Any] | None:
         points = conn.execute(select(card_points.c.program_id, card_points.c.points)
                               .where(card_points.c.card_number == number)
                               .order_by(card_points.c.program_id)).all()
-    return {"balance": int(row["balance"]), "complete_to_counter": int(row["chain_counter"]),
-            "highest_counter": int(row["max_counter"]), "gap_open": row["max_counter"] > row["chain_counter"],
-            "points": {int(p): int(v) for p, v in points}}
+    return ShadowBalance(int(row["balance"]), int(row["chain_counter"]), int(row["max_counter"]),
+                         row["max_counter"] > row["chain_counter"], {int(p): int(v) for p, v in points})

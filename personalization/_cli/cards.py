@@ -7,6 +7,7 @@ Thin: parse, call ``personalization`` and print through ``emit`` (text or ``--js
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import secrets
 from datetime import UTC, datetime
@@ -223,7 +224,7 @@ def show(cli: CliContext, number: str) -> None:
     row = lifecycle.card_details(db, number)
     shadow = shadow_balance(db, number)  # processing's figure, once batches are in
     if shadow is not None:
-        row["shadow_balance"] = shadow
+        row["shadow_balance"] = dataclasses.asdict(shadow)
     emit(cli, row, lambda r: _card_text(r, cli.currency_exponent))
 
 

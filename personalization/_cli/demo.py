@@ -3,36 +3,15 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import click
 
-from personalization._cli.demo_month import DemoOptions, Progress, run_demo
-from purse._cli.util import CliContext, emit, pass_cli
+from personalization._cli.demo_month import DemoOptions, run_demo
+from purse._cli.util import CliContext, emit, pass_cli, stages
 from purse.errors import SmartpurseError
 from purse.money import format_amount
-
-
-@contextmanager
-def _progress(enabled: bool) -> Iterator[Progress]:
-    if not enabled:
-        yield lambda stage, done, total: None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=False) as bar:
-        tasks: dict[str, Any] = {}
-
-        def advance(stage: str, done: int, total: int) -> None:
-            if stage not in tasks:
-                tasks[stage] = bar.add_task(stage, total=total)
-            bar.update(tasks[stage], completed=done, total=total)
-
-        yield advance
 
 
 def _summary_text(data: dict[str, Any]) -> str:
@@ -100,7 +79,7 @@ def demo(cli: CliContext, cards: int, purchases: int, terminals: int, merchants:
     """Run every role end to end on virtual cards: issue, load, sell, process, settle, report."""
     options = DemoOptions(out=out, cards=cards, purchases=purchases, terminals=terminals, merchants=merchants,
                           days=days, seed=seed, db_url=db_url or cli.db_override)
-    with _progress(not cli.json and sys.stderr.isatty()) as progress:
+    with stages(cli) as progress:
         result = run_demo(options, progress)
     emit(cli, result, _summary_text)
     if not result["conservation"]["holds"]:

@@ -127,3 +127,29 @@ def progress(cli: CliContext, total: int, label: str, *, at_least: int = 0) -> I
                   transient=True) as bar:
         task = bar.add_task(label, total=total)
         yield lambda n: bar.advance(task, n)
+
+
+@contextmanager
+def stages(cli: CliContext) -> Iterator[Callable[[str, int, int], None]]:
+    """One bar per stage of a long run (the demo: issuing, loading, selling, processing), kept on screen.
+
+    The callback is ``advance(stage, done, total)``; like ``progress``, nothing is drawn under
+    ``--json`` or when stderr is not a terminal.
+    """
+    import sys
+
+    if cli.json or not sys.stderr.isatty():
+        yield lambda stage, done, total: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    with Progress(TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=False) as bar:
+        tasks: dict[str, Any] = {}
+
+        def advance(stage: str, done: int, total: int) -> None:
+            if stage not in tasks:
+                tasks[stage] = bar.add_task(stage, total=total)
+            bar.update(tasks[stage], completed=done, total=total)
+
+        yield advance

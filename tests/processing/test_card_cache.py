@@ -36,8 +36,8 @@ def test_imports_from_two_engines_interleaved_keep_every_chain_exact(import_worl
     for card in cards:
         shadow = shadow_balance(w.engine, card.number)
         assert shadow is not None
-        assert shadow["balance"] == card.balance
-        assert shadow["complete_to_counter"] == 6 and not shadow["gap_open"]
+        assert shadow.balance == card.balance
+        assert shadow.complete_to_counter == 6 and not shadow.gap_open
     with w.engine.connect() as conn:
         report = run_check(conn)
     assert report.ok, report.failures
