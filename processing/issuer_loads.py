@@ -18,7 +18,7 @@ from processing.schema.processing import transfers_posted
 from processing.schema.registry import card_transfers
 from processing.transfers import transfer_key
 from purse.errors import UserError
-from purse.terminal import CreditTerminal, Receipt
+from purse.terminal import CompletedBefore, CreditTerminal, Receipt, ReceiptKind
 
 
 @dataclass(frozen=True)
@@ -53,24 +53,35 @@ def pending_transfer(engine: Engine, number: str) -> PendingTransfer:
         return PendingTransfer(int(row.id), row.from_number, int(row.amount))
 
 
-def load_at_desk(engine: Engine, terminal: CreditTerminal, number: str,
-                 amount: int | None) -> tuple[Receipt, PendingTransfer | None]:
+@dataclass(frozen=True)
+class DeskLoad:
+    """What one ``smartpurse load`` did: the load's receipt, and whether it was done now or before."""
+
+    receipt: Receipt
+    transfer: PendingTransfer | None  # the replaced card's value this load paid, if it was a transfer load
+    completed_before: bool  # the same load had completed before the card was pulled: nothing loaded now
+
+
+def load_at_desk(engine: Engine, terminal: CreditTerminal, number: str, amount: int | None, *,
+                 again: bool = False) -> DeskLoad:
     """What ``smartpurse load`` does: ``amount`` of cash onto card ``number``, or (``amount`` None) the
     value of the card it replaced, as processing transferred it; recorded in ``loads`` at once.
 
-    A load that a pulled card left pending is completed first (``present``) and recorded too. If it is
-    a transfer load of this card for exactly the transfer's value, it is that transfer's load, and the
-    value is not loaded a second time."""
+    A load that a pulled card left pending is completed first and recorded too. If it is a load of
+    this card for the same amount (a cashier's retry), it is the load asked for: nothing is loaded a
+    second time unless ``again`` (never for a transfer, which is paid once), and the result says
+    ``completed_before``."""
     due = pending_transfer(engine, number) if amount is None else None
     value = due.amount if due is not None else int(amount or 0)
-    _, recovered = terminal.present()
-    done = [r for r in recovered if r.kind == "load"]
-    receipt = next((r for r in done if due is not None and r.card_number == number and r.amount == value), None)
-    if receipt is None:
-        receipt = terminal.load(value)
-        done.append(receipt)
+    try:
+        receipt = terminal.load(value, again=again and due is None)
+        before = False
+        recovered = receipt.recovered
+    except CompletedBefore as e:
+        receipt, before, recovered = e.receipt, True, e.recovered
+    done = [r for r in recovered if r.kind == ReceiptKind.LOAD and r is not receipt] + [receipt]
     record_loads(engine, done, (receipt, due.transfer_id) if due is not None else None)
-    return receipt, due
+    return DeskLoad(receipt, due, before)
 
 
 def record_loads(engine: Engine, receipts: Iterable[Receipt], transfer: tuple[Receipt, int] | None = None) -> int:

@@ -35,6 +35,22 @@ class TransactionInterrupted(CardRemoved):
     """The card left before answering; present it again to finish or forget the command."""
 
 
+class CompletedBefore(SmartpurseError):
+    """The command asked for had already completed: the card was pulled after it ran, before the answer.
+
+    The terminal found it at this presentation and completed its log with the card's own
+    record; ``receipt`` is that transaction's receipt. The new command was not sent, so a
+    cashier's or a script's retry never charges twice: to do the same again on purpose, pass
+    ``again=True``. ``recovered`` holds every transaction completed at this presentation.
+    """
+
+    def __init__(self, receipt: Receipt, recovered: tuple[Receipt, ...]) -> None:
+        super().__init__(f"the {receipt.kind} of {receipt.amount} minor units on card {receipt.card_number} "
+                         f"completed before the card was pulled (counter {receipt.counter}): not done again")
+        self.receipt = receipt
+        self.recovered = recovered
+
+
 class CardHotlisted(SmartpurseError):
     """The card is on the hotlist: the terminal blocked it instead of selling."""
 
@@ -76,6 +92,8 @@ class Receipt:
     prize_text: tuple[str, ...] = ()
     certificate: bytes = b""
     record: TransactionRecord | None = field(default=None, repr=False)
+    # Transactions a pulled card had left pending here, completed at this presentation before this one.
+    recovered: tuple[Receipt, ...] = ()
 
     @classmethod
     def from_record(cls, record: TransactionRecord, **extra: object) -> Receipt:
@@ -90,9 +108,10 @@ class Receipt:
         )
 
     def as_dict(self) -> dict[str, object]:
-        out = {k: v for k, v in self.__dict__.items() if k != "record"}
+        out = {k: v for k, v in self.__dict__.items() if k not in ("record", "recovered")}
         out["certificate"] = self.certificate.hex()
         out["prize_text"] = list(self.prize_text)
+        out["recovered"] = [r.as_dict() for r in self.recovered]
         return out
 
 
@@ -176,6 +195,17 @@ class _CardTerminal:
         self.log.complete(seq, record)
         return record
 
+    @staticmethod
+    def _refuse_repeat(recovered: list[Receipt], kind: ReceiptKind, amount: int | None, again: bool) -> None:
+        """A retry of what just completed is refused (``CompletedBefore``) unless ``again``.
+
+        ``amount`` None matches any amount (a cancel cancels the last debit, whatever it was)."""
+        if again:
+            return
+        for receipt in recovered:
+            if receipt.kind == kind and (amount is None or receipt.amount == amount):
+                raise CompletedBefore(receipt, tuple(recovered))
+
     def _record(self, info: CardInfo, kind: RecordType, seq: int, when: int, counter: int, amount: int,
                 balance: int, certificate: bytes, **points: int) -> TransactionRecord:
         return TransactionRecord(
@@ -195,7 +225,9 @@ class Terminal(_CardTerminal):
     its next presentation (finished or forgotten, never twice) and every record reaches a batch.
 
     Raises, from any verb: ``TransactionInterrupted`` when the card left before answering
-    (present it again), ``CardNotGenuine`` for a card that is not the issuer's,
+    (present it again), ``CompletedBefore`` when the command asked for is the one that card had
+    completed before it was pulled (its receipt attached; nothing is sent),
+    ``CardNotGenuine`` for a card that is not the issuer's,
     ``CardHotlisted`` (the card was blocked instead), ``CardBlocked``/``CardExpired``,
     ``InsufficientFunds``, ``InsufficientPoints``, ``PinRequired``/``WrongPin``/``PinBlocked``,
     ``NothingToCancel`` (all ``purse.apdu.PurseError``), ``MissingKey`` when the SAM lacks the
@@ -230,11 +262,15 @@ class Terminal(_CardTerminal):
         return CardView(info, opened.balance, opened.counter, opened.slot, self.session.read_whole_log(), recovered)
 
     def debit(self, price: int, *, points: PointsPolicy | None = None, redeem_points: int = 0,
-              pin: str | None = None) -> Receipt:
-        """Sell for ``price`` minor units: SELECT, OPEN SESSION, [VERIFY PIN], DEBIT."""
+              pin: str | None = None, again: bool = False) -> Receipt:
+        """Sell for ``price`` minor units: SELECT, OPEN SESSION, [VERIFY PIN], DEBIT.
+
+        A purchase of the same amount that a pulled card left pending here and that the card
+        had committed is not sold again: ``CompletedBefore`` carries its receipt (``again=True``
+        sells anyway). Other recovered transactions come back in ``Receipt.recovered``."""
         if price < 0:
             raise ValueError("price must not be negative")
-        info, _ = self._present_usable()
+        info, recovered = self._present_usable()
         program_id = points.program_id if points is not None else 0
         opened = self.session.open(KeyRef.DEBIT, self.terminal_id, program_id)
         when = self._now()
@@ -244,6 +280,7 @@ class Terminal(_CardTerminal):
             if redeem_points:
                 raise SmartpurseError("this terminal runs no loyalty program: nothing to redeem points for")
             update = PointsUpdate(slot=opened.slot, amount_due=price)
+        self._refuse_repeat(recovered, ReceiptKind.PURCHASE, update.amount_due, again)
         if update.redeemed:
             if pin is None:
                 raise SmartpurseError("redeeming points needs the card holder's PIN")
@@ -262,11 +299,15 @@ class Terminal(_CardTerminal):
 
         record = self._run(RecordType.PURCHASE, info, opened.counter + 1, update.amount_due, send)
         return Receipt.from_record(record, price=price, discount=update.discount, points_value=update.points_value,
-                                   prize_text=update.prize_text)
+                                   prize_text=update.prize_text, recovered=tuple(recovered))
 
     def cancel_last(self) -> Receipt:
-        """UNDEBIT: cancel this terminal's last debit on the card, points included."""
-        info, _ = self._present_usable()
+        """UNDEBIT: cancel this terminal's last debit on the card, points included.
+
+        A cancel that a pulled card had committed is not repeated: ``CompletedBefore`` carries
+        its receipt (a second cancel would find nothing to cancel anyway)."""
+        info, recovered = self._present_usable()
+        self._refuse_repeat(recovered, ReceiptKind.CANCEL, None, False)
         opened = self.session.open(KeyRef.DEBIT, self.terminal_id, 0)
         if opened.counter == 0:
             raise NothingToCancel()  # a card that never transacted has an empty log
@@ -283,7 +324,7 @@ class Terminal(_CardTerminal):
             return record
 
         record = self._run(RecordType.CANCEL, info, opened.counter + 1, last.amount, send)
-        return Receipt.from_record(record)
+        return Receipt.from_record(record, recovered=tuple(recovered))
 
     def _block(self, info: CardInfo) -> Receipt:
         opened = self.session.open(KeyRef.DEBIT, self.terminal_id, 0)
@@ -320,11 +361,15 @@ class CreditTerminal(_CardTerminal):
 
     key_ref = KeyRef.CREDIT
 
-    def load(self, amount: int) -> Receipt:
-        """CREDIT: add ``amount`` minor units; the receipt carries the card's certificate."""
+    def load(self, amount: int, *, again: bool = False) -> Receipt:
+        """CREDIT: add ``amount`` minor units; the receipt carries the card's certificate.
+
+        A load of the same amount that a pulled card had committed is not loaded again:
+        ``CompletedBefore`` carries its receipt (``again=True`` loads anyway)."""
         if amount <= 0:
             raise ValueError("a load must be positive")
-        info, _ = self.present()
+        info, recovered = self.present()
+        self._refuse_repeat(recovered, ReceiptKind.LOAD, amount, again)
         if info.state == CardState.BLOCKED:
             raise CardBlocked()
         opened = self.session.open(KeyRef.CREDIT, self.terminal_id, 0)
@@ -335,4 +380,5 @@ class CreditTerminal(_CardTerminal):
             return self._record(info, RecordType.LOAD, seq, when, result.counter, amount, result.balance,
                                 result.certificate)
 
-        return Receipt.from_record(self._run(RecordType.LOAD, info, opened.counter + 1, amount, send))
+        return Receipt.from_record(self._run(RecordType.LOAD, info, opened.counter + 1, amount, send),
+                                   recovered=tuple(recovered))

@@ -404,9 +404,8 @@ def back_office(world: DemoWorld, batch_files: list[Path]) -> dict[str, Any]:
                             world.program}, now=world.clock)
     summary = process_files(world.engine, batch_files, keys, options)
     if _transferred(world.engine, world.tally.replacement):  # processing moved the replaced card's value
-        receipt, _ = load_at_desk(world.engine, desk_at(world, world.tally.replacement), world.tally.replacement,
-                                  None)
-        world.tally.transferred = receipt.amount
+        paid = load_at_desk(world.engine, desk_at(world, world.tally.replacement), world.tally.replacement, None)
+        world.tally.transferred = paid.receipt.amount
         process_files(world.engine, [], keys, options)  # posts the desk's load against the payable
     statements = settle(world.engine, end.date() + dt.timedelta(days=1))
     reports_dir = world.options.out / "reports"

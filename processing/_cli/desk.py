@@ -23,9 +23,11 @@ CREDIT_LOG = "credit.db"  # the desk's own terminal log, beside the POS logs
 @click.argument("amount", required=False)
 @click.option("--transfer", is_flag=True,
               help="Load the value of the card NUMBER replaces, once processing has transferred it (no AMOUNT).")
+@click.option("--again", is_flag=True,
+              help="Load even if the same load onto this card just completed before the card was pulled.")
 @reader_option
 @pass_cli
-def load(cli: CliContext, number: str, amount: str | None, transfer: bool, reader: str | None) -> None:
+def load(cli: CliContext, number: str, amount: str | None, transfer: bool, again: bool, reader: str | None) -> None:
     """Load AMOUNT onto card NUMBER at the issuer's credit desk (AMOUNT like 500.00).
 
     With --transfer, load the value of the card that NUMBER replaced instead: no cash is taken,
@@ -38,8 +40,8 @@ def load(cli: CliContext, number: str, amount: str | None, transfer: bool, reade
     terminal_id = int(keys.terminal_id or 0)
     log = TerminalLog(cli.home.terminals_dir / CREDIT_LOG, terminal_id=terminal_id, merchant_id=0, log_key=None)
     terminal = CreditTerminal(open_card(cli.home, number, reader=reader), keys.sam(), log, terminal_id=terminal_id)
-    receipt, due = load_at_desk(engine, terminal, number, value)
-    data = receipt_data(receipt)
-    if due is not None:
-        data["transfer_from"] = due.from_number
+    done = load_at_desk(engine, terminal, number, value, again=again)
+    data = receipt_data(done.receipt, completed_before=done.completed_before)
+    if done.transfer is not None:
+        data["transfer_from"] = done.transfer.from_number
     emit(cli, data, lambda d: receipt_text(cli, d))

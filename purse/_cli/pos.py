@@ -12,11 +12,12 @@ from typing import Any
 
 import click
 
-from purse._cli.receipts import receipt_data, receipt_text
+from purse._cli.receipts import COMPLETED_BEFORE, receipt_data, receipt_text
 from purse._cli.util import AMOUNT_COMMAND, CliContext, emit, pass_cli, passphrase
 from purse.errors import UserError
 from purse.loyalty import ProgramPolicy
 from purse.station import PosStation
+from purse.terminal import CompletedBefore
 
 reader_option = click.option("--reader", help="Use the card in this PC/SC reader instead of the virtual image.")
 
@@ -64,10 +65,12 @@ def pos_hotlist(cli: CliContext, file: Path, terminal_id: int) -> None:
 @terminal_option
 @click.option("--redeem-points", type=click.IntRange(min=0), default=0, help="Pay part of the price with points.")
 @click.option("--pin", envvar="SMARTPURSE_PIN", help="Card holder PIN for redeeming (else asked).")
+@click.option("--again", is_flag=True,
+              help="Sell even if the same sale on this card just completed before the card was pulled.")
 @reader_option
 @pass_cli
 def pos_sell(cli: CliContext, number: str, amount: str, terminal_id: int, redeem_points: int, pin: str | None,
-             reader: str | None) -> None:
+             again: bool, reader: str | None) -> None:
     """Sell to card NUMBER for AMOUNT (like 12.50), with the terminal's loyalty program."""
     price = cli.amount(amount)
     station = open_station(cli, terminal_id)
@@ -78,9 +81,14 @@ def pos_sell(cli: CliContext, number: str, amount: str, terminal_id: int, redeem
         pin = click.prompt("Card holder PIN", hide_input=True)
     terminal = station.terminal_at(number, reader)
     policy = ProgramPolicy(program) if program else None
-    receipt = terminal.debit(price, points=policy, redeem_points=redeem_points, pin=pin if redeem_points else None)
+    try:
+        receipt = terminal.debit(price, points=policy, redeem_points=redeem_points,
+                                 pin=pin if redeem_points else None, again=again)
+        before = False
+    except CompletedBefore as e:  # the cashier's retry after a pulled card: it was sold once
+        receipt, before = e.receipt, True
     tier = receipt.record.tier if receipt.record is not None else None
-    emit(cli, receipt_data(receipt, program, tier), lambda d: receipt_text(cli, d))
+    emit(cli, receipt_data(receipt, program, tier, completed_before=before), lambda d: receipt_text(cli, d))
 
 
 @pos_group.command("cancel")
@@ -92,8 +100,11 @@ def pos_cancel(cli: CliContext, number: str, terminal_id: int, reader: str | Non
     """Cancel this terminal's last purchase on card NUMBER: money and points come back."""
     station = open_station(cli, terminal_id)
     terminal = station.terminal_at(number, reader)
-    receipt = terminal.cancel_last()
-    emit(cli, receipt_data(receipt, station.program()), lambda d: receipt_text(cli, d))
+    try:
+        receipt, before = terminal.cancel_last(), False
+    except CompletedBefore as e:  # the retry of a cancel a pulled card had completed
+        receipt, before = e.receipt, True
+    emit(cli, receipt_data(receipt, station.program(), completed_before=before), lambda d: receipt_text(cli, d))
 
 
 @pos_group.command("read")
@@ -118,12 +129,15 @@ def pos_read(cli: CliContext, number: str, terminal_id: int, reader: str | None)
         "log": [{"type": r.record_type.name.lower(), "counter": r.counter, "amount": r.amount,
                  "balance_after": r.balance_after, "program_id": r.program_id, "points_after": r.points_after,
                  "terminal_id": r.terminal_id, "time": r.time} for r in view.log],
+        "recovered": [r.as_dict() for r in view.recovered],
     }
     emit(cli, data, lambda d: _card_text(cli, d))
 
 
 def _card_text(cli: CliContext, d: dict[str, Any]) -> str:
-    lines = [f"card {d['card_number']} ({d['state']}): balance {cli.money(d['balance'])}, counter {d['counter']}"]
+    lines = [f"{COMPLETED_BEFORE}: {r['kind']} of {cli.money(r['amount'])}, counter {r['counter']} (now in the log)"
+             for r in d["recovered"]]
+    lines.append(f"card {d['card_number']} ({d['state']}): balance {cli.money(d['balance'])}, counter {d['counter']}")
     p = d["points"]
     if p is not None:
         lines.append(f"  {p['program_name']}: {p['points']} points, tier {p['tier']}, {p['visits']} visits, "

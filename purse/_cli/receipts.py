@@ -8,9 +8,14 @@ from purse._cli.util import CliContext
 from purse.loyalty import Program
 from purse.terminal import Receipt
 
+COMPLETED_BEFORE = "completed before the card was pulled"
 
-def receipt_data(receipt: Receipt, program: Program | None = None, tier: int | None = None) -> dict[str, Any]:
+
+def receipt_data(receipt: Receipt, program: Program | None = None, tier: int | None = None, *,
+                 completed_before: bool = False) -> dict[str, Any]:
+    """A receipt as the command's result; ``completed_before``: nothing was done now, this is the earlier one."""
     data = receipt.as_dict()
+    data["completed_before"] = completed_before
     if program is not None:
         data["program_name"] = program.name
         if tier is not None:
@@ -19,11 +24,23 @@ def receipt_data(receipt: Receipt, program: Program | None = None, tier: int | N
 
 
 def receipt_text(cli: CliContext, data: dict[str, Any]) -> str:
+    """The receipt as printed; transactions a pulled card had left pending are printed first, marked."""
+    parts = [f"{COMPLETED_BEFORE}:\n{_lines(cli, r)}" for r in data.get("recovered", [])]
+    if data.get("completed_before"):
+        parts.append(f"{COMPLETED_BEFORE}: done once, not again (run it with --again to do it a second time)\n"
+                     + _lines(cli, data))
+    else:
+        parts.append(_lines(cli, data))
+    return "\n".join(parts)
+
+
+def _lines(cli: CliContext, data: dict[str, Any]) -> str:
     m = cli.money
     lines = [f"{data['kind'].upper()}  card {data['card_number']}  terminal {data['terminal_id']}"
              f"  seq {data['terminal_seq']}  counter {data['counter']}"]
     if data["kind"] == "purchase":
-        lines.append(f"  price        {m(data['price']):>12}")
+        if data["price"]:  # a purchase recovered from the card knows what it debited, not the price asked
+            lines.append(f"  price        {m(data['price']):>12}")
         if data["discount"]:
             lines.append(f"  discount     {m(-data['discount']):>12}  ({data.get('tier', 'tier')})")
         if data["points_redeemed"]:

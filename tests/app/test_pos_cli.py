@@ -12,7 +12,7 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,10 +32,13 @@ from purse.home import Home
 from purse.hotlist import Hotlist
 from purse.protocol import DEFAULT_TRANSPORT_KEY, KeyRef
 from purse.records import TransactionRecord
-from purse.rolekeys import role_key_path
+from purse.rolekeys import Role, open_role_keys, role_key_path
 from purse.sam import SoftwareSam
 from purse.session import PurseSession
-from purse.transport.virtual import VirtualTransport
+from purse.station import PosStation
+from purse.terminal import CreditTerminal, TransactionInterrupted
+from purse.terminal_log import TerminalLog
+from purse.transport.virtual import VirtualTransport, image_state
 
 PASSPHRASE = "correct horse battery"
 CARD = "6277000000000011"
@@ -366,3 +369,68 @@ def test_a_terminal_only_install_sells_and_names_the_part_a_back_office_command_
         refused = run(*args)
         assert refused.returncode == 3, refused.stderr
         assert refused.stderr.count("\n") == 1 and "pip install 'smartpurse[backoffice]'" in refused.stderr
+
+
+# -- a cashier's retry after a pulled card ---------------------------------------------------------
+def _pulled_after_commit(h: PosHome, command: Callable[[VirtualTransport], object]) -> None:
+    """Run ``command`` on the card's image, pulling the card at each write in turn until one pull
+    comes after the card committed: the card has done it, the terminal never saw the answer."""
+    image = h.path / "cards" / f"{CARD}.card"
+    before = image_state(image.read_bytes())
+    for write in range(1, 30):
+        saved = image.read_bytes()
+        card = VirtualTransport.open(image)
+        card.tear_at(write)
+        with pytest.raises(TransactionInterrupted):
+            command(card)
+        card.storage.close()  # type: ignore[attr-defined]
+        after = image_state(VirtualTransport.open(image).image_bytes())
+        if after.balance != before.balance or after.state != before.state:
+            return
+        image.write_bytes(saved)  # not committed: put the card back as it was and pull later
+    raise AssertionError("no pull after the commit")
+
+
+def _station(h: PosHome) -> PosStation:
+    return PosStation.open(Home.open(h.path), 1, PASSPHRASE)
+
+
+def test_a_retried_sale_after_a_pulled_card_is_charged_once(pos_demo: PosHome, tmp_path: Path) -> None:
+    h = pos_demo
+    start = h.card()["balance"]
+    _pulled_after_commit(h, lambda card: _station(h).terminal(card).debit(1_000))
+    out = h.ok("pos", "sell", CARD, "10.00", "--terminal", "1")  # the cashier's retry
+    assert "completed before the card was pulled: done once, not again" in out and "debited" in out
+    assert h.card()["balance"] == start - 1_000
+    again = h.json("pos", "sell", CARD, "10.00", "--terminal", "1", "--again")  # a second sale, on purpose
+    assert not again["completed_before"] and again["balance"] == start - 2_000
+    assert h.json("pos", "batch", "--terminal", "1", "--out", str(tmp_path / "b.spb"))["records"] == 2
+
+
+def test_a_retried_load_after_a_pulled_card_is_loaded_and_recorded_once(pos_demo: PosHome) -> None:
+    h = pos_demo
+    start = h.card()["balance"]
+    keys = open_role_keys(Home.open(h.path), Role.CREDIT, PASSPHRASE)
+
+    def desk(card: VirtualTransport) -> object:
+        log = TerminalLog(h.path / "terminals" / "credit.db", terminal_id=0, merchant_id=0, log_key=None)
+        return CreditTerminal(card, keys.sam(), log, terminal_id=0).load(5_000)
+
+    _pulled_after_commit(h, desk)
+    retried = h.json("load", CARD, "50.00")
+    assert retried["completed_before"] and retried["amount"] == 5_000
+    assert h.card()["balance"] == start + 5_000
+    engine = open_database(f"sqlite:///{h.path / 'smartpurse.db'}")
+    with engine.connect() as conn:
+        amounts = conn.execute(select(loads.c.amount).order_by(loads.c.counter)).scalars().all()
+    assert amounts == [50_000, 5_000]  # the demo's first load, then this one: recorded once
+
+
+def test_a_retried_cancel_after_a_pulled_card_says_it_was_done(pos_demo: PosHome) -> None:
+    h = pos_demo
+    h.ok("pos", "sell", CARD, "30.00", "--terminal", "1")
+    start = h.card()["balance"]
+    _pulled_after_commit(h, lambda card: _station(h).terminal(card).cancel_last())
+    out = h.ok("pos", "cancel", CARD, "--terminal", "1")
+    assert "completed before the card was pulled" in out and "CANCEL" in out
+    assert h.card()["balance"] == start + 3_000

@@ -93,7 +93,9 @@ def test_a_card_pulled_during_the_transfer_load_gets_the_value_once(processing_d
             load_at_desk(w.engine, desk, new_number, None)
         card.connect()  # presented again
         committed = PurseApplet(card.storage).balance == 5_000
-        receipt, due = load_at_desk(w.engine, desk, new_number, None)
+        done = load_at_desk(w.engine, desk, new_number, None)
+        receipt, due = done.receipt, done.transfer
+        assert done.completed_before == committed, k
         assert due is not None and receipt.balance == PurseApplet(card.storage).balance == 5_000, k
         with w.engine.connect() as conn:
             paid = conn.execute(select(loads.c.amount).where(loads.c.transfer_id == due.transfer_id)).scalars().all()

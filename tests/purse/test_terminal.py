@@ -288,3 +288,34 @@ def test_credit_terminal_and_sam_roles(card: VirtualTransport, purse_issuer: Iss
     assert purse_issuer.pos_sam().holds(KeyRef.DEBIT) and not purse_issuer.pos_sam().holds(KeyRef.CREDIT)
     receipt = purse_issuer.credit_terminal(card).load(1)
     assert (receipt.kind, receipt.counter, receipt.balance) == ("load", 2, 10_001)
+
+
+def test_a_retry_after_a_pulled_card_surfaces_the_earlier_sale_and_charges_nothing(card: VirtualTransport,
+                                                                                   purse_issuer: Issuer) -> None:
+    """The vendor's view of a cashier's retry: the torn purchase comes back, not a second one."""
+    from purse.terminal import CompletedBefore, ReceiptKind, TransactionInterrupted
+
+    terminal = purse_issuer.terminal(card)
+    before = terminal.read_card().balance
+    card.tear_at(6)  # the journal-clear write of a debit without points: committed, unanswered
+    with pytest.raises(TransactionInterrupted):
+        terminal.debit(1_000)
+    with pytest.raises(CompletedBefore) as retried:
+        terminal.debit(1_000)
+    assert retried.value.receipt.kind == ReceiptKind.PURCHASE and retried.value.receipt.amount == 1_000
+    assert retried.value.receipt.certificate and terminal.read_card().balance == before - 1_000
+    again = terminal.debit(1_000, again=True)  # a second sale, on purpose
+    assert again.recovered == () and again.balance == before - 2_000
+
+
+def test_a_different_sale_after_a_pulled_card_goes_through_and_carries_the_recovered_one(
+        card: VirtualTransport, purse_issuer: Issuer) -> None:
+    from purse.terminal import TransactionInterrupted
+
+    terminal = purse_issuer.terminal(card)
+    card.tear_at(6)
+    with pytest.raises(TransactionInterrupted):
+        terminal.debit(1_000)
+    receipt = terminal.debit(250)
+    assert [(r.kind, r.amount) for r in receipt.recovered] == [("purchase", 1_000)]
+    assert receipt.amount == 250 and receipt.as_dict()["recovered"][0]["amount"] == 1_000
