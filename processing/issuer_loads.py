@@ -15,7 +15,8 @@ from sqlalchemy import Engine, select
 
 from processing.schema.loads import loads
 from processing.schema.processing import transfers_posted
-from processing.schema.registry import card_transfers
+from processing.schema.registry import CardStatus, card_transfers
+from processing.schema.registry import cards as registry_cards
 from processing.transfers import transfer_key
 from purse.errors import UserError
 from purse.terminal import CompletedBefore, CreditTerminal, Receipt, ReceiptKind
@@ -62,6 +63,25 @@ class DeskLoad:
     completed_before: bool  # the same load had completed before the card was pulled: nothing loaded now
 
 
+def require_loadable(engine: Engine, number: str) -> None:
+    """Refuse, before the card is touched, a load the issuer's database could not account for.
+
+    A card its registry does not know (a ``--db`` naming another or a new database) would get
+    money that no ledger holds; a blocked card is lost or stolen; a replaced card's value has
+    moved to its replacement. Each is one ``UserError`` line saying what to do instead.
+    """
+    c = registry_cards.c
+    with engine.connect() as conn:
+        row = conn.execute(select(c.state, c.replaced_by).where(c.number == number)).first()
+    if row is None:
+        raise UserError(f"card {number} is not in this database's registry ({engine.url.render_as_string()}): "
+                        "load it with the database that issued it (--db or SMARTPURSE_DB)")
+    if row.state == CardStatus.BLOCKED:
+        raise UserError(f"card {number} is blocked in the registry (lost or stolen): unblock it before loading")
+    if row.state == CardStatus.REPLACED:
+        raise UserError(f"card {number} was replaced by {row.replaced_by}: load the new card")
+
+
 def load_at_desk(engine: Engine, terminal: CreditTerminal, number: str, amount: int | None, *,
                  again: bool = False) -> DeskLoad:
     """What ``smartpurse load`` does: ``amount`` of cash onto card ``number``, or (``amount`` None) the
@@ -71,6 +91,7 @@ def load_at_desk(engine: Engine, terminal: CreditTerminal, number: str, amount: 
     this card for the same amount (a cashier's retry), it is the load asked for: nothing is loaded a
     second time unless ``again`` (never for a transfer, which is paid once), and the result says
     ``completed_before``."""
+    require_loadable(engine, number)
     due = pending_transfer(engine, number) if amount is None else None
     value = due.amount if due is not None else int(amount or 0)
     try:

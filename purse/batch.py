@@ -133,21 +133,29 @@ class BatchSummary:
     totals: Totals
 
 
-def export_batch(log: TerminalLog, path: Path, *, log_key: bytes, log_key_version: int) -> BatchSummary:
+def export_batch(log: TerminalLog, path: Path, *, log_key: bytes, log_key_version: int,
+                 batch_seq: int | None = None) -> BatchSummary:
     """Close every record of ``log`` not yet batched into the batch file ``path``; no card is involved.
 
     A function of the log and the batch format only, so a terminal closes its day without a
-    card in the field. The log fixes the batch's range first, then the file is written whole
-    (``write_atomic``). Raises ``UserError`` when ``path`` exists (a batch is never overwritten)
-    or cannot be written.
+    card in the field. The file is written whole and durably (``write_atomic``) inside the log's
+    transaction that closes the batch: when the write fails (a missing folder, a full disk), the
+    batch stays open and its records go into the next export. ``batch_seq`` exports an already
+    closed batch again, byte for byte. Raises ``UserError`` when ``path`` exists (a batch is never
+    overwritten) or cannot be written, ``TerminalLogError`` for a batch the log never closed.
     """
     path = Path(path)
     if path.exists():
         raise UserError(f"{path} exists: choose another file, a batch is never overwritten")
-    batch = log.close_batch()
-    totals = write_batch_file(path, batch, terminal_id=log.terminal_id, merchant_id=log.merchant_id,
-                              log_key=log_key, log_key_version=log_key_version)
-    return BatchSummary(path, batch.batch_seq, len(batch.entries), totals)
+    options = {"terminal_id": log.terminal_id, "merchant_id": log.merchant_id, "log_key": log_key,
+               "log_key_version": log_key_version}
+    totals: list[Totals] = []
+    if batch_seq is not None:
+        batch = log.closed_batch(batch_seq)
+        totals.append(write_batch_file(path, batch, **options))
+    else:
+        batch = log.close_batch(lambda closing: totals.append(write_batch_file(path, closing, **options)))
+    return BatchSummary(path, batch.batch_seq, len(batch.entries), totals[0])
 
 
 class BatchFormatError(ValueError):

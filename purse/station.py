@@ -102,10 +102,12 @@ class PosStation:
         """This terminal with card ``number`` presented (its virtual image, or the card in ``reader``)."""
         return self.terminal(open_card(self.home, number, reader=reader))
 
-    def export_batch(self, path: Path) -> BatchSummary:
-        """Close every record not yet batched into the batch file ``path`` (no card needed)."""
+    def export_batch(self, path: Path, batch_seq: int | None = None) -> BatchSummary:
+        """Close every record not yet batched into the batch file ``path`` (no card needed);
+        ``batch_seq``: write that closed batch again."""
         assert self.keys.log_key is not None  # open_role_keys checked it
-        return export_batch(self.log(), path, log_key=self.keys.log_key, log_key_version=self.keys.log_key_version)
+        return export_batch(self.log(), path, log_key=self.keys.log_key, log_key_version=self.keys.log_key_version,
+                            batch_seq=batch_seq)
 
 
 def _read(path: Path) -> bytes:

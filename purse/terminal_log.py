@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -219,8 +219,12 @@ class TerminalLog:
         return count
 
     # -- batches -------------------------------------------------------------------------------
-    def close_batch(self) -> ClosedBatch:
-        """Assign every unbatched record to the next batch; the batch may be empty."""
+    def close_batch(self, write: Callable[[ClosedBatch], object] | None = None) -> ClosedBatch:
+        """Assign every unbatched record to the next batch; the batch may be empty.
+
+        ``write`` (the batch file's writer) runs inside the transaction that closes the batch:
+        if it fails, nothing is closed and the records stay for the next export, so a batch is
+        never closed before its file is durably written."""
         with self._tx():
             row = self.db.execute("SELECT max(batch_seq), max(first_index + record_count) FROM batches").fetchone()
             batch_seq = (row[0] or 0) + 1
@@ -235,7 +239,24 @@ class TerminalLog:
             self.db.execute("UPDATE journal SET batch_seq=? WHERE batch_seq IS NULL", (batch_seq,))
             self.db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
                             (batch_seq, first, len(entries), prev_mac, final, created))
-        return ClosedBatch(batch_seq, first, prev_mac, final, created, [(r, m) for _, r, m in entries])
+            batch = ClosedBatch(batch_seq, first, prev_mac, final, created, [(r, m) for _, r, m in entries])
+            if write is not None:
+                write(batch)
+        return batch
+
+    def closed_batch(self, batch_seq: int) -> ClosedBatch:
+        """Batch ``batch_seq`` as it was closed, to export it again (the same bytes: processing sees a duplicate)."""
+        row = self.db.execute("SELECT first_index, record_count, prev_mac, final_mac, created FROM batches "
+                              "WHERE batch_seq=?", (batch_seq,)).fetchone()
+        if row is None:
+            last = self.db.execute("SELECT max(batch_seq) FROM batches").fetchone()[0]
+            raise TerminalLogError(f"{self.path} has no batch {batch_seq} (closed batches: 1..{last or 0})")
+        first, count, prev_mac, final_mac, created = row
+        entries = self.db.execute("SELECT record, chain_mac FROM journal WHERE batch_seq=? ORDER BY chain_index",
+                                  (batch_seq,)).fetchall()
+        if len(entries) != count:
+            raise TerminalLogError(f"{self.path}: batch {batch_seq} holds {len(entries)} records, closed with {count}")
+        return ClosedBatch(batch_seq, first, prev_mac, final_mac, created, [(r, m) for r, m in entries])
 
     def _tx(self) -> _Transaction:
         return _Transaction(self.db)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import click
 
 from processing.db import open_database
-from processing.issuer_loads import load_at_desk
+from processing.issuer_loads import load_at_desk, require_loadable
+from purse import cardnumber
 from purse._cli.pos import reader_option
 from purse._cli.receipts import receipt_data, receipt_text
 from purse._cli.util import AMOUNT_COMMAND, CliContext, emit, pass_cli, passphrase
@@ -36,7 +37,8 @@ def load(cli: CliContext, number: str, amount: str | None, transfer: bool, again
         raise UserError("give an AMOUNT to load, or --transfer to load a replaced card's value (not both)")
     value = None if transfer else cli.amount(str(amount))
     keys = open_role_keys(cli.home, Role.CREDIT, passphrase("Passphrase for credit.key"))
-    engine = open_database(cli.db_url)  # before the card: a load must find its database
+    engine = open_database(cli.db_url)  # before the card: a load must find its database and the card in it
+    require_loadable(engine, cardnumber.validate(number))
     terminal_id = int(keys.terminal_id or 0)
     log = TerminalLog(cli.home.terminals_dir / CREDIT_LOG, terminal_id=terminal_id, merchant_id=0, log_key=None)
     terminal = CreditTerminal(open_card(cli.home, number, reader=reader), keys.sam(), log, terminal_id=terminal_id)

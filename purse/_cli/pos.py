@@ -151,11 +151,13 @@ def _card_text(cli: CliContext, d: dict[str, Any]) -> str:
 @pos_group.command("batch")
 @terminal_option
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="Batch file to write.")
+@click.option("--batch", "batch_seq", type=click.IntRange(min=1),
+              help="Write closed batch N again (a lost file): the same bytes, processing sees a duplicate.")
 @pass_cli
-def pos_batch(cli: CliContext, terminal_id: int, out: Path) -> None:
+def pos_batch(cli: CliContext, terminal_id: int, out: Path, batch_seq: int | None) -> None:
     """Close every record not yet batched into a batch file OUT for processing."""
     station = open_station(cli, terminal_id)
-    summary = station.export_batch(out)
+    summary = station.export_batch(out, batch_seq)
     data = {"out": str(summary.path), "batch_seq": summary.batch_seq, "records": summary.records,
             "totals": summary.totals.__dict__}
     emit(cli, data, lambda d: f"batch {d['batch_seq']} of terminal {terminal_id}: {d['records']} records -> "

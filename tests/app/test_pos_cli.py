@@ -22,19 +22,16 @@ from sqlalchemy import select
 from support import REPO
 
 import cli
+from personalization.issuing import CardRequest, card_profile, issue_to_images, issuer_sam
 from personalization.keyfiles import write_role_keys
 from personalization.keystore import Keystore, init_keystore
 from processing.db import open_database
 from processing.schema.loads import loads
 from purse.batch import parse_batch
-from purse.card.applet import PurseApplet
 from purse.home import Home
 from purse.hotlist import Hotlist
-from purse.protocol import DEFAULT_TRANSPORT_KEY, KeyRef
 from purse.records import TransactionRecord
 from purse.rolekeys import Role, open_role_keys, role_key_path
-from purse.sam import SoftwareSam
-from purse.session import PurseSession
 from purse.station import PosStation
 from purse.terminal import CreditTerminal, TransactionInterrupted
 from purse.terminal_log import TerminalLog
@@ -59,23 +56,6 @@ point_value = "1.00"
 """
 
 
-def _issue(home: Home, store: Keystore, number: str) -> None:
-    """Personalize a virtual card with the keystore's masters, as ``cards issue`` does."""
-    sam = SoftwareSam(store.card_masters(), system_identifier=store.system_identifier)
-    memory = PurseApplet.manufacture()
-    transport = VirtualTransport(memory)
-    transport.connect()
-    session = PurseSession(transport, sam)
-    info = session.select()
-    session.open(KeyRef.TRANSPORT, 0, transport_key=DEFAULT_TRANSPORT_KEY)
-    for ref in (KeyRef.ADMIN, KeyRef.CREDIT, KeyRef.DEBIT, KeyRef.TXN):
-        session.put_key(ref, 1, sam.card_key(ref, 1, info.uid))
-    session.write_id(number, store.issuer_id, 0, 643, 1_500_000)
-    session.set_pin(PIN)
-    session.lock()
-    memory.save(home.cards_dir / f"{number}.card")
-
-
 @pytest.fixture(scope="module")
 def pos_cli_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A home made once: keystore, POS key file of terminals 1 and 2, credit key file, two cards."""
@@ -85,8 +65,9 @@ def pos_cli_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
         path = role_key_path(home, role, terminal)
         path.parent.mkdir(exist_ok=True)
         write_role_keys(path, store.role_keys(role, terminal, merchant), PASSPHRASE)
-    for number in (CARD, OTHER):
-        _issue(home, store, number)
+    report = issue_to_images(open_database(home.db_url()), issuer_sam(store), card_profile(home, store),
+                             [CardRequest(i, pin=PIN) for i in range(2)], "pos-cli", home.cards_dir)
+    assert [c.number for c in report.issued] == [CARD, OTHER]  # the first two numbers of IIN 627700
     return home.path
 
 
@@ -269,7 +250,7 @@ def test_insufficient_funds(pos_demo: PosHome) -> None:
     (("pos", "sell", "12345", "1.00", "--terminal", "1"), "a card number has 16 digits, not '12345'"),
     (("pos", "sell", "6277000000000099", "1.00", "--terminal", "1"), "its check digit is wrong"),
     (("pos", "sell", CARD, "1.00", "--terminal", "3"), "no pos key file"),
-    (("load", "6277000000000094", "1.00"), "unknown card"),
+    (("load", "6277000000000094", "1.00"), "is not in this database's registry"),
     (("program", "show", "missing.signed"), "cannot read missing.signed"),
 ])
 def test_unknown_things(pos_demo: PosHome, args: tuple[str, ...], message: str) -> None:
@@ -434,3 +415,32 @@ def test_a_retried_cancel_after_a_pulled_card_says_it_was_done(pos_demo: PosHome
     out = h.ok("pos", "cancel", CARD, "--terminal", "1")
     assert "completed before the card was pulled" in out and "CANCEL" in out
     assert h.card()["balance"] == start + 3_000
+
+
+def test_a_batch_is_never_closed_before_its_file_is_written_and_can_be_written_again(pos_demo: PosHome,
+                                                                                     tmp_path: Path) -> None:
+    h = pos_demo
+    h.ok("pos", "sell", CARD, "12.00", "--terminal", "1")
+    (tmp_path / "not-a-folder").write_text("x")
+    h.fails("pos", "batch", "--terminal", "1", "--out", str(tmp_path / "not-a-folder" / "b.spb"),
+            message="cannot write")
+    first = h.json("pos", "batch", "--terminal", "1", "--out", str(tmp_path / "new" / "dir" / "b1.spb"))
+    assert (first["batch_seq"], first["records"]) == (1, 1)  # the failed export closed nothing
+    again = h.json("pos", "batch", "--terminal", "1", "--out", str(tmp_path / "b1-again.spb"), "--batch", "1")
+    assert again["records"] == 1
+    assert (tmp_path / "b1-again.spb").read_bytes() == (tmp_path / "new" / "dir" / "b1.spb").read_bytes()
+    h.fails("pos", "batch", "--terminal", "1", "--out", str(tmp_path / "b9.spb"), "--batch", "9",
+            message="has no batch 9")
+
+
+def test_a_desk_refuses_a_card_its_database_does_not_know_before_touching_it(pos_demo: PosHome,
+                                                                             tmp_path: Path) -> None:
+    """``--db`` naming a new, empty database: no money goes onto a card no ledger would hold."""
+    h = pos_demo
+    before = h.image()
+    h.fails("--db", f"sqlite:///{tmp_path / 'new.db'}", "load", CARD, "50.00",
+            message=f"card {CARD} is not in this database's registry")
+    assert h.image() == before
+    h.ok("cards", "block", CARD, "--reason", "stolen")
+    h.fails("load", CARD, "50.00", message="is blocked in the registry")
+    assert h.image() == before

@@ -42,7 +42,7 @@ def test_the_value_of_a_replaced_card_is_loaded_onto_its_replacement(personaliza
     new = replaced["new"]
     assert replaced["balance_on_card"] == 7_000
     fails(capsys, "is not transferred yet", "load", new, "--transfer")  # the shop's batch is still out
-    fails(capsys, "replaces no card", "load", old, "--transfer")
+    fails(capsys, f"was replaced by {new}: load the new card", "load", old, "--transfer")
     fails(capsys, "or --transfer", "load", new, "70.00", "--transfer")
 
     processed = ok(capsys, "process", str(batch))
