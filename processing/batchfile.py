@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from purse.batch import ENTRY_LAYOUT, ENTRY_SIZE, FORMAT_VERSION, HEADER_SIZE, TRAILER_SIZE
+from purse.batch import BATCH_MAGIC, ENTRY_LAYOUT, ENTRY_SIZE, FORMAT_VERSION, HEADER_SIZE, TRAILER_SIZE
 from purse.errors import SmartpurseError
 
 HEADER = struct.Struct(">4sBB2sIIIIII8s")
@@ -97,8 +97,8 @@ def _read_exactly(f: BinaryIO, n: int) -> bytes:
 
 def parse_header(raw: bytes) -> Header:
     magic, version, key_version, reserved, *rest = HEADER.unpack(raw)
-    if magic != b"SPBT":
-        raise BatchRejected("structure", f"not a batch file (magic {magic!r}, expected b'SPBT')")
+    if magic != BATCH_MAGIC:
+        raise BatchRejected("structure", f"not a batch file (magic {magic!r}, expected {BATCH_MAGIC!r})")
     if reserved != b"\x00\x00":
         raise BatchRejected("structure", "reserved header bytes are not zero")
     if version != FORMAT_VERSION:

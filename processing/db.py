@@ -20,7 +20,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
 
 from purse.errors import SmartpurseError
 
@@ -130,13 +131,22 @@ def _safe(engine: Engine) -> str:
 
 
 def open_database(url: str) -> Engine:
-    """An engine on ``url`` with the schema upgraded to the newest migration."""
+    """An engine on ``url`` with the schema upgraded to the newest migration.
+
+    Raises ``DatabaseError`` in one line for a URL that names nothing usable: a SQLite file in a
+    folder that does not exist, a file that is not a database, a server that does not answer."""
     engine = make_engine(url)
+    if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        folder = Path(str(engine.url.database)).parent
+        if not folder.is_dir():
+            raise DatabaseError(f"cannot open database {_safe(engine)}: there is no folder {folder}")
     try:
         upgrade(engine)
-    except OperationalError as e:
+    except SQLAlchemyDatabaseError as e:  # OperationalError among them: unreachable, locked, not a database
         raise DatabaseError(f"cannot open database {_safe(engine)}: "
                             f"{str(e.orig).strip().splitlines()[0]}") from None
+    except OSError as e:  # the SQLite lock file beside the database
+        raise DatabaseError(f"cannot open database {_safe(engine)}: {e.strerror}") from None
     return engine
 
 

@@ -17,7 +17,6 @@ import datetime as dt
 import gc
 import hashlib
 import multiprocessing
-import shutil
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -46,9 +45,10 @@ from processing.schema.registry import terminals
 from processing.store import RecordStore
 from processing.verify import BatchVerifier, check_envelope
 from processing.worker import Verdict, WalkJob, verify_and_walk
-from purse.batch import ENTRY_SIZE
+from purse.batch import BATCH_MAGIC, ENTRY_SIZE
 from purse.crypto import macs_equal
 from purse.errors import SmartpurseError
+from purse.files import PRIVATE, copy_atomic
 from purse.records import CERTIFIED_SIZE, RECORD_LAYOUT
 
 IMPORT_LOCK = 0x5350_0001  # PostgreSQL advisory lock key: "SP" + 1
@@ -472,14 +472,18 @@ def _check_continuity(conn: Connection, h: Any, final_mac: bytes, digest: str) -
 
 def _quarantine(engine: Engine, path: Path, digest: str, header: Any, error: BatchRejected,
                 options: ImportOptions, result: ImportResult) -> None:
-    """Keep the file and the reason; nothing of the batch is posted."""
-    options.quarantine_dir.mkdir(parents=True, exist_ok=True)
-    target = options.quarantine_dir / f"{digest[:16]}-{path.name}"
-    if not target.exists():
-        shutil.copyfile(path, target)
-    result.status, result.reason, result.quarantine = ImportStatus.REJECTED, str(error), str(target)
+    """Keep the file (owner-only: a batch names cards) and the reason; nothing of the batch is posted.
+
+    Only what is a batch file is kept: anything else given to ``process`` by mistake (a card image,
+    the keystore) is refused without a copy, so no secret lands in the quarantine folder."""
+    result.status, result.reason = ImportStatus.REJECTED, str(error)
+    if _looks_like_a_batch(path):
+        target = options.quarantine_dir / f"{digest[:16]}-{path.name}"
+        if not target.exists():
+            copy_atomic(path, target, mode=PRIVATE)
+        result.quarantine = str(target)
     values = dict(sha256=digest, status="quarantined", file_name=path.name, reason=str(error),
-                  quarantine_path=str(target))
+                  quarantine_path=result.quarantine)
     if header is not None:
         values.update(terminal_id=header.terminal_id, merchant_id=header.merchant_id, batch_seq=header.batch_seq,
                       first_index=header.first_index, record_count=header.record_count, created=header.created,
@@ -492,6 +496,14 @@ def _quarantine(engine: Engine, path: Path, digest: str, header: Any, error: Bat
         elif existing.status == "quarantined":
             conn.execute(update(batches).where(b.id == existing.id).values(**values))
             result.batch_id = existing.id
+
+
+def _looks_like_a_batch(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(len(BATCH_MAGIC)) == BATCH_MAGIC
+    except OSError:
+        return False
 
 
 # -- loads: the issuer's desk records, posted Dr cash / Cr card float ------------------------------

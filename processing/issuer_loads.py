@@ -74,7 +74,8 @@ def require_loadable(engine: Engine, number: str) -> None:
     with engine.connect() as conn:
         row = conn.execute(select(c.state, c.replaced_by).where(c.number == number)).first()
     if row is None:
-        raise UserError(f"card {number} is not in this database's registry ({engine.url.render_as_string()}): "
+        where = engine.url.render_as_string(hide_password=True)
+        raise UserError(f"card {number} is not in this database's registry ({where}): "
                         "load it with the database that issued it (--db or SMARTPURSE_DB)")
     if row.state == CardStatus.BLOCKED:
         raise UserError(f"card {number} is blocked in the registry (lost or stolen): unblock it before loading")

@@ -24,9 +24,10 @@ from purse.records import RECORD_LAYOUT, RECORD_SIZE, Field
 from purse.terminal_log import ClosedBatch, TerminalLog
 
 FORMAT_VERSION = 1
+BATCH_MAGIC = b"SPBT"  # a batch file's first four bytes
 
 BatchHeader = Struct(
-    "magic" / Const(b"SPBT"),
+    "magic" / Const(BATCH_MAGIC),
     "format_version" / Int8ub,
     "log_key_version" / Int8ub,
     "reserved" / Const(b"\x00\x00"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 from pathlib import Path
 
 from purse.errors import UserError
@@ -54,6 +55,30 @@ def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC, durable: bool =
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     if durable:
         _sync_folder(path.parent)
+    return path
+
+
+def copy_atomic(source: Path, path: Path, *, mode: int = PUBLIC) -> Path:
+    """Copy ``source`` to ``path`` the way ``write_atomic`` writes: whole, durable, ``mode`` from the start.
+
+    Streams the file, so a large batch is never read into memory whole."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(source, "rb") as src:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+            with os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst, 1 << 20)
+                dst.flush()
+                os.fsync(dst.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UserError(f"cannot copy {source} to {path}: {e.strerror or e}") from None
+    _sync_folder(path.parent)
     return path
 
 

@@ -42,6 +42,7 @@ from processing.schema.registry import card_transfers
 from processing.schema.registry import cards as cards_table
 from processing.settlement import settle
 from purse.errors import UserError
+from purse.files import PRIVATE, copy_atomic
 from purse.home import Home, TerminalFiles
 from purse.loyalty import ProgramPolicy, parse_program_bytes, sign_program
 from purse.loyalty.program import Program
@@ -321,7 +322,7 @@ def clone_and_spend(world: DemoWorld, number: str, price: int) -> None:
     """Copy a card's memory (a clone) and spend with both: same counter, two records."""
     clones = world.home.sub("clones")
     clone = clones / f"{number}.card"
-    shutil.copyfile(world.card_path(number), clone)
+    copy_atomic(world.card_path(number), clone, mode=PRIVATE)  # a card image holds that card's keys
     sell(world, number, 1, price)
     receipt = sell(world, number, world.options.terminals, price, path=clone)
     world.tally.clone_number = number

@@ -56,7 +56,8 @@ def _summary_text(data: dict[str, Any]) -> str:
         elif b["status"] == "duplicate":
             lines.append(f"{b['file']}: {b['reason']}")
         else:
-            lines.append(f"{b['file']}: REJECTED: {b['reason']}; kept in {b['quarantine']}")
+            kept = f"kept in {b['quarantine']}" if b["quarantine"] else "not a batch file: not kept"
+            lines.append(f"{b['file']}: REJECTED: {b['reason']}; {kept}")
     for t in data["transfers"]:
         lines.append(f"transfer: card {t['from']} -> {t['to']}: {t['amount']} minor units, {t['points']} points")
     lines.append(f"accepted {data['accepted']}, duplicates {data['duplicates']}, rejected {data['rejected']}, "
@@ -100,7 +101,8 @@ def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs
     data = run.as_dict()
     emit(cli, data, _summary_text)
     if data["rejected"]:
-        raise BatchesRejected(f"{data['rejected']} of {len(files)} batches rejected (kept in quarantine)")
+        raise BatchesRejected(f"{data['rejected']} of {len(files)} batches rejected (batch files kept in "
+                              "quarantine)")
 
 
 @click.command("check")

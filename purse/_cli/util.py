@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,6 +60,8 @@ def passphrase(prompt: str = "Passphrase", *, confirm: bool = False, env: str = 
         if not value:
             raise UserError(f"{env} is set but empty")
         return value
+    if not sys.stdin.isatty():  # a script, a pipe, a service: nobody to ask
+        raise UserError(f"no passphrase: set {env} (or run the command in a terminal to be asked)")
     value = click.prompt(prompt, hide_input=True, confirmation_prompt=confirm)
     if not value:
         raise UserError("the passphrase must not be empty")

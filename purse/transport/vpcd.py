@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 35963  # vpcd's first slot, as configured by /etc/reader.conf.d/vpcd
 POWER_OFF, POWER_ON, RESET, GET_ATR = 0, 1, 2, 4
+CONTROL_CODES = frozenset((POWER_OFF, POWER_ON, RESET, GET_ATR))
+WRONG_LENGTH = bytes.fromhex("6700")  # ISO 7816-4: what a card answers a command too short to be one
 LENGTH = struct.Struct(">H")
 POLL_S = 0.2  # how often a blocked read looks at the stop event
 REMOVED_FOR_S = 1.0  # longer than pcscd's 400 ms presence poll, so it sees the card go
@@ -172,8 +174,11 @@ class VpcdBridge:
         while True:
             (length,) = LENGTH.unpack(self._read(sock, LENGTH.size))
             message = self._read(sock, length)
-            if length == 1:
+            if length == 1 and message[0] in CONTROL_CODES:
                 self._control(sock, message[0])
+            elif length == 1:  # a one-byte APDU (vpcd frames both alike): a card answers it, it never hangs
+                log.log(TRAFFIC, "vpcd > %s (too short for an APDU)", message.hex())
+                self._send(sock, WRONG_LENGTH)
             elif length:
                 self._send(sock, self._apdu(message))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,7 +79,12 @@ def test_issue_load_sell_process_check_settle_report(kind: str, tmp_path: Path, 
         damaged.write_bytes(bytes(data))
         bad = sh.run("process", str(damaged), ok=False)
         assert bad.returncode == 1 and "record 1: chain MAC" in bad.stdout
-        assert bad.stderr.strip() == "error: 1 of 1 batches rejected (kept in quarantine)"
+        assert bad.stderr.strip() == "error: 1 of 1 batches rejected (batch files kept in quarantine)"
+        assert stat.S_IMODE(next((home / "quarantine").iterdir()).stat().st_mode) == 0o600
+        for secret in (home / "keystore.json", home / "cards" / f"{numbers[0]}.card"):
+            refused = sh.run("process", str(secret), ok=False)
+            assert refused.returncode == 1 and "not a batch file: not kept" in refused.stdout
+        assert len(list((home / "quarantine").iterdir())) == 1
 
         check = sh.json("check")
         assert check["ok"] and check["figures"]["card_float"] == 20_000 - 1_250 - 725

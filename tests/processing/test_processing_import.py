@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 from pathlib import Path
 
 import pytest
@@ -197,13 +198,21 @@ def test_quarantined_file_can_be_retried_after_registration(import_world: World)
         assert conn.execute(select(func.count()).select_from(batches)).scalar_one() == 1
 
 
-def test_quarantine_keeps_an_unreadable_file(import_world: World, tmp_path: Path) -> None:
+def test_quarantine_keeps_batch_files_only_and_owner_only(import_world: World, tmp_path: Path) -> None:
+    """A file that is not a batch (a card image or the keystore given by mistake) is refused and not copied;
+    a damaged batch is kept, mode 0600 (it names cards and amounts)."""
     w = import_world
     junk = tmp_path / "junk.spb"
     junk.write_bytes(b"not a batch at all" * 10)
     r = w.process(junk)
     assert r.status == "rejected" and r.reason is not None and r.reason.startswith("structure: not a batch file")
-    assert Path(r.quarantine or "").is_file()
+    assert r.quarantine is None and not (tmp_path / "quarantine").exists()
+    _, good = _shop(w)
+    damaged = _damage(good, "flipped_bit")
+    r = w.process(damaged)
+    assert r.status == "rejected" and r.quarantine is not None
+    assert stat.S_IMODE(Path(r.quarantine).stat().st_mode) == 0o600
+    assert Path(r.quarantine).read_bytes() == damaged.read_bytes()
     shutil.rmtree(tmp_path / "quarantine")
 
 

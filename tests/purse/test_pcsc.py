@@ -111,3 +111,15 @@ def test_apdu_command_through_the_reader(pcsc: PcscEnv, tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert f"> {SELECT.hex()}" in result.output
     assert "9000 (success)" in result.output and "6D00 (ins not supported" in result.output
+
+
+def test_a_one_byte_apdu_gets_a_status_word_and_the_reader_keeps_working(pcsc: PcscEnv) -> None:
+    """vpcd frames a one-byte APDU like a control byte: the bridge answers it as a card would (6700)."""
+    pcsc.serve_personalized()
+    transport = PcscTransport(pcsc.reader)
+    transport.connect()
+    try:
+        assert transport.transmit(bytes([0x80])) == bytes.fromhex("6700")
+        assert transport.transmit(SELECT)[-2:] == bytes.fromhex("9000")  # not hung: the next command runs
+    finally:
+        transport.disconnect()
