@@ -15,11 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from purse.errors import UserError
+from purse.settings import DEFAULTS
 
 REQUIRED = ("name", "phone", "email")
 OPTIONAL = ("program", "tier", "pin")
 EMAIL = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\".]{2,}$")
-PHONE_SEPARATORS = re.compile(r"[\s\-().]")
+DEFAULT_REGION = DEFAULTS.issuer.phone_region
 
 
 @dataclass(frozen=True)
@@ -52,13 +53,26 @@ class HoldersCsvError(UserError):
         super().__init__(f"{source}: {len(problems)} problem(s), nothing issued: {first}{more}")
 
 
-def normalize_phone(text: str) -> str | None:
-    """``+7 (912) 345-67-89`` -> ``+79123456789``; None when it is not a phone number (E.164: 7..15 digits)."""
-    compact = PHONE_SEPARATORS.sub("", text)
-    digits = compact[1:] if compact.startswith("+") else compact
-    if not digits.isdigit() or not 7 <= len(digits) <= 15:
+def normalize_phone(text: str, region: str = DEFAULT_REGION) -> str | None:
+    """``+7 (912) 345-67-89`` -> ``+79123456789`` (E.164, by the ``phonenumbers`` library); None when it is
+    not a valid number. A number written without ``+`` is read as a number of ``region`` (the issuer's
+    country, ``[issuer] phone_region``); digits other than ASCII ones are refused, not read."""
+    import phonenumbers
+
+    if not text.isascii():
         return None
-    return ("+" if compact.startswith("+") else "") + digits
+    try:
+        number = phonenumbers.parse(text, region)
+    except phonenumbers.NumberParseException:
+        return None
+    if not phonenumbers.is_valid_number(number):
+        return None
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def ascii_digits(text: str) -> bool:
+    """Digits a machine means: 0-9 only (``str.isdigit`` also takes ``١٢٣`` and ``²³``, which ``int`` half-reads)."""
+    return bool(text) and text.isascii() and text.isdigit()
 
 
 def normalize_email(text: str) -> str | None:
@@ -68,18 +82,18 @@ def normalize_email(text: str) -> str | None:
 
 def _small_int(text: str, low: int, high: int) -> int | None:
     text = text.strip()
-    if not text.isdigit():
+    if not ascii_digits(text):
         return None
     value = int(text)
     return value if low <= value <= high else None
 
 
-def _parse_row(number: int, raw: dict[str, str], problems: list[Problem]) -> HolderRow | None:
+def _parse_row(number: int, raw: dict[str, str], problems: list[Problem], region: str) -> HolderRow | None:
     found = len(problems)
     name = (raw.get("name") or "").strip()
     if not name or len(name) > 200 or any(ord(c) < 32 for c in name):
         problems.append(Problem(number, f"bad name {name!r}" if name else "name is empty"))
-    phone = normalize_phone(raw.get("phone") or "")
+    phone = normalize_phone(raw.get("phone") or "", region)
     if phone is None:
         problems.append(Problem(number, f"bad phone {raw.get('phone')!r}"))
     email = normalize_email(raw.get("email") or "")
@@ -95,14 +109,14 @@ def _parse_row(number: int, raw: dict[str, str], problems: list[Problem]) -> Hol
         if tier is None:
             problems.append(Problem(number, f"bad tier {raw['tier']!r} (a tier index 0..255)"))
     pin = (raw.get("pin") or "").strip() or None
-    if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 12):
+    if pin is not None and not (ascii_digits(pin) and 4 <= len(pin) <= 12):
         problems.append(Problem(number, "bad PIN (4 to 12 digits)"))
     if len(problems) > found or phone is None or email is None:
         return None
     return HolderRow(number, name, phone, email, program, tier, pin)
 
 
-def parse_holders(data: bytes, source: str = "holders.csv") -> list[HolderRow]:
+def parse_holders(data: bytes, source: str = "holders.csv", region: str = DEFAULT_REGION) -> list[HolderRow]:
     """All rows, or ``HoldersCsvError`` listing every problem of the file."""
     try:
         text = data.decode("utf-8-sig")
@@ -129,7 +143,7 @@ def parse_holders(data: bytes, source: str = "holders.csv") -> list[HolderRow]:
                 continue
             if not any((v or "").strip() for v in raw.values()):
                 continue  # a blank line is not a holder
-            row = _parse_row(number, raw, problems)
+            row = _parse_row(number, raw, problems, region)
             if row is None:
                 continue
             for key, seen, what in ((row.email, seen_email, "e-mail"), (row.phone, seen_phone, "phone")):
@@ -149,7 +163,7 @@ def parse_holders(data: bytes, source: str = "holders.csv") -> list[HolderRow]:
     return rows
 
 
-def read_holders(path: Path) -> tuple[list[HolderRow], str]:
+def read_holders(path: Path, region: str = DEFAULT_REGION) -> tuple[list[HolderRow], str]:
     """The holders of ``path`` and a fingerprint of its bytes (names the batch for resuming)."""
     try:
         data = Path(path).read_bytes()
@@ -157,4 +171,4 @@ def read_holders(path: Path) -> tuple[list[HolderRow], str]:
         raise UserError(f"no such file: {path}") from None
     except OSError as e:
         raise UserError(f"cannot read {path}: {e.strerror}") from None
-    return parse_holders(data, str(path)), hashlib.sha256(data).hexdigest()[:12]
+    return parse_holders(data, str(path), region), hashlib.sha256(data).hexdigest()[:12]

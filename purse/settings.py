@@ -30,6 +30,7 @@ class IssuerSettings:
     max_balance: int = 1_500_000  # minor units: 15,000.00
     card_validity_years: int = 5
     pin_length: int = 4
+    phone_region: str = "RU"  # ISO 3166 country a holder's phone number without + belongs to
 
     @property
     def display_name(self) -> str:

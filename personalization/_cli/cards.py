@@ -129,7 +129,7 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
     limit = parse_amount(max_balance, exponent) if max_balance is not None else None
     if csv_path is not None:
         try:
-            holders, digest = read_holders(csv_path)
+            holders, digest = read_holders(csv_path, cli.home.issuer.phone_region)
         except HoldersCsvError as e:
             if not cli.json:
                 for problem in e.problems:

@@ -8,14 +8,14 @@ import stat
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from support.cli import ok_json, run
 from support.issuer import PASSPHRASE
 
 from personalization.issuing import issuer_sam
 from personalization.keyfiles import load_issuer
 from processing.db import open_database
-from processing.schema.registry import merchants, terminals
+from processing.schema.registry import holders, merchants, terminals
 from purse.home import Home
 from purse.protocol import KeyRef
 from purse.session import PurseSession
@@ -143,3 +143,27 @@ def test_the_pins_file_is_real_csv_and_no_cell_runs_as_a_formula(personalization
     assert rows[0] == ["number", "holder", "pin"]
     assert sorted(r[1] for r in rows[1:]) == ["'=HYPERLINK(\"http://x\")", 'Smith, "Jo"']
     assert all(r[2].isdigit() and len(r[2]) == 4 for r in rows[1:])
+
+
+def test_digits_other_than_ascii_are_refused_before_anything_is_written(personalization_home: Path, tmp_path: Path,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """``١٢٣٤`` and ``²³⁴⁵`` are digits to ``str.isdigit``; a PIN, tier or program must be 0-9."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,phone,email,program,tier,pin\n"
+                   "A,+79120000001,a@example.org,,,1234\n"
+                   "B,+79120000002,b@example.org,,,١٢٣٤\n"
+                   "C,+79120000003,c@example.org,,²,\n"
+                   "D,+79120000004,d@example.org,³,,\n"
+                   "E,+7 912 000-00-05,e@example.org,,,\n"
+                   "F,+٧٩١٢٠٠٠٠٠٠٦,f@example.org,,,\n", encoding="utf-8")
+    code, _, err = run(capsys, "cards", "issue", "--from", str(bad))
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 5
+    for line, expected in zip(lines, ("row 3: bad PIN", "row 4: bad tier", "row 5: bad program", "row 7: bad phone"),
+                              strict=False):
+        assert expected in line, (expected, line)
+    assert "nothing issued" in lines[-1]
+    assert ok_json(capsys, "cards", "list") == []
+    engine = open_database(f"sqlite:///{personalization_home / 'smartpurse.db'}")
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(holders)).scalar_one() == 0
