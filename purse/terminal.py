@@ -136,6 +136,7 @@ class _CardTerminal:
                  terminal_id: int, clock: Callable[[], float] = time.time) -> None:
         if not sam.holds(self.key_ref):
             raise MissingKey(f"this terminal's SAM holds no {self.key_ref.name} key")
+        log_store.check()  # a damaged log would let a card pay for a sale the terminal cannot record
         self.transport = transport
         self.sam = sam
         self.log = log_store

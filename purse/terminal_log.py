@@ -110,6 +110,33 @@ class TerminalLog:
         self.terminal_id = self._bind("terminal_id", terminal_id)
         self.merchant_id = self._bind("merchant_id", merchant_id)
 
+    def check(self) -> None:
+        """Refuse a log that is not sound, before a card is touched: ``TerminalLogError`` saying what.
+
+        The write-ahead protocol relies on three facts: the next sequence number is above every
+        one used, the chain head is the last record, and the log says whose it is. A log edited or
+        damaged in any of them would let the card commit a command the terminal then cannot log
+        (the money moves, the record never reaches a batch), so no command starts on it. This
+        reads three rows and an index, not the whole chain (``verify_chain`` does that)."""
+        used = self.db.execute("SELECT max(s) FROM (SELECT max(terminal_seq) AS s FROM journal "
+                               "UNION ALL SELECT max(terminal_seq) FROM pending)").fetchone()[0] or 0
+        last = self.db.execute("SELECT chain_index, chain_mac FROM journal ORDER BY chain_index DESC LIMIT 1"
+                               ).fetchone()
+        count = self.db.execute("SELECT count(*) FROM journal").fetchone()[0]
+        owner = {k for (k,) in self.db.execute("SELECT key FROM meta WHERE key IN ('terminal_id', 'merchant_id')")}
+        problem = None
+        if owner != {"terminal_id", "merchant_id"}:
+            problem = "it no longer says which terminal and merchant it belongs to"
+        elif used and self._stored_next_seq() <= used:
+            problem = f"its next sequence number {self._stored_next_seq()} was used already (up to {used})"
+        elif last is not None and (last[0] != count or self._head() != (last[0], last[1])):
+            problem = f"its chain head does not match its last record ({count} records)"
+        elif last is None and self._head()[0] != 0:
+            problem = "its chain head names records the log does not hold"
+        if problem is not None:
+            raise TerminalLogError(f"{self.path}: the terminal log is damaged: {problem}; no command is sent to a "
+                                   "card until the log is restored from a backup")
+
     def _bind(self, key: str, value: int) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
         if row is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -443,4 +444,22 @@ def test_a_desk_refuses_a_card_its_database_does_not_know_before_touching_it(pos
     assert h.image() == before
     h.ok("cards", "block", CARD, "--reason", "stolen")
     h.fails("load", CARD, "50.00", message="is blocked in the registry")
+    assert h.image() == before
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    ("UPDATE meta SET value = 1 WHERE key = 'next_seq'", "its next sequence number 1 was used already"),
+    ("DELETE FROM meta WHERE key = 'next_seq'", "its next sequence number 1 was used already"),
+    ("UPDATE chain_head SET idx = idx + 5", "its chain head does not match its last record"),
+    ("UPDATE chain_head SET mac = zeroblob(8)", "its chain head does not match its last record"),
+    ("UPDATE meta SET value = 99 WHERE key = 'terminal_id'", "belongs to terminal id 99, not 1"),
+])
+def test_a_damaged_terminal_log_refuses_to_sell_before_touching_the_card(pos_demo: PosHome, damage: str,
+                                                                          message: str) -> None:
+    h = pos_demo
+    h.ok("pos", "sell", CARD, "1.00", "--terminal", "1")
+    with sqlite3.connect(h.path / "terminals" / "1.db") as db:
+        db.execute(damage)
+    before = h.image()
+    h.fails("pos", "sell", CARD, "2.00", "--terminal", "1", message=message)
     assert h.image() == before
