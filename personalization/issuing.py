@@ -203,7 +203,8 @@ def _plan(engine: Engine, batch: str, requests: Sequence[CardRequest], source: s
 def issue_to_images(engine: Engine, sam: SoftwareSam, profile: CardProfile, requests: Sequence[CardRequest],
                     batch: str, folder: Path, *, source: str | None = None, chunk: int = DEFAULT_CHUNK,
                     progress: Callable[[int], None] | None = None,
-                    uid_source: Callable[[int], bytes] = os.urandom, workers: int | None = None) -> IssueReport:
+                    uid_source: Callable[[int], bytes] = os.urandom, workers: int | None = None,
+                    on_issued: Callable[[list[IssuedCard]], None] | None = None) -> IssueReport:
     """Issue ``requests`` as card images ``folder/<number>.card``, registering them chunk by chunk.
 
     Per chunk: one transaction reserves the numbers (with every UID, from ``uid_source``),
@@ -217,6 +218,8 @@ def issue_to_images(engine: Engine, sam: SoftwareSam, profile: CardProfile, requ
     chunk k durable and registers it. Chunk k+1's numbers are already reserved then,
     which is what a resumed batch expects (docs/personalization.md, "Batches and resuming").
     ``workers``: None = one per core for a large batch, 0 = all in this process.
+    ``on_issued`` gets each chunk's cards after their images are durable and before they are
+    registered (the PINs file: a resumed batch never issues them again, so their PINs must be safe).
     """
     started = time.perf_counter()
     report = IssueReport(batch, len(requests), profile.key_version)
@@ -238,16 +241,16 @@ def issue_to_images(engine: Engine, sam: SoftwareSam, profile: CardProfile, requ
             holder_ids = [reserved[request.index].holder_id for request in part]
             if pool is None:
                 here = _Chunk(part, holder_ids, jobs, [_ready(_run(sam, profile, jobs))])
-                _finish(engine, profile, batch, folder, report, here, progress)
+                _finish(engine, profile, batch, folder, report, here, progress, on_issued)
                 continue
             step = -(-len(jobs) // workers)
             runs = [pool.submit(_run_in_worker, jobs[i : i + step]) for i in range(0, len(jobs), step)]
             ahead = _Chunk(part, holder_ids, jobs, [run.result for run in runs])
             if pending is not None:
-                _finish(engine, profile, batch, folder, report, pending, progress)
+                _finish(engine, profile, batch, folder, report, pending, progress, on_issued)
             pending = ahead
         if pending is not None:
-            _finish(engine, profile, batch, folder, report, pending, progress)
+            _finish(engine, profile, batch, folder, report, pending, progress, on_issued)
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
@@ -299,7 +302,8 @@ def _run(sam: SoftwareSam, profile: CardProfile, jobs: Sequence[_Job]) -> _Outco
 
 
 def _finish(engine: Engine, profile: CardProfile, batch: str, folder: Path, report: IssueReport, chunk: _Chunk,
-            progress: Callable[[int], None] | None) -> None:
+            progress: Callable[[int], None] | None,
+            on_issued: Callable[[list[IssuedCard]], None] | None = None) -> None:
     """Write the chunk's images in order, then make them durable and register them.
 
     Images are written here, in order, not in the workers: a failed write stops the
@@ -319,11 +323,11 @@ def _finish(engine: Engine, profile: CardProfile, batch: str, folder: Path, repo
                                 chunk.jobs[position]))
             position += 1
         if error is not None:
-            _register_images(engine, folder, rows)
+            _register_images(engine, folder, rows, report, on_issued)
             if isinstance(error, (SmartpurseError, OSError)):
                 raise IssueFailed(_failure(report, chunk.part[position], error)) from error
             raise error
-    _register_images(engine, folder, rows)
+    _register_images(engine, folder, rows, report, on_issued)
     if progress is not None:
         progress(len(chunk.part))
 
@@ -391,9 +395,12 @@ def _run_in_worker(jobs: Sequence[_Job]) -> _Outcome:
     return _run(sam, profile, jobs)
 
 
-def _register_images(engine: Engine, folder: Path, rows: list[registry.IssuedRow]) -> None:
+def _register_images(engine: Engine, folder: Path, rows: list[registry.IssuedRow], report: IssueReport,
+                     on_issued: Callable[[list[IssuedCard]], None] | None) -> None:
     if rows:
         make_durable(folder)  # images on disk before the registry says the cards exist
+        if on_issued is not None:  # and their PINs too: a resumed batch will not issue them again
+            on_issued(report.issued[-len(rows):])
         registry.register(engine, rows)
 
 
@@ -408,7 +415,8 @@ CardPresenter = Callable[[CardRequest], tuple[Transport, CardInfo]]
 
 def issue_to_reader(engine: Engine, sam: SoftwareSam, profile: CardProfile, requests: Sequence[CardRequest],
                     batch: str, reader: str, present: CardPresenter, *, source: str | None = None,
-                    progress: Callable[[int], None] | None = None) -> IssueReport:
+                    progress: Callable[[int], None] | None = None,
+                    on_issued: Callable[[list[IssuedCard]], None] | None = None) -> IssueReport:
     """Issue one card at a time into the reader; ``present`` waits for the next blank card.
 
     The reservation records the chip's UID before anything is written. A card pulled
@@ -445,11 +453,14 @@ def issue_to_reader(engine: Engine, sam: SoftwareSam, profile: CardProfile, requ
             transport.disconnect()
             raise IssueFailed(_failure(report, request, e)) from e
         transport.disconnect()
+        card = IssuedCard(request.index, res.number, info.uid, pin, request.holder.name if request.holder else None,
+                          reader)
+        if on_issued is not None:  # the PIN is safe before the card counts as issued
+            on_issued([card])
         registry.register(engine, [registry.IssuedRow(
             res.number, info.uid, res.holder_id, profile.key_version, request.program, request.tier,
             profile.currency, profile.max_balance, profile.expiry, batch, reader=reader)])
-        report.issued.append(IssuedCard(request.index, res.number, info.uid, pin,
-                                        request.holder.name if request.holder else None, reader))
+        report.issued.append(card)
         if progress is not None:
             progress(1)
     report.seconds = time.perf_counter() - started

@@ -6,9 +6,8 @@ Thin: parse, call ``personalization`` and print through ``emit`` (text or ``--js
 
 from __future__ import annotations
 
-import csv
+import contextlib
 import dataclasses
-import io
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,12 +32,12 @@ from personalization.issuing import (
     requests_for_count,
     requests_for_holders,
 )
+from personalization.pins import PinsFile
 from processing.schema.registry import CardStatus
 from processing.shadow import shadow_balance
 from purse import cardnumber
 from purse._cli.util import CliContext, emit, pass_cli, progress, table
 from purse.errors import UserError
-from purse.files import PRIVATE, write_atomic
 from purse.money import format_amount, parse_amount
 
 
@@ -76,24 +75,6 @@ def _report_text(data: dict[str, Any]) -> str:
                            title="cards (PINs are shown once: hand them over now)" if not data["pins_file"] else
                            f"cards (PINs in {data['pins_file']})"))
     return "\n".join(parts)
-
-
-def pins_csv(report: IssueReport) -> bytes:
-    """The PINs of a batch as CSV for a spreadsheet: quoted as needed, and no cell a formula.
-
-    A holder name starting with ``=``, ``+``, ``-`` or ``@`` would run as a formula in
-    LibreOffice or Excel; such a cell gets a leading apostrophe (OWASP CSV injection).
-    """
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(("number", "holder", "pin"))
-    for card in report.issued:
-        writer.writerow((card.number, _inert(card.holder or ""), card.pin))
-    return buffer.getvalue().encode("utf-8")
-
-
-def _inert(cell: str) -> str:
-    return "'" + cell if cell[:1] in ("=", "+", "-", "@", "\t", "\r") else cell
 
 
 @click.command("issue")
@@ -148,7 +129,9 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
                            expiry=None if expiry is None else expiry_month(expiry))
     db = engine(cli)
     sam = issuer_sam(store)
-    with progress(cli, len(requests), f"issuing batch {batch}") as advance:
+    pins = PinsFile(pins_file) if pins_file is not None else None
+    on_issued = pins.append if pins is not None else None
+    with progress(cli, len(requests), f"issuing batch {batch}") as advance, pins or contextlib.nullcontext():
         if reader is not None:
             def say(message: str) -> None:
                 if not cli.json:
@@ -156,12 +139,10 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
 
             present = pcsc_presenter(sam, reader, say, timeout=timeout)
             report = issue_to_reader(db, sam, profile, requests, batch, reader, present, source=source,
-                                     progress=advance)
+                                     progress=advance, on_issued=on_issued)
         else:
             report = issue_to_images(db, sam, profile, requests, batch, folder or cli.home.cards_dir,
-                                     source=source, chunk=chunk, progress=advance)
-    if pins_file is not None and report.issued:
-        write_atomic(pins_file, pins_csv(report), mode=PRIVATE, overwrite=False)
+                                     source=source, chunk=chunk, progress=advance, on_issued=on_issued)
     emit(cli, _report_data(report, profile, pins_file if report.issued else None), _report_text)
 
 

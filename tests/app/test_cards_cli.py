@@ -139,7 +139,7 @@ def test_the_pins_file_is_real_csv_and_no_cell_runs_as_a_formula(personalization
     pins = tmp_path / "pins.csv"
     code, _, err = run(capsys, "cards", "issue", "--from", str(holders), "--pins", str(pins))
     assert code == 0, err
-    rows = list(csv.reader(pins.read_text(encoding="utf-8").splitlines()))
+    rows = list(csv.reader(pins.read_text(encoding="utf-8-sig").splitlines()))
     assert rows[0] == ["number", "holder", "pin"]
     assert sorted(r[1] for r in rows[1:]) == ["'=HYPERLINK(\"http://x\")", 'Smith, "Jo"']
     assert all(r[2].isdigit() and len(r[2]) == 4 for r in rows[1:])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import errno
 import os
 import signal
@@ -158,8 +159,9 @@ def test_a_write_error_on_a_new_image_leaves_no_file_behind(tmp_path: Path) -> N
 def test_a_killed_issuing_process_resumes_without_duplicates_or_lost_numbers(personalization_home: Path,
                                                                              tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'crash.db'}"
+    pins = tmp_path / "pins.csv"
     command = [sys.executable, "-c", "import cli; cli.main()", "--db", db, "cards", "issue", "--count", "3000",
-               "--chunk", "50", "--batch", "big"]
+               "--chunk", "50", "--batch", "big", "--pins", str(pins)]
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=dict(os.environ))
     engine = open_database(db)
     deadline = time.monotonic() + 60
@@ -169,6 +171,10 @@ def test_a_killed_issuing_process_resumes_without_duplicates_or_lost_numbers(per
     proc.wait()
     killed_at = len(_issued(engine))
     assert 300 <= killed_at < 3000, "the process must die in the middle of the batch"
+    with open(pins, encoding="utf-8-sig", newline="") as f:
+        pinned = {row["number"]: row["pin"] for row in csv.DictReader(f)}
+    assert set(_issued(engine)) <= set(pinned), "every registered card's PIN reached the disk first"
+    assert all(len(pin) == 4 and pin.isdigit() for pin in pinned.values())
     home, store, engine, profile = _world(personalization_home, db)
     report = issue_to_images(engine, issuer_sam(store), profile, requests_for_count(3000), "big", home.cards_dir,
                              chunk=500)
