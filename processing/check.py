@@ -22,12 +22,14 @@ Each failure carries its evidence (which entry, card or merchant, expected and f
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, case, func, or_, select
 from sqlalchemy.sql.elements import ColumnElement
 
 from processing import ledger
+from processing.batchfile import BatchRejected, open_batch
 from processing.schema.loads import loads
 from processing.schema.processing import (
     accounts,
@@ -90,7 +92,41 @@ def run_check(conn: Connection) -> CheckReport:
     _merchants(conn, rep)
     _sales_ledger(conn, rep)
     _references(conn, rep)
+    _quarantine(conn, rep)
     return rep
+
+
+def _quarantine(conn: Connection, rep: CheckReport) -> None:
+    """What rejected batches hold: money that left cards at a till but is in no ledger yet.
+
+    The invariants hold without it (nothing of a rejected batch is posted), which is exactly why it
+    must be said: until the batch is repaired and imported, the card float overstates the money on
+    the cards and the merchant is owed sales nobody will settle. The amounts are what each file's
+    trailer announces; the file failed verification, so they are a terminal's word, not proof."""
+    b = batches.c
+    accepted = batches.alias("accepted")
+    twin = (select(accepted.c.id).where(accepted.c.status == "accepted", accepted.c.terminal_id == b.terminal_id,
+                                        accepted.c.batch_seq == b.batch_seq).exists())
+    held = conn.execute(select(b.id, b.file_name, b.quarantine_path, b.reason)
+                        .where(b.status == "quarantined", b.quarantine_path.is_not(None), ~twin)
+                        .order_by(b.id)).all()
+    # Left out: files that were no batch at all (not kept), and damaged copies of an accepted batch (its
+    # records came in with the good copy).
+    purchases = cancels = loads_total = unreadable = 0
+    for _, _, path, _ in held:
+        try:
+            trailer = open_batch(Path(path)).trailer if path else None
+        except BatchRejected:
+            trailer = None
+        if trailer is None:
+            unreadable += 1
+            continue
+        purchases += trailer.purchase_total
+        cancels += trailer.cancel_total
+        loads_total += trailer.load_total
+    rep.figures.update(quarantined_batches=len(held), quarantined_purchases=purchases,
+                       quarantined_cancellations=cancels, quarantined_loads=loads_total,
+                       quarantined_unreadable=unreadable)
 
 
 def _references(conn: Connection, rep: CheckReport) -> None:

@@ -125,6 +125,12 @@ def check(cli: CliContext, gap_hours: float) -> None:
             ev = fail["evidence"]
             lines += [f"  {e}" for e in (ev if isinstance(ev, list) else [ev])]
         lines += [f"open gap: {g['detail']}" for g in d["open_gaps"]]
+        if f["quarantined_batches"]:
+            lines.append(f"held in quarantine (not posted): {f['quarantined_batches']} batches announcing purchases "
+                         f"{f['quarantined_purchases']}, cancellations {f['quarantined_cancellations']}, loads "
+                         f"{f['quarantined_loads']} (minor units)"
+                         + (f"; {f['quarantined_unreadable']} unreadable" if f["quarantined_unreadable"] else "")
+                         + ": repair and import them again")
         lines.append("all invariants hold" if d["ok"] else "INVARIANTS FAILED")
         return "\n".join(lines)
 

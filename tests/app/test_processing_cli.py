@@ -88,6 +88,7 @@ def test_issue_load_sell_process_check_settle_report(kind: str, tmp_path: Path, 
 
         check = sh.json("check")
         assert check["ok"] and check["figures"]["card_float"] == 20_000 - 1_250 - 725
+        assert check["figures"]["quarantined_batches"] == 0  # the damaged copy's records came in with the good one
 
         statements = sh.json("settle", "--until", "2999-01-01")
         assert [(s["merchant_id"], s["gross"]) for s in statements] == [(42, 1_975)]
@@ -105,6 +106,17 @@ def test_issue_load_sell_process_check_settle_report(kind: str, tmp_path: Path, 
         assert exported["cards"] == 1
         issuer = load_issuer(Home.open(home), PASSPHRASE)
         assert numbers[1] in load_hotlist(hot, public_bytes(issuer.signing_key.public_key()))
+
+        sh.run("pos", "sell", numbers[0], "3.00", "--terminal", "7")  # batch 2 arrives damaged: held, not posted
+        second = tmp_path / "t7-2.spb"
+        sh.run("pos", "batch", "--terminal", "7", "--out", str(second))
+        data = bytearray(second.read_bytes())
+        data[40 + 21] ^= 0x01
+        second.write_bytes(bytes(data))
+        assert sh.run("process", str(second), ok=False).returncode == 1
+        held = sh.json("check")["figures"]
+        assert (held["quarantined_batches"], held["quarantined_purchases"]) == (1, 300)
+        assert "held in quarantine (not posted): 1 batches announcing purchases 300" in sh.run("check").stdout
 
         bad_date = sh.run("settle", "--until", "yesterday", ok=False)
         assert bad_date.returncode == 1 and bad_date.stderr.strip() == \
