@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import hashlib
-import multiprocessing
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -31,7 +30,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 
 from processing import anomalies as anomaly_store
-from processing import ledger
+from processing import ledger, lifeline
 from processing.anomalies import Anomaly, AnomalyKind, record_evidence
 from processing.batchfile import BatchFile, BatchRejected, open_batch
 from processing.columns import CANCEL, LOAD, PURCHASE, EntryColumns, distinct_card_numbers
@@ -388,7 +387,8 @@ def _submit(fn: Callable[..., Verdict], *args: Any) -> Future[Verdict]:
     global _EXECUTOR
     for _ in range(2):
         if _EXECUTOR is None:
-            _EXECUTOR = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("forkserver"))
+            _EXECUTOR = ProcessPoolExecutor(max_workers=1, mp_context=lifeline.forkserver_context(),
+                                            initializer=lifeline.arm)  # helpers die with this process
         try:
             return _EXECUTOR.submit(fn, *args)
         except BrokenProcessPool:  # the worker died between two batches

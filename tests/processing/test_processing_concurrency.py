@@ -76,3 +76,56 @@ def test_two_processes_overlapping_batches_post_every_record_once(tmp_path: Path
             rep = run_check(conn)
             assert rep.ok, rep.failures
             assert rep.figures["card_float"] == sum(c.balance for c in cards)
+
+
+def _descendants(pid: int) -> set[int]:
+    """Every process whose parent chain leads to ``pid`` (from /proc), while ``pid`` lives."""
+    children: dict[int, list[int]] = {}
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat_file.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat_file.parent.name))
+    found, todo = set(), [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.add(child)
+            todo.append(child)
+    return found
+
+
+def _running(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return False
+
+
+@pytest.mark.slow
+def test_a_killed_process_command_leaves_no_helper_running(tmp_path: Path) -> None:
+    """SIGKILL of ``smartpurse process`` mid-import: the verifying worker, the forkserver and the resource
+    tracker die with it, and nothing holds its output open (whoever reads it sees the end at once)."""
+    import signal
+    import time
+
+    with world("sqlite", tmp_path) as w:
+        w.merchant(42)
+        terminal = w.terminal(7, 42)
+        cards = [w.card(i, load=10_000_000) for i in range(500)]
+        for i in range(300_000):
+            terminal.purchase(cards[i % len(cards)], 1, NOW + i)
+        batch = terminal.close(tmp_path / "big.spb")
+        home = processing_home(tmp_path / "home", w.keys)
+        proc = run_cli(home, w.url, "process", "--parallel-from", "1", str(batch))
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(_descendants(proc.pid)) < 3:  # tracker, forkserver, worker
+            time.sleep(0.02)
+        helpers = _descendants(proc.pid)
+        assert len(helpers) >= 3, "the worker must be running when the command is killed"
+        proc.send_signal(signal.SIGKILL)
+        proc.communicate(timeout=20)  # the end of its output comes at once: no helper holds it open
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_running(pid) for pid in helpers):
+            time.sleep(0.05)
+        assert [pid for pid in helpers if _running(pid)] == []
