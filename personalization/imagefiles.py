@@ -23,6 +23,8 @@ import ctypes.util
 import os
 from pathlib import Path
 
+from purse.files import write_all
+
 _libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
 _syncfs = getattr(_libc, "syncfs", None)
 
@@ -58,9 +60,7 @@ def _write_or_remove(fd: int, path: Path, image: bytes) -> None:
     """Write all of ``image`` to ``fd`` (opened on ``path``) and close it; on failure remove ``path``."""
     try:
         try:
-            view = memoryview(image)
-            while view:
-                view = view[os.write(fd, view) :]  # a regular file may take fewer bytes (disk nearly full)
+            write_all(fd, image)
         finally:
             os.close(fd)
     except BaseException:

@@ -19,7 +19,7 @@ from types import TracebackType
 
 from personalization.issuing import IssuedCard
 from purse.errors import UserError
-from purse.files import PRIVATE
+from purse.files import PRIVATE, write_all
 
 HEADER = ("number", "holder", "pin")
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -51,10 +51,8 @@ class PinsFile:
         return buffer.getvalue()
 
     def _write(self, text: str) -> None:
-        data = memoryview(text.encode("utf-8"))
         try:
-            while data:
-                data = data[os.write(self._fd, data):]
+            write_all(self._fd, text.encode("utf-8"))
             os.fsync(self._fd)
         except OSError as e:
             raise UserError(f"cannot write {self.path}: {e.strerror}") from None

@@ -10,13 +10,28 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from purse.errors import UserError
 
 PRIVATE = 0o600  # keys, PINs, card images: the owner only
 PUBLIC = 0o644  # reports, batches, signed documents: anyone may read
+
+
+def read_file(path: Path) -> bytes:
+    """The bytes of ``path``, or one ``UserError`` line saying why they cannot be read."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as e:
+        raise UserError(f"cannot read {path}: {e.strerror}") from None
+
+
+def write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``: a regular file may take fewer bytes a call (a nearly full disk)."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC, durable: bool = True,
@@ -28,7 +43,23 @@ def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC, durable: bool =
     be written again may pass ``durable=False``. ``overwrite=False`` refuses an existing file
     (a batch or a PIN file is never replaced). Failures are one ``UserError`` line.
     """
-    path = Path(path)
+    return _replace(Path(path), lambda fd: write_all(fd, data), mode=mode, durable=durable, overwrite=overwrite)
+
+
+def copy_atomic(source: Path, path: Path, *, mode: int = PUBLIC) -> Path:
+    """Copy ``source`` to ``path`` the way ``write_atomic`` writes: whole, durable, ``mode`` from the start.
+
+    Streams the file, so a large batch is never read into memory whole."""
+    def fill(fd: int) -> None:
+        with open(source, "rb") as src:
+            while block := src.read(1 << 20):
+                write_all(fd, block)
+
+    return _replace(Path(path), fill, mode=mode, durable=True, overwrite=True)
+
+
+def _replace(path: Path, fill: Callable[[int], None], *, mode: int, durable: bool, overwrite: bool) -> Path:
+    """The one protocol behind both: a temporary file created ``mode``, filled, fsynced, renamed."""
     if not overwrite and path.exists():
         raise UserError(f"{path} already exists; refusing to overwrite it")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -36,9 +67,7 @@ def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC, durable: bool =
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
+            fill(fd)
             if durable:
                 os.fsync(fd)
         finally:
@@ -55,30 +84,6 @@ def write_atomic(path: Path, data: bytes, *, mode: int = PUBLIC, durable: bool =
         raise UserError(f"cannot write {path}: {e.strerror or e}") from None
     if durable:
         _sync_folder(path.parent)
-    return path
-
-
-def copy_atomic(source: Path, path: Path, *, mode: int = PUBLIC) -> Path:
-    """Copy ``source`` to ``path`` the way ``write_atomic`` writes: whole, durable, ``mode`` from the start.
-
-    Streams the file, so a large batch is never read into memory whole."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(source, "rb") as src:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-            with os.fdopen(fd, "wb") as dst:
-                shutil.copyfileobj(src, dst, 1 << 20)
-                dst.flush()
-                os.fsync(dst.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except OSError as e:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise UserError(f"cannot copy {source} to {path}: {e.strerror or e}") from None
-    _sync_folder(path.parent)
     return path
 
 

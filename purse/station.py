@@ -15,7 +15,7 @@ from pathlib import Path
 from purse.batch import BatchSummary, export_batch
 from purse.cardaccess import open_card
 from purse.errors import UserError
-from purse.files import write_atomic
+from purse.files import read_file, write_atomic
 from purse.home import Home, TerminalFiles
 from purse.hotlist import Hotlist, load_hotlist
 from purse.loyalty import Program, load_signed_program
@@ -78,7 +78,7 @@ class PosStation:
 
     def install_program(self, source: Path) -> Program:
         """Install the signed program file ``source`` after verifying the issuer's signature."""
-        data = _read(source)
+        data = read_file(source)
         if not is_signed_document(data):
             raise UserError(f"{source} is not a signed program: sign it first with `smartpurse program sign {source}`")
         _, program = load_signed_program(source, self.keys.issuer_public_key)
@@ -91,7 +91,7 @@ class PosStation:
         current = self.hotlist()
         if hotlist.sequence < current.sequence:
             raise SignatureError(f"{source}: hotlist {hotlist.sequence} is older than the installed {current.sequence}")
-        write_atomic(self.files.hotlist, _read(source))
+        write_atomic(self.files.hotlist, read_file(source))
         return hotlist
 
     def terminal(self, transport: Transport) -> Terminal:
@@ -108,10 +108,3 @@ class PosStation:
         assert self.keys.log_key is not None  # open_role_keys checked it
         return export_batch(self.log(), path, log_key=self.keys.log_key, log_key_version=self.keys.log_key_version,
                             batch_seq=batch_seq)
-
-
-def _read(path: Path) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except OSError as e:
-        raise UserError(f"cannot read {path}: {e.strerror}") from None

@@ -14,8 +14,7 @@ import click
 from personalization._cli.common import issuer_keystore
 from purse._cli.pos import open_station
 from purse._cli.util import CliContext, emit, pass_cli
-from purse.errors import UserError
-from purse.files import write_atomic
+from purse.files import read_file, write_atomic
 from purse.loyalty import parse_program_bytes, read_program_file, sign_program
 from purse.loyalty.signed import KIND as PROGRAM_KIND
 from purse.signing import verify_document
@@ -47,7 +46,7 @@ def program_sign(cli: CliContext, file: Path, out: Path | None) -> None:
 @pass_cli
 def program_show(cli: CliContext, file: Path, terminal_id: int | None) -> None:
     """Verify a signed program FILE and print its rules (an unsigned file: just check it)."""
-    data = _read(file)
+    data = read_file(file)
     signed = is_signed_document(data)
     if signed:
         if terminal_id is not None:
@@ -58,13 +57,6 @@ def program_show(cli: CliContext, file: Path, terminal_id: int | None) -> None:
     program = parse_program_bytes(data, str(file))
     result = {"file": str(file), "signed": signed, **program.describe()}
     emit(cli, result, _program_text)
-
-
-def _read(file: Path) -> bytes:
-    try:
-        return file.read_bytes()
-    except OSError as e:
-        raise UserError(f"cannot read {file}: {e.strerror}") from None
 
 
 def _program_text(d: dict[str, Any]) -> str:

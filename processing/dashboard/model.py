@@ -52,7 +52,7 @@ class Anomaly:
     """A fraud signal or a reconciliation conflict found by processing."""
 
     detected: datetime
-    kind: str  # processing.anomalies.KINDS, e.g. "clone", "counter_gap"
+    kind: str  # a processing.anomalies.AnomalyKind value, e.g. "clone", "counter_gap"
     card_number: str
     detail: str
     severity: str = "warning"  # "critical" | "warning" | "info": how urgently a person should look

@@ -119,7 +119,6 @@ def progress(cli: CliContext, total: int, label: str, *, at_least: int = 0) -> I
     Nothing is drawn under ``--json``, when stderr is not a terminal, or for fewer than
     ``at_least`` items; the callback (``advance(n)``) works the same either way.
     """
-    import sys
 
     if cli.json or total < at_least or not sys.stderr.isatty():
         yield lambda n: None
@@ -139,7 +138,6 @@ def stages(cli: CliContext) -> Iterator[Callable[[str, int, int], None]]:
     The callback is ``advance(stage, done, total)``; like ``progress``, nothing is drawn under
     ``--json`` or when stderr is not a terminal.
     """
-    import sys
 
     if cli.json or not sys.stderr.isatty():
         yield lambda stage, done, total: None
