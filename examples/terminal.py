@@ -21,7 +21,8 @@ if card.startswith("pcsc:"):
 else:
     from purse.transport.virtual import VirtualTransport
     transport = VirtualTransport.open(Path(card))
-log = TerminalLog(home / "terminals/1.db", terminal_id=1, merchant_id=keys.merchant_id, log_key=keys.log_key)
+log = TerminalLog(home / "terminals/1.db", terminal_id=1, merchant_id=keys.merchant_id,
+                  log_key=keys.terminal_log_keys())  # every version: a rotation strands no open batch
 terminal = Terminal(transport, keys.sam(), log, terminal_id=1, merchant_id=keys.merchant_id)
 
 view = terminal.read_card(program.program_id)

@@ -85,15 +85,18 @@ class Keystore:
             raise UserError(f"unknown role {role!r} (one of {', '.join(Role)})") from None
         if role == Role.POS and terminal_id is None:
             raise UserError("a POS key file is for one terminal: give --terminal")
-        log_key = None
+        log_keys: dict[int, bytes] = {}
         log_version = self.current_version
         if terminal_id is not None:
             if not 0 < terminal_id < 2**32:
                 raise UserError(f"terminal id must be 1..{2**32 - 1}, not {terminal_id}")
-            log_key = crypto.terminal_log_key(self.masters["TERM"][log_version], terminal_id, self.system_identifier)
+            # Every version, not only the current: the terminal's open batch keeps the version it
+            # was chained with until it is exported, so a rotation never strands its records.
+            log_keys = {version: crypto.terminal_log_key(master, terminal_id, self.system_identifier)
+                        for version, master in self.masters["TERM"].items()}
         term = dict(self.masters["TERM"]) if role in ROLES_WITH_TERM_MASTER else {}
         return RoleKeys(role, self.issuer_id, self.system_identifier, self.card_masters(ROLE_CARD_KEYS[role]), term,
-                        terminal_id, merchant_id if role == Role.POS else None, log_key, log_version,
+                        terminal_id, merchant_id if role == Role.POS else None, log_keys, log_version,
                         self.public_key_bytes)
 
     def summary(self) -> dict[str, Any]:

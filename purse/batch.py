@@ -21,7 +21,7 @@ from purse.errors import UserError
 from purse.files import write_atomic
 from purse.protocol import RecordType
 from purse.records import RECORD_LAYOUT, RECORD_SIZE, Field
-from purse.terminal_log import ClosedBatch, TerminalLog
+from purse.terminal_log import ClosedBatch, TerminalLog, TerminalLogError
 
 FORMAT_VERSION = 1
 BATCH_MAGIC = b"SPBT"  # a batch file's first four bytes
@@ -134,28 +134,36 @@ class BatchSummary:
     totals: Totals
 
 
-def export_batch(log: TerminalLog, path: Path, *, log_key: bytes, log_key_version: int,
-                 batch_seq: int | None = None) -> BatchSummary:
+def export_batch(log: TerminalLog, path: Path, *, batch_seq: int | None = None) -> BatchSummary:
     """Close every record of ``log`` not yet batched into the batch file ``path``; no card is involved.
 
     A function of the log and the batch format only, so a terminal closes its day without a
     card in the field. The file is written whole and durably (``write_atomic``) inside the log's
     transaction that closes the batch: when the write fails (a missing folder, a full disk), the
-    batch stays open and its records go into the next export. ``batch_seq`` exports an already
-    closed batch again, byte for byte. Raises ``UserError`` when ``path`` exists (a batch is never
-    overwritten) or cannot be written, ``TerminalLogError`` for a batch the log never closed.
+    batch stays open and its records go into the next export. The batch is signed with the log
+    key version its records were chained with (``ClosedBatch.key_version``), which after a key
+    rotation is the older one until this batch is out. ``batch_seq`` exports an already closed
+    batch again, byte for byte. Raises ``UserError`` when ``path`` exists (a batch is never
+    overwritten) or cannot be written, ``TerminalLogError`` for a batch the log never closed or a
+    log without keys.
     """
     path = Path(path)
     if path.exists():
         raise UserError(f"{path} exists: choose another file, a batch is never overwritten")
-    options = {"terminal_id": log.terminal_id, "merchant_id": log.merchant_id, "log_key": log_key,
-               "log_key_version": log_key_version}
+    keys = log.keys
+    if keys is None:
+        raise TerminalLogError(f"{log.path} has no log key: it cannot sign a batch")
     totals: list[Totals] = []
+
+    def write(batch: ClosedBatch) -> None:
+        totals.append(write_batch_file(path, batch, terminal_id=log.terminal_id, merchant_id=log.merchant_id,
+                                       log_key=keys.key(batch.key_version), log_key_version=batch.key_version))
+
     if batch_seq is not None:
         batch = log.closed_batch(batch_seq)
-        totals.append(write_batch_file(path, batch, **options))
+        write(batch)
     else:
-        batch = log.close_batch(lambda closing: totals.append(write_batch_file(path, closing, **options)))
+        batch = log.close_batch(write)
     return BatchSummary(path, batch.batch_seq, len(batch.entries), totals[0])
 
 

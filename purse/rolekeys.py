@@ -21,6 +21,7 @@ from purse.home import Home
 from purse.protocol import KeyRef
 from purse.sam import SoftwareSam
 from purse.sealed import SealedFileError, read_sealed
+from purse.terminal_log import LogKeys
 
 KIND = "role-keys"
 
@@ -56,9 +57,19 @@ class RoleKeys:
     term_masters: dict[int, bytes]  # processing and issuer only: MK_TERM by version
     terminal_id: int | None  # pos (and a credit desk exported with --terminal)
     merchant_id: int | None  # pos only
-    log_key: bytes | None  # that terminal's own log key (MK_TERM never leaves processing/issuer)
-    log_key_version: int
+    log_keys: dict[int, bytes]  # that terminal's own log key by version (MK_TERM never leaves processing/issuer)
+    log_key_version: int  # the current version: what a new batch is chained under
     issuer_public_key: bytes  # raw Ed25519: verifies loyalty programs and hotlists
+
+    @property
+    def log_key(self) -> bytes | None:
+        """The terminal's current log key; None for a role without a terminal."""
+        return self.log_keys.get(self.log_key_version)
+
+    def terminal_log_keys(self) -> LogKeys | None:
+        """Every version of the log key, for the terminal log: a batch opened before a rotation
+        is closed under the version it was chained with, so rotation strands no record."""
+        return LogKeys(self.log_key_version, self.log_keys) if self.log_keys else None
 
     def sam(self) -> SoftwareSam:
         return SoftwareSam(self.masters, log_key=self.log_key, log_key_version=self.log_key_version,
@@ -97,7 +108,7 @@ def role_payload(keys: RoleKeys) -> dict[str, Any]:
         "masters": {ref.name: _versions_out(vs) for ref, vs in keys.masters.items()},
         "term_masters": _versions_out(keys.term_masters),
         "terminal_id": keys.terminal_id, "merchant_id": keys.merchant_id,
-        "log_key": keys.log_key.hex() if keys.log_key is not None else None,
+        "log_keys": _versions_out(keys.log_keys),
         "log_key_version": keys.log_key_version, "issuer_public_key": keys.issuer_public_key.hex(),
     }
 
@@ -110,14 +121,17 @@ def load_role_keys(path: Path, passphrase: str) -> RoleKeys:
     except (KeyError, ValueError):
         raise SealedFileError(f"{path}: unknown role {payload.get('role')!r}") from None
     try:
-        log_key = payload["log_key"]
+        # Files exported before every version was kept hold one "log_key" of the current version.
+        log_keys = (_versions_in(payload["log_keys"]) if "log_keys" in payload else
+                    {} if payload.get("log_key") is None else
+                    {int(payload["log_key_version"]): bytes.fromhex(payload["log_key"])})
         return RoleKeys(
             role, int(payload["issuer_id"]), bytes.fromhex(payload["system_identifier"]),
             {KeyRef[name]: _versions_in(vs) for name, vs in payload["masters"].items()},
             _versions_in(payload["term_masters"]),
             None if payload["terminal_id"] is None else int(payload["terminal_id"]),
             None if payload["merchant_id"] is None else int(payload["merchant_id"]),
-            None if log_key is None else bytes.fromhex(log_key),
+            log_keys,
             int(payload["log_key_version"]), bytes.fromhex(payload["issuer_public_key"]),
         )
     except (KeyError, ValueError, TypeError, AttributeError):

@@ -62,7 +62,7 @@ class PosStation:
 
     def log(self) -> TerminalLog:
         return TerminalLog(self.files.log, terminal_id=self.terminal_id, merchant_id=self.merchant_id,
-                           log_key=self.keys.log_key)
+                           log_key=self.keys.terminal_log_keys())
 
     def program(self) -> Program | None:
         """The installed loyalty program, verified now; None when the terminal runs none."""
@@ -105,6 +105,4 @@ class PosStation:
     def export_batch(self, path: Path, batch_seq: int | None = None) -> BatchSummary:
         """Close every record not yet batched into the batch file ``path`` (no card needed);
         ``batch_seq``: write that closed batch again."""
-        assert self.keys.log_key is not None  # open_role_keys checked it
-        return export_batch(self.log(), path, log_key=self.keys.log_key, log_key_version=self.keys.log_key_version,
-                            batch_seq=batch_seq)
+        return export_batch(self.log(), path, batch_seq=batch_seq)

@@ -346,10 +346,8 @@ class Terminal(_CardTerminal):
         return self._block(info)
 
     def export_batch(self, path: Path) -> BatchSummary:
-        """Close every record not yet batched into a batch file for processing."""
-        if self.sam.log_key is None:
-            raise MissingKey("this terminal's SAM has no log key: it cannot sign a batch")
-        return export_batch(self.log, Path(path), log_key=self.sam.log_key, log_key_version=self.sam.log_key_version)
+        """Close every record not yet batched into a batch file for processing, signed with the log's key."""
+        return export_batch(self.log, Path(path))
 
 
 class CreditTerminal(_CardTerminal):

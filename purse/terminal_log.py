@@ -6,13 +6,18 @@ leaves a pending entry that the next presentation of that card resolves. Complet
 records are chained: ``mac_i = CMAC(K_term, record_i || mac_{i-1})`` truncated to 8
 bytes, with 8 zero bytes before the first, so a dropped, reordered or altered record
 breaks the chain. SQLite with synchronous=FULL: a power cut loses nothing committed.
+
+Each record keeps the version of the log key it was chained with, and a batch holds one
+version: after a key rotation the open batch goes on under the version it began with, and
+the next batch begins under the new one. A record is thus always verifiable under the key
+it was chained with, and rotating keys never strands an unsent record.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,7 +37,8 @@ CREATE TABLE IF NOT EXISTS journal (
     counter INTEGER NOT NULL,
     record BLOB NOT NULL,
     chain_mac BLOB NOT NULL,
-    batch_seq INTEGER
+    batch_seq INTEGER,
+    key_version INTEGER
 );
 CREATE INDEX IF NOT EXISTS journal_unbatched ON journal (batch_seq, chain_index);
 CREATE TABLE IF NOT EXISTS pending (
@@ -51,13 +57,41 @@ CREATE TABLE IF NOT EXISTS batches (
     record_count INTEGER NOT NULL,
     prev_mac BLOB NOT NULL,
     final_mac BLOB NOT NULL,
-    created INTEGER NOT NULL
+    created INTEGER NOT NULL,
+    key_version INTEGER
 );
 """
+# Logs written before records kept their key version gain the column (NULL: see _backfill_key_versions).
+_ADDED_COLUMNS = (("journal", "key_version"), ("batches", "key_version"))
 
 
 class TerminalLogError(SmartpurseError):
     """The terminal log is unusable (wrong file, another terminal's log)."""
+
+
+@dataclass(frozen=True)
+class LogKeys:
+    """A terminal's log keys by version, and the current one (what a new batch is chained under)."""
+
+    current: int
+    by_version: Mapping[int, bytes]
+
+    def __post_init__(self) -> None:
+        if self.current not in self.by_version:
+            raise TerminalLogError(f"no log key of the current version {self.current}")
+
+    @classmethod
+    def single(cls, key: bytes, version: int = 1) -> LogKeys:
+        return cls(version, {version: key})
+
+    def key(self, version: int) -> bytes:
+        key = self.by_version.get(version)
+        if key is None:
+            raise TerminalLogError(
+                f"the open batch was chained under log key version {version}, which this key file does not hold "
+                f"(it holds {', '.join(map(str, sorted(self.by_version)))}): export the POS key file again with "
+                "`smartpurse keys export --role pos` (it carries every version)")
+        return key
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +114,7 @@ class ClosedBatch:
     final_mac: bytes
     created: int
     entries: list[tuple[bytes, bytes]]  # (record bytes, chain MAC)
+    key_version: int  # the log key version every record of the batch was chained with
 
 
 class TerminalLog:
@@ -92,16 +127,22 @@ class TerminalLog:
     ``purse.batch.export_batch``. The file belongs to one terminal and one merchant: opening it
     for another raises ``TerminalLogError``, as does a chain that does not verify.
     """
-    def __init__(self, path: Path | str, *, terminal_id: int, merchant_id: int, log_key: bytes | None) -> None:
+    def __init__(self, path: Path | str, *, terminal_id: int, merchant_id: int,
+                 log_key: bytes | LogKeys | None) -> None:
         self.path = Path(path) if str(path) != ":memory:" else path
         try:
             self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
+            for table, column in _ADDED_COLUMNS:
+                if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER")
         except sqlite3.DatabaseError as e:
             raise TerminalLogError(f"{path}: not a terminal log ({e})") from None
-        self._mac = crypto.PrekeyedMac(log_key) if log_key is not None else None
+        # A bare key is version 1, the only version a log had before keys were rotated.
+        self.keys = LogKeys.single(log_key) if isinstance(log_key, bytes) else log_key
+        self._macs: dict[int, crypto.PrekeyedMac] = {}
         # Cached between transactions (one terminal, one writer): the next sequence number
         # and the chain head. A stale cache cannot corrupt the log: the primary keys refuse a
         # reused sequence number or chain index, and the write is retried on fresh values.
@@ -109,6 +150,45 @@ class TerminalLog:
         self._chain_head: tuple[int, bytes] | None = None
         self.terminal_id = self._bind("terminal_id", terminal_id)
         self.merchant_id = self._bind("merchant_id", merchant_id)
+        if self.keys is not None:
+            self._backfill_key_versions()
+
+    def _chain_mac(self, version: int) -> crypto.PrekeyedMac:
+        assert self.keys is not None
+        mac = self._macs.get(version)
+        if mac is None:
+            mac = self._macs[version] = crypto.PrekeyedMac(self.keys.key(version))
+        return mac
+
+    def _open_batch_version(self) -> int:
+        """The key version the next record is chained with: the open batch's, or the current one."""
+        assert self.keys is not None
+        row = self.db.execute("SELECT key_version FROM journal WHERE batch_seq IS NULL "
+                              "ORDER BY chain_index LIMIT 1").fetchone()
+        return self.keys.current if row is None or row[0] is None else int(row[0])
+
+    def _backfill_key_versions(self) -> None:
+        """Give records and batches of a log written before versions were kept the version that verifies them.
+
+        Such a log chained under whatever key its terminal held, so each record is tried under every
+        version known; one that verifies under none keeps NULL and ``verify_chain`` reports it."""
+        assert self.keys is not None
+        rows = self.db.execute("SELECT chain_index, record, chain_mac, key_version FROM journal "
+                               "ORDER BY chain_index").fetchall()
+        if all(row[3] is not None for row in rows) and self.db.execute(
+                "SELECT count(*) FROM batches WHERE key_version IS NULL").fetchone()[0] == 0:
+            return
+        with self._tx():
+            prev = GENESIS_MAC
+            for idx, raw, mac, version in rows:
+                if version is None:
+                    version = next((v for v in sorted(self.keys.by_version, reverse=True)
+                                    if crypto.macs_equal(self._chain_mac(v).mac(raw + prev), mac)), None)
+                    self.db.execute("UPDATE journal SET key_version=? WHERE chain_index=?", (version, idx))
+                prev = mac
+            self.db.execute("UPDATE batches SET key_version=coalesce((SELECT min(key_version) FROM journal "
+                            "WHERE journal.batch_seq=batches.batch_seq), ?) WHERE key_version IS NULL",
+                            (self.keys.current,))
 
     def check(self) -> None:
         """Refuse a log that is not sound, before a card is touched: ``TerminalLogError`` saying what.
@@ -182,11 +262,12 @@ class TerminalLog:
             try:
                 with self._tx():
                     idx, prev = self._chain_head if self._chain_head is not None else self._head()
-                    mac = self._mac.mac(raw + prev) if self._mac is not None else GENESIS_MAC
+                    version = self._open_batch_version() if self.keys is not None else None
+                    mac = self._chain_mac(version).mac(raw + prev) if version is not None else GENESIS_MAC
                     self.db.execute(
-                        "INSERT INTO journal (chain_index, terminal_seq, card_number, counter, record, chain_mac)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
-                        (idx + 1, terminal_seq, record.card_number, record.counter, raw, mac),
+                        "INSERT INTO journal (chain_index, terminal_seq, card_number, counter, record, chain_mac,"
+                        " key_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (idx + 1, terminal_seq, record.card_number, record.counter, raw, mac, version),
                     )
                     self.db.execute("INSERT OR REPLACE INTO chain_head VALUES (1, ?, ?)", (idx + 1, mac))
                     self.db.execute("DELETE FROM pending WHERE terminal_seq=?", (terminal_seq,))
@@ -229,13 +310,14 @@ class TerminalLog:
 
     def verify_chain(self) -> int:
         """Recompute the whole chain; returns the number of records, raises on a break."""
-        if self._mac is None:
+        if self.keys is None:
             raise TerminalLogError("this log has no chain key")
         prev = GENESIS_MAC
         count = 0
-        for idx, raw, mac in self.db.execute("SELECT chain_index, record, chain_mac FROM journal ORDER BY chain_index"):
-            expected = self._mac.mac(raw + prev)
-            if idx != count + 1 or not crypto.macs_equal(expected, mac):
+        for idx, raw, mac, version in self.db.execute(
+                "SELECT chain_index, record, chain_mac, key_version FROM journal ORDER BY chain_index"):
+            if version is None or version not in self.keys.by_version \
+                    or not crypto.macs_equal(self._chain_mac(version).mac(raw + prev), mac) or idx != count + 1:
                 raise TerminalLogError(f"terminal log chain broken at record {idx}")
             prev, count = mac, count + 1
         # The head is written in the same transaction as each record: a log cut short at its
@@ -263,27 +345,28 @@ class TerminalLog:
             first = entries[0][0] if entries else (row[1] or 1)
             final = entries[-1][2] if entries else prev_mac
             created = int(time.time())
+            version = self._open_batch_version() if self.keys is not None else 0
             self.db.execute("UPDATE journal SET batch_seq=? WHERE batch_seq IS NULL", (batch_seq,))
-            self.db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?)",
-                            (batch_seq, first, len(entries), prev_mac, final, created))
-            batch = ClosedBatch(batch_seq, first, prev_mac, final, created, [(r, m) for _, r, m in entries])
+            self.db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)",
+                            (batch_seq, first, len(entries), prev_mac, final, created, version))
+            batch = ClosedBatch(batch_seq, first, prev_mac, final, created, [(r, m) for _, r, m in entries], version)
             if write is not None:
                 write(batch)
         return batch
 
     def closed_batch(self, batch_seq: int) -> ClosedBatch:
         """Batch ``batch_seq`` as it was closed, to export it again (the same bytes: processing sees a duplicate)."""
-        row = self.db.execute("SELECT first_index, record_count, prev_mac, final_mac, created FROM batches "
-                              "WHERE batch_seq=?", (batch_seq,)).fetchone()
+        row = self.db.execute("SELECT first_index, record_count, prev_mac, final_mac, created, key_version "
+                              "FROM batches WHERE batch_seq=?", (batch_seq,)).fetchone()
         if row is None:
             last = self.db.execute("SELECT max(batch_seq) FROM batches").fetchone()[0]
             raise TerminalLogError(f"{self.path} has no batch {batch_seq} (closed batches: 1..{last or 0})")
-        first, count, prev_mac, final_mac, created = row
+        first, count, prev_mac, final_mac, created, version = row
         entries = self.db.execute("SELECT record, chain_mac FROM journal WHERE batch_seq=? ORDER BY chain_index",
                                   (batch_seq,)).fetchall()
         if len(entries) != count:
             raise TerminalLogError(f"{self.path}: batch {batch_seq} holds {len(entries)} records, closed with {count}")
-        return ClosedBatch(batch_seq, first, prev_mac, final_mac, created, [(r, m) for r, m in entries])
+        return ClosedBatch(batch_seq, first, prev_mac, final_mac, created, [(r, m) for r, m in entries], version)
 
     def _tx(self) -> _Transaction:
         return _Transaction(self.db)

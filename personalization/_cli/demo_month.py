@@ -144,7 +144,7 @@ class DemoWorld:
             else:
                 merchant_id = merchant_of(terminal_id, self.options.merchants)
                 path = TerminalFiles(self.home.terminals_dir, terminal_id).log
-                log_key = self.keystore.role_keys("pos", terminal_id, merchant_id).log_key
+                log_key = self.keystore.role_keys("pos", terminal_id, merchant_id).terminal_log_keys()
             self._terminal_logs[terminal_id] = TerminalLog(path, terminal_id=terminal_id, merchant_id=merchant_id,
                                                            log_key=log_key)
         return self._terminal_logs[terminal_id]

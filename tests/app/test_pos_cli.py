@@ -463,3 +463,25 @@ def test_a_damaged_terminal_log_refuses_to_sell_before_touching_the_card(pos_dem
     before = h.image()
     h.fails("pos", "sell", CARD, "2.00", "--terminal", "1", message=message)
     assert h.image() == before
+
+
+def test_a_key_rotation_strands_no_open_batch(pos_demo: PosHome, tmp_path: Path) -> None:
+    """Rotate, re-export the POS key file as docs/operations.md says, sell on: every batch is posted.
+
+    The open batch goes on under the version it was chained with (batch 1: v1, with a sale made
+    after the rotation); the next batch begins under the new version (batch 2: v2)."""
+    h = pos_demo
+    h.ok("pos", "sell", CARD, "10.00", "--terminal", "1")
+    assert h.json("keys", "rotate")["current_version"] == 2
+    h.ok("keys", "export", "--role", "pos", "--terminal", "1", "--merchant", "10")
+    h.ok("keys", "export", "--role", "processing")
+    h.ok("pos", "sell", CARD, "20.00", "--terminal", "1")
+    h.ok("pos", "batch", "--terminal", "1", "--out", "b1.spb")
+    h.ok("pos", "sell", CARD, "30.00", "--terminal", "1")
+    h.ok("pos", "batch", "--terminal", "1", "--out", "b2.spb")
+    assert [parse_batch((tmp_path / f"b{n}.spb").read_bytes()).header["log_key_version"] for n in (1, 2)] == [1, 2]
+    processed = h.json("process", "b1.spb", "b2.spb")
+    assert [b["status"] for b in processed["batches"]] == ["accepted", "accepted"], processed
+    assert (processed["accepted"], processed["rejected"], processed["anomalies"]) == (3, 0, 0)
+    checked = h.json("check")
+    assert checked["ok"] and checked["figures"]["quarantined_batches"] == 0, checked

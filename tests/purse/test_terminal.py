@@ -19,6 +19,7 @@ from purse.batch import (
     BatchHeader,
     BatchTrailer,
     batch_mac,
+    export_batch,
     parse_batch,
     write_batch,
 )
@@ -28,7 +29,7 @@ from purse.protocol import CardState, KeyRef, RecordType
 from purse.records import PointsSlot, TransactionRecord
 from purse.session import PurseSession
 from purse.terminal import CardHotlisted
-from purse.terminal_log import GENESIS_MAC, TerminalLog, TerminalLogError
+from purse.terminal_log import GENESIS_MAC, LogKeys, TerminalLog, TerminalLogError
 from purse.transport.virtual import VirtualTransport
 
 PROGRAM = 0x0501
@@ -192,6 +193,46 @@ def test_chain_verifies_and_survives_reopening(purse_issuer: Issuer, tmp_path: P
         TerminalLog(tmp_path / "t.db", terminal_id=8, merchant_id=MERCHANT, log_key=None)
     with pytest.raises(TerminalLogError):
         TerminalLog(tmp_path / "t.db", terminal_id=7, merchant_id=MERCHANT, log_key=bytes(16)).verify_chain()
+
+
+def test_a_log_keeps_each_batch_under_the_key_version_it_was_chained_with(purse_issuer: Issuer,
+                                                                          tmp_path: Path) -> None:
+    """Library view of a key rotation: the open batch stays on v1, the next one starts on v2,
+    and a log opened with only the new key says which version it lacks instead of chaining on."""
+    v1, v2 = purse_issuer.log_key(7), bytes(range(16))
+    log = _log_with_records(purse_issuer, tmp_path / "t.db", n=2)
+    log.close()
+    rotated = LogKeys(2, {1: v1, 2: v2})
+    log = TerminalLog(tmp_path / "t.db", terminal_id=7, merchant_id=MERCHANT, log_key=rotated)
+    terminal = purse_issuer.terminal(purse_issuer.card(balance=10_000), log_path=":memory:")
+    terminal.log = log
+    terminal.debit(300)
+    first = export_batch(log, tmp_path / "b1.spb")
+    terminal.debit(400)
+    second = export_batch(log, tmp_path / "b2.spb")
+    assert log.verify_chain() == 4
+    headers = [parse_batch(s.path.read_bytes()) for s in (first, second)]
+    assert [h.header["log_key_version"] for h in headers] == [1, 2] and [s.records for s in (first, second)] == [3, 1]
+    for parsed, key in zip(headers, (v1, v2), strict=True):
+        assert parsed.trailer["batch_mac"] == batch_mac(key, parsed.header_bytes, parsed.trailer_bytes[:-8])
+    terminal.debit(500)
+    log.close()
+    only_new = TerminalLog(tmp_path / "t.db", terminal_id=7, merchant_id=MERCHANT, log_key=LogKeys(3, {3: v2}))
+    with pytest.raises(TerminalLogError, match="chained under log key version 2, which this key file does not hold"):
+        export_batch(only_new, tmp_path / "b3.spb")
+    assert not (tmp_path / "b3.spb").exists()
+
+
+def test_a_log_written_before_key_versions_were_kept_gets_the_version_that_verifies(purse_issuer: Issuer,
+                                                                                    tmp_path: Path) -> None:
+    log = _log_with_records(purse_issuer, tmp_path / "t.db", n=3)
+    log.db.execute("UPDATE journal SET key_version = NULL")
+    log.close()
+    reopened = TerminalLog(tmp_path / "t.db", terminal_id=7, merchant_id=MERCHANT,
+                           log_key=LogKeys(2, {1: purse_issuer.log_key(7), 2: bytes(16)}))
+    assert {v for (v,) in reopened.db.execute("SELECT key_version FROM journal")} == {1}
+    assert reopened.verify_chain() == 3
+    assert parse_batch(export_batch(reopened, tmp_path / "b.spb").path.read_bytes()).header["log_key_version"] == 1
 
 
 def test_chain_detects_an_altered_record(purse_issuer: Issuer) -> None:
