@@ -37,6 +37,7 @@ class AnomalyKind(StrEnum):
     UNMATCHED_LOAD = "unmatched_load"
     COUNTER_GAP = "counter_gap"
     BAD_LOAD_CERTIFICATE = "bad_load_certificate"
+    BAD_CERTIFICATE = "bad_certificate"
 
 
 KINDS: dict[AnomalyKind, str] = {
@@ -52,6 +53,8 @@ KINDS: dict[AnomalyKind, str] = {
     AnomalyKind.UNMATCHED_LOAD: "a load on a card that the issuer's load desks never recorded",
     AnomalyKind.COUNTER_GAP: "counters missing from a card's history for longer than the allowed wait",
     AnomalyKind.BAD_LOAD_CERTIFICATE: "a load record of the issuer's desk whose certificate does not verify",
+    AnomalyKind.BAD_CERTIFICATE: "a record of a genuine terminal batch whose card certificate does not verify: "
+                                 "held, not posted",
 }
 assert set(KINDS) == set(AnomalyKind)
 

@@ -5,6 +5,9 @@ verified (chain MACs, certificates), stored through the driver's bulk path, and 
 records walked by the reconciler; the trailer is checked at the end. Any failure rolls
 the whole transaction back, so nothing of a bad batch is posted, and the file is
 copied to the quarantine folder with the reason (record and check) in ``batches``.
+The exception is a record whose card certificate alone fails in a batch whose chain and
+batch MAC verify: it is held (a ``bad_certificate`` anomaly naming the card, with the
+record's bytes), and the rest of the batch is posted (docs/processing.md, "Held records").
 
 Imports are serialized at the database (PostgreSQL advisory lock, SQLite's write lock):
 two ``smartpurse process`` runs on overlapping batches take turns, and the unique keys
@@ -42,7 +45,7 @@ from processing.schema.loads import loads
 from processing.schema.processing import batches, records
 from processing.schema.registry import terminals
 from processing.store import RecordStore
-from processing.verify import BatchVerifier, check_envelope
+from processing.verify import BatchVerifier, HeldRecord, check_envelope
 from processing.worker import Verdict, WalkJob, verify_and_walk
 from purse.batch import BATCH_MAGIC, ENTRY_SIZE
 from purse.crypto import macs_equal
@@ -91,6 +94,7 @@ class ImportResult:
     records: int = 0
     accepted: int = 0
     duplicates: int = 0
+    held: int = 0  # records whose card certificate does not verify: flagged, not posted
     anomalies: list[dict[str, Any]] = field(default_factory=list)
     reason: str | None = None
     quarantine: str | None = None
@@ -150,6 +154,10 @@ class _Rejected(Exception):
         self.error, self.header = error, header
 
 
+class _HoldsRecords(Exception):
+    """The worker found records to hold in a batch the importer stored whole: store it again, serially."""
+
+
 def import_batch(engine: Engine, path: Path, keys: ProcessingKeys, options: ImportOptions,
                  card_macs: CardMacs | None = None, progress: Callable[[int], None] | None = None) -> ImportResult:
     """Import one batch file; never raises for a bad batch (it is rejected and quarantined)."""
@@ -171,11 +179,24 @@ def import_batch(engine: Engine, path: Path, keys: ProcessingKeys, options: Impo
             with import_transaction(engine) as conn:
                 ingest_loads(conn, card_macs or CardMacs(keys), options)
         cache = _card_cache(engine)
-        with import_transaction(engine) as conn, _gc_paused():
-            try:
-                _import(conn, batch, digest, log_key, card_macs or CardMacs(keys), options, result, progress, cache)
-            except BatchRejected as e:
-                raise _Rejected(e, header) from None
+        try:
+            with import_transaction(engine) as conn, _gc_paused():
+                try:
+                    _import(conn, batch, digest, log_key, card_macs or CardMacs(keys), options, result, progress,
+                            cache)
+                except BatchRejected as e:
+                    raise _Rejected(e, header) from None
+        except _HoldsRecords:
+            # Rare (a damaged or forged card in a large batch): rolled back, imported again by the serial
+            # path, which verifies before it stores and so leaves the held records out from the start.
+            result = ImportResult(str(path), ImportStatus.REJECTED, terminal_id=header.terminal_id,
+                                  batch_seq=header.batch_seq, records=header.record_count)
+            serial = replace(options, parallel_min_records=header.record_count + 1)
+            with import_transaction(engine) as conn, _gc_paused():
+                try:
+                    _import(conn, batch, digest, log_key, card_macs or CardMacs(keys), serial, result, None, cache)
+                except BatchRejected as e:
+                    raise _Rejected(e, header) from None
         cache.committed()
         return result
     except BatchRejected as e:
@@ -222,6 +243,8 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
             if progress is not None:
                 progress(len(data) // ENTRY_SIZE)
         verifier.finish()
+        rec.found.extend(_held(verifier.held, h.terminal_id))
+        result.held = len(verifier.held)
     matched_loads = matched_transfers = 0
     for row in posted.load_rows:  # a load in a batch: the desk's record (not yet ingested) or an anomaly
         r = StoredRow._make(row)
@@ -345,6 +368,8 @@ def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOpti
     all_new = store.insert_batch(chunks)
     verdict = _verdict(worker, batch)
     _raise_if_rejected(verdict)
+    if verdict.held:
+        raise _HoldsRecords()
     if all_new:
         rec.cards.update(verdict.cards)
         rec.found.extend(verdict.found)
@@ -418,6 +443,14 @@ def _verdict(worker: Future[Verdict], batch: BatchFile) -> Verdict:
 def _raise_if_rejected(verdict: Verdict) -> None:
     if verdict.rejected is not None:
         raise BatchRejected(*verdict.rejected)
+
+
+def _held(held: Sequence[HeldRecord], terminal_id: int) -> list[Anomaly]:
+    """One ``bad_certificate`` anomaly per held record, naming its card and carrying its bytes."""
+    return [Anomaly(AnomalyKind.BAD_CERTIFICATE, f"badcert:{r.card_number}:{r.counter}:{r.raw.hex()[-16:]}",
+                    f"record {r.index}: {r.reason()}: held, not posted",
+                    {"record_index": r.index, "record_type": r.record_type, "amount": r.amount, "record": r.raw.hex()},
+                    r.card_number, r.counter, terminal_id) for r in held]
 
 
 def _conflict(received_row: Row, stored: Row | None) -> Anomaly:

@@ -6,6 +6,12 @@ parsing, one pre-keyed CMAC context per terminal and per card, chunk by chunk) a
 file in memory). Tests run both on the same good and damaged files and require the
 same verdict, the same reason and the same fields. A failure raises ``BatchRejected``
 naming the record (1-based, in file order) and the check that failed.
+
+The one failure that does not reject the batch is a card certificate that does not verify
+inside a chain and batch MAC that do (docs/processing.md, "Held records"): the terminal
+vouches that it received exactly this record, so the batch is genuine and only that card's
+record is in doubt. Both verifiers return it as a ``HeldRecord`` and go on; it still counts
+in the trailer's totals, which are the terminal's account of what it sent.
 """
 
 from __future__ import annotations
@@ -50,6 +56,35 @@ def _describe(number: str, counter: int) -> str:
     return f"card {number} counter {counter}"
 
 
+@dataclass(frozen=True)
+class HeldRecord:
+    """A record of a genuine batch whose card certificate does not verify: not posted, flagged."""
+
+    index: int  # 1-based, in file order
+    raw: bytes  # the 72 record bytes as the terminal sent them
+
+    @property
+    def card_number(self) -> str:
+        return self.raw[_CARD_NUMBER].hex()
+
+    @property
+    def counter(self) -> int:
+        return int.from_bytes(self.raw[_COUNTER], "big")
+
+    @property
+    def record_type(self) -> int:
+        return self.raw[RECORD_LAYOUT.offset["record_type"]]
+
+    @property
+    def amount(self) -> int:
+        return int.from_bytes(self.raw[RECORD_LAYOUT.at("amount")], "big")
+
+    def reason(self) -> str:
+        version = self.raw[RECORD_LAYOUT.offset["key_version"]]
+        return (f"{_describe(self.card_number, self.counter)}: the card certificate does not verify under the "
+                f"card's TXN key v{version} (a damaged or forged card)")
+
+
 @dataclass
 class BatchVerifier:
     """Verifies one batch's entries chunk by chunk and builds the rows to store."""
@@ -62,6 +97,7 @@ class BatchVerifier:
     totals: Totals = field(default_factory=Totals)
     prev_mac: bytes = b""
     seen: int = 0
+    held: list[HeldRecord] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.prev_mac = self.batch.header.prev_chain_mac
@@ -102,9 +138,8 @@ class BatchVerifier:
                 raise BatchRejected("key version", f"{_describe(number, counter)}: card key version {version} "
                                     "is unknown to processing", i)
             if not eq(ctx.mac(raw[:CERTIFIED_SIZE]), certificate):
-                raise BatchRejected("certificate", f"{_describe(number, counter)}: the card certificate does not "
-                                    f"verify under the card's TXN key v{version} (forged or altered record)", i)
-            if build:
+                self.held.append(HeldRecord(i, raw))
+            elif build:
                 append((number, counter, kind, amount, terminal_id, seq, when // 86400, merchant_id, batch_id,
                         entry_id, raw))
             if kind == PURCHASE:
@@ -137,15 +172,27 @@ class BatchVerifier:
                                     f"the records give {value}")
 
 
-def verify_file(batch: BatchFile, keys: ProcessingKeys, card_macs: CardMacs | None = None) -> Iterable[list[Row]]:
-    """Verify a whole batch without storing it (used by tests and the benchmark)."""
+def verify_file(batch: BatchFile, keys: ProcessingKeys, card_macs: CardMacs | None = None,
+                held: list[HeldRecord] | None = None) -> Iterable[list[Row]]:
+    """Verify a whole batch without storing it (used by tests and the benchmark); the records
+    held (``HeldRecord``) are added to ``held`` once the batch verified."""
     verifier = BatchVerifier(batch, check_envelope(batch, keys), card_macs or CardMacs(keys))
     for start, data in batch.chunks():
         yield verifier.chunk(start, data)
     verifier.finish()
+    if held is not None:
+        held.extend(verifier.held)
 
 
-def reference_verify(path: Path, keys: ProcessingKeys) -> list[TransactionRecord]:
+@dataclass(frozen=True)
+class Verified:
+    """What ``reference_verify`` found in a genuine batch: the records to post, and the ones held."""
+
+    records: list[TransactionRecord]
+    held: list[HeldRecord]
+
+
+def reference_verify(path: Path, keys: ProcessingKeys) -> Verified:
     """The slow, obvious verification the fast one is tested against."""
     open_batch(Path(path))  # the structural verdicts and messages are shared with the fast path
     data = Path(path).read_bytes()
@@ -161,7 +208,9 @@ def reference_verify(path: Path, keys: ProcessingKeys) -> list[TransactionRecord
         raise BatchRejected("batch MAC", f"header and trailer are not MACed by terminal {header.terminal_id}'s "
                             "log key (altered header or trailer, or a wrong key)")
     prev = header.prev_chain_mac
-    out = []
+    out: list[TransactionRecord] = []
+    held: list[HeldRecord] = []
+    totals = Totals()
     for i, (raw, chain_mac) in enumerate(parsed.entries, 1):
         if not crypto.macs_equal(crypto.mac8(log_key, raw + prev), chain_mac):
             raise BatchRejected("chain MAC", "does not verify under the terminal log key "
@@ -185,18 +234,15 @@ def reference_verify(path: Path, keys: ProcessingKeys) -> list[TransactionRecord
                                 f"{rec.key_version} is unknown to processing", i)
         card_key = crypto.an10922_diversify(
             txn_master, crypto.card_diversification_input(rec.uid, AID, keys.system_identifier))
-        if not crypto.macs_equal(crypto.mac8(card_key, rec.certified_bytes()), rec.certificate):
-            raise BatchRejected("certificate", f"{_describe(rec.card_number, rec.counter)}: the card certificate "
-                                f"does not verify under the card's TXN key v{rec.key_version} (forged or altered "
-                                "record)", i)
-        out.append(rec)
+        if crypto.macs_equal(crypto.mac8(card_key, rec.certified_bytes()), rec.certificate):
+            out.append(rec)
+        else:
+            held.append(HeldRecord(i, raw))
+        totals.add(raw)
     if not crypto.macs_equal(prev, trailer.final_chain_mac):
         raise BatchRejected("trailer", "final chain MAC is not the last record's chain MAC (truncated batch)")
-    totals = Totals()
-    for rec in out:
-        totals.add(rec.to_bytes())
     for name, value in totals.__dict__.items():
         if getattr(trailer, name) != value:
             raise BatchRejected("trailer", f"{name.replace('_', ' ')} is {getattr(trailer, name)} in the trailer, "
                                 f"the records give {value}")
-    return out
+    return Verified(out, held)

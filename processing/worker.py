@@ -15,7 +15,7 @@ its context cost about 3 µs, six MACs), keyed by the keys' identity within this
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from processing.anomalies import Anomaly
@@ -23,7 +23,7 @@ from processing.batchfile import BatchRejected, open_batch
 from processing.columns import EntryColumns
 from processing.keys import CardMacs, ProcessingKeys
 from processing.reconcile import CardWalk, ChainWalker
-from processing.verify import BatchVerifier, check_envelope
+from processing.verify import BatchVerifier, HeldRecord, check_envelope
 
 _MACS: dict[int, CardMacs] = {}
 
@@ -44,6 +44,7 @@ class Verdict:
     rejected: tuple[str, str, int | None] | None  # (check, detail, record) when the batch does not verify
     cards: dict[str, CardWalk]  # the job's states after walking every record
     found: list[Anomaly]
+    held: list[HeldRecord] = field(default_factory=list)  # records of a genuine batch whose certificate fails
 
 
 def verify_and_walk(path: str, keys: ProcessingKeys, chunk_records: int, job: WalkJob | None) -> Verdict:
@@ -62,8 +63,8 @@ def verify_and_walk(path: str, keys: ProcessingKeys, chunk_records: int, job: Wa
     except BatchRejected as e:
         return Verdict((e.check, e.detail, e.record), {}, [])
     if walker is None:
-        return Verdict(None, {}, [])
-    return Verdict(None, walker.cards, walker.found)
+        return Verdict(None, {}, [], verifier.held)
+    return Verdict(None, walker.cards, walker.found, verifier.held)
 
 
 def _card_macs(keys: ProcessingKeys) -> CardMacs:

@@ -51,7 +51,8 @@ def _summary_text(data: dict[str, Any]) -> str:
         if b["status"] == "accepted":
             lines.append(f"{b['file']}: accepted batch {b['batch_seq']} of terminal {b['terminal_id']}: "
                          f"{b['accepted']} new records posted, {b['duplicates']} duplicates, "
-                         f"{len(b['anomalies'])} anomalies")
+                         + (f"{b['held']} held (card certificate does not verify), " if b["held"] else "")
+                         + f"{len(b['anomalies'])} anomalies")
             lines += [f"  anomaly {a['kind']}: {a['detail']}" for a in b["anomalies"]]
         elif b["status"] == "duplicate":
             lines.append(f"{b['file']}: {b['reason']}")
@@ -131,6 +132,11 @@ def check(cli: CliContext, gap_hours: float) -> None:
                          f"{f['quarantined_loads']} (minor units)"
                          + (f"; {f['quarantined_unreadable']} unreadable" if f["quarantined_unreadable"] else "")
                          + ": repair and import them again")
+        if f["held_records"]:
+            lines.append(f"held out of accepted batches (card certificate does not verify, not posted): "
+                         f"{f['held_records']} records, purchases {f['held_purchases']}, cancellations "
+                         f"{f['held_cancellations']}, loads {f['held_loads']} (minor units): "
+                         "see `smartpurse report anomalies`")
         lines.append("all invariants hold" if d["ok"] else "INVARIANTS FAILED")
         return "\n".join(lines)
 

@@ -27,7 +27,7 @@ def processing_home(path: Path, keys: object) -> Path:
     """A home whose processing key file holds the synthetic masters."""
     home = Home.open(path)
     role = RoleKeys("processing", 1, DEFAULT_SYSTEM_IDENTIFIER, {KeyRef.TXN: dict(keys.txn_masters)},  # type: ignore[attr-defined]
-                    dict(keys.term_masters), None, None, None, 1, bytes(32))  # type: ignore[attr-defined]
+                    dict(keys.term_masters), None, None, {}, 1, bytes(32))  # type: ignore[attr-defined]
     target = role_key_path(home, "processing")
     target.parent.mkdir(parents=True, exist_ok=True)
     write_role_keys(target, role, PASSPHRASE)

@@ -119,20 +119,50 @@ def test_wrong_key_and_unknown_terminal_rejected(import_world: World) -> None:
             .scalar_one() == 0
 
 
-def test_forged_certificate_names_the_record(import_world: World) -> None:
+def test_a_bad_card_certificate_holds_that_record_and_posts_the_rest(import_world: World) -> None:
+    """Chain and batch MAC verify (the terminal sent exactly this), one card's certificate does not:
+    that record is held and flagged, naming the card; the other cards' sales are posted and paid."""
+    w = import_world
+    w.merchant(42)
+    t = w.terminal(7, 42)
+    card, other = w.card(1, load=5_000), w.card(2, load=5_000)
+    t.purchase(card, 100, NOW + 5)
+    t.purchase(other, 300, NOW + 6)
+    raw = t.purchase(card, 200, NOW + 7)
+    t.entries.pop()
+    t._mac = t.entries[-1][1]
+    t.add(raw[:-8] + bytes(8))  # a damaged (or forged) card: the terminal chains what it received
+    t.purchase(other, 400, NOW + 8)
+    r = w.process(t.close(w.tmp / "b.spb"))
+    assert (r.status, r.accepted, r.held) == ("accepted", 3, 1), r
+    [held] = [a for a in r.anomalies if a["kind"] == "bad_certificate"]
+    assert (held["card_number"], held["counter"], held["terminal_id"]) == (card.number, 3, 7)
+    assert held["detail"] == (f"record 3: card {card.number} counter 3: the card certificate does not verify under "
+                              "the card's TXN key v1 (a damaged or forged card): held, not posted")
+    assert held["evidence"]["amount"] == 200 and held["evidence"]["record"] == (raw[:-8] + bytes(8)).hex()
+    with w.engine.connect() as conn:
+        posted = conn.execute(select(records.c.card_number, records.c.amount).where(records.c.terminal_id == 7)
+                              .order_by(records.c.terminal_seq)).all()
+        assert [tuple(p) for p in posted] == [(card.number, 100), (other.number, 300), (other.number, 400)]
+        assert ledger.balance(conn, ledger.merchant_payable(42)) == -800
+        report = run_check(conn)
+    assert report.ok, report.failures
+    assert (report.figures["held_records"], report.figures["held_purchases"]) == (1, 200)
+    assert w.process(w.tmp / "b.spb").status == "duplicate"  # the same file again: nothing new, nothing lost
+
+
+def test_a_broken_chain_still_rejects_the_batch_whole(import_world: World) -> None:
     w = import_world
     w.merchant(42)
     t = w.terminal(7, 42)
     card = w.card(1, load=5_000)
     t.purchase(card, 100, NOW + 5)
     raw = t.purchase(card, 200, NOW + 6)
-    t.entries.pop()
-    t._mac = t.entries[-1][1]
-    t.add(raw[:-8] + bytes(8))  # the terminal chains a record whose certificate it made up
+    t.entries[-1] = (raw[:-8] + bytes(8), t.entries[-1][1])  # altered after chaining: the chain breaks
     r = w.process(t.close(w.tmp / "b.spb"))
-    assert r.status == "rejected"
-    assert r.reason == (f"record 2: certificate: card {card.number} counter 3: the card certificate does not "
-                        "verify under the card's TXN key v1 (forged or altered record)")
+    assert r.status == "rejected" and r.reason is not None and r.reason.startswith("record 2: chain MAC")
+    with w.engine.connect() as conn:
+        assert conn.execute(select(func.count()).where(records.c.terminal_id == 7)).scalar() == 0
 
 
 @pytest.mark.parametrize("how", ["good", "flipped_bit", "truncated", "dropped", "dropped_recounted", "reordered"])
@@ -150,7 +180,7 @@ def test_fast_verification_agrees_with_reference(import_world: World, how: str) 
     def slow() -> list[tuple[object, ...]] | str:
         try:
             return [(r.card_number, r.counter, int(r.record_type), r.amount, r.terminal_id, r.terminal_seq,
-                     r.time // 86400, 42, 0, 0, r.to_bytes()) for r in reference_verify(path, w.keys)]
+                     r.time // 86400, 42, 0, 0, r.to_bytes()) for r in reference_verify(path, w.keys).records]
         except BatchRejected as e:
             return str(e)
 

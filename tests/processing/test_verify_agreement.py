@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 from processing.batchfile import BatchRejected, open_batch
 from processing.synthetic import SynthTerminal, make_card, make_keys
-from processing.verify import reference_verify, verify_file
+from processing.verify import HeldRecord, reference_verify, verify_file
 from purse.batch import ENTRY_LAYOUT, ENTRY_SIZE
 from purse.records import RECORD_SIZE
 
@@ -48,25 +48,30 @@ def _batch(path: Path, damage: tuple[int, int, int] | None, rechain: bool) -> Pa
     return terminal.close(path)
 
 
-def _fast(path: Path) -> list[tuple[object, ...]] | str:
+Verdict = tuple[list[tuple[object, ...]], list[HeldRecord]] | str  # (rows posted, records held) or the refusal
+
+
+def _fast(path: Path) -> Verdict:
+    held: list[HeldRecord] = []
     try:
-        return [row for chunk in verify_file(open_batch(path), KEYS) for row in chunk]
+        return [row for chunk in verify_file(open_batch(path), KEYS, held=held) for row in chunk], held
     except BatchRejected as e:
         return str(e)
 
 
-def _reference(path: Path) -> list[tuple[object, ...]] | str:
+def _reference(path: Path) -> Verdict:
     try:
-        return [(r.card_number, r.counter, int(r.record_type), r.amount, r.terminal_id, r.terminal_seq,
-                 r.time // 86400, 42, 0, 0, r.to_bytes()) for r in reference_verify(path, KEYS)]
+        verified = reference_verify(path, KEYS)
     except BatchRejected as e:
         return str(e)
+    return [(r.card_number, r.counter, int(r.record_type), r.amount, r.terminal_id, r.terminal_seq,
+             r.time // 86400, 42, 0, 0, r.to_bytes()) for r in verified.records], verified.held
 
 
 def test_both_accept_the_undamaged_batch(tmp_path: Path) -> None:
     path = _batch(tmp_path / "good.spb", None, False)
     assert _fast(path) == _reference(path)
-    assert len(_fast(path)) == ENTRIES
+    assert _fast(path) == (_fast(path)[0], []) and len(_fast(path)[0]) == ENTRIES
 
 
 @settings(max_examples=400, deadline=None)
@@ -85,3 +90,16 @@ def test_every_offset_of_the_card_number_is_read_alike(tmp_path: Path) -> None:
         fast = _fast(path)
         assert fast == _reference(path)
         assert isinstance(fast, str) and "is not decimal" in fast
+
+
+def test_a_record_with_a_bad_certificate_is_held_alike_and_the_rest_kept(tmp_path: Path) -> None:
+    """Re-chained by the terminal (chain and batch MAC verify), one certificate byte altered:
+    both hold that one record, with its index and bytes, and keep the other five."""
+    certificate = ENTRY_LAYOUT.offset["certificate"]
+    path = _batch(tmp_path / "b.spb", (3, certificate, 0x00), True)
+    fast = _fast(path)
+    assert fast == _reference(path)
+    assert not isinstance(fast, str)
+    rows, held = fast
+    assert len(rows) == ENTRIES - 1 and [h.index for h in held] == [4]
+    assert "the card certificate does not verify" in held[0].reason()
