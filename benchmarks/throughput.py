@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from purse.batch import BatchHeader, BatchTrailer, Totals, batch_mac  # noqa: E402
+from purse.batch import FORMAT_VERSION, BatchHeader, BatchTrailer, Totals, batch_mac  # noqa: E402
 
 NOW = 1_700_000_000
 
@@ -58,9 +58,9 @@ def generate(folder: Path, records: int, cards: int, terminals: int) -> dict[str
     for t in range(terminals):
         term = synthetic.SynthTerminal(keys, 100 + t, 42)
         path = folder / f"t{100 + t}.spb"
-        header = BatchHeader.build(dict(format_version=1, log_key_version=1, terminal_id=term.terminal_id,
-                                        merchant_id=42, batch_seq=1, first_index=1, record_count=per,
-                                        created=NOW, prev_chain_mac=bytes(8)))
+        header = BatchHeader.build(dict(format_version=FORMAT_VERSION, log_key_version=1,
+                                        terminal_id=term.terminal_id, merchant_id=42, batch_seq=1, first_index=1,
+                                        record_count=per, created=NOW, prev_chain_mac=bytes(8), log_id=term.log_id))
         totals = Totals()
         chain = term._chain.mac
         prev = bytes(8)

@@ -27,7 +27,6 @@ class AnomalyKind(StrEnum):
     """What processing found; the value is what the ``anomalies`` table, reports and JSON say."""
 
     CLONE = "clone"
-    TERMINAL_SEQ_REUSED = "terminal_seq_reused"
     BALANCE_OUT_OF_CHAIN = "balance_out_of_chain"
     POINTS_OUT_OF_CHAIN = "points_out_of_chain"
     POINTS_MISMATCH = "points_mismatch"
@@ -38,11 +37,11 @@ class AnomalyKind(StrEnum):
     COUNTER_GAP = "counter_gap"
     BAD_LOAD_CERTIFICATE = "bad_load_certificate"
     BAD_CERTIFICATE = "bad_certificate"
+    TERMINAL_LOG_STARTED = "terminal_log_started"
 
 
 KINDS: dict[AnomalyKind, str] = {
     AnomalyKind.CLONE: "two different certified records with one card and counter",
-    AnomalyKind.TERMINAL_SEQ_REUSED: "two different records with one terminal and terminal sequence",
     AnomalyKind.BALANCE_OUT_OF_CHAIN: "balance before a record is not the balance after the previous one",
     AnomalyKind.POINTS_OUT_OF_CHAIN: "points before a record are not the points after the card's previous "
                                      "record of that program",
@@ -55,6 +54,8 @@ KINDS: dict[AnomalyKind, str] = {
     AnomalyKind.BAD_LOAD_CERTIFICATE: "a load record of the issuer's desk whose certificate does not verify",
     AnomalyKind.BAD_CERTIFICATE: "a record of a genuine terminal batch whose card certificate does not verify: "
                                  "held, not posted",
+    AnomalyKind.TERMINAL_LOG_STARTED: "a terminal sent the first batch of a new log while another log of it "
+                                      "had sent batches",
 }
 assert set(KINDS) == set(AnomalyKind)
 

@@ -15,14 +15,25 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, NamedTuple
 
-from purse.batch import BATCH_MAGIC, ENTRY_LAYOUT, ENTRY_SIZE, FORMAT_VERSION, HEADER_SIZE, TRAILER_SIZE
+from purse.batch import (
+    BATCH_MAGIC,
+    ENTRY_LAYOUT,
+    ENTRY_SIZE,
+    FIRST_LOG_ID,
+    FORMAT_VERSION,
+    HEADER_SIZE,
+    HEADER_SIZES,
+    TRAILER_SIZE,
+)
 from purse.errors import SmartpurseError
 
-HEADER = struct.Struct(">4sBB2sIIIIII8s")
+# By format version: 2 ends with the log identity, 1 had none (read as FIRST_LOG_ID).
+HEADERS = {1: struct.Struct(">4sBB2sIIIIII8s"), 2: struct.Struct(">4sBB2sIIIIII8s8s")}
 TRAILER = struct.Struct(">4sIIQIQIQI8s8s")
 # One entry: the 72-byte record's fields, then the 8-byte chain MAC.
 ENTRY = ENTRY_LAYOUT.struct
-assert HEADER.size == HEADER_SIZE and TRAILER.size == TRAILER_SIZE and ENTRY.size == ENTRY_SIZE
+assert {v: h.size for v, h in HEADERS.items()} == HEADER_SIZES and HEADERS[FORMAT_VERSION].size == HEADER_SIZE
+assert TRAILER.size == TRAILER_SIZE and ENTRY.size == ENTRY_SIZE
 
 CHUNK_RECORDS = 32_768
 
@@ -48,6 +59,7 @@ class Header(NamedTuple):
     record_count: int
     created: int
     prev_chain_mac: bytes
+    log_id: bytes  # which of the terminal's logs made the batch (FIRST_LOG_ID in format 1)
 
 
 class Trailer(NamedTuple):
@@ -77,7 +89,7 @@ class BatchFile:
     def chunks(self, chunk_records: int = CHUNK_RECORDS) -> Iterator[tuple[int, bytes]]:
         """(0-based index of the chunk's first entry, the chunk's bytes), in file order."""
         with open(self.path, "rb") as f:
-            f.seek(HEADER_SIZE)
+            f.seek(len(self.header_bytes))
             index = 0
             remaining = self.header.record_count
             while remaining:
@@ -95,14 +107,25 @@ def _read_exactly(f: BinaryIO, n: int) -> bytes:
     return data
 
 
+def header_size(start: bytes) -> int:
+    """The header's size from the file's first bytes (magic and format version), or ``BatchRejected``."""
+    if start[:4] != BATCH_MAGIC:
+        raise BatchRejected("structure", f"not a batch file (magic {start[:4]!r}, expected {BATCH_MAGIC!r})")
+    version = start[4] if len(start) > 4 else None
+    if version not in HEADER_SIZES:
+        raise BatchRejected("structure", f"batch format version {version} is not supported "
+                            f"(only {', '.join(map(str, HEADER_SIZES))})")
+    return HEADER_SIZES[version]
+
+
 def parse_header(raw: bytes) -> Header:
-    magic, version, key_version, reserved, *rest = HEADER.unpack(raw)
-    if magic != BATCH_MAGIC:
-        raise BatchRejected("structure", f"not a batch file (magic {magic!r}, expected {BATCH_MAGIC!r})")
+    if len(raw) != header_size(raw):
+        raise BatchRejected("structure", "the header is cut short")
+    magic, version, key_version, reserved, *rest = HEADERS[raw[4]].unpack(raw)
     if reserved != b"\x00\x00":
         raise BatchRejected("structure", "reserved header bytes are not zero")
-    if version != FORMAT_VERSION:
-        raise BatchRejected("structure", f"batch format version {version} is not supported (only {FORMAT_VERSION})")
+    if version == 1:
+        rest.append(FIRST_LOG_ID)
     return Header(version, key_version, *rest)
 
 
@@ -118,15 +141,20 @@ def open_batch(path: Path) -> BatchFile:
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as f:
-            if size < HEADER_SIZE + TRAILER_SIZE:
+            start = f.read(5)
+            if size < min(HEADER_SIZES.values()) + TRAILER_SIZE:
                 raise BatchRejected("structure", f"file too short for a batch ({size} bytes; truncated?)")
-            header_bytes = f.read(HEADER_SIZE)
+            head_size = header_size(start)
+            if size < head_size + TRAILER_SIZE:
+                raise BatchRejected("structure", f"file too short for a batch ({size} bytes; truncated?)")
+            f.seek(0)
+            header_bytes = f.read(head_size)
             f.seek(size - TRAILER_SIZE)
             trailer_bytes = f.read(TRAILER_SIZE)
     except OSError as e:
         raise BatchRejected("file", f"cannot read {path}: {e.strerror}") from None
     header = parse_header(header_bytes)
-    body = size - HEADER_SIZE - TRAILER_SIZE
+    body = size - head_size - TRAILER_SIZE
     if body % ENTRY_SIZE or body // ENTRY_SIZE != header.record_count:
         raise BatchRejected(
             "structure",

@@ -226,7 +226,8 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
     batch_id = conn.execute(insert(batches).values(
         sha256=digest, status="accepted", file_name=batch.path.name, terminal_id=h.terminal_id,
         merchant_id=h.merchant_id, batch_seq=h.batch_seq, first_index=h.first_index, record_count=h.record_count,
-        created=h.created, prev_chain_mac=h.prev_chain_mac, final_chain_mac=batch.trailer.final_chain_mac)
+        created=h.created, prev_chain_mac=h.prev_chain_mac, final_chain_mac=batch.trailer.final_chain_mac,
+        log_id=h.log_id)
         .returning(b.id)).scalar_one()
     entry_id = ledger.open_entry(conn, "batch", f"batch {h.batch_seq} of terminal {h.terminal_id}",
                                  _day(h.created), batch_id)
@@ -453,16 +454,12 @@ def _held(held: Sequence[HeldRecord], terminal_id: int) -> list[Anomaly]:
                     r.card_number, r.counter, terminal_id) for r in held]
 
 
-def _conflict(received_row: Row, stored: Row | None) -> Anomaly:
+def _conflict(received_row: Row, stored: Row) -> Anomaly:
+    """A received record whose card and counter name a stored record with other bytes: a clone."""
     r = StoredRow._make(received_row)
     evidence = {"stored": record_evidence(stored), "received": record_evidence(r)}
-    if stored is not None and stored[CARD_NUMBER] == r.card_number and stored[COUNTER] == r.counter:
-        return Anomaly(AnomalyKind.CLONE, f"clone:{r.card_number}:{r.counter}:{bytes(r.raw).hex()[-16:]}",
-                       f"card {r.card_number} counter {r.counter}: two different certified records (a clone)",
-                       evidence, r.card_number, r.counter, r.terminal_id)
-    return Anomaly(AnomalyKind.TERMINAL_SEQ_REUSED,
-                   f"tseq:{r.terminal_id}:{r.terminal_seq}:{r.card_number}:{r.counter}",
-                   f"terminal {r.terminal_id} sequence {r.terminal_seq} names two different records",
+    return Anomaly(AnomalyKind.CLONE, f"clone:{r.card_number}:{r.counter}:{bytes(r.raw).hex()[-16:]}",
+                   f"card {r.card_number} counter {r.counter}: two different certified records (a clone)",
                    evidence, r.card_number, r.counter, r.terminal_id)
 
 
@@ -477,14 +474,19 @@ def _check_terminal(conn: Connection, h: Any) -> None:
 
 
 def _check_continuity(conn: Connection, h: Any, final_mac: bytes, digest: str) -> list[Anomaly]:
-    """The header must continue the previous batch's chain, and the next must continue ours."""
+    """The header must continue the previous batch's chain of the same log, and the next must continue ours.
+
+    Batch numbers and the chain count within one terminal log (the header's ``log_id``). A log that
+    starts again begins at batch 1 from a zero chain MAC under a new identity: not a reuse of the old
+    log's numbers, but worth a word, because whatever the old log had not sent is gone with it."""
     b = batches.c
     cols = (b.id, b.sha256, b.batch_seq, b.first_index, b.record_count, b.prev_chain_mac, b.final_chain_mac)
-    near = conn.execute(select(*cols).where(b.terminal_id == h.terminal_id, b.status == "accepted",
+    near = conn.execute(select(*cols).where(b.terminal_id == h.terminal_id, b.log_id == h.log_id,
+                                            b.status == "accepted",
                                             b.batch_seq.between(h.batch_seq - 1, h.batch_seq + 1))).all()
     found: list[Anomaly] = []
     if h.batch_seq == 1 and h.prev_chain_mac != bytes(8):
-        raise BatchRejected("chain continuity", "the first batch of a terminal must start the chain from zero")
+        raise BatchRejected("chain continuity", "the first batch of a terminal log must start the chain from zero")
     for row in near:
         if row.batch_seq == h.batch_seq - 1 and (bytes(row.final_chain_mac) != h.prev_chain_mac
                                                  or row.first_index + row.record_count != h.first_index):
@@ -496,11 +498,29 @@ def _check_continuity(conn: Connection, h: Any, final_mac: bytes, digest: str) -
                                 "imported, does not continue this batch's chain")
         if row.batch_seq == h.batch_seq and row.sha256 != digest:
             found.append(Anomaly(
-                AnomalyKind.BATCH_SEQ_REUSED, f"batchseq:{h.terminal_id}:{h.batch_seq}:{digest}",
+                AnomalyKind.BATCH_SEQ_REUSED, f"batchseq:{h.terminal_id}:{h.log_id.hex()}:{h.batch_seq}:{digest}",
                 f"terminal {h.terminal_id} batch {h.batch_seq} was already imported with different content",
                 {"imported_batch_id": row.id, "imported_sha256": row.sha256, "imported_records": row.record_count,
                  "this_sha256": digest, "this_records": h.record_count}, terminal_id=h.terminal_id))
+    if h.batch_seq == 1:
+        found.extend(_log_started(conn, h))
     return found
+
+
+def _log_started(conn: Connection, h: Any) -> list[Anomaly]:
+    """A terminal log's first batch, from a terminal whose other logs sent batches before: a new log."""
+    b = batches.c
+    last = conn.execute(select(b.log_id, b.batch_seq, b.imported_at)
+                        .where(b.terminal_id == h.terminal_id, b.status == "accepted", b.log_id != h.log_id)
+                        .order_by(b.imported_at.desc(), b.id.desc()).limit(1)).first()
+    if last is None:
+        return []
+    return [Anomaly(AnomalyKind.TERMINAL_LOG_STARTED, f"logstart:{h.terminal_id}:{h.log_id.hex()}",
+                    f"terminal {h.terminal_id} started a new log ({h.log_id.hex()}); its previous log "
+                    f"({bytes(last.log_id).hex()}) last sent batch {last.batch_seq}: records it had not sent are "
+                    "lost unless its file is recovered and exported",
+                    {"log_id": h.log_id.hex(), "previous_log_id": bytes(last.log_id).hex(),
+                     "previous_last_batch": last.batch_seq}, terminal_id=h.terminal_id)]
 
 
 def _quarantine(engine: Engine, path: Path, digest: str, header: Any, error: BatchRejected,
@@ -520,7 +540,7 @@ def _quarantine(engine: Engine, path: Path, digest: str, header: Any, error: Bat
     if header is not None:
         values.update(terminal_id=header.terminal_id, merchant_id=header.merchant_id, batch_seq=header.batch_seq,
                       first_index=header.first_index, record_count=header.record_count, created=header.created,
-                      prev_chain_mac=header.prev_chain_mac)
+                      prev_chain_mac=header.prev_chain_mac, log_id=header.log_id)
     with import_transaction(engine) as conn:
         b = batches.c
         existing = conn.execute(select(b.id, b.status).where(b.sha256 == digest)).first()

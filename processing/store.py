@@ -3,8 +3,8 @@
 SQLite gets ``executemany`` of one prepared ``INSERT OR IGNORE``; PostgreSQL gets a
 binary ``COPY`` straight into ``records`` inside a savepoint, and only when that hits
 a unique key, ``COPY`` into a session temp table then ``INSERT … SELECT … ON CONFLICT
-DO NOTHING``. Either way the unique keys (card, counter) and (terminal,
-terminal sequence) decide: a row that was already stored is not stored again. When the
+DO NOTHING``. Either way the key (card, counter) decides: a row that was already stored
+is not stored again. When the
 number stored is the number sent (the usual case) nothing more is asked; otherwise
 ``classify`` looks each row up and tells new rows, exact duplicates and conflicts apart.
 """
@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import Connection, insert, select, tuple_, update
 
 from processing.columns import COPY_SIGNATURE, COPY_TRAILER, EntryColumns
-from processing.rows import CARD_NUMBER, COUNTER, ENTRY_ID, RAW, ROW_FIELDS, TERMINAL_ID, TERMINAL_SEQ, Row
+from processing.rows import CARD_NUMBER, COUNTER, ENTRY_ID, RAW, ROW_FIELDS, Row
 from processing.schema.processing import processing_state, records
 
 _COLS = ", ".join(ROW_FIELDS)
@@ -34,7 +34,7 @@ class Stored:
 
     new: list[Row] = field(default_factory=list)
     duplicates: int = 0
-    conflicts: list[tuple[Row, Row | None]] = field(default_factory=list)  # (received, stored or None)
+    conflicts: list[tuple[Row, Row]] = field(default_factory=list)  # (received, stored with other bytes)
 
 
 class RecordStore:
@@ -145,22 +145,16 @@ class RecordStore:
         c = records.c
         cols = [c[name] for name in ROW_FIELDS]
         by_key: dict[tuple[str, int], Row] = {}
-        by_seq: dict[tuple[int, int], Row] = {}
         for i in range(0, len(rows), _LOOKUP):
             part = rows[i : i + _LOOKUP]
             for found in self.conn.execute(select(*cols).where(
                     tuple_(c.card_number, c.counter).in_([(r[CARD_NUMBER], r[COUNTER]) for r in part]))):
                 by_key[(found[CARD_NUMBER], found[COUNTER])] = tuple(found)
-            for found in self.conn.execute(select(*cols).where(
-                    tuple_(c.terminal_id, c.terminal_seq).in_([(r[TERMINAL_ID], r[TERMINAL_SEQ]) for r in part]))):
-                by_seq[(found[TERMINAL_ID], found[TERMINAL_SEQ])] = tuple(found)
         claimed: set[tuple[str, int]] = set()
         for row in rows:
             key = (row[CARD_NUMBER], row[COUNTER])
-            stored = by_key.get(key) or by_seq.get((row[TERMINAL_ID], row[TERMINAL_SEQ]))
-            if stored is None:
-                out.conflicts.append((row, None))
-            elif bytes(stored[RAW]) == row[RAW]:
+            stored = by_key[key]  # the key is the only one: a row not stored has a stored twin
+            if bytes(stored[RAW]) == row[RAW]:
                 if stored[ENTRY_ID] == entry_id and key not in claimed:
                     claimed.add(key)
                     out.new.append(row)

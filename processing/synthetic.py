@@ -15,7 +15,7 @@ from pathlib import Path
 
 from processing.keys import ProcessingKeys
 from purse import cardnumber, crypto
-from purse.batch import BatchHeader, BatchTrailer, Totals, batch_mac
+from purse.batch import FIRST_LOG_ID, FORMAT_VERSION, BatchHeader, BatchTrailer, Totals, batch_mac
 from purse.protocol import AID, RecordType
 from purse.records import CERTIFIED_SIZE, RECORD, money_effect
 
@@ -79,6 +79,7 @@ class SynthTerminal:
     next_index: int = 1
     prev_mac: bytes = bytes(8)
     entries: list[tuple[bytes, bytes]] = field(default_factory=list)
+    log_id: bytes = FIRST_LOG_ID  # another value: a log started again
 
     def __post_init__(self) -> None:
         key = self.keys.log_key(self.log_key_version, self.terminal_id)
@@ -104,9 +105,9 @@ class SynthTerminal:
         """Write the pending entries as the next batch file."""
         self.batch_seq += 1
         header = BatchHeader.build(dict(
-            format_version=1, log_key_version=self.log_key_version, terminal_id=self.terminal_id,
+            format_version=FORMAT_VERSION, log_key_version=self.log_key_version, terminal_id=self.terminal_id,
             merchant_id=self.merchant_id, batch_seq=self.batch_seq, first_index=self.next_index,
-            record_count=len(self.entries), created=created, prev_chain_mac=self.prev_mac))
+            record_count=len(self.entries), created=created, prev_chain_mac=self.prev_mac, log_id=self.log_id))
         totals = Totals()
         with open(path, "wb") as f:
             f.write(header)

@@ -21,12 +21,12 @@ from purse.errors import UserError
 from purse.files import write_atomic
 from purse.protocol import RecordType
 from purse.records import RECORD_LAYOUT, RECORD_SIZE, Field
-from purse.terminal_log import ClosedBatch, TerminalLog, TerminalLogError
+from purse.terminal_log import FIRST_LOG_ID, LOG_ID_SIZE, ClosedBatch, TerminalLog, TerminalLogError
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 added the log identity; version 1 files (no log_id) are still read
 BATCH_MAGIC = b"SPBT"  # a batch file's first four bytes
 
-BatchHeader = Struct(
+_HEADER_FIELDS = (
     "magic" / Const(BATCH_MAGIC),
     "format_version" / Int8ub,
     "log_key_version" / Int8ub,
@@ -39,6 +39,12 @@ BatchHeader = Struct(
     "created" / Int32ub,
     "prev_chain_mac" / Bytes(MAC_SIZE),
 )
+# The log identity: random bytes a terminal log draws when it is created. Batch and terminal
+# sequence numbers count within one log, so a log that starts again (a new file, a new device)
+# numbers its batches and records from 1 under a new identity, and processing does not take
+# its genuine records for another log's (docs/batch-format.md).
+BatchHeader = Struct(*_HEADER_FIELDS, "log_id" / Bytes(LOG_ID_SIZE))
+BatchHeaderV1 = Struct(*_HEADER_FIELDS)
 BatchEntry = Struct(
     "record" / Bytes(RECORD_SIZE),
     "chain_mac" / Bytes(MAC_SIZE),
@@ -58,7 +64,8 @@ BatchTrailer = Struct(
 )
 # The same entry as a field table (purse.records.Layout): what the fast parsers of processing derive from.
 ENTRY_LAYOUT = RECORD_LAYOUT.extended(Field("chain_mac", f"{MAC_SIZE}s"))
-HEADER_SIZE = BatchHeader.sizeof()  # 40
+HEADER_SIZE = BatchHeader.sizeof()  # 48
+HEADER_SIZES = {1: BatchHeaderV1.sizeof(), FORMAT_VERSION: HEADER_SIZE}  # by format version
 ENTRY_SIZE = BatchEntry.sizeof()  # 80
 assert ENTRY_SIZE == ENTRY_LAYOUT.size
 _KIND, _AMOUNT = RECORD_LAYOUT.offset["record_type"], RECORD_LAYOUT.at("amount")
@@ -99,12 +106,12 @@ def batch_mac(log_key: bytes, header: bytes, trailer_without_mac: bytes) -> byte
 
 
 def write_batch(out: BinaryIO, batch: ClosedBatch, *, terminal_id: int, merchant_id: int,
-                log_key: bytes, log_key_version: int) -> Totals:
+                log_key: bytes, log_key_version: int, log_id: bytes) -> Totals:
     """Stream a closed batch to ``out``; returns the trailer totals."""
     header = BatchHeader.build(dict(
         format_version=FORMAT_VERSION, log_key_version=log_key_version, terminal_id=terminal_id,
         merchant_id=merchant_id, batch_seq=batch.batch_seq, first_index=batch.first_index,
-        record_count=len(batch.entries), created=batch.created, prev_chain_mac=batch.prev_mac,
+        record_count=len(batch.entries), created=batch.created, prev_chain_mac=batch.prev_mac, log_id=log_id,
     ))
     out.write(header)
     totals = Totals()
@@ -157,7 +164,8 @@ def export_batch(log: TerminalLog, path: Path, *, batch_seq: int | None = None) 
 
     def write(batch: ClosedBatch) -> None:
         totals.append(write_batch_file(path, batch, terminal_id=log.terminal_id, merchant_id=log.merchant_id,
-                                       log_key=keys.key(batch.key_version), log_key_version=batch.key_version))
+                                       log_key=keys.key(batch.key_version), log_key_version=batch.key_version,
+                                       log_id=log.log_id))
 
     if batch_seq is not None:
         batch = log.closed_batch(batch_seq)
@@ -185,21 +193,27 @@ def _plain(container: object) -> dict[str, object]:
 
 
 def parse_batch(data: bytes) -> ParsedBatch:
-    """Reference parser (construct): structure only, no MAC checks (processing does those)."""
-    if len(data) < HEADER_SIZE + TRAILER_SIZE:
+    """Reference parser (construct): structure only, no MAC checks (processing does those).
+
+    A version 1 file is read too; its header gets ``log_id`` = ``FIRST_LOG_ID``."""
+    version = data[4] if len(data) > 4 else FORMAT_VERSION
+    header_size = HEADER_SIZES.get(version, HEADER_SIZE)
+    if len(data) < header_size + TRAILER_SIZE:
         raise BatchFormatError(f"file too short for a batch ({len(data)} bytes)")
     try:
-        header = BatchHeader.parse(data[:HEADER_SIZE])
+        header = (BatchHeaderV1 if version == 1 else BatchHeader).parse(data[:header_size])
     except Exception as e:
         raise BatchFormatError(f"bad batch header: {e}") from None
-    if header.format_version != FORMAT_VERSION:
+    if header.format_version not in HEADER_SIZES:
         raise BatchFormatError(f"batch format version {header.format_version} is not supported")
-    body = len(data) - HEADER_SIZE - TRAILER_SIZE
+    if version == 1:
+        header.log_id = FIRST_LOG_ID
+    body = len(data) - header_size - TRAILER_SIZE
     if body % ENTRY_SIZE or body // ENTRY_SIZE != header.record_count:
         raise BatchFormatError(
             f"header announces {header.record_count} records but the file holds {body / ENTRY_SIZE:g}"
         )
-    offsets = range(HEADER_SIZE, HEADER_SIZE + body, ENTRY_SIZE)
+    offsets = range(header_size, header_size + body, ENTRY_SIZE)
     parsed = (BatchEntry.parse(data[p : p + ENTRY_SIZE]) for p in offsets)
     entries = [(bytes(e.record), bytes(e.chain_mac)) for e in parsed]
     tb = data[-TRAILER_SIZE:]
@@ -207,4 +221,4 @@ def parse_batch(data: bytes) -> ParsedBatch:
         trailer = BatchTrailer.parse(tb)
     except Exception as e:
         raise BatchFormatError(f"bad batch trailer: {e}") from None
-    return ParsedBatch(_plain(header), data[:HEADER_SIZE], _plain(trailer), tb, entries)
+    return ParsedBatch(_plain(header), data[:header_size], _plain(trailer), tb, entries)

@@ -15,6 +15,7 @@ it was chained with, and rotating keys never strands an unsent record.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -26,6 +27,8 @@ from purse.errors import SmartpurseError
 from purse.records import TransactionRecord
 
 GENESIS_MAC = bytes(8)
+LOG_ID_SIZE = 8
+FIRST_LOG_ID = bytes(LOG_ID_SIZE)  # the identity of a log made before logs had one (batch format 1)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
@@ -150,8 +153,27 @@ class TerminalLog:
         self._chain_head: tuple[int, bytes] | None = None
         self.terminal_id = self._bind("terminal_id", terminal_id)
         self.merchant_id = self._bind("merchant_id", merchant_id)
+        self.log_id = self._identity()
         if self.keys is not None:
             self._backfill_key_versions()
+
+    def _identity(self) -> bytes:
+        """This log's identity, drawn at random when the log is made and sent in every batch.
+
+        Sequence numbers count within one log. A terminal whose log starts again (a new file after a
+        lost one, a replaced device) numbers from 1 again; its identity tells processing that these
+        are new records of a new log, not another log's numbers used twice. A log written before
+        identities existed, with records in it, keeps ``FIRST_LOG_ID``: what its batches implied."""
+        row = self.db.execute("SELECT value FROM meta WHERE key='log_id'").fetchone()
+        if row is not None:
+            return int(row[0]).to_bytes(LOG_ID_SIZE, "big", signed=True)
+        used = self.db.execute("SELECT EXISTS (SELECT 1 FROM journal) OR EXISTS (SELECT 1 FROM batches) "
+                               "OR EXISTS (SELECT 1 FROM pending)").fetchone()[0]
+        identity = FIRST_LOG_ID if used else os.urandom(LOG_ID_SIZE)
+        self.db.execute("INSERT OR IGNORE INTO meta VALUES ('log_id', ?)",  # a second opener keeps the first's
+                        (int.from_bytes(identity, "big", signed=True),))
+        return int(self.db.execute("SELECT value FROM meta WHERE key='log_id'").fetchone()[0]).to_bytes(
+            LOG_ID_SIZE, "big", signed=True)
 
     def _chain_mac(self, version: int) -> crypto.PrekeyedMac:
         assert self.keys is not None

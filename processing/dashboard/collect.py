@@ -42,12 +42,13 @@ TOP_ANOMALIES = 20
 # (added to processing later) default to warning rather than being hidden.
 SEVERITY = {
     "clone": "critical",
-    "terminal_seq_reused": "critical",
     "balance_out_of_chain": "critical",
     "counter_rollback": "critical",
     "hotlisted_use": "critical",
     "batch_seq_reused": "critical",
     "bad_load_certificate": "critical",
+    "bad_certificate": "critical",
+    "terminal_log_started": "warning",
     "unmatched_load": "warning",
     "points_out_of_chain": "warning",
     "points_mismatch": "warning",

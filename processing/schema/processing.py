@@ -52,6 +52,9 @@ batches = Table(
     Column("created", BigInteger),  # unix seconds, from the header
     Column("prev_chain_mac", LargeBinary(8)),
     Column("final_chain_mac", LargeBinary(8)),
+    # Which of the terminal's logs made it (the header's log identity): batch numbers and the chain
+    # count within one log. NULL when the header itself is unreadable.
+    Column("log_id", LargeBinary(8)),
     Column("accepted", BigInteger, nullable=False, server_default="0"),  # records new to processing
     Column("duplicates", BigInteger, nullable=False, server_default="0"),
     Column("reason", Text),  # why a quarantined batch was rejected: record and check
@@ -119,14 +122,16 @@ settlements = Table(
 records = Table(
     "records",
     metadata,
-    Column("card_number", CardNumber, nullable=False),
-    Column("counter", BigInteger, nullable=False),
+    # The key: the card's counter names one record for ever, and the card certifies it. Not the
+    # terminal's sequence number: that counts within one terminal log, and a log that starts again
+    # (docs/processing.md, "A terminal log that starts again") numbers from 1 anew. No surrogate id:
+    # it cost PostgreSQL a sequence call and a B-tree per record (bulk COPY ~200k/s with it).
+    Column("card_number", CardNumber, primary_key=True),
+    Column("counter", BigInteger, primary_key=True, autoincrement=False),
     Column("record_type", SmallInteger, nullable=False),  # purse.protocol.RecordType
     Column("amount", BigInteger, nullable=False),
-    # The key: a terminal's log sequence names one record for ever. No surrogate id: it cost PostgreSQL a
-    # sequence call and a third B-tree per record (bulk COPY ~200k/s with it, ~230-260k/s without).
-    Column("terminal_id", BigInteger, primary_key=True, autoincrement=False),
-    Column("terminal_seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("terminal_id", BigInteger, nullable=False),
+    Column("terminal_seq", BigInteger, nullable=False),
     Column("day", Integer, nullable=False),  # card time // 86400: per-day reports group on it in any dialect
     Column("merchant_id", BigInteger),  # NULL for loads (the issuer's desk)
     # batch_id and entry_id reference batches and journal_entries. They are not declared as foreign
@@ -139,7 +144,6 @@ records = Table(
     # The certified record, byte for byte: every other field (balance, points, time, UID, certificate)
     # is read from here (purse.records layout), so a row stays narrow and bulk inserts stay fast.
     Column("raw", LargeBinary(72), nullable=False),
-    UniqueConstraint("card_number", "counter", name="uq_records_card_counter"),
 )
 
 sales = Table(

@@ -485,3 +485,29 @@ def test_a_key_rotation_strands_no_open_batch(pos_demo: PosHome, tmp_path: Path)
     assert (processed["accepted"], processed["rejected"], processed["anomalies"]) == (3, 0, 0)
     checked = h.json("check")
     assert checked["ok"] and checked["figures"]["quarantined_batches"] == 0, checked
+
+
+def test_a_terminal_log_that_starts_again_loses_no_sale(pos_demo: PosHome, tmp_path: Path) -> None:
+    """The log file emptied (lost, a new device): the next sales number from 1 again under a new log
+    identity, and processing posts them, names the restart, and follows the new log's chain."""
+    h = pos_demo
+    h.ok("keys", "export", "--role", "pos", "--terminal", "1", "--merchant", "10")  # registers terminal 1
+    h.ok("keys", "export", "--role", "processing")
+    h.ok("pos", "sell", CARD, "10.00", "--terminal", "1")
+    h.ok("pos", "batch", "--terminal", "1", "--out", "old-1.spb")
+    assert h.json("process", "old-1.spb")["accepted"] == 1
+    for part in (h.path / "terminals").glob("1.db*"):
+        part.unlink()
+    h.ok("pos", "sell", CARD, "20.00", "--terminal", "1")
+    h.ok("pos", "batch", "--terminal", "1", "--out", "new-1.spb")
+    old, new = (parse_batch((tmp_path / f"{name}.spb").read_bytes()).header for name in ("old-1", "new-1"))
+    assert (new["batch_seq"], new["first_index"]) == (1, 1) and new["log_id"] != old["log_id"]
+    processed = h.json("process", "new-1.spb")
+    [batch] = processed["batches"]
+    assert (batch["status"], batch["accepted"], batch["duplicates"]) == ("accepted", 1, 0), batch
+    assert [a["kind"] for a in batch["anomalies"]] == ["terminal_log_started"]
+    h.ok("pos", "sell", CARD, "30.00", "--terminal", "1")
+    h.ok("pos", "batch", "--terminal", "1", "--out", "new-2.spb")  # batch 2 of the new log continues its chain
+    assert h.json("process", "new-2.spb")["batches"][0]["accepted"] == 1
+    checked = h.json("check")
+    assert checked["ok"] and checked["figures"]["records_net"] == 50_000 - 6_000, checked

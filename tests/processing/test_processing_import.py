@@ -283,3 +283,48 @@ def test_a_worker_killed_mid_batch_posts_nothing_and_the_next_run_works(kind: st
         assert (result.status, result.accepted) == ("accepted", 20_000), result.reason
         with w.engine.connect() as conn:
             assert run_check(conn).ok
+
+
+def _as_format_1(path: Path, log_key: bytes) -> Path:
+    """The same batch as a terminal of format 1 wrote it: a 40-byte header without the log identity."""
+    from purse.batch import batch_mac
+
+    data = path.read_bytes()
+    header = data[:4] + b"\x01" + data[5:40]
+    body, trailer = data[HEADER_SIZE:-TRAILER_SIZE], data[-TRAILER_SIZE:-8]
+    old = path.with_name(f"v1-{path.name}")
+    old.write_bytes(header + body + trailer + batch_mac(log_key, header, trailer))
+    return old
+
+
+def test_a_format_1_batch_is_read_as_its_terminals_first_log(import_world: World) -> None:
+    w = import_world
+    w.merchant(42)
+    t = w.terminal(7, 42)
+    card = w.card(1, load=5_000)
+    t.purchase(card, 100, NOW + 5)
+    first = _as_format_1(t.close(w.tmp / "b1.spb"), t.log_key)
+    t.purchase(card, 200, NOW + 6)
+    second = t.close(w.tmp / "b2.spb")  # format 2, the first log (FIRST_LOG_ID): continues batch 1
+    assert [w.process(p).accepted for p in (first, second)] == [1, 1]
+    with w.engine.connect() as conn:
+        assert {bytes(r.log_id) for r in conn.execute(select(batches.c.log_id))} == {bytes(8)}
+
+
+def test_a_new_log_numbers_from_one_and_every_record_is_posted(import_world: World) -> None:
+    """Library view of a restarted log: same terminal, sequence numbers and batch numbers from 1 again."""
+    w = import_world
+    w.merchant(42)
+    old = w.terminal(7, 42)
+    card = w.card(1, load=5_000)
+    old.purchase(card, 100, NOW + 5)
+    assert w.process(old.close(w.tmp / "old.spb")).accepted == 1
+    new = SynthTerminal(w.keys, 7, 42, log_id=b"new-log!")
+    new.purchase(card, 200, NOW + 6)  # terminal sequence 1 again, card counter 3
+    r = w.process(new.close(w.tmp / "new-1.spb"))
+    assert (r.status, r.accepted) == ("accepted", 1) and [a["kind"] for a in r.anomalies] == ["terminal_log_started"]
+    new.purchase(card, 300, NOW + 7)
+    assert w.process(new.close(w.tmp / "new-2.spb")).accepted == 1
+    with w.engine.connect() as conn:
+        assert conn.execute(select(func.count()).where(records.c.terminal_id == 7)).scalar() == 3
+        assert run_check(conn).ok

@@ -29,7 +29,7 @@ from purse.protocol import CardState, KeyRef, RecordType
 from purse.records import PointsSlot, TransactionRecord
 from purse.session import PurseSession
 from purse.terminal import CardHotlisted
-from purse.terminal_log import GENESIS_MAC, LogKeys, TerminalLog, TerminalLogError
+from purse.terminal_log import FIRST_LOG_ID, GENESIS_MAC, LogKeys, TerminalLog, TerminalLogError
 from purse.transport.virtual import VirtualTransport
 
 PROGRAM = 0x0501
@@ -235,6 +235,22 @@ def test_a_log_written_before_key_versions_were_kept_gets_the_version_that_verif
     assert parse_batch(export_batch(reopened, tmp_path / "b.spb").path.read_bytes()).header["log_key_version"] == 1
 
 
+def test_a_log_has_an_identity_that_its_batches_carry(purse_issuer: Issuer, tmp_path: Path) -> None:
+    """A new log draws a random identity and keeps it; a log from before identities, with records, is
+    its terminal's first log (what its format 1 batches implied)."""
+    log = _log_with_records(purse_issuer, tmp_path / "t.db", n=1)
+    identity = log.log_id
+    assert len(identity) == 8 and identity != FIRST_LOG_ID
+    assert parse_batch(export_batch(log, tmp_path / "b.spb").path.read_bytes()).header["log_id"] == identity
+    log.close()
+    assert TerminalLog(tmp_path / "t.db", terminal_id=7, merchant_id=MERCHANT, log_key=None).log_id == identity
+    other = _log_with_records(purse_issuer, tmp_path / "u.db", n=1)
+    assert other.log_id not in (identity, FIRST_LOG_ID)
+    other.db.execute("DELETE FROM meta WHERE key = 'log_id'")  # as a log written before identities
+    other.close()
+    assert TerminalLog(tmp_path / "u.db", terminal_id=7, merchant_id=MERCHANT, log_key=None).log_id == FIRST_LOG_ID
+
+
 def test_chain_detects_an_altered_record(purse_issuer: Issuer) -> None:
     log = _log_with_records(purse_issuer)
     raw = bytearray(log.db.execute("SELECT record FROM journal WHERE chain_index=2").fetchone()[0])
@@ -310,7 +326,8 @@ def test_export_batch_and_parse_round_trip(purse_issuer: Issuer, tmp_path: Path)
 def test_malformed_batches_are_refused(purse_issuer: Issuer, tmp_path: Path) -> None:
     log = _log_with_records(purse_issuer, n=2)
     out = io.BytesIO()
-    write_batch(out, log.close_batch(), terminal_id=7, merchant_id=MERCHANT, log_key=bytes(16), log_key_version=1)
+    write_batch(out, log.close_batch(), terminal_id=7, merchant_id=MERCHANT, log_key=bytes(16), log_key_version=1,
+                log_id=log.log_id)
     data = out.getvalue()
     assert len(data) == HEADER_SIZE + 2 * ENTRY_SIZE + 64
     with pytest.raises(BatchFormatError):
