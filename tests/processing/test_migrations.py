@@ -173,3 +173,32 @@ def test_card_number_type_renders_collate_only_for_postgresql() -> None:
         dialect=postgresql.dialect()))
     lite = str(CreateTable(records).compile(dialect=sqlite.dialect()))
     assert "card_number VARCHAR(16) NOT NULL" in lite and "COLLATE" not in lite
+
+
+# -- 0004: records keyed by (card, counter); batches name their terminal log ------------------------------
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_0003_data_upgrades_to_card_counter_keys_and_first_logs(kind: str, tmp_path: Path) -> None:
+    with world(kind, tmp_path) as w:
+        _settled_world(w)
+        _migrate(w.engine, "0003", down=True)
+        with w.engine.connect() as conn:
+            keys = inspect(conn).get_pk_constraint("records")["constrained_columns"]
+            assert keys == ["terminal_id", "terminal_seq"] and "log_id" not in \
+                {c["name"] for c in inspect(conn).get_columns("batches")}
+            before = conn.execute(text("SELECT card_number, counter, raw FROM records ORDER BY 1, 2")).all()
+        _migrate(w.engine, "head")
+        with w.engine.connect() as conn:
+            assert inspect(conn).get_pk_constraint("records")["constrained_columns"] == ["card_number", "counter"]
+            assert conn.execute(text("SELECT card_number, counter, raw FROM records ORDER BY 1, 2")).all() == before
+            assert {bytes(r[0]) for r in conn.execute(text("SELECT log_id FROM batches"))} == {bytes(8)}
+            assert run_check(conn).ok
+
+
+def test_0004_downgrade_refuses_a_terminal_with_a_second_log(tmp_path: Path) -> None:
+    with world("sqlite", tmp_path) as w:
+        _settled_world(w)
+        with w.engine.begin() as conn:
+            conn.execute(text("UPDATE batches SET log_id = :other WHERE id = 1"), {"other": b"another!"})
+        with pytest.raises(RuntimeError, match="downgrade refused"):
+            _migrate(w.engine, "0003", down=True)
