@@ -10,6 +10,8 @@ traceback. Groups are imported when they run, not before, so ``smartpurse --help
 from __future__ import annotations
 
 import importlib
+import json
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -18,8 +20,9 @@ import click
 
 from purse import __version__
 from purse._cli.util import CliContext
-from purse.errors import SmartpurseError
+from purse.errors import ExitCode, SmartpurseError
 from purse.home import Home
+from purse.transport import TRAFFIC
 
 
 @dataclass(frozen=True)
@@ -39,7 +42,6 @@ class Lazy:
 # The optional parts (pyproject.toml extras) by the top-level module a command misses without them.
 EXTRAS = {"sqlalchemy": "backoffice", "alembic": "backoffice", "numpy": "backoffice", "openpyxl": "backoffice",
           "rich": "backoffice", "segno": "faces", "barcode": "faces", "PIL": "faces", "psycopg": "postgres"}
-EXIT_MISSING_PART = 3
 
 
 def missing_part(error: ModuleNotFoundError) -> str | None:
@@ -60,6 +62,7 @@ class LazyGroup(click.Group):
     def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
         if name in self.lazy and name not in self.commands:
             command: click.Command = self.lazy[name].load()
+            with_json_option(command)
             self.add_command(command, name)
         return super().get_command(ctx, name)
 
@@ -74,6 +77,41 @@ class LazyGroup(click.Group):
                 formatter.write_dl(rows)
 
 
+def _json_requested(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.ensure_object(CliContext).json = True
+
+
+JSON_OPTION = click.Option(["--json"], is_flag=True, expose_value=False, callback=_json_requested,
+                           help="Print results as JSON (also accepted before the command).")
+
+
+def with_json_option(command: click.Command) -> None:
+    """``--json`` after the command too (``smartpurse cards list --json``): every command accepts it."""
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            with_json_option(sub)
+    elif not any(p.name == "json" for p in command.params):
+        command.params.append(JSON_OPTION)
+
+
+LOG_LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": logging.INFO, "debug": logging.DEBUG,
+              "traffic": TRAFFIC}
+
+
+def configure_logging(level: str | None, verbose: int, log_file: str | None) -> None:
+    """The library's logs on stderr (or in ``log_file``): ``-v`` info, ``-vv`` debug, ``-vvv`` every APDU.
+
+    APDUs are logged at the traffic level with PINs and keys blanked out (``purse.transport.traced``)."""
+    if level is None:
+        level = ("warning", "info", "debug", "traffic")[min(verbose, 3)]
+    handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root_logger = logging.getLogger()
+    root_logger.handlers[:] = [handler]
+    root_logger.setLevel(LOG_LEVELS[level])
+
+
 # Every command, where it lives and its one-line help (tests/test_cli_lazy.py keeps each
 # help equal to the command's own, so the two cannot drift apart).
 ROOT_COMMANDS = {
@@ -86,6 +124,7 @@ ROOT_COMMANDS = {
     "pos": Lazy("purse._cli.pos:pos_group",
                 "A POS terminal: sell, cancel, read a card, install a program or a hotlist, close a batch."),
     "apdu": Lazy("purse._cli.card:apdu", "Debugging: send raw APDUs (one hex argument each) and print every answer."),
+    "readers": Lazy("purse._cli.card:readers", "List the PC/SC readers pcscd knows, and whether each holds a card."),
     "load": Lazy("processing._cli.desk:load",
                  "Load AMOUNT onto card NUMBER at the issuer's credit desk (AMOUNT like 500.00)."),
     "process": Lazy("processing._cli.backoffice:process",
@@ -122,10 +161,19 @@ CARD_COMMANDS = {
 @click.option("--home", envvar="SMARTPURSE_HOME", type=click.Path(file_okay=False),
               help="Home folder: config, keystore, cards, terminal logs, database [./smartpurse-home].")
 @click.option("--db", "db", envvar="SMARTPURSE_DB", help="Database URL (default: SQLite in the home).")
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON (also accepted after the command).")
+@click.option("--log-level", type=click.Choice(list(LOG_LEVELS)), help="Log the library at this level on stderr "
+              "(traffic: every APDU, PINs and keys blanked) [warning].")
+@click.option("-v", "--verbose", count=True, help="More log: -v info, -vv debug, -vvv every APDU.")
+@click.option("--log-file", type=click.Path(dir_okay=False), help="Write the log to this file instead of stderr.")
 @click.pass_context
-def root(ctx: click.Context, home: str | None, db: str | None, as_json: bool) -> None:
-    """Smart-card electronic purses and loyalty points: cards, terminals, processing."""
+def root(ctx: click.Context, home: str | None, db: str | None, as_json: bool, log_level: str | None,
+         verbose: int, log_file: str | None) -> None:
+    """Smart-card electronic purses and loyalty points: cards, terminals, processing.
+
+    Exit codes: 0 done, 1 the command found a problem, 2 usage, 3 a part not installed, 4 no card or
+    reader, 5 the card refused, 6 bad input, 7 database, 70 internal error (docs/cli.md)."""
+    configure_logging(log_level, verbose, log_file)
     ctx.obj = CliContext(Home.open(home), db, as_json)
 
 
@@ -134,38 +182,46 @@ def cards() -> None:
     """Card registry, issuing, life cycle, and serving virtual cards."""
 
 
+def _fail(message: str, code: int, as_json: bool, kind: str) -> None:
+    """One line on stderr, or one JSON object under ``--json``, and the exit code."""
+    if as_json:
+        click.echo(json.dumps({"error": message, "kind": kind, "exit_code": int(code)}, ensure_ascii=False), err=True)
+    else:
+        click.echo(f"error: {message}" if kind != "internal" else message, err=True)
+    sys.exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: the one place where errors become a message and an exit code."""
+    """Entry point: the one place where errors become a message and an exit code (docs/cli.md)."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    as_json = "--json" in args[: args.index("--")] if "--" in args else "--json" in args
+    if not args:  # a bare `smartpurse`: what it can do, not an error
+        click.echo(root.get_help(click.Context(root, info_name="smartpurse")))
+        sys.exit(ExitCode.OK)
     try:
-        root.main(args=argv, prog_name="smartpurse", standalone_mode=False)
+        root.main(args=args, prog_name="smartpurse", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
+        _fail("aborted", ExitCode.INTERRUPTED, as_json, "interrupted")
     except click.UsageError as e:
         hint = f" (see '{e.ctx.command_path} --help')" if e.ctx is not None else ""
-        click.echo(f"error: {e.format_message()}{hint}", err=True)
-        sys.exit(e.exit_code)
+        _fail(f"{e.format_message()}{hint}", ExitCode.USAGE, as_json, "usage")
     except click.ClickException as e:
-        click.echo(f"error: {e.format_message()}", err=True)
-        sys.exit(e.exit_code)
+        _fail(e.format_message(), ExitCode.BAD_INPUT if e.exit_code == 1 else e.exit_code, as_json, "bad_input")
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except SmartpurseError as e:
-        click.echo(f"error: {e}", err=True)
-        sys.exit(e.exit_code)
+        _fail(str(e), e.exit_code, as_json, ExitCode(e.exit_code).name.lower())
     except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        _fail("interrupted", ExitCode.INTERRUPTED, as_json, "interrupted")
     except Exception as e:  # a bug (or a part not installed): still one line, details on request
         if os.environ.get("SMARTPURSE_DEBUG"):
             raise
         if isinstance(e, ModuleNotFoundError) and (extra := missing_part(e)) is not None:
             # a terminal-only install running a back-office command
-            click.echo(f"error: this command needs the {extra!r} part of smartpurse ({e.name} is not installed): "
-                       f"pip install 'smartpurse[{extra}]'", err=True)
-            sys.exit(EXIT_MISSING_PART)
-        click.echo(f"internal error: {type(e).__name__}: {e} (set SMARTPURSE_DEBUG=1 for details)", err=True)
-        sys.exit(70)
+            _fail(f"this command needs the {extra!r} part of smartpurse ({e.name} is not installed): "
+                  f"pip install 'smartpurse[{extra}]'", ExitCode.MISSING_PART, as_json, "missing_part")
+        _fail(f"internal error: {type(e).__name__}: {e} (set SMARTPURSE_DEBUG=1 for details)", ExitCode.INTERNAL,
+              as_json, "internal")
 
 
 if __name__ == "__main__":

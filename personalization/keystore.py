@@ -148,7 +148,7 @@ def init_keystore(home: Home, passphrase: str, random_bytes: Callable[[int], byt
     path = home.keystore_path
     if path.exists():
         raise UserError(f"a keystore already exists at {path}; use 'keys rotate' for new key versions")
-    home.ensure()
+    home.create()
     store = Keystore.generate(home.issuer.issuer_id, home.system_identifier, random_bytes)
     save_keystore(path, store, passphrase, overwrite=False)
     return store

@@ -23,7 +23,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.exc import DatabaseError as SQLAlchemyDatabaseError
 
-from purse.errors import SmartpurseError
+from purse.errors import ExitCode, SmartpurseError
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 _MIGRATION_LOCK = 0x5350_0000  # PostgreSQL advisory lock key
@@ -31,6 +31,8 @@ _MIGRATION_LOCK = 0x5350_0000  # PostgreSQL advisory lock key
 
 class DatabaseError(SmartpurseError):
     """The database cannot be reached or used."""
+
+    exit_code = ExitCode.DATABASE
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import IntEnum
 
-from purse.errors import SmartpurseError
+from purse.errors import ExitCode, SmartpurseError
 
 
 class SW(IntEnum):
@@ -47,6 +47,8 @@ WRONG_PIN_MASK = 0x63C0  # 63Cx: wrong PIN, x tries remaining
 
 class ApduError(SmartpurseError):
     """The card answered with a status word other than 9000."""
+
+    exit_code = ExitCode.CARD_REFUSED
 
     def __init__(self, sw: int, data: bytes = b"", message: str | None = None) -> None:
         self.sw = sw

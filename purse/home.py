@@ -8,7 +8,7 @@ everything an installation has, so that a demo, a test and a shop never mix
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from purse.errors import UserError
@@ -16,12 +16,19 @@ from purse.settings import DEFAULTS, IssuerSettings, Settings, read_settings
 
 DEFAULT_HOME = "smartpurse-home"
 CONFIG_FILE = "smartpurse.toml"
+# What a home holds from its first command on: any of these makes a folder a home.
+HOME_MARKERS = (CONFIG_FILE, "keystore.json", "keys", "smartpurse.db", "terminals", "cards")
+
+
+class NotAHome(UserError):
+    """A command that needs a home was pointed at a folder that is none (and will not make one)."""
 
 
 @dataclass
 class Home:
     path: Path
     settings: Settings = DEFAULTS
+    started: bool = field(default=False, compare=False)  # this process made it a home (``create``)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str] | None = None) -> Home:
@@ -31,8 +38,24 @@ class Home:
             raise UserError(f"home {home} exists and is not a folder")
         return cls(home, read_settings(home / CONFIG_FILE))
 
-    def ensure(self) -> Path:
+    def is_home(self) -> bool:
+        return self.path.is_dir() and (self.started or any((self.path / m).exists() for m in HOME_MARKERS))
+
+    def create(self) -> Path:
+        """Make the folder a home: only the commands that start one (``keys init``, the demo) call this."""
         self.path.mkdir(parents=True, exist_ok=True)
+        self.started = True
+        return self.path
+
+    def ensure(self) -> Path:
+        """The home folder, which must be one already.
+
+        Run in the wrong folder, a command used to make a new empty home there and report "no cards";
+        now it says where it looked, so nobody issues into or reads from a home made by mistake."""
+        if not self.is_home():
+            state = "does not exist" if not self.path.exists() else "is not a smartpurse home"
+            raise NotAHome(f"{self.path.resolve()} {state} (looked for {', '.join(HOME_MARKERS)}): give --home or "
+                           "SMARTPURSE_HOME, or start a home with `smartpurse keys init`")
         return self.path
 
     def sub(self, name: str) -> Path:

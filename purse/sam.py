@@ -11,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from purse import crypto
-from purse.errors import SmartpurseError
+from purse.errors import ExitCode, SmartpurseError
 from purse.protocol import AID, DEFAULT_SYSTEM_IDENTIFIER, KeyRef
 
 
 class MissingKey(SmartpurseError):
     """The SAM does not hold the key a command needs (e.g. a POS SAM asked to load)."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 class SessionCrypto:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from purse import crypto
 from purse.apdu import ApduError, CommandApdu, ResponseApdu, raise_for_status
-from purse.errors import SmartpurseError, UserError
+from purse.errors import ExitCode, SmartpurseError, UserError
 from purse.protocol import (
     AID,
     BLOCK_CMD,
@@ -38,13 +38,15 @@ from purse.protocol import (
 )
 from purse.records import RECORD_SIZE, PointsSlot, TransactionRecord, bcd_to_number, number_to_bcd
 from purse.sam import SessionCrypto, SoftwareSam
-from purse.transport import TRAFFIC, Transport
+from purse.transport import TRAFFIC, Transport, traced
 
 log = logging.getLogger(__name__)
 
 
 class CardNotGenuine(SmartpurseError):
     """The card's cryptogram or response MAC is wrong: not one of the issuer's cards."""
+
+    exit_code = ExitCode.CARD_REFUSED
 
 
 class ValueOutOfRange(UserError, ValueError):
@@ -110,11 +112,11 @@ class PurseSession:
     # -- plumbing ------------------------------------------------------------------------
     def _send(self, apdu: CommandApdu) -> bytes:
         raw = apdu.to_bytes()
-        traced = log.isEnabledFor(TRAFFIC)  # hex-encoding every APDU costs more than MACing it
-        if traced:
-            log.log(TRAFFIC, "> %s", raw.hex())
+        tracing = log.isEnabledFor(TRAFFIC)  # hex-encoding every APDU costs more than MACing it
+        if tracing:
+            log.log(TRAFFIC, "> %s", traced(raw))
         answer = self.transport.transmit(raw)
-        if traced:
+        if tracing:
             log.log(TRAFFIC, "< %s", answer.hex())
         try:
             response = ResponseApdu.parse(answer)

@@ -17,13 +17,15 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from purse.errors import SmartpurseError
+from purse.errors import ExitCode, SmartpurseError
 
 FORMAT = "smartpurse-signed/1"
 
 
 class SignatureError(SmartpurseError):
     """A signed document is malformed, of the wrong kind, or not signed by the issuer."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 def public_bytes(key: Ed25519PublicKey) -> bytes:

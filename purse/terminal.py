@@ -19,7 +19,7 @@ from pathlib import Path
 
 from purse.apdu import ApduError, CardBlocked, NothingToCancel
 from purse.batch import BatchSummary, export_batch
-from purse.errors import SmartpurseError
+from purse.errors import ExitCode, SmartpurseError
 from purse.points import PointsPolicy, PointsUpdate
 from purse.protocol import CardState, KeyRef, RecordType
 from purse.records import PointsSlot, TransactionRecord
@@ -53,6 +53,8 @@ class CompletedBefore(SmartpurseError):
 
 class CardHotlisted(SmartpurseError):
     """The card is on the hotlist: the terminal blocked it instead of selling."""
+
+    exit_code = ExitCode.CARD_REFUSED
 
     def __init__(self, number: str, receipt: Receipt | None) -> None:
         self.receipt = receipt

@@ -82,7 +82,7 @@ def _report_text(data: dict[str, Any]) -> str:
 @click.option("--from", "csv_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Holders CSV: name, phone, email [, program, tier, pin].")
 @click.option("--batch", help="Batch name; run again with the same name to resume [csv-<hash> or count-<time>].")
-@click.option("--reader", help="Write cards in this PC/SC reader instead of virtual card images.")
+@click.option("-r", "--reader", help="Write cards in this PC/SC reader instead of virtual card images.")
 @click.option("--out", "folder", type=click.Path(file_okay=False, path_type=Path),
               help="Folder for virtual card images [home/cards].")
 @click.option("--program", type=click.IntRange(1, 0xFFFF), help="Loyalty program id for every card.")
@@ -236,7 +236,7 @@ def unblock(cli: CliContext, number: str) -> None:
 @click.command("replace")
 @click.argument("number", callback=_number)
 @click.option("--reason", default="lost", show_default=True)
-@click.option("--reader", help="Write the new card in this PC/SC reader.")
+@click.option("-r", "--reader", help="Write the new card in this PC/SC reader.")
 @click.option("--out", "folder", type=click.Path(file_okay=False, path_type=Path), help="Image folder [home/cards].")
 @click.option("--timeout", type=float, default=120.0, show_default=True)
 @pass_cli
@@ -273,7 +273,7 @@ def face(cli: CliContext, number: str, out: Path) -> None:
 @click.command("pin-reset")
 @click.argument("number", callback=_number)
 @click.option("--pin", help="The new PIN [generated, shown once].")
-@click.option("--reader", help="The card is in this PC/SC reader [its virtual image].")
+@click.option("-r", "--reader", help="The card is in this PC/SC reader [its virtual image].")
 @pass_cli
 def pin_reset(cli: CliContext, number: str, pin: str | None, reader: str | None) -> None:
     """Set a new PIN on card NUMBER (ADMIN key): redemption works again after too many wrong PINs."""

@@ -195,7 +195,7 @@ def set_up(options: DemoOptions, progress: Progress) -> DemoWorld:
     options.check()
     prepare_output(options.out)
     home = Home.open(options.out / "home")
-    home.ensure()
+    home.create()
     engine = open_database(home.db_url(options.db_url))
     with engine.connect() as conn:
         if conn.execute(select(func.count()).select_from(cards_table)).scalar_one():

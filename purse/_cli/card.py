@@ -71,9 +71,25 @@ def _open_transport(reader: str | None, image: Path | None) -> Transport:
     return PcscTransport(reader)
 
 
+@click.command("readers")
+@pass_cli
+def readers(cli: CliContext) -> None:
+    """List the PC/SC readers pcscd knows, and whether each holds a card."""
+    from purse.transport.pcsc import reader_states
+
+    states = reader_states()
+    emit(cli, [{"reader": name, "card": present} for name, present in states],
+         lambda rows: "\n".join(f"{r['reader']}: {'card present' if r['card'] else 'no card'}" for r in rows)
+         or "no PC/SC reader is connected")
+
+
+class CardAnswered(ApduError):
+    """``smartpurse apdu``: the last answer was not success; every exchange was still printed."""
+
+
 @click.command("apdu")
 @click.argument("apdus", nargs=-1, required=True, metavar="HEX...")
-@click.option("--reader", help="PC/SC reader name or a unique part of it [first reader with a card].")
+@click.option("-r", "--reader", help="PC/SC reader name or a unique part of it [first reader with a card].")
 @click.option("--image", type=click.Path(path_type=Path), help="Send to this virtual card image instead.")
 @pass_cli
 def apdu(cli: CliContext, apdus: tuple[str, ...], reader: str | None, image: Path | None) -> None:
@@ -90,6 +106,9 @@ def apdu(cli: CliContext, apdus: tuple[str, ...], reader: str | None, image: Pat
     finally:
         transport.disconnect()
     emit(cli, results, lambda rs: "\n".join(_exchange_text(r) for r in rs))
+    last = int(results[-1]["sw"], 16)
+    if last != 0x9000 and last >> 8 != 0x61:  # a script must see a refusal in the exit status, not only in text
+        raise CardAnswered(last, message=f"the card answered {last:04X}: {results[-1]['meaning']}")
 
 
 def _exchange_text(r: dict[str, Any]) -> str:

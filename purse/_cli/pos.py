@@ -19,7 +19,7 @@ from purse.loyalty import ProgramPolicy
 from purse.station import PosStation
 from purse.terminal import CompletedBefore
 
-reader_option = click.option("--reader", help="Use the card in this PC/SC reader instead of the virtual image.")
+reader_option = click.option("-r", "--reader", help="Use the card in this PC/SC reader instead of the virtual image.")
 
 
 def open_station(cli: CliContext, terminal_id: int) -> PosStation:

@@ -17,7 +17,7 @@ import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from purse.errors import SmartpurseError
+from purse.errors import ExitCode, SmartpurseError
 from purse.files import PRIVATE, write_atomic
 
 MAGIC = b"SPCARD01"
@@ -31,6 +31,8 @@ class CardTorn(Exception):
 
 class CardImageError(SmartpurseError):
     """The card image file is not a card image (wrong magic or size)."""
+
+    exit_code = ExitCode.BAD_INPUT
 
 
 class Storage:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from purse.errors import UserError
+from purse.errors import ExitCode, UserError
 from purse.loyalty.program import MAX_POINTS, SECONDS_PER_DAY, Program
 from purse.money import format_amount
 from purse.points import PointsUpdate
@@ -36,6 +36,8 @@ MAX_PRIZES = 0xFF  # prizes per purchase travel in one byte of DEBIT
 
 class RedemptionRefused(UserError):
     """The points cannot pay as asked: too few, below the minimum, more than the price."""
+
+    exit_code = ExitCode.CARD_REFUSED
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,16 +8,28 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from purse.errors import SmartpurseError
+from purse.errors import ExitCode, SmartpurseError
 
 # The log level of APDU hex traffic, below DEBUG: every layer that moves bytes (session,
-# PC/SC, vpcd) logs at it, so one level switches the whole trace on. PIN blocks and keys
-# travel encrypted, so the trace holds no secret in clear.
+# PC/SC, vpcd) logs at it, so one level switches the whole trace on (``smartpurse -vvv``).
 TRAFFIC = 5
+# Commands whose data is a PIN or a key (purse.protocol.Ins VERIFY_PIN, SET_PIN, PUT_KEY). They
+# travel encrypted under the session, but a trace is a file people mail around: their data is
+# blanked anyway, so no trace ever holds one, even of a card speaking another protocol.
+_SECRET_INS = frozenset({0x20, 0x24, 0xD8})
+
+
+def traced(apdu: bytes) -> str:
+    """A command APDU as hex for the traffic log, its data blanked when it carries a PIN or a key."""
+    if len(apdu) > 5 and apdu[1] in _SECRET_INS:
+        return f"{apdu[:5].hex()} <{len(apdu) - 5} bytes of PIN or key data not logged>"
+    return apdu.hex()
 
 
 class TransportError(SmartpurseError):
     """The transport failed (no reader, reader gone, driver error)."""
+
+    exit_code = ExitCode.NO_CARD
 
 
 class CardRemoved(TransportError):

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from purse.transport import TRAFFIC, CardRemoved, TransportError
+from purse.transport import TRAFFIC, CardRemoved, TransportError, traced
 
 try:
     from smartcard import scard
@@ -130,9 +130,14 @@ class _Context:
 
 def list_readers() -> list[str]:
     """Names of the PC/SC readers pcscd knows, cards or not."""
+    return [name for name, _ in reader_states()]
+
+
+def reader_states() -> list[tuple[str, bool]]:
+    """Each PC/SC reader pcscd knows, and whether a card is in it (``smartpurse readers``)."""
     context = _Context()
     try:
-        return context.readers()
+        return [(name, context.card_present(name)) for name in context.readers()]
     finally:
         context.release()
 
@@ -201,7 +206,7 @@ class PcscTransport:
         s = _scard()
         if self._card is None:
             self.connect()
-        log.log(TRAFFIC, "pcsc > %s", apdu.hex())
+        log.log(TRAFFIC, "pcsc > %s", traced(apdu))
         code, response = s.SCardTransmit(self._card, self._protocol, list(apdu))
         if code != s.SCARD_S_SUCCESS:
             raise self._failure(code, "sending a command")

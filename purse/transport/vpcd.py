@@ -25,7 +25,7 @@ from types import FrameType
 
 from purse.card.applet import ATR, PurseApplet
 from purse.card.storage import CardTorn, FileStorage, Storage
-from purse.transport import TRAFFIC
+from purse.transport import TRAFFIC, traced
 
 log = logging.getLogger(__name__)
 
@@ -195,7 +195,7 @@ class VpcdBridge:
     def _apdu(self, apdu: bytes) -> bytes:
         if self._applet is None:  # vpcd powers up first; be a card that tolerates it anyway
             self._applet = PurseApplet(self._storage)
-        log.log(TRAFFIC, "vpcd > %s", apdu.hex())
+        log.log(TRAFFIC, "vpcd > %s", traced(apdu))
         try:
             answer = self._applet.process(apdu)
         except CardTorn as e:

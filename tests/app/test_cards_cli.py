@@ -43,10 +43,10 @@ def test_key_ceremony_from_the_command_line(tmp_path: Path, monkeypatch: pytest.
         assert conn.execute(select(terminals.c.merchant_id, terminals.c.log_key_version)).one() == (5, 2)
         assert conn.execute(select(merchants.c.fee_bps)).scalar() == 100
     code, _, err = run(capsys, "keys", "init")
-    assert code == 1 and "already exists" in err and len(err.strip().splitlines()) == 1
+    assert code == 6 and "already exists" in err and len(err.strip().splitlines()) == 1
     monkeypatch.setenv("SMARTPURSE_PASSPHRASE", "wrong")
     code, _, err = run(capsys, "keys", "show")
-    assert code == 1 and err.strip().splitlines() == [err.strip()] and "wrong passphrase" in err
+    assert code == 6 and err.strip().splitlines() == [err.strip()] and "wrong passphrase" in err
 
 
 def test_issue_and_life_cycle_from_the_command_line(personalization_home: Path, tmp_path: Path,
@@ -67,7 +67,7 @@ def test_issue_and_life_cycle_from_the_command_line(personalization_home: Path, 
     assert [c["number"] for c in ok_json(capsys, "cards", "list", "--state", "blocked")] == [anna]
     assert ok_json(capsys, "cards", "unblock", anna)["state"] == "issued"
     code, _, err = run(capsys, "cards", "unblock", anna)
-    assert code == 1 and "not blocked" in err
+    assert code == 6 and "not blocked" in err
     reset = ok_json(capsys, "cards", "pin-reset", boris, "--pin", "8642")
     assert reset["pin"] == "8642"
     store = load_issuer(Home.open(personalization_home), PASSPHRASE)
@@ -125,7 +125,7 @@ def test_bad_csv_reports_each_row_and_issues_nothing(personalization_home: Path,
     bad.write_text("name,phone,email\nA,1,a@example.org\nB,+79120000001,bad\nC,+79120000002,c@example.org\n")
     code, out, err = run(capsys, "cards", "issue", "--from", str(bad))
     lines = err.strip().splitlines()
-    assert code == 1 and "row 2: bad phone" in lines[0] and "row 3: bad e-mail" in lines[1]
+    assert code == 6 and "row 2: bad phone" in lines[0] and "row 3: bad e-mail" in lines[1]
     assert lines[-1].startswith("error:") and "nothing issued" in lines[-1]
     assert ok_json(capsys, "cards", "list") == []
 
@@ -158,7 +158,7 @@ def test_digits_other_than_ascii_are_refused_before_anything_is_written(personal
                    "F,+٧٩١٢٠٠٠٠٠٠٦,f@example.org,,,\n", encoding="utf-8")
     code, _, err = run(capsys, "cards", "issue", "--from", str(bad))
     lines = err.strip().splitlines()
-    assert code == 1 and len(lines) == 5
+    assert code == 6 and len(lines) == 5
     for line, expected in zip(lines, ("row 3: bad PIN", "row 4: bad tier", "row 5: bad program", "row 7: bad phone"),
                               strict=False):
         assert expected in line, (expected, line)

@@ -79,7 +79,7 @@ def test_demo_refuses_a_folder_it_did_not_make(tmp_path: Path) -> None:
     keep.mkdir()
     (keep / "thesis.txt").write_text("do not delete")
     done = run_demo(keep)
-    assert done.returncode == 1
+    assert done.returncode == 6
     assert done.stderr.strip().count("\n") == 0 and "not made by the demo" in done.stderr
     assert (keep / "thesis.txt").read_text() == "do not delete"
 

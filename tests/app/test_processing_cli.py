@@ -119,6 +119,6 @@ def test_issue_load_sell_process_check_settle_report(kind: str, tmp_path: Path, 
         assert "held in quarantine (not posted): 1 batches announcing purchases 300" in sh.run("check").stdout
 
         bad_date = sh.run("settle", "--until", "yesterday", ok=False)
-        assert bad_date.returncode == 1 and bad_date.stderr.strip() == \
+        assert bad_date.returncode == 6 and bad_date.stderr.strip() == \
             "error: --until: not a date (YYYY-MM-DD): 'yesterday'"
         assert "Traceback" not in bad_date.stderr

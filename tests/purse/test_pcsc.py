@@ -7,13 +7,13 @@ sends and what the card receives, and the answers come back unchanged.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from support.cli import run
 from support.pcsc import PcscEnv, personalize
 
-import cli
 from purse.apdu import CommandApdu
 from purse.card.applet import ATR, PurseApplet
 from purse.protocol import AID, CLA_ISO, CardState, Ins, KeyRef, RecordType
@@ -104,13 +104,16 @@ def test_torn_card_is_a_removed_card_and_comes_back_recovered(pcsc: PcscEnv) -> 
     assert (info.balance, info.counter) == (0, 0)  # the torn journal was dropped at power-up
 
 
-def test_apdu_command_through_the_reader(pcsc: PcscEnv, tmp_path: Path) -> None:
+def test_apdu_command_through_the_reader(pcsc: PcscEnv, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every answer is printed; the exit status is the last one's: 0 for success, 5 when the card refused."""
     pcsc.serve_personalized()
-    result = CliRunner().invoke(cli.root, ["--home", str(tmp_path), "apdu", "--reader", pcsc.reader,
-                                           SELECT.hex(" "), "80 FF 00 00"])
-    assert result.exit_code == 0, result.output
-    assert f"> {SELECT.hex()}" in result.output
-    assert "9000 (success)" in result.output and "6D00 (ins not supported" in result.output
+    code, out, err = run(capsys, "--home", str(tmp_path), "apdu", "-r", pcsc.reader, SELECT.hex(" "), "80 FF 00 00")
+    assert code == 5 and err.strip() == "error: the card answered 6D00: ins not supported (SW 6D00)"
+    assert f"> {SELECT.hex()}" in out
+    assert "9000 (success)" in out and "6D00 (ins not supported" in out
+    assert run(capsys, "--home", str(tmp_path), "apdu", "--reader", pcsc.reader, SELECT.hex())[0] == 0
+    code, out, _ = run(capsys, "--home", str(tmp_path), "readers", "--json")
+    assert code == 0 and {"reader": pcsc.reader, "card": True} in json.loads(out)
 
 
 def test_a_one_byte_apdu_gets_a_status_word_and_the_reader_keeps_working(pcsc: PcscEnv) -> None:
