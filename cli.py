@@ -102,13 +102,21 @@ LOG_LEVELS = {"error": logging.ERROR, "warning": logging.WARNING, "info": loggin
 def configure_logging(level: str | None, verbose: int, log_file: str | None) -> None:
     """The library's logs on stderr (or in ``log_file``): ``-v`` info, ``-vv`` debug, ``-vvv`` every APDU.
 
-    APDUs are logged at the traffic level with PINs and keys blanked out (``purse.transport.traced``)."""
+    APDUs are logged at the traffic level with PINs and keys blanked out (``purse.transport.traced``).
+    Without any of the options nothing is installed: Python's last-resort handler already prints
+    warnings and errors on stderr."""
+    root_logger = logging.getLogger()
+    for old in [h for h in root_logger.handlers if getattr(h, "smartpurse", False)]:
+        root_logger.removeHandler(old)
+        old.close()
+    if level is None and not verbose and log_file is None:
+        return
     if level is None:
         level = ("warning", "info", "debug", "traffic")[min(verbose, 3)]
     handler: logging.Handler = logging.FileHandler(log_file, encoding="utf-8") if log_file else logging.StreamHandler()
+    handler.smartpurse = True  # type: ignore[attr-defined]
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root_logger = logging.getLogger()
-    root_logger.handlers[:] = [handler]
+    root_logger.addHandler(handler)
     root_logger.setLevel(LOG_LEVELS[level])
 
 

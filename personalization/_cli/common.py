@@ -12,6 +12,7 @@ from purse._cli.util import CliContext, passphrase
 
 def issuer_keystore(cli: CliContext) -> Keystore:
     """The home's keystore, opened with the passphrase (env or prompt)."""
+    cli.home.ensure()  # a wrong folder is said before a passphrase is asked for
     return load_issuer(cli.home, passphrase())
 
 

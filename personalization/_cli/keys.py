@@ -50,6 +50,7 @@ def keys_show(cli: CliContext) -> None:
 @pass_cli
 def keys_rotate(cli: CliContext) -> None:
     """A new version of every master key; cards issued from now on use it."""
+    cli.home.ensure()  # a wrong folder is said before a passphrase is asked for
     store = rotate_keystore(cli.home, passphrase())
     emit(cli, {"current_version": store.current_version},
          f"key version {store.current_version} is now current; re-export the role key files "
@@ -69,6 +70,7 @@ def keys_rotate(cli: CliContext) -> None:
 def keys_export(cli: CliContext, role: str, terminal: int | None, merchant: int, name: str | None,
                 out: Path | None, passphrase_env: str | None) -> None:
     """Write a separately encrypted key file holding only what ROLE may hold."""
+    cli.home.ensure()  # a wrong folder is said before a passphrase is asked for
     keystore_passphrase = passphrase()
     file_passphrase = keystore_passphrase
     if passphrase_env is not None:

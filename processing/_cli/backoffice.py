@@ -84,6 +84,7 @@ def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs
     for path in files:
         if not path.is_file():
             raise UserError(f"no batch file {path}")
+    cli.home.ensure()  # a wrong folder is said before a passphrase is asked for
     keys = load_processing_keys(cli.home, passphrase())
     engine = open_database(cli.db_url)
     options = ImportOptions(quarantine_dir=quarantine or cli.home.path / "quarantine",

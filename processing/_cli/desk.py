@@ -36,6 +36,7 @@ def load(cli: CliContext, number: str, amount: str | None, transfer: bool, again
     if transfer == (amount is not None):
         raise UserError("give an AMOUNT to load, or --transfer to load a replaced card's value (not both)")
     value = None if transfer else cli.amount(str(amount))
+    cli.home.ensure()  # a wrong folder is said before a passphrase is asked for
     keys = open_role_keys(cli.home, Role.CREDIT, passphrase("Passphrase for credit.key"))
     engine = open_database(cli.db_url)  # before the card: a load must find its database and the card in it
     require_loadable(engine, cardnumber.validate(number))

@@ -29,9 +29,14 @@ def serve_card(cli: CliContext, image: Path, port: int, host: str) -> None:
 
     def ready(reader: str) -> None:
         emit(cli, {"image": str(image), "host": host, "port": port, "reader": reader},
-             f"serving {image} to vpcd at {host}:{port}: pcscd shows it in reader {reader!r} (Ctrl-C to stop)")
+             f"serving {image} to vpcd at {host}:{port} as reader {reader!r} (Ctrl-C to stop)")
 
-    serve(image, host, port, on_ready=ready)
+    def reach(reached: bool) -> None:  # on stderr: stdout holds the one result above (JSON under --json)
+        click.echo(f"pcscd's vpcd driver answered at {host}:{port}: the card is in the reader" if reached else
+                   f"pcscd's vpcd driver is not listening at {host}:{port}: start pcscd with vsmartcard-vpcd "
+                   "installed (`pcscd -f` shows it); still trying", err=True)
+
+    serve(image, host, port, on_ready=ready, on_reach=reach)
 
 
 def parse_apdu(text: str) -> bytes:

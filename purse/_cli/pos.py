@@ -24,6 +24,7 @@ reader_option = click.option("-r", "--reader", help="Use the card in this PC/SC 
 
 def open_station(cli: CliContext, terminal_id: int) -> PosStation:
     """Terminal T of the home, its key file opened with the passphrase (env or prompt)."""
+    cli.home.ensure()  # a wrong folder is said before a passphrase is asked for
     return PosStation.open(cli.home, terminal_id, passphrase(f"Passphrase for pos-{terminal_id}.key"))
 
 

@@ -7,13 +7,16 @@ issuer station and processing never depend on the applet's internals.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from purse.card.applet import PurseApplet
 from purse.card.storage import CardTorn, Storage
 from purse.protocol import CardState
-from purse.transport import CardRemoved
+from purse.transport import TRAFFIC, CardRemoved, traced
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -71,12 +74,17 @@ class VirtualTransport:
         assert self.applet is not None
         if self.storage.commits != self._seen_commits:  # another applet wrote this memory
             self.connect()
+        tracing = log.isEnabledFor(TRAFFIC)
+        if tracing:
+            log.log(TRAFFIC, "virtual > %s", traced(apdu))
         try:
             answer = self.applet.process(apdu)
         except CardTorn as e:
             self.applet = None
             raise CardRemoved(str(e)) from e
         self._seen_commits = self.storage.commits
+        if tracing:
+            log.log(TRAFFIC, "virtual < %s", answer.hex())
         return answer
 
     def disconnect(self) -> None:

@@ -57,8 +57,13 @@ class VpcdBridge:
     """
 
     def __init__(self, storage: Storage, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *,
-                 removed_for: float = REMOVED_FOR_S, max_backoff: float = 2.0) -> None:
+                 removed_for: float = REMOVED_FOR_S, max_backoff: float = 2.0,
+                 on_reach: Callable[[bool], None] | None = None) -> None:
         self.host, self.port = host, port
+        # Told whenever vpcd becomes reachable or stops being so (first attempt included), so a
+        # command can say "pcscd is not listening" instead of waiting in silence.
+        self.on_reach = on_reach
+        self._reached: bool | None = None
         self.removed_for, self.max_backoff = removed_for, max_backoff
         self.stop_event = threading.Event()
         self.presented = threading.Event()  # set while connected to vpcd
@@ -114,7 +119,9 @@ class VpcdBridge:
             sock = socket.create_connection((self.host, self.port), timeout=2.0)
         except OSError as e:
             log.debug("vpcd at %s:%d not listening yet: %s", self.host, self.port, e)
+            self._reach(False)
             return None
+        self._reach(True)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.settimeout(POLL_S)
         self._sock = sock
@@ -122,6 +129,12 @@ class VpcdBridge:
         self.presented.set()
         log.info("card presented to vpcd at %s:%d", self.host, self.port)
         return sock
+
+    def _reach(self, reached: bool) -> None:
+        if reached != self._reached:
+            self._reached = reached
+            if self.on_reach is not None:
+                self.on_reach(reached)
 
     def _close(self, sock: socket.socket) -> None:
         self.presented.clear()
@@ -214,11 +227,13 @@ def _quick_ack(sock: socket.socket) -> None:
 
 
 def serve(image_path: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
-          stop_event: threading.Event | None = None, on_ready: Callable[[str], None] | None = None) -> None:
+          stop_event: threading.Event | None = None, on_ready: Callable[[str], None] | None = None,
+          on_reach: Callable[[bool], None] | None = None) -> None:
     """Serve the card image at ``image_path`` until ``stop_event``, SIGINT or SIGTERM.
 
     ``on_ready`` gets the reader name once the image has opened, so a caller announces
-    only a card that can really be served.
+    only a card that can really be served; ``on_reach`` hears whether pcscd's vpcd driver
+    is listening, each time that changes.
     """
     storage = PurseApplet.open_image(Path(image_path)).storage
     if on_ready is not None:
@@ -226,7 +241,7 @@ def serve(image_path: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     stop = stop_event or threading.Event()
     restore = _stop_on_signals(stop)
     try:
-        VpcdBridge(storage, host, port).run(stop)
+        VpcdBridge(storage, host, port, on_reach=on_reach).run(stop)
     finally:
         restore()
         if isinstance(storage, FileStorage):

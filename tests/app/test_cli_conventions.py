@@ -1,0 +1,107 @@
+"""How the command line behaves for every command: exit codes, --json anywhere, logs, homes, help.
+
+Run through ``cli.main`` (the real error boundary) or as a subprocess, as a user or a script
+sees it; docs/cli.md is the contract these tests hold the command to.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from support import REPO
+from support.cards import make_issuer
+from support.cli import run
+
+from purse.errors import ExitCode
+from purse.transport import traced
+
+
+def test_every_exit_code_is_in_docs_cli_md() -> None:
+    table = (REPO / "docs/cli.md").read_text()
+    documented = {int(code) for code in re.findall(r"^\| (\d+) \|", table, re.M)}
+    assert documented == {int(code) for code in ExitCode}
+
+
+def test_a_bare_smartpurse_prints_help_not_an_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys)
+    assert code == 0 and err == "" and out.startswith("Usage: smartpurse") and "Exit codes:" in out
+
+
+def test_json_after_the_command_and_json_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SMARTPURSE_PASSPHRASE", "pass phrase")
+    home = str(tmp_path / "h")
+    code, out, _ = run(capsys, "--home", home, "keys", "init", "--json")
+    assert code == 0 and json.loads(out)["current_version"] == 1
+    code, out, _ = run(capsys, "--home", home, "check", "--json")
+    assert code == 0 and json.loads(out)["ok"] is True
+    code, out, err = run(capsys, "--home", home, "cards", "show", "6277000000000011", "--json")
+    assert code == ExitCode.BAD_INPUT and out == ""
+    assert json.loads(err) == {"error": json.loads(err)["error"], "kind": "bad_input", "exit_code": 6}
+    code, _, err = run(capsys, "--home", home, "--json", "cards", "list", "--no-such-option")
+    assert code == ExitCode.USAGE and json.loads(err)["kind"] == "usage"
+
+
+def test_a_folder_that_is_not_a_home_is_refused_and_left_alone(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (("cards", "list"), ("check",), ("pos", "batch", "--terminal", "1", "--out", "b.spb")):
+        code, _, err = run(capsys, "--home", str(tmp_path / "typo"), *args)
+        assert code == ExitCode.BAD_INPUT, (args, err)
+        assert f"{tmp_path / 'typo'} does not exist" in err and "smartpurse keys init" in err
+        assert err.count("\n") == 1
+    assert not (tmp_path / "typo").exists()
+    (tmp_path / "empty").mkdir()
+    code, _, err = run(capsys, "--home", str(tmp_path / "empty"), "cards", "list")
+    assert code == ExitCode.BAD_INPUT and "is not a smartpurse home" in err
+    assert list((tmp_path / "empty").iterdir()) == []
+
+
+def test_apdu_traces_go_to_the_log_file_with_pins_and_keys_blanked(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    image = tmp_path / "card.img"
+    make_issuer().file_card(image, balance=100)
+    log_file = tmp_path / "trace.log"
+    select = "00A4040008F053505552534501"
+    code, out, _ = run(capsys, "-vvv", "--log-file", str(log_file), "apdu", "--image", str(image), select,
+                       "8020000008" + "31323334FFFFFFFF")
+    assert code == ExitCode.CARD_REFUSED and "> 00a4040008f053505552534501" in out  # the bare PIN is refused
+    run(capsys, "cards", "list", "--help")  # the next command closes the log file
+    trace = log_file.read_text()
+    assert "virtual > 00a4040008f053505552534501" in trace and "virtual < " in trace
+    assert "virtual > 8020000008 <8 bytes of PIN or key data not logged>" in trace and "31323334" not in trace
+    assert traced(bytes.fromhex("00A4040008F053505552534501")) == "00a4040008f053505552534501"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_cards_serve_says_when_pcscd_is_not_listening(tmp_path: Path) -> None:
+    image = tmp_path / "card.img"
+    make_issuer().file_card(image, balance=100)
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "cards", "serve", str(image), "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert proc.stderr is not None
+        line = proc.stderr.readline()
+        assert f"pcscd's vpcd driver is not listening at 127.0.0.1:{port}" in line, line
+        with socket.create_server(("127.0.0.1", port)) as server:  # now "pcscd" comes up
+            server.settimeout(10)
+            connection, _ = server.accept()
+            connection.close()
+            deadline = time.monotonic() + 10
+            line = proc.stderr.readline()
+            assert time.monotonic() < deadline and "answered" in line, line
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=10)
