@@ -19,6 +19,9 @@ from purse.errors import UserError
 
 WIDTH, HEIGHT = 1012, 638  # ISO/IEC 7810 ID-1 (85.60 x 53.98 mm) at 300 dpi
 MARGIN = 48
+EDGE = 16  # nothing is drawn closer to the card's edge than this
+QR_QUIET_MODULES = 4  # ISO/IEC 18004
+CODE128_QUIET_MODULES = 10  # ISO/IEC 15417
 
 
 @dataclass(frozen=True)
@@ -54,28 +57,34 @@ def _layout(number: str, issuer: str, holder: str | None, expiry: int | None) ->
     from barcode import Code128
 
     boxes: list[Box] = []
-    qr = segno.make(qr_text(number), error="m")
+    # A regular QR, never a Micro QR (segno picks Micro QR for a short number when allowed): most
+    # phone and POS scanners, and zbar, read no Micro QR.
+    qr = segno.make(qr_text(number), error="m", micro=False)
     matrix = [list(row) for row in qr.matrix]
     cell = 250 // len(matrix)
-    qx, qy = WIDTH - MARGIN - cell * len(matrix), MARGIN
+    qx, qy = WIDTH - MARGIN - cell * len(matrix), MARGIN  # MARGIN >= 4 cells: the QR's quiet zone
+    assert MARGIN >= QR_QUIET_MODULES * cell
     for r, row in enumerate(matrix):
         for c, dark in enumerate(row):
             if dark:
                 boxes.append(Box(qx + c * cell, qy + r * cell, cell, cell))
     modules = Code128(number).build()[0]
-    bar = (WIDTH - 2 * MARGIN) / len(modules)
+    # Code 128 wants a quiet zone of 10 modules on each side: the bars are sized so that it fits
+    # inside the card's edge margin, and the symbol is centred.
+    bar = (WIDTH - 2 * EDGE) / (len(modules) + 2 * CODE128_QUIET_MODULES)
+    x0 = (WIDTH - len(modules) * bar) / 2
     run_start = None
     for i, m in enumerate(modules + "0"):
         if m == "1" and run_start is None:
             run_start = i
         elif m != "1" and run_start is not None:
-            boxes.append(Box(MARGIN + run_start * bar, HEIGHT - MARGIN - 110, (i - run_start) * bar, 110))
+            boxes.append(Box(x0 + run_start * bar, HEIGHT - MARGIN - 110, (i - run_start) * bar, 110))
             run_start = None
     texts = [Text(MARGIN, MARGIN + 44, 44, issuer), Text(MARGIN, 390, 58, cardnumber.format(number), mono=True)]
     if holder:
         texts.append(Text(MARGIN, 450, 32, holder.upper()))
     if expiry:
-        texts.append(Text(WIDTH - MARGIN - 250, 450, 32,
+        texts.append(Text(WIDTH - MARGIN - 320, 450, 32,
                           "VALID THRU " + datetime.fromtimestamp(expiry, UTC).strftime("%m/%y")))
     return Face(boxes, texts)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import stat
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -84,6 +85,15 @@ def test_issue_and_life_cycle_from_the_command_line(personalization_home: Path, 
     ok_json(capsys, "cards", "face", anna, "--out", str(png))
     assert " ".join(anna[i : i + 4] for i in range(0, 16, 4)) in svg.read_text()
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # A real decoder reads both symbols off the whole face, uncropped: a regular QR (zbar, like most
+    # scanners, reads no Micro QR) and a Code 128 with its full quiet zone.
+    decoded = subprocess.run(["zbarimg", "--quiet", "--raw", "-Sdisable", "-Sqrcode.enable", "-Scode128.enable",
+                              str(png)], capture_output=True, text=True, timeout=60)
+    assert decoded.returncode == 0, decoded.stderr
+    assert sorted(decoded.stdout.split()) == [anna, anna]
+    qr_only = subprocess.run(["zbarimg", "--quiet", "-Sdisable", "-Sqrcode.enable", str(png)],
+                             capture_output=True, text=True, timeout=60)
+    assert qr_only.stdout.strip() == f"QR-Code:{anna}"
 
 
 def test_text_output_shows_the_summary_and_pins(personalization_home: Path, tmp_path: Path,
