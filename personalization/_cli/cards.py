@@ -91,15 +91,20 @@ def _report_text(data: dict[str, Any]) -> str:
 @click.option("--currency", type=int, help="ISO 4217 numeric currency [issuer config].")
 @click.option("--expiry", help="Expiry month YYYY-MM [issue date + card_validity_years].")
 @click.option("--pins", "pins_file", type=click.Path(dir_okay=False, path_type=Path),
-              help="Write the PINs to this file (0600) instead of showing them.")
+              help="Write the PINs to this new file (CSV, mode 0600).")
+@click.option("--show-pins", is_flag=True, help="Print the PINs instead, once (no file keeps them).")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for each card.")
 @click.option("--chunk", type=click.IntRange(1, 100_000), default=DEFAULT_CHUNK, show_default=True,
               help="Cards per registry transaction (virtual images).")
 @pass_cli
 def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str | None, reader: str | None,
           folder: Path | None, program: int | None, tier: int | None, max_balance: str | None,
-          currency: int | None, expiry: str | None, pins_file: Path | None, timeout: float, chunk: int) -> None:
-    """Personalize cards (virtual images by default) and record them in the registry."""
+          currency: int | None, expiry: str | None, pins_file: Path | None, show_pins: bool, timeout: float,
+          chunk: int) -> None:
+    """Personalize cards (virtual images by default) and record them in the registry.
+
+    The PINs go where you say: a new 0600 file (``--pins``) or the screen (``--show-pins``), never
+    to stdout by default, where 20,000 of them would land in a terminal's scrollback or a log."""
     if (count is None) == (csv_path is None):
         raise UserError("give either --count N or --from holders.csv")
     if reader is not None and folder is not None:
@@ -124,6 +129,8 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
         requests = requests_for_count(count, program=program, tier=tier)
         batch = batch or f"count-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
         source = f"--count {count}"
+    if (pins_file is None) == (not show_pins):
+        raise click.UsageError("say where the PINs go: --pins FILE (a new 0600 file) or --show-pins (printed once)")
     store = issuer_keystore(cli)
     profile = card_profile(cli.home, store, max_balance=limit, currency=currency,
                            expiry=None if expiry is None else expiry_month(expiry))
@@ -211,7 +218,8 @@ def show(cli: CliContext, number: str) -> None:
 
 @click.command("block")
 @click.argument("number", callback=_number)
-@click.option("--reason", default="lost", show_default=True)
+@click.option("--reason", default="lost", show_default=True,
+              help="Why: lost, stolen, damaged, or any word; kept in the registry and on the hotlist.")
 @pass_cli
 def block(cli: CliContext, number: str, reason: str) -> None:
     """Block card NUMBER in the registry: the next hotlist carries it to every terminal."""
@@ -235,10 +243,12 @@ def unblock(cli: CliContext, number: str) -> None:
 
 @click.command("replace")
 @click.argument("number", callback=_number)
-@click.option("--reason", default="lost", show_default=True)
+@click.option("--reason", default="lost", show_default=True,
+              help="Why: lost, stolen, damaged, or any word; kept in the registry and on the hotlist.")
 @click.option("-r", "--reader", help="Write the new card in this PC/SC reader.")
 @click.option("--out", "folder", type=click.Path(file_okay=False, path_type=Path), help="Image folder [home/cards].")
-@click.option("--timeout", type=float, default=120.0, show_default=True)
+@click.option("--timeout", type=float, default=120.0, show_default=True,
+              help="Seconds to wait for the new card in the reader.")
 @pass_cli
 def replace(cli: CliContext, number: str, reason: str, reader: str | None, folder: Path | None,
             timeout: float) -> None:

@@ -36,13 +36,11 @@ class BatchesRejected(SmartpurseError):
     """Some batches failed verification: they are in quarantine, nothing of them is posted."""
 
 
-def _date(text: str | None, option: str) -> dt.date | None:
-    if text is None:
-        return None
-    try:
-        return dt.date.fromisoformat(text)
-    except ValueError:
-        raise UserError(f"{option}: not a date (YYYY-MM-DD): {text!r}") from None
+DAY = click.DateTime(formats=["%Y-%m-%d"])  # a calendar day; click says what is wrong with a bad one
+
+
+def _day(value: dt.datetime | None) -> dt.date | None:
+    return value.date() if value is not None else None
 
 
 def _summary_text(data: dict[str, Any]) -> str:
@@ -108,7 +106,8 @@ def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs
 
 
 @click.command("check")
-@click.option("--gap-hours", type=click.FloatRange(min=0), default=DEFAULT_GAP_SECONDS / 3600, show_default=True)
+@click.option("--gap-hours", type=click.FloatRange(min=0), default=DEFAULT_GAP_SECONDS / 3600, show_default=True,
+              help="List counter gaps open longer than this many hours (missing records not yet received).")
 @pass_cli
 def check(cli: CliContext, gap_hours: float) -> None:
     """Verify the ledger's invariants; exit non-zero with the evidence when one fails."""
@@ -147,11 +146,12 @@ def check(cli: CliContext, gap_hours: float) -> None:
 
 
 @click.command("settle")
-@click.option("--until", "until", required=True, help="Settle records of days before this date (YYYY-MM-DD).")
+@click.option("--until", "until", type=DAY, required=True,
+              help="Settle records of days before this day (YYYY-MM-DD).")
 @pass_cli
-def settle(cli: CliContext, until: str) -> None:
+def settle(cli: CliContext, until: dt.datetime) -> None:
     """Per-merchant settlement statements (gross, cancellations, fee, net) and their journal entries."""
-    day = _date(until, "--until")
+    day = until.date()
     assert day is not None
     engine = open_database(cli.db_url)
     statements = [s.as_dict() for s in settle_until(engine, day)]
@@ -168,25 +168,28 @@ def settle(cli: CliContext, until: str) -> None:
 
 @click.command("report")
 @click.argument("kind", type=click.Choice((*reports.KINDS, "dashboard")))
-@click.option("--format", "fmt", type=click.Choice(reportfmt.FORMATS), help="csv, xlsx or json (not for dashboard).")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--from", "start", help="First day (YYYY-MM-DD).")
-@click.option("--to", "end", help="Last day (YYYY-MM-DD), included.")
+@click.option("--format", "fmt", type=click.Choice(reportfmt.FORMATS),
+              help="csv, xlsx or json  [required, except for the dashboard, which is HTML].")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The file to write (.csv, .xlsx, .json; .html for the dashboard).")
+@click.option("--from", "start", type=DAY, help="First day (YYYY-MM-DD).")
+@click.option("--to", "end", type=DAY, help="Last day (YYYY-MM-DD), included.")
 @click.option("--card", help="Card number (statement).")
 @click.option("--rate", help="Annual interest rate in percent for the float report, e.g. 35.")
 @pass_cli
-def report(cli: CliContext, kind: str, fmt: str, out: Path, start: str | None, end: str | None, card: str | None,
+def report(cli: CliContext, kind: str, fmt: str, out: Path, start: dt.datetime | None, end: dt.datetime | None,
+           card: str | None,
            rate: str | None) -> None:
     """Write a report: settlement, float, statement, points, anomalies, or the HTML dashboard."""
     if kind == "dashboard":
         from processing.dashboard import dashboard_options, write_dashboard
 
-        path = write_dashboard(open_database(cli.db_url), out, _date(start, "--from"), _date(end, "--to"),
+        path = write_dashboard(open_database(cli.db_url), out, _day(start), _day(end),
                                **dashboard_options(cli.home))
         emit(cli, {"report": "dashboard", "out": str(path)}, lambda d: f"dashboard written to {d['out']}")
         return
     if fmt is None:
-        raise UserError("--format is required: csv, xlsx or json")
+        raise click.UsageError("--format is required for this report: csv, xlsx or json")
     rate_pct = None
     if rate is not None:
         try:
@@ -197,7 +200,7 @@ def report(cli: CliContext, kind: str, fmt: str, out: Path, start: str | None, e
             raise UserError(f"--rate: not a percentage: {rate!r}")
     engine = open_database(cli.db_url)
     with engine.connect() as conn:
-        rep = reports.build(conn, kind, start=_date(start, "--from"), end=_date(end, "--to"), card=card,
+        rep = reports.build(conn, kind, start=_day(start), end=_day(end), card=card,
                             rate=rate_pct)
     reportfmt.write(rep, fmt, out)
     data = {"report": kind, "format": fmt, "out": str(out), "rows": len(rep.rows), "summary": rep.summary}

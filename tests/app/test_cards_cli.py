@@ -54,9 +54,9 @@ def test_issue_and_life_cycle_from_the_command_line(personalization_home: Path, 
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     holders = tmp_path / "holders.csv"
     holders.write_text("name,phone,email\nAnna,+79120000000,anna@example.org\nBoris,+79120000001,b@example.org\n")
-    issued = ok_json(capsys, "cards", "issue", "--from", str(holders), "--program", "3")
+    issued = ok_json(capsys, "cards", "issue", "--from", str(holders), "--program", "3", "--show-pins")
     assert issued["issued"] == 2 and all(len(c["pin"]) == 4 for c in issued["cards"])
-    again = ok_json(capsys, "cards", "issue", "--from", str(holders))
+    again = ok_json(capsys, "cards", "issue", "--from", str(holders), "--show-pins")
     assert again["issued"] == 0 and again["already_issued"] == 2
     anna, boris = (c["number"] for c in issued["cards"])
     listed = ok_json(capsys, "cards", "list")
@@ -98,7 +98,7 @@ def test_issue_and_life_cycle_from_the_command_line(personalization_home: Path, 
 
 def test_text_output_shows_the_summary_and_pins(personalization_home: Path, tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "cards", "issue", "--count", "2", "--batch", "t")
+    code, out, err = run(capsys, "cards", "issue", "--count", "2", "--batch", "t", "--show-pins")
     assert code == 0, err
     assert "batch t" in out and "issued now" in out and "6277 0000 0000 0011" in out
     pins = tmp_path / "pins.csv"
@@ -109,17 +109,19 @@ def test_text_output_shows_the_summary_and_pins(personalization_home: Path, tmp_
 
 @pytest.mark.parametrize(("args", "message"), [
     (("cards", "issue"), "either --count N or --from"),
+    (("cards", "issue", "--count", "1"), "say where the PINs go: --pins FILE"),
+    (("cards", "issue", "--count", "1", "--pins", "p.csv", "--show-pins"), "say where the PINs go"),
     (("cards", "issue", "--count", "0"), "at least 1"),
     (("cards", "issue", "--from", "/nonexistent.csv"), "no such file"),
-    (("cards", "issue", "--count", "1", "--expiry", "2020-13"), "--expiry"),
-    (("cards", "issue", "--count", "1", "--expiry", "2001-01"), "future"),
+    (("cards", "issue", "--count", "1", "--show-pins", "--expiry", "2020-13"), "--expiry"),
+    (("cards", "issue", "--count", "1", "--show-pins", "--expiry", "2001-01"), "future"),
     (("cards", "show", "1234"), "16 digits"),
     (("cards", "show", "6277000000000011"), "no card 6277000000000011"),
     (("cards", "block", "6277000000000012"), "check digit"),
     (("cards", "face", "6277000000000011", "--out", "x.gif"), "no card"),
     (("cards", "pin-reset", "6277000000000011"), "no card"),
     (("keys", "export", "--role", "pos"), "--terminal"),
-    (("cards", "issue", "--count", "1", "--reader", "Nonexistent Reader 99"), ""),
+    (("cards", "issue", "--count", "1", "--show-pins", "--reader", "Nonexistent Reader 99"), ""),
 ])
 def test_bad_input_is_one_line_and_nonzero(personalization_home: Path, capsys: pytest.CaptureFixture[str],
                                            args: tuple[str, ...], message: str) -> None:
@@ -133,7 +135,7 @@ def test_bad_csv_reports_each_row_and_issues_nothing(personalization_home: Path,
                                                      capsys: pytest.CaptureFixture[str]) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("name,phone,email\nA,1,a@example.org\nB,+79120000001,bad\nC,+79120000002,c@example.org\n")
-    code, out, err = run(capsys, "cards", "issue", "--from", str(bad))
+    code, out, err = run(capsys, "cards", "issue", "--from", str(bad), "--show-pins")
     lines = err.strip().splitlines()
     assert code == 6 and "row 2: bad phone" in lines[0] and "row 3: bad e-mail" in lines[1]
     assert lines[-1].startswith("error:") and "nothing issued" in lines[-1]
@@ -166,7 +168,7 @@ def test_digits_other_than_ascii_are_refused_before_anything_is_written(personal
                    "D,+79120000004,d@example.org,³,,\n"
                    "E,+7 912 000-00-05,e@example.org,,,\n"
                    "F,+٧٩١٢٠٠٠٠٠٠٦,f@example.org,,,\n", encoding="utf-8")
-    code, _, err = run(capsys, "cards", "issue", "--from", str(bad))
+    code, _, err = run(capsys, "cards", "issue", "--from", str(bad), "--show-pins")
     lines = err.strip().splitlines()
     assert code == 6 and len(lines) == 5
     for line, expected in zip(lines, ("row 3: bad PIN", "row 4: bad tier", "row 5: bad program", "row 7: bad phone"),

@@ -105,3 +105,50 @@ def test_cards_serve_says_when_pcscd_is_not_listening(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.communicate(timeout=10)
+
+
+def _all_commands() -> list[tuple[str, object]]:
+    import click
+
+    import cli
+
+    found: list[tuple[str, object]] = []
+
+    def walk(path: str, command: click.Command) -> None:
+        if isinstance(command, click.Group):
+            ctx = click.Context(command, info_name=path)
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                assert sub is not None
+                walk(f"{path} {name}", sub)
+        else:
+            found.append((path, command))
+
+    walk("smartpurse", cli.root)
+    return found
+
+
+def test_every_option_and_command_has_help() -> None:
+    import click
+
+    missing = []
+    for path, command in _all_commands():
+        assert isinstance(command, click.Command)
+        if not command.help:
+            missing.append(path)
+        missing += [f"{path} {p.opts[-1]}" for p in command.params
+                    if isinstance(p, click.Option) and not p.hidden and not p.help]
+    assert missing == []
+
+
+def test_a_long_listing_is_plain_columns_with_every_row() -> None:
+    from purse._cli.util import PLAIN_TABLE_ROWS, table
+
+    rows = [(f"6277 0000 {i:04d} 0011", "issued", f"{i * 7}") for i in range(PLAIN_TABLE_ROWS * 5)]
+    text = table(("number", "state", "amount"), rows, right=("amount",))
+    lines = text.splitlines()
+    assert lines[0].split() == ["number", "state", "amount"] and set(lines[1].replace(" ", "")) == {"-"}
+    assert len(lines) == len(rows) + 2 and "│" not in text
+    assert lines[-1].endswith(f"issued  {(len(rows) - 1) * 7:>6}")
+    short = table(("number",), rows[:3])
+    assert "│" in short or "┃" in short  # a few rows: the rich table

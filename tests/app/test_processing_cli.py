@@ -58,7 +58,7 @@ def test_issue_load_sell_process_check_settle_report(kind: str, tmp_path: Path, 
         sh.run("keys", "export", "--role", "processing")
         sh.run("keys", "export", "--role", "pos", "--terminal", "7", "--merchant", "42")
         sh.run("keys", "export", "--role", "credit")
-        sh.run("cards", "issue", "--count", "2")
+        sh.run("cards", "issue", "--count", "2", "--show-pins")
         numbers = sorted(p.stem for p in (home / "cards").glob("*.card"))
         assert len(numbers) == 2
         for n in numbers:
@@ -119,6 +119,7 @@ def test_issue_load_sell_process_check_settle_report(kind: str, tmp_path: Path, 
         assert "held in quarantine (not posted): 1 batches announcing purchases 300" in sh.run("check").stdout
 
         bad_date = sh.run("settle", "--until", "yesterday", ok=False)
-        assert bad_date.returncode == 6 and bad_date.stderr.strip() == \
-            "error: --until: not a date (YYYY-MM-DD): 'yesterday'"
+        assert bad_date.returncode == 2 and bad_date.stderr.strip() == \
+            "error: Invalid value for '--until': 'yesterday' does not match the format '%Y-%m-%d'. " \
+            "(see 'smartpurse settle --help')"
         assert "Traceback" not in bad_date.stderr

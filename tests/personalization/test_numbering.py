@@ -74,7 +74,7 @@ def test_a_rolled_back_allocation_gives_its_numbers_back(personalization_db: str
 def test_two_concurrent_issue_processes_never_share_a_number(personalization_home: Path,
                                                             personalization_db: str) -> None:
     command = [sys.executable, "-c", "import cli; cli.main()", "--db", personalization_db, "--json",
-               "cards", "issue", "--count", "1500", "--chunk", "7"]  # long enough to overlap under load
+               "cards", "issue", "--count", "1500", "--chunk", "7", "--show-pins"]  # long enough to overlap under load
     env = dict(os.environ)
     procs = [subprocess.Popen(command + ["--batch", f"p{i}", "--out", str(personalization_home / f"out{i}")],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env) for i in range(2)]
