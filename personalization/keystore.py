@@ -78,7 +78,7 @@ class Keystore:
 
     def role_keys(self, role: Role | str, terminal_id: int | None = None,
                   merchant_id: int | None = None) -> RoleKeys:
-        """Exactly what ``role`` may hold (DESIGN.md key table), every version of it."""
+        """Exactly what ``role`` may hold (docs/design.md key table), every version of it."""
         try:
             role = Role(role)
         except ValueError:

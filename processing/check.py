@@ -1,6 +1,6 @@
 """``smartpurse check``: prove the books agree with themselves, or show where they do not.
 
-The invariants (DESIGN.md, "Invariants"; docs/processing.md, "Check"):
+The invariants (docs/design.md, "Invariants"; docs/processing.md, "Check"):
 1. every journal entry balances, and all debits equal all credits;
 2. the card float in the ledger equals the sum of the shadow balances, and each card's
    shadow balance equals the sum of its posted records plus its transfers;

@@ -3,7 +3,7 @@
 Postings are signed in the API (positive = debit, negative = credit) and stored as
 separate debit/credit columns, so every report reads like an accountant's journal.
 ``post`` refuses an unbalanced entry before it touches the database: a posting error
-is a bug, never a silently wrong ledger (DESIGN.md, "Ledger"). Card-level detail lives
+is a bug, never a silently wrong ledger (docs/design.md, "Ledger"). Card-level detail lives
 in the ``records`` sub-ledger; the general ledger holds aggregates per batch.
 """
 

@@ -10,7 +10,7 @@ ones from the database. A gap still open after ``gap_seconds`` is an anomaly.
 
 The shadow balance is different on purpose: it is the sum of every posted record of
 the card, in whatever order they came, so money is conserved whatever arrives late
-(DESIGN.md, invariant 1); the chain head is what detects clones and forgeries.
+(docs/design.md, invariant 1); the chain head is what detects clones and forgeries.
 """
 
 from __future__ import annotations

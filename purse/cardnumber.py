@@ -3,7 +3,7 @@
 ISO/IEC 7812 style: issuer identification number + account sequence + Luhn check digit,
 16 digits because the card's ID file holds 16 BCD digits (docs/protocol.md, "ID file").
 ``compact`` / ``validate`` / ``is_valid`` / ``format`` / ``calc_check_digit`` mirror
-``stdnum`` modules (STYLE.md), and the check digit itself is ``stdnum.luhn``'s.
+``stdnum`` modules, and the check digit itself is ``stdnum.luhn``'s.
 """
 
 from __future__ import annotations

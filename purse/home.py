@@ -2,7 +2,7 @@
 
 One folder (``--home`` or SMARTPURSE_HOME, default ``./smartpurse-home``) holds
 everything an installation has, so that a demo, a test and a shop never mix
-(DESIGN.md, "Layout"). ``smartpurse.toml`` in it overrides the embedded defaults (``purse.settings``).
+(docs/design.md, "Layout"). ``smartpurse.toml`` in it overrides the embedded defaults (``purse.settings``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The hotlist: cards terminals must block, signed by the issuer (DESIGN.md, "Hotlist")."""
+"""The hotlist: cards terminals must block, signed by the issuer (docs/design.md, "Hotlist")."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 The terminal knows nothing of rules: at each purchase it hands the card's points slot
 and the price to a ``PointsPolicy`` and debits what the policy says, carrying the new
-slot inside the DEBIT so purse and points commit together (DESIGN.md, "Loyalty").
+slot inside the DEBIT so purse and points commit together (docs/design.md, "Loyalty").
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Role key files: what a terminal, the load desk or processing holds, and how it is opened.
 
-Each file holds only its role's keys (DESIGN.md, "Key hierarchy"): a POS file has the
+Each file holds only its role's keys (docs/design.md, "Key hierarchy"): a POS file has the
 DEBIT masters and its own terminal log key, so a stolen POS file can debit sessions but
 never load value, forge a certificate, or compute another terminal's log MACs.
 

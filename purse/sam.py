@@ -2,7 +2,7 @@
 
 A terminal never sees a master key: it asks its SAM for a session. A POS SAM holds the
 DEBIT masters and its terminal log key, a credit SAM the CREDIT masters, a processing
-SAM the TXN and TERM masters (DESIGN.md, "Key hierarchy"). A hardware SAM implementing
+SAM the TXN and TERM masters (docs/design.md, "Key hierarchy"). A hardware SAM implementing
 AN10922 can stand in for this class.
 """
 

@@ -5,7 +5,7 @@ of the last debit, blocking hotlisted cards, recovery of a debit whose answer wa
 and batch export. Every command is written to the terminal log before it is sent, so a
 card pulled mid-command is resolved at its next presentation: the card's counter and
 last log record say whether the command ran; the terminal completes or drops its entry,
-never twice (DESIGN.md, "Anti-tearing").
+never twice (docs/design.md, "Anti-tearing").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The terminal's durable local log, MAC-chained (DESIGN.md, "Terminal log and batches").
+"""The terminal's durable local log, MAC-chained (docs/design.md, "Terminal log and batches").
 
 Every transaction is written here *before* its command reaches the card (a pending
 entry) and completed with the card's certificate after; so a card pulled mid-command

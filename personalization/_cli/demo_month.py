@@ -4,7 +4,7 @@ It runs what each role would run, through the same library calls as the CLI: the
 ceremony, issuing virtual cards, loads at the credit desk, purchases with a loyalty
 program at POS terminals (with cancellations, a debit torn mid-command and recovered,
 and a cloned card spending twice), batch export, processing, settlement and reports.
-Then it reads every card back and checks that money is conserved (DESIGN.md invariant 1).
+Then it reads every card back and checks that money is conserved (docs/design.md invariant 1).
 
 The simulation is deterministic for a seed: simulated time, card choice, prices and the
 order of events come from one ``random.Random(seed)``, so two runs write identical
@@ -19,7 +19,6 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
-from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +43,7 @@ from processing.settlement import settle
 from purse.errors import UserError
 from purse.files import PRIVATE, copy_atomic
 from purse.home import Home, TerminalFiles
-from purse.loyalty import ProgramPolicy, parse_program_bytes, sign_program
+from purse.loyalty import ProgramPolicy, example_program_bytes, parse_program_bytes, sign_program
 from purse.loyalty.program import Program
 from purse.rolekeys import Role
 from purse.sam import SoftwareSam
@@ -169,11 +168,6 @@ def merchant_of(terminal_id: int, merchants: int) -> int:
     return (terminal_id - 1) % merchants + 1
 
 
-def demo_program_bytes() -> bytes:
-    """The demo loyalty program shipped with the package (docs/loyalty.md explains it)."""
-    return files("purse.loyalty").joinpath("demo-program.toml").read_bytes()
-
-
 def prepare_output(out: Path) -> None:
     """A fresh output folder; an earlier demo's folder is replaced, anything else is refused."""
     if out.exists():
@@ -224,7 +218,7 @@ def set_up(options: DemoOptions, progress: Progress) -> DemoWorld:
 
 def install_program(home: Home, keystore: Keystore, terminals: int) -> Program:
     """Sign the demo program with the issuer key; install it on every terminal and for processing."""
-    data = demo_program_bytes()
+    data = example_program_bytes()
     program = parse_program_bytes(data, "demo program")
     signed = sign_program(data, keystore.signing_key, "demo program")
     programs = home.sub("programs")

@@ -1,4 +1,4 @@
-"""``smartpurse program sign|show``: the issuer signs loyalty programs; anyone checks one.
+"""``smartpurse program example|sign|show``: the issuer signs loyalty programs; anyone checks one.
 
 Signing needs the issuer's keystore, so the group belongs to the issuer station's
 command line; a terminal verifies with the issuer public key in its own key file.
@@ -14,8 +14,9 @@ import click
 from personalization._cli.common import issuer_keystore
 from purse._cli.pos import open_station
 from purse._cli.util import CliContext, emit, pass_cli
+from purse.errors import UserError
 from purse.files import read_file, write_atomic
-from purse.loyalty import parse_program_bytes, read_program_file, sign_program
+from purse.loyalty import example_program_bytes, parse_program_bytes, read_program_file, sign_program
 from purse.loyalty.signed import KIND as PROGRAM_KIND
 from purse.signing import verify_document
 from purse.station import is_signed_document
@@ -37,6 +38,18 @@ def program_sign(cli: CliContext, file: Path, out: Path | None) -> None:
     out = write_atomic(out or file.with_suffix(".signed"), signed)
     emit(cli, {"program_id": program.program_id, "name": program.name, "version": program.version, "out": str(out)},
          f"signed program {program.program_id} {program.name!r} v{program.version} -> {out}")
+
+
+@program_group.command("example")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=Path("demo-program.toml"),
+              show_default=True, help="Where to write it (an existing file is not overwritten).")
+@pass_cli
+def program_example(cli: CliContext, out: Path) -> None:
+    """Write the annotated example program (TOML) to start a program of your own from."""
+    if out.exists():
+        raise UserError(f"{out} exists: give another --out")
+    write_atomic(out, example_program_bytes(), overwrite=False)
+    emit(cli, {"out": str(out)}, f"example program written to {out}: edit it, then `smartpurse program sign {out}`")
 
 
 @program_group.command("show")

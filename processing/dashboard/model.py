@@ -2,7 +2,7 @@
 
 The renderer takes only this, so it can be tested on hand-built data and cannot read
 anything the JSON reports did not also produce. Every stored amount is an ``int`` in the
-currency's minor units (DESIGN.md, "Invariants"); floats appear only later, as pixels.
+currency's minor units (docs/design.md, "Invariants"); floats appear only later, as pixels.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 ``smartpurse load`` writes here, with the card's certificate, at the moment of the
 load (the desk is the issuer's, so it is online); processing matches the LOAD records
-that come back from cards against this table (DESIGN.md, "Reconcile").
+that come back from cards against this table (docs/design.md, "Reconcile").
 """
 
 from __future__ import annotations

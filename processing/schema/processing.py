@@ -4,7 +4,7 @@ aggregates, shadow card accounts, anomalies, the double-entry journal, and merch
 Money is integer minor units everywhere (BigInteger). The ``records`` table is the
 sub-ledger: one row per certified card transaction, primary key (card, counter) and
 unique (terminal, terminal sequence), so a record can be stored, and hence posted, at
-most once whatever is re-sent (DESIGN.md, invariant 3). Each row names the journal
+most once whatever is re-sent (docs/design.md, invariant 3). Each row names the journal
 entry that posted it; ``smartpurse check`` proves the entries and the rows agree.
 """
 

@@ -1,7 +1,7 @@
 """What every command group shares: the context, the result printer, prompts, progress and tables.
 
 Commands return plain data; ``emit`` prints it as JSON under ``--json`` or as text
-otherwise, so scripts and people read the same result (STYLE.md, trezorlib habit).
+otherwise, so scripts and people read the same result (the habit of trezorlib's CLI).
 rich is imported only when a table or a progress bar is drawn, so ``pos sell`` and
 ``--help`` never load it.
 """

@@ -321,3 +321,11 @@ def _tiers(r: _Reader, raw: Any) -> tuple[Tier, ...]:
     if spends != sorted(set(spends)):
         raise r.fail("tiers", "min_spend must be strictly increasing")
     return tuple(tiers)
+
+
+def example_program_bytes() -> bytes:
+    """The annotated example program shipped in the package (docs/loyalty.md explains it): what
+    ``smartpurse program example`` writes, and what the demo runs."""
+    from importlib.resources import files
+
+    return files("purse.loyalty").joinpath("demo-program.toml").read_bytes()

@@ -1,6 +1,6 @@
 """Cards in PC/SC readers, through pcscd and pyscard (the optional ``[pcsc]`` extra).
 
-This is the only module of the project that imports ``smartcard`` (STYLE.md, the
+This is the only module of the project that imports ``smartcard`` (the
 yubikey-manager habit): the protocol code sees a ``Transport`` and nothing else. It
 uses pyscard's thin ``scard`` layer rather than its object layer because the raw PC/SC
 result codes are what tell "no service", "no reader", "no card" and "card pulled"

@@ -2,7 +2,7 @@
 
 With this bridge running, pyscard and every PC/SC tool (``pcsc_scan``, ``scriptor``,
 ``opensc-tool``) see a real reader with our card in it, so the PC/SC path is tested
-end to end without hardware (DESIGN.md, "Transports").
+end to end without hardware (docs/design.md, "Transports").
 
 vpcd listens on 127.0.0.1:35963 (slot 0, reader "Virtual PCD 00 00") and 35964 (slot 1);
 the card side connects to it. Each message, both ways, is a 2-byte big-endian length

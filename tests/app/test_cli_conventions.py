@@ -152,3 +152,22 @@ def test_a_long_listing_is_plain_columns_with_every_row() -> None:
     assert lines[-1].endswith(f"issued  {(len(rows) - 1) * 7:>6}")
     short = table(("number",), rows[:3])
     assert "│" in short or "┃" in short  # a few rows: the rich table
+
+
+def test_every_document_the_code_cites_is_in_the_repository() -> None:
+    """Docstrings and docs cite docs/*.md (and sections of docs/design.md): each must exist."""
+    cited: set[tuple[str, str]] = set()
+    for path in [*REPO.glob("*.py"), *REPO.glob("*/**/*.py"), *REPO.glob("docs/*.md"), REPO / "README.md"]:
+        if ".venv" in path.parts:
+            continue
+        text = path.read_text()
+        outside = re.findall(r"(?<![\w/])(?:DESIGN|STYLE)\.md", text)  # ../shared's, not in the repository
+        assert not outside or path == Path(__file__), (path, outside)
+        for doc, section in re.findall(r"(docs/[\w-]+\.md)(?:, \"([^\"]+)\")?", text):
+            cited.add((doc, section))
+    for doc, section in sorted(cited):
+        target = REPO / doc
+        assert target.is_file(), doc
+        if doc == "docs/design.md" and section:
+            assert re.search(rf"^#+ {re.escape(section)}$|\*\*{re.escape(section)}\.\*\*", target.read_text(),
+                             re.M), section

@@ -59,3 +59,23 @@ def test_example_through_pcscd_and_vpcd(demo_home: Path, pcsc: pcsc_env.PcscEnv)
     before, after = balances(out)
     assert before > after
     assert card.stem in out  # the card the reader holds is the image served
+
+
+def test_example_with_the_system_python_says_which_python_to_use(tmp_path: Path) -> None:
+    """``-I``: no user site, no PYTHONPATH, the script's folder only: as a system python sees it."""
+    done = subprocess.run([sys.executable, "-I", "-S", str(EXAMPLE), str(tmp_path), "card"], capture_output=True,
+                          text=True, timeout=60, cwd=tmp_path)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().endswith("run this with the venv's python (.venv/bin/python) or "
+                                        "`pip install smartpurse` first")
+
+
+@pytest.mark.slow
+def test_example_without_a_card_in_the_reader_is_one_line(demo_home: Path, pcsc: pcsc_env.PcscEnv) -> None:
+    from purse.transport.vpcd import DEFAULT_PORT, reader_name
+
+    empty = reader_name(DEFAULT_PORT + 1)  # vpcd's second slot: a reader nobody serves a card in
+    done = subprocess.run([sys.executable, str(EXAMPLE), str(demo_home), f"pcsc:{empty}"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert done.returncode == 4, done.stderr  # ExitCode.NO_CARD
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1 and "Traceback" not in done.stderr

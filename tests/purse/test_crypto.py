@@ -1,4 +1,4 @@
-"""Crypto against the published vectors (RFC 4493 CMAC, NXP AN10922): the ground truth, DESIGN.md.
+"""Crypto against the published vectors (RFC 4493 CMAC, NXP AN10922): the ground truth, docs/design.md.
 
 The vectors are published in ../shared/vectors beside the checkout; ``tests/vectors`` holds a copy
 of each file the project implements, so a clone anywhere runs them, and

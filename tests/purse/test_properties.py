@@ -1,5 +1,5 @@
 """Property: whatever happens (loads, debits, cancellations, cards pulled mid-command),
-money is conserved on the card and its counter only ever goes up (DESIGN.md, invariant 1).
+money is conserved on the card and its counter only ever goes up (docs/design.md, invariant 1).
 
 Each example issues a fresh card and runs a random program against it through the real
 terminals; a tear pulls the card at a random persistent write, and the cashier presents

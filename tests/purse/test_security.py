@@ -1,4 +1,4 @@
-"""The security claims of DESIGN.md ("Invariants" 2): who can debit, load and certify.
+"""The security claims of docs/design.md ("Invariants" 2): who can debit, load and certify.
 
 Attackers here are concrete: a skimmer with the wrong DEBIT key, an eavesdropper who
 replays a recorded DEBIT, a clone personalized by someone else, a POS SAM asked to load,

@@ -31,7 +31,7 @@ CARD_KEYS = (KeyRef.ADMIN, KeyRef.CREDIT, KeyRef.DEBIT, KeyRef.TXN)
 
 @dataclass
 class Issuer:
-    """Master keys and the SAMs each role gets from them (DESIGN.md, "Key hierarchy")."""
+    """Master keys and the SAMs each role gets from them (docs/design.md, "Key hierarchy")."""
 
     masters: dict[KeyRef, dict[int, bytes]]
     term_master: bytes
