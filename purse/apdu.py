@@ -12,6 +12,31 @@ from enum import IntEnum
 
 from purse.errors import ExitCode, SmartpurseError
 
+__all__ = [
+    "ApduError",
+    "PurseError",
+    "SecurityStatusNotSatisfied",
+    "ConditionsNotSatisfied",
+    "InsufficientFunds",
+    "BalanceLimitExceeded",
+    "CardBlocked",
+    "CardExpired",
+    "NotPersonalized",
+    "AlreadyPersonalized",
+    "InsufficientPoints",
+    "PinRequired",
+    "NothingToCancel",
+    "PinBlocked",
+    "WrongPin",
+    "FileNotFound",
+    "MalformedApdu",
+    "raise_for_status",
+    "CommandApdu",
+    "ResponseApdu",
+    "SW",
+    "WRONG_PIN_MASK",
+]
+
 
 class SW(IntEnum):
     """Status words: ISO 7816-4 ones and the purse's own (class 91xx, proprietary)."""
@@ -61,6 +86,12 @@ class PurseError(ApduError):
 
     default_sw: int = SW.CONDITIONS_NOT_SATISFIED
     text = "the card refused the command"
+
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        """Each subclass documents itself with its message and status word (what the API reference shows)."""
+        super().__init_subclass__(**kwargs)
+        if cls.__doc__ is None:
+            cls.__doc__ = f"The card answered {cls.default_sw:04X}: {cls.text}."
 
     def __init__(self, sw: int | None = None, data: bytes = b"") -> None:
         code = self.default_sw if sw is None else sw

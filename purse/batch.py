@@ -23,6 +23,29 @@ from purse.protocol import RecordType
 from purse.records import RECORD_LAYOUT, RECORD_SIZE, Field
 from purse.terminal_log import FIRST_LOG_ID, LOG_ID_SIZE, ClosedBatch, TerminalLog, TerminalLogError
 
+__all__ = [
+    "export_batch",
+    "BatchSummary",
+    "Totals",
+    "parse_batch",
+    "ParsedBatch",
+    "BatchFormatError",
+    "write_batch",
+    "write_batch_file",
+    "batch_mac",
+    "BatchHeader",
+    "BatchHeaderV1",
+    "BatchEntry",
+    "BatchTrailer",
+    "FORMAT_VERSION",
+    "BATCH_MAGIC",
+    "HEADER_SIZE",
+    "HEADER_SIZES",
+    "ENTRY_SIZE",
+    "TRAILER_SIZE",
+    "ENTRY_LAYOUT",
+]
+
 FORMAT_VERSION = 2  # 2 added the log identity; version 1 files (no log_id) are still read
 BATCH_MAGIC = b"SPBT"  # a batch file's first four bytes
 

@@ -13,6 +13,16 @@ from stdnum.exceptions import ValidationError
 
 from purse.errors import UserError
 
+__all__ = [
+    "validate",
+    "is_valid",
+    "compact",
+    "format",
+    "calc_check_digit",
+    "InvalidCardNumber",
+    "LENGTH",
+]
+
 LENGTH = 16
 
 
@@ -43,6 +53,7 @@ def validate(number: str) -> str:
 
 
 def is_valid(number: str) -> bool:
+    """Whether ``number`` is a well-formed card number (length, digits, Luhn check digit)."""
     try:
         validate(number)
     except InvalidCardNumber:

@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+__all__ = [
+    "SmartpurseError",
+    "UserError",
+    "ExitCode",
+]
+
 
 class ExitCode(IntEnum):
     """What a ``smartpurse`` exit status means; the same table is in docs/cli.md."""

@@ -10,6 +10,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from purse.signing import SignatureError, read_signed, sign_document
 
+__all__ = [
+    "Hotlist",
+    "load_hotlist",
+    "KIND",
+]
+
 KIND = "hotlist"
 
 
@@ -42,4 +48,5 @@ class Hotlist:
 
 
 def load_hotlist(path: Path, issuer_key: Ed25519PublicKey | bytes) -> Hotlist:
+    """The hotlist file at ``path``, its issuer signature verified; ``SignatureError`` otherwise."""
     return Hotlist.from_payload(read_signed(path, KIND, issuer_key), str(path))

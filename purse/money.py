@@ -9,6 +9,11 @@ import re
 
 from purse.errors import UserError
 
+__all__ = [
+    "parse_amount",
+    "format_amount",
+]
+
 _AMOUNT = re.compile(r"^(\d{1,12})(?:\.(\d+))?$")
 
 

@@ -23,6 +23,19 @@ from purse.sam import SoftwareSam
 from purse.sealed import SealedFileError, read_sealed
 from purse.terminal_log import LogKeys
 
+__all__ = [
+    "RoleKeys",
+    "Role",
+    "load_role_keys",
+    "open_role_keys",
+    "role_key_path",
+    "role_payload",
+    "EXPORTED_ROLES",
+    "ROLE_CARD_KEYS",
+    "ROLES_WITH_TERM_MASTER",
+    "KIND",
+]
+
 KIND = "role-keys"
 
 

@@ -25,6 +25,12 @@ from purse.terminal import Terminal
 from purse.terminal_log import TerminalLog
 from purse.transport import Transport
 
+__all__ = [
+    "PosStation",
+    "is_signed_document",
+    "SIGNED_MARK",
+]
+
 SIGNED_MARK = b'"smartpurse-signed/'
 
 

@@ -28,6 +28,17 @@ from purse.session import CardInfo, CardNotGenuine, PurseSession
 from purse.terminal_log import TerminalLog
 from purse.transport import CardRemoved, Transport
 
+__all__ = [
+    "Terminal",
+    "CreditTerminal",
+    "Receipt",
+    "ReceiptKind",
+    "CardView",
+    "TransactionInterrupted",
+    "CompletedBefore",
+    "CardHotlisted",
+]
+
 log = logging.getLogger(__name__)
 
 

@@ -26,6 +26,17 @@ from purse import crypto
 from purse.errors import SmartpurseError
 from purse.records import TransactionRecord
 
+__all__ = [
+    "TerminalLog",
+    "LogKeys",
+    "ClosedBatch",
+    "Pending",
+    "TerminalLogError",
+    "GENESIS_MAC",
+    "LOG_ID_SIZE",
+    "FIRST_LOG_ID",
+]
+
 GENESIS_MAC = bytes(8)
 LOG_ID_SIZE = 8
 FIRST_LOG_ID = bytes(LOG_ID_SIZE)  # the identity of a log made before logs had one (batch format 1)

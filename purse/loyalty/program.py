@@ -158,6 +158,7 @@ def parse_program_text(text: str, source: str = "program") -> Program:
 
 
 def parse_program_bytes(data: bytes, source: str = "program") -> Program:
+    """A program file's bytes (TOML, or JSON) checked and parsed; ``ProgramError`` names ``source`` and the problem."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

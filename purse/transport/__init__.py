@@ -10,6 +10,14 @@ from typing import Protocol
 
 from purse.errors import ExitCode, SmartpurseError
 
+__all__ = [
+    "Transport",
+    "TransportError",
+    "CardRemoved",
+    "traced",
+    "TRAFFIC",
+]
+
 # The log level of APDU hex traffic, below DEBUG: every layer that moves bytes (session,
 # PC/SC, vpcd) logs at it, so one level switches the whole trace on (``smartpurse -vvv``).
 TRAFFIC = 5
@@ -37,6 +45,8 @@ class CardRemoved(TransportError):
 
 
 class Transport(Protocol):
+    """How APDU bytes reach a card: a virtual image, a PC/SC reader, or anything a vendor plugs in."""
+
     def connect(self) -> bytes:
         """Power the card up (or re-present it) and return its ATR."""
         ...

@@ -15,6 +15,18 @@ from typing import Any
 
 from purse.transport import TRAFFIC, CardRemoved, TransportError, traced
 
+__all__ = [
+    "PcscTransport",
+    "PcscUnavailable",
+    "PcscServiceError",
+    "NoReader",
+    "NoCard",
+    "list_readers",
+    "reader_states",
+    "wait_for_card",
+    "INSTALL_HINT",
+]
+
 try:
     from smartcard import scard
 except ImportError:  # the extra is not installed: every entry point says so

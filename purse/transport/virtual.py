@@ -16,6 +16,12 @@ from purse.card.storage import CardTorn, Storage
 from purse.protocol import CardState
 from purse.transport import TRAFFIC, CardRemoved, traced
 
+__all__ = [
+    "VirtualTransport",
+    "ImageState",
+    "image_state",
+]
+
 log = logging.getLogger(__name__)
 
 
