@@ -74,7 +74,7 @@ def program_show(cli: CliContext, file: Path, terminal_id: int | None) -> None:
 
 def _program_text(d: dict[str, Any]) -> str:
     status = "signed by the issuer (verified)" if d["signed"] else "NOT signed (terminals will refuse it)"
-    lines = [f"program {d['id']} {d['name']!r} version {d['version']}: {status}"]
+    lines = [f"program {d['program_id']} {d['name']!r} version {d['version']}: {status}"]
     earn = d["earn"]
     if "per_amount" in earn:
         lines.append(f"  earn {earn['per_amount']['points']} per {earn['per_amount']['amount']} debited")

@@ -20,6 +20,7 @@ from typing import Any
 
 import click
 
+from purse._cli.vocabulary import to_json
 from purse.errors import UserError
 from purse.home import Home
 from purse.money import format_amount, parse_amount
@@ -85,7 +86,7 @@ def emit(ctx: CliContext, data: Any, text: Callable[[Any], str] | str | None = N
     Text longer than the terminal goes through the pager (``$PAGER``, else ``less``), as ``git log``
     does; piped or redirected output is printed as it is."""
     if ctx.json or text is None:
-        click.echo(json.dumps(data, default=_default, indent=2, ensure_ascii=False))
+        click.echo(json.dumps(to_json(data), default=_default, indent=2, ensure_ascii=False))
         return
     out = text(data) if callable(text) else text
     if sys.stdout.isatty() and out.count("\n") + 1 > shutil.get_terminal_size().lines:

@@ -117,7 +117,7 @@ class Program:
     def describe(self) -> dict[str, Any]:
         """A plain, JSON-ready view with amounts as decimal strings (for ``program show``)."""
         money = lambda v: format_amount(v, self.exponent)  # noqa: E731
-        out: dict[str, Any] = {"id": self.program_id, "name": self.name, "version": self.version}
+        out: dict[str, Any] = {"program_id": self.program_id, "name": self.name, "version": self.version}
         earn: dict[str, Any] = {}
         if self.per_amount:
             earn["per_amount"] = {"amount": money(self.per_amount.amount), "points": self.per_amount.points}

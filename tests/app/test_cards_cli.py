@@ -58,14 +58,14 @@ def test_issue_and_life_cycle_from_the_command_line(personalization_home: Path, 
     assert issued["issued"] == 2 and all(len(c["pin"]) == 4 for c in issued["cards"])
     again = ok_json(capsys, "cards", "issue", "--from", str(holders), "--show-pins")
     assert again["issued"] == 0 and again["already_issued"] == 2
-    anna, boris = (c["number"] for c in issued["cards"])
+    anna, boris = (c["card_number"] for c in issued["cards"])
     listed = ok_json(capsys, "cards", "list")
-    assert [c["number"] for c in listed] == [anna, boris] and listed[0]["holder_name"] == "Anna"
+    assert [c["card_number"] for c in listed] == [anna, boris] and listed[0]["holder_name"] == "Anna"
     shown = ok_json(capsys, "cards", "show", anna)
     assert shown["state"] == "issued" and shown["program"] == 3 and shown["email"] == "anna@example.org"
     blocked = ok_json(capsys, "cards", "block", anna, "--reason", "stolen")
     assert blocked["state"] == "blocked" and blocked["reason"] == "stolen"
-    assert [c["number"] for c in ok_json(capsys, "cards", "list", "--state", "blocked")] == [anna]
+    assert [c["card_number"] for c in ok_json(capsys, "cards", "list", "--state", "blocked")] == [anna]
     assert ok_json(capsys, "cards", "unblock", anna)["state"] == "issued"
     code, _, err = run(capsys, "cards", "unblock", anna)
     assert code == 6 and "not blocked" in err

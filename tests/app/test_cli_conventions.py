@@ -171,3 +171,51 @@ def test_every_document_the_code_cites_is_in_the_repository() -> None:
         if doc == "docs/design.md" and section:
             assert re.search(rf"^#+ {re.escape(section)}$|\*\*{re.escape(section)}\.\*\*", target.read_text(),
                              re.M), section
+
+
+def _keys(data: object, found: dict[str, list[object]]) -> None:
+    if isinstance(data, dict):
+        for key, value in data.items():
+            found.setdefault(key, []).append(value)
+            _keys(value, found)
+    elif isinstance(data, list):
+        for item in data:
+            _keys(item, found)
+
+
+def test_json_speaks_one_vocabulary(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Card numbers are ``card_number``, files ``path``, programs ``program_id``; times are ISO 8601 with an offset."""
+    from purse._cli.vocabulary import DAY_KEYS, RENAMED, TIME_KEYS
+
+    monkeypatch.setenv("SMARTPURSE_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("SMARTPURSE_PASSPHRASE", "pass phrase")
+    monkeypatch.chdir(tmp_path)
+    card = "6277000000000011"
+    commands = [("keys", "init"), ("keys", "show"), ("keys", "export", "--role", "pos", "--terminal", "1",
+                                                     "--merchant", "1"),
+                ("keys", "export", "--role", "credit"), ("keys", "export", "--role", "processing"),
+                ("cards", "issue", "--count", "2", "--show-pins"), ("cards", "list"), ("cards", "show", card),
+                ("load", card, "50.00"), ("program", "example"), ("program", "sign", "demo-program.toml"),
+                ("program", "show", "demo-program.signed"),
+                ("pos", "program", "demo-program.signed", "--terminal", "1"),
+                ("pos", "sell", card, "1.00", "--terminal", "1"), ("pos", "read", card, "--terminal", "1"),
+                ("pos", "batch", "--terminal", "1", "--out", "b.spb"), ("process", "b.spb"), ("check",),
+                ("report", "statement", "--card", card, "--format", "json", "--out", "s.json"),
+                ("cards", "face", card, "--out", "face.svg")]
+    found: dict[str, list[object]] = {}
+    for command in commands:
+        code, out, err = run(capsys, *command, "--json")
+        assert code == 0, (command, err)
+        _keys(json.loads(out), found)
+    assert not set(RENAMED) & set(found), set(RENAMED) & set(found)
+    assert "id" not in found and {"card_number", "path", "program_id"} <= set(found)
+    iso = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00")
+    for key in TIME_KEYS & set(found):
+        for value in found[key]:
+            assert value is None or isinstance(value, dict) or (isinstance(value, str) and iso.fullmatch(value)), \
+                (key, value)
+    day = re.compile(r"\d{4}-\d\d-\d\d")
+    for key in DAY_KEYS & set(found):
+        assert all(v is None or isinstance(v, dict) or day.fullmatch(str(v)) for v in found[key]), (key, found[key])
+    assert any(isinstance(v, str) for v in found["time"]) and any(isinstance(v, str) for v in found["issued_at"])

@@ -32,7 +32,7 @@ def test_the_value_of_a_replaced_card_is_loaded_onto_its_replacement(personaliza
     for role in (["--role", "pos", "--terminal", "5", "--merchant", "9"], ["--role", "credit"],
                  ["--role", "processing"]):
         ok(capsys, "keys", "export", *role)
-    (old,) = (c["number"] for c in ok(capsys, "cards", "issue", "--count", "1", "--show-pins")["cards"])
+    (old,) = (c["card_number"] for c in ok(capsys, "cards", "issue", "--count", "1", "--show-pins")["cards"])
     ok(capsys, "load", old, "100.00")
     ok(capsys, "pos", "sell", old, "30.00", "--terminal", "5")
     batch = tmp_path / "shop.spb"

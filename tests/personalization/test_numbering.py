@@ -81,11 +81,11 @@ def test_two_concurrent_issue_processes_never_share_a_number(personalization_hom
     outputs = [p.communicate(timeout=120) for p in procs]
     for p, (_out, err) in zip(procs, outputs, strict=True):
         assert p.returncode == 0, err.decode()
-    numbers = [c["number"] for out, _ in outputs for c in json.loads(out)["cards"]]
+    numbers = [c["card_number"] for out, _ in outputs for c in json.loads(out)["cards"]]
     assert len(numbers) == 3000 and len(set(numbers)) == 3000
     assert all(luhn.is_valid(n) for n in numbers)
     # The two processes really interleaved (else this test proves nothing about locking) ...
-    by_process = [sorted(int(c["number"][6:15]) for c in json.loads(out)["cards"]) for out, _ in outputs]
+    by_process = [sorted(int(c["card_number"][6:15]) for c in json.loads(out)["cards"]) for out, _ in outputs]
     assert any(b[-1] > a[0] and a[-1] > b[0] for a, b in [by_process])
     # ... and together they used exactly the first 3000 sequences: none lost.
     assert sorted(by_process[0] + by_process[1]) == list(range(1, 3001))
