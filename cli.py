@@ -41,7 +41,8 @@ class Lazy:
 
 # The optional parts (pyproject.toml extras) by the top-level module a command misses without them.
 EXTRAS = {"sqlalchemy": "backoffice", "alembic": "backoffice", "numpy": "backoffice", "openpyxl": "backoffice",
-          "rich": "backoffice", "segno": "faces", "barcode": "faces", "PIL": "faces", "psycopg": "postgres"}
+          "rich": "backoffice", "segno": "faces", "barcode": "faces", "PIL": "faces", "psycopg": "postgres",
+          "click_man": "docs", "pdoc": "docs"}
 
 
 def missing_part(error: ModuleNotFoundError) -> str | None:
@@ -133,6 +134,7 @@ ROOT_COMMANDS = {
                 "A POS terminal: sell, cancel, read a card, install a program or a hotlist, close a batch."),
     "apdu": Lazy("purse._cli.card:apdu", "Debugging: send raw APDUs (one hex argument each) and print every answer."),
     "readers": Lazy("purse._cli.card:readers", "List the PC/SC readers pcscd knows, and whether each holds a card."),
+    "man": Lazy("purse._cli.manual:man", "Write the manual pages (smartpurse.1 and one per command) into a folder."),
     "load": Lazy("processing._cli.desk:load",
                  "Load AMOUNT onto card NUMBER at the issuer's credit desk (AMOUNT like 500.00)."),
     "process": Lazy("processing._cli.backoffice:process",

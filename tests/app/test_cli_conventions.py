@@ -219,3 +219,17 @@ def test_json_speaks_one_vocabulary(tmp_path: Path, capsys: pytest.CaptureFixtur
     for key in DAY_KEYS & set(found):
         assert all(v is None or isinstance(v, dict) or day.fullmatch(str(v)) for v in found[key]), (key, found[key])
     assert any(isinstance(v, str) for v in found["time"]) and any(isinstance(v, str) for v in found["issued_at"])
+
+
+def test_man_writes_a_page_per_command_that_nroff_renders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(capsys, "man", "--out", str(tmp_path / "man"), "--json")
+    assert code == 0, err
+    pages = json.loads(out)["pages"]
+    commands = {"smartpurse-" + path.removeprefix("smartpurse ").replace(" ", "-") + ".1"
+                for path, _ in _all_commands()}
+    assert commands <= set(pages) and "smartpurse.1" in pages
+    done = subprocess.run(["nroff", "-man", "-ww", str(tmp_path / "man" / "smartpurse-pos-sell.1")],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    text = re.sub(r".\x08", "", done.stdout)  # nroff's overstrike bold
+    assert "smartpurse pos sell [OPTIONS] NUMBER AMOUNT" in text and "--again" in text
