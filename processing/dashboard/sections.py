@@ -7,8 +7,9 @@ a test can compare the text with the JSON reports.
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import date, timedelta
 from html import escape
 
@@ -48,8 +49,37 @@ def _table(caption: str, head: Sequence[tuple[str, bool]], rows: Iterable[str], 
     """A scrollable data table; ``head`` is (label, numeric) pairs."""
     ths = "".join(f'<th scope="col"{" class=num" if num else ""}>{escape(label)}</th>' for label, num in head)
     tid = f' id="{table_id}"' if table_id else ""
-    return (f'<div class="scroll"><table{tid}><caption>{escape(caption)}</caption><thead><tr>{ths}</tr></thead>'
-            f'<tbody>{"".join(rows)}</tbody>{f"<tfoot>{foot}</tfoot>" if foot else ""}</table></div>')
+    labels = [label for label, _ in head]
+    body = "".join(_labelled(row, labels) for row in rows)
+    footer = f"<tfoot>{_labelled(foot, labels)}</tfoot>" if foot else ""
+    return (f'<div class="scroll"><table class="stack"{tid}><caption>{escape(caption)}</caption><thead><tr>{ths}'
+            f'</tr></thead><tbody>{body}</tbody>{footer}</table></div>')
+
+
+NARROW_WIDTH = 330  # a chart drawn for a phone: at 390 px (342 px inside the cards) labels stay >= 11 px
+
+
+def _responsive(draw: Callable[..., str], chart_id: str, **options: object) -> str:
+    """The chart twice: as designed, for a screen or a page, and redrawn narrow for a phone.
+
+    An SVG scales as a picture: a 960-unit chart on a 358 px phone draws its 11.5-unit labels
+    at 4 px. Drawn again at 330 units it keeps every label readable; CSS shows the one that
+    fits (style.py, ``.wide-only``/``.narrow-only``), and print always takes the wide one."""
+    wide = draw(chart_id=chart_id, **options)
+    narrow_options = {**options, "width": NARROW_WIDTH}
+    if "label_width" in narrow_options:
+        narrow_options["label_width"] = min(int(narrow_options["label_width"]), 110)  # type: ignore[call-overload]
+    narrow = draw(chart_id=f"{chart_id}-narrow", **narrow_options)
+    return f'<div class="wide-only">{wide}</div><div class="narrow-only">{narrow}</div>'
+
+
+_CELL = re.compile(r"<(td|th)\b")
+
+
+def _labelled(row: str, labels: Sequence[str]) -> str:
+    """Each cell of a row gets its column's name (``data-label``), so a phone can show rows as cards."""
+    cells = iter(labels)
+    return _CELL.sub(lambda m: f'<{m.group(1)} data-label="{escape(next(cells, ""), quote=True)}"', row)
 
 
 def _legend(items: Sequence[tuple[str, str]]) -> str:
@@ -134,9 +164,9 @@ def daily_sales(data: DashboardData, f: Fmt) -> str:
     total = sum(by_key.values())
     desc = (f"{len(days)} days from {days[0].isoformat()} to {days[-1].isoformat()}, {len(merchants)} merchants; "
             f"total net sales {f.money(total)} {f.currency}.")
-    chart = svg.column_chart(chart_id="chart-sales", title=title, desc=desc, categories=[_short_day(d) for d in days],
-                             tip_categories=[d.isoformat() for d in days], series=series, value_text=f.money,
-                             tick_text=f.tick)
+    chart = _responsive(svg.column_chart, "chart-sales", title=title, desc=desc,
+                        categories=[_short_day(d) for d in days], tip_categories=[d.isoformat() for d in days],
+                        series=series, value_text=f.money, tick_text=f.tick)
     rows = []
     for d in days_with_data:
         cells = "".join(_td(by_key.get((d, m), 0), f) for m in merchants)
@@ -161,7 +191,7 @@ def float_over_time(data: DashboardData, f: Fmt) -> str:
     desc = (f"Closing card float from {pts[0].day.isoformat()} ({f.money(pts[0].balance)} {f.currency}) "
             f"to {pts[-1].day.isoformat()} ({f.money(pts[-1].balance)} {f.currency}); "
             f"highest {f.money(max(p.balance for p in pts))}.")
-    chart = svg.line_chart(chart_id="chart-float", title=title, desc=desc, xs=[p.day.toordinal() for p in pts],
+    chart = _responsive(svg.line_chart, "chart-float", title=title, desc=desc, xs=[p.day.toordinal() for p in pts],
                            labels=[_short_day(p.day) for p in pts], values=[p.balance for p in pts],
                            value_text=f.money, tick_text=f.tick, name="Card float")
     rows = [f"<tr><th scope=row>{p.day.isoformat()}</th>{_td(p.loads, f)}{_td(p.spent, f)}{_td(p.balance, f)}</tr>"
@@ -184,7 +214,7 @@ def points_liability(data: DashboardData, f: Fmt) -> str:
     rows_svg = [svg.HBarRow(p.program, [("points", p.points, svg.color(i))], group(p.points))
                 for i, p in enumerate(progs)]
     desc = "; ".join(f"{p.program}: {group(p.points)} points on {group(p.cards)} cards" for p in progs)
-    chart = svg.hbar_chart(chart_id="chart-points", title=title, desc=desc, rows=rows_svg, value_text=group,
+    chart = _responsive(svg.hbar_chart, "chart-points", title=title, desc=desc, rows=rows_svg, value_text=group,
                            tick_text=axis_count)
     rows = [f"<tr><th scope=row>{escape(p.program)}</th>{_td(p.cards)}{_td(p.points)}{_td(p.earned)}"
             f"{_td(p.redeemed)}</tr>" for p in progs]
@@ -209,7 +239,7 @@ def settlement(data: DashboardData, f: Fmt) -> str:
                             f"{f.money(s.pending)} pending") for s in rows_in]
     desc = "; ".join(f"{s.merchant}: net sales {f.money(s.net_sales)}, settled {f.money(s.settled)}, "
                      f"pending {f.money(s.pending)}" for s in rows_in)
-    chart = svg.hbar_chart(chart_id="chart-settlement", title=title, desc=desc, rows=rows_svg, value_text=f.money,
+    chart = _responsive(svg.hbar_chart, "chart-settlement", title=title, desc=desc, rows=rows_svg, value_text=f.money,
                            tick_text=f.tick, width=960, row_height=30)
     rows = []
     for s in rows_in:
@@ -241,7 +271,7 @@ def anomalies(data: DashboardData, f: Fmt) -> str:
     items = sorted(data.anomalies, key=lambda a: (SEVERITY_ORDER.get(a.severity, 9), -a.detected.timestamp()))
     rows_svg = [svg.HBarRow(k, [("anomalies", n, "#e15759")], group(n)) for k, n in counts]
     desc = "; ".join(f"{k}: {n}" for k, n in counts)
-    chart = svg.hbar_chart(chart_id="chart-anomalies", title="Anomalies in the period, by kind", desc=desc,
+    chart = _responsive(svg.hbar_chart, "chart-anomalies", title="Anomalies in the period, by kind", desc=desc,
                            rows=rows_svg, value_text=group, tick_text=axis_count, width=640, row_height=28,
                            label_width=170)
     rows = []

@@ -82,9 +82,34 @@ tbody tr:hover { background: #f8fafc; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; }
 td.card-no { font-family: ui-monospace, "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 12.5px; }
 footer { color: var(--muted); font-size: 12px; border-top: 1px solid var(--line); padding-top: 10px; }
+.narrow-only { display: none; }
 @media (max-width: 900px) {
   .kpis { grid-template-columns: repeat(2, minmax(0, 1fr)); }
   .split { grid-template-columns: minmax(0, 1fr); }
+}
+/* A phone (390 px): one column, charts redrawn narrow (sections._responsive), tables as stacked
+   rows whose cells say their column (data-label), so nothing scrolls sideways or is cut. */
+@media (max-width: 600px) {
+  main { padding: 12px 12px 28px; }
+  header.top h1 { font-size: 20px; }
+  .kpis { grid-template-columns: minmax(0, 1fr); gap: 8px; }
+  .kpi .value { font-size: 20px; overflow-wrap: anywhere; }
+  section.card { padding: 12px 12px 10px; }
+  .wide-only { display: none; }
+  .narrow-only { display: block; }
+  .scroll { max-height: 460px; overflow-x: hidden; overflow-y: auto; border: 0; }
+  table.stack, table.stack tbody, table.stack tfoot, table.stack tr, table.stack td, table.stack th {
+    display: block; width: 100%;
+  }
+  table.stack thead { display: none; }
+  table.stack caption { display: block; padding: 6px 0; }
+  table.stack tr { border: 1px solid var(--grid); border-radius: 6px; margin-bottom: 8px; padding: 4px 8px; }
+  table.stack td, table.stack th { border: 0; padding: 3px 0; text-align: right; white-space: normal;
+    overflow-wrap: anywhere; }
+  table.stack th[scope=row] { text-align: left; font-weight: 600; }
+  table.stack td::before { content: attr(data-label); float: left; color: var(--muted); padding-right: 12px;
+    text-align: left; }
+  td.card-no { font-size: 12px; }
 }
 @media print {
   @page { size: A4; margin: 12mm; }
@@ -93,6 +118,8 @@ footer { color: var(--muted); font-size: 12px; border-top: 1px solid var(--line)
   section.card, .kpi { box-shadow: none; break-inside: avoid; }
   .kpis { grid-template-columns: repeat(5, minmax(0, 1fr)); }
   .scroll { max-height: none; overflow: visible; border: 0; }
+  .wide-only { display: block; }
+  .narrow-only { display: none; }
   thead th { position: static; }
   svg.chart .mark:hover { opacity: 1; }
   * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }

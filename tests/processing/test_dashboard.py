@@ -210,8 +210,11 @@ def test_charts_are_accessible_and_match_the_data() -> None:
     html = render_dashboard(data)
     page = Page(html)
     charts = [a for t, a in page.elements if t == "svg"]
-    assert [c["id"] for c in charts] == ["chart-sales", "chart-float", "chart-settlement", "chart-points",
-                                         "chart-anomalies"]
+    wide = ["chart-sales", "chart-float", "chart-settlement", "chart-points", "chart-anomalies"]
+    assert [c["id"] for c in charts] == [name for chart in wide for name in (chart, f"{chart}-narrow")]
+    for chart in wide:  # the phone's drawing shows the same marks with the same values
+        assert [(m["data-series"], m["data-category"], m["data-value"]) for m in page.marks(chart)] == \
+               [(m["data-series"], m["data-category"], m["data-value"]) for m in page.marks(f"{chart}-narrow")]
     for c in charts:
         assert c["role"] == "img"
         assert c["aria-labelledby"] == f"{c['id']}-t {c['id']}-d"
@@ -261,14 +264,28 @@ CHROMIUM = shutil.which("chromium")
 
 # Measures what the browser really drew, and counts what the page fetched (must be nothing).
 PROBE = """<script>
-for (const el of document.querySelectorAll("svg .mark")) {
-  const b = el.getBBox();
-  el.setAttribute("data-bbox", b.width.toFixed(2) + " " + b.height.toFixed(2));
-}
+const shown = (el) => el.getClientRects().length > 0;  // not inside a display:none twin
 for (const svg of document.querySelectorAll("svg.chart")) {
+  if (!shown(svg)) continue;
   const r = svg.getBoundingClientRect();
   svg.setAttribute("data-box", r.width.toFixed(0) + " " + r.height.toFixed(0));
+  for (const el of svg.querySelectorAll(".mark")) {
+    const b = el.getBBox();
+    el.setAttribute("data-bbox", b.width.toFixed(2) + " " + b.height.toFixed(2));
+  }
 }
+// The smallest text a reader sees: HTML at its computed size, SVG text at its size times the chart's scale.
+let smallest = 1000, smallestText = "";
+for (const el of document.querySelectorAll("body *")) {
+  if (!shown(el) || ["SCRIPT", "STYLE", "TITLE", "DESC"].includes(el.tagName.toUpperCase())) continue;
+  const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+  if (!own) continue;
+  let size = parseFloat(getComputedStyle(el).fontSize);
+  if (el instanceof SVGElement) size *= el.ownerSVGElement.getScreenCTM().a;
+  if (size < smallest) { smallest = size; smallestText = el.textContent.trim().slice(0, 40); }
+}
+document.body.setAttribute("data-smallest-text", smallest.toFixed(2) + " " + smallestText);
+document.body.setAttribute("data-scroll-width", String(document.documentElement.scrollWidth));
 document.body.setAttribute("data-resources", String(performance.getEntriesByType("resource").length));
 </script>"""
 
@@ -287,22 +304,24 @@ def chromium(tmp_path: Path, *args: str) -> str:
     return done.stdout
 
 
-def drawn_dom(html: str, tmp_path: Path) -> Page:
-    """The page as Chromium laid it out, with the probe's measurements in attributes."""
+def drawn_dom(html: str, tmp_path: Path, width: int = 1280) -> Page:
+    """The page as Chromium laid it out in a window ``width`` px wide, with the probe's measurements."""
     probed = tmp_path / "probed.html"
     probed.write_text(html.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-    return Page(chromium(tmp_path, "--dump-dom", probed.as_uri()))
+    return Page(chromium(tmp_path, f"--window-size={width},900", "--dump-dom", probed.as_uri()))
 
 
 def assert_charts_drawn(dom: Page, data: DashboardData) -> None:
     """Every mark has a real size on screen, each chart has its expected marks, nothing was fetched."""
     body = next(a for t, a in dom.elements if t == "body")
     assert body["data-resources"] == "0"
-    for tag, attrs in dom.elements:
-        if tag == "svg":
-            width, height = map(int, attrs["data-box"].split())
-            assert width > 300 and height > 60, attrs["id"]
-    marks = dom.marks()
+    drawn = [attrs for tag, attrs in dom.elements if tag == "svg" and "data-box" in attrs]
+    assert [a["id"] for a in drawn] == ["chart-sales", "chart-float", "chart-settlement", "chart-points",
+                                        "chart-anomalies"]  # the wide drawings; their narrow twins are hidden
+    for attrs in drawn:
+        width, height = map(int, attrs["data-box"].split())
+        assert width > 300 and height > 60, attrs["id"]
+    marks = [m for a in drawn for m in dom.marks(a["id"])]
     assert marks, "no chart marks at all"
     for m in marks:
         w, h = map(float, m["data-bbox"].split())
@@ -320,6 +339,66 @@ def test_chromium_draws_every_chart(tmp_path: Path) -> None:
     assert_charts_drawn(dom, data)
     assert dom.by_id("kpi-sales")["data-value"] == str(sum(r.net for r in data.daily_sales))
     assert money(data.float_series[-1].balance, 2) in dom.texts
+
+
+PHONE_PROBE = """
+const shown = (el) => el.getClientRects().length > 0;
+let smallest = 1000, smallestText = "";
+for (const el of document.querySelectorAll("body *")) {
+  if (!shown(el) || ["SCRIPT", "STYLE", "TITLE", "DESC"].includes(el.tagName.toUpperCase())) continue;
+  if (![...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())) continue;
+  let size = parseFloat(getComputedStyle(el).fontSize);
+  if (el instanceof SVGElement) size *= el.ownerSVGElement.getScreenCTM().a;
+  if (size < smallest) { smallest = size; smallestText = el.textContent.trim().slice(0, 40); }
+}
+const wide = [...document.querySelectorAll("body *")].filter((el) => shown(el)
+  && el.getBoundingClientRect().right > window.innerWidth + 0.5).map((el) => el.tagName + "#" + el.id);
+const drawn = [...document.querySelectorAll("svg.chart")].filter(shown).map((svg) => [svg.id,
+  [...svg.querySelectorAll(".mark")].filter((m) => m.getBBox().width > 0 && m.getBBox().height > 0).length]);
+return {viewport: window.innerWidth, scrollWidth: document.documentElement.scrollWidth, smallest, smallestText,
+        wide: wide.slice(0, 10), drawn};
+"""
+
+
+def phone(html_path: Path, tmp_path: Path) -> dict[str, object]:
+    """The page in Debian's Chromium through chromedriver, emulating a 390 px phone; what PHONE_PROBE measured."""
+    chromedriver = shutil.which("chromedriver")
+    if CHROMIUM is None or chromedriver is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium or chromedriver is not installed (apt-get install -y chromium chromium-driver)")
+        pytest.skip("chromium or chromedriver is not installed")
+    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never fetch a driver or a browser
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM  # Debian's browser and driver: nothing is downloaded
+    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
+                f"--user-data-dir={tmp_path / 'phone-profile'}"):
+        options.add_argument(arg)
+    options.add_experimental_option("mobileEmulation", {"deviceMetrics": {"width": 390, "height": 844,
+                                                                          "pixelRatio": 3.0}})
+    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    try:
+        driver.get(html_path.as_uri())
+        return dict(driver.execute_script(PHONE_PROBE))
+    finally:
+        driver.quit()
+
+
+def test_a_phone_reads_the_dashboard_without_zoom_or_sideways_scrolling(tmp_path: Path) -> None:
+    """390 px wide: nothing wider than the screen, no text under 11 px, every chart drawn for the phone."""
+    data = sample_data(days=31)
+    page = tmp_path / "dashboard.html"
+    page.write_text(render_dashboard(data), encoding="utf-8")
+    seen = phone(page, tmp_path)
+    assert seen["viewport"] == 390
+    assert seen["scrollWidth"] == 390 and seen["wide"] == [], seen
+    assert float(seen["smallest"]) >= 11, seen  # type: ignore[arg-type]
+    drawn = dict(seen["drawn"])  # type: ignore[call-overload]
+    assert list(drawn) == [f"chart-{c}-narrow" for c in ("sales", "float", "settlement", "points", "anomalies")]
+    assert drawn["chart-sales-narrow"] == len(expected_sales_marks(data))
+    assert drawn["chart-float-narrow"] == len(data.float_series)
 
 
 # --- end to end: real cards, real terminals, real processing, the JSON reports -----------
