@@ -1,4 +1,4 @@
-"""Reports for accountants: settlement, float, card statement, points liability, anomalies.
+"""Reports for accountants: settlement, float, card statement, points liability, anomalies, terminals.
 
 Every figure comes from the record sub-ledger, its per-batch daily aggregates (``sales``,
 for the settlement report) or the ledger, grouped in SQL on the ``day`` column (UTC days
@@ -19,6 +19,7 @@ from sqlalchemy import Connection, case, func, select
 from processing.reportfmt import Col, Report
 from processing.schema.processing import (
     anomalies,
+    batches,
     card_accounts,
     card_points,
     journal_entries,
@@ -27,13 +28,14 @@ from processing.schema.processing import (
     sales,
     transfers_posted,
 )
-from processing.schema.registry import merchants
+from processing.schema.registry import merchants, terminals
 from processing.settlement import EPOCH, day_number, fee_for
 from purse.errors import UserError
 from purse.protocol import RecordType
 from purse.records import record_details
 
-KINDS = ("settlement", "float", "statement", "points", "anomalies")
+KINDS = ("settlement", "float", "statement", "points", "anomalies", "terminals")
+SILENT_AFTER_DAYS = 2  # a terminal whose last batch is older than this (or that never sent one) is silent
 
 
 def _date(day: int) -> dt.date:
@@ -63,6 +65,8 @@ def build(conn: Connection, kind: str, *, start: dt.date | None = None, end: dt.
         return points_report(conn, start, end)
     if kind == "anomalies":
         return anomalies_report(conn, start, end)
+    if kind == "terminals":
+        return terminals_report(conn, start, end)
     raise UserError(f"unknown report {kind!r} ({', '.join(KINDS)})")
 
 
@@ -201,3 +205,41 @@ def anomalies_report(conn: Connection, start: dt.date | None, end: dt.date | Non
     for row in rows:
         by_kind[row[1]] = by_kind.get(row[1], 0) + 1
     return Report("anomalies", "Anomalies with evidence", cols, rows, None, {"by_kind": json.dumps(by_kind)})
+
+
+def terminals_report(conn: Connection, start: dt.date | None, end: dt.date | None,
+                     now: dt.datetime | None = None) -> Report:
+    """Every registered terminal: its last batch received, and its sales in the period.
+
+    A terminal that stopped sending batches is the first thing an operator must see: its
+    sales are on the cards but in no ledger, and its log is the only copy of them. It is
+    ``silent`` when its last accepted batch came more than ``SILENT_AFTER_DAYS`` days before
+    ``now`` (the end of the period, or today), or when it never sent one."""
+    t, b, s = terminals.c, batches.c, sales.c
+    names = {int(m): n for m, n in conn.execute(select(merchants.c.merchant_id, merchants.c.name))}
+    last = {int(tid): (int(n), int(seq), at) for tid, n, seq, at in conn.execute(
+        select(b.terminal_id, func.count(), func.max(b.batch_seq), func.max(b.imported_at))
+        .where(b.status == "accepted").group_by(b.terminal_id))}
+    activity = {int(tid): (int(pc), int(gross) - int(canc)) for tid, pc, gross, canc in conn.execute(
+        select(s.terminal_id, func.sum(s.purchase_count), func.sum(s.purchase_total), func.sum(s.cancel_total))
+        .where(*_range(s, start, end)).group_by(s.terminal_id))}
+    if now is None:
+        now = (dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC) if end is not None
+               else dt.datetime.now(dt.UTC))
+    rows = []
+    for tid, mid, name in conn.execute(select(t.terminal_id, t.merchant_id, t.name).order_by(t.terminal_id)):
+        count, seq, at = last.get(int(tid), (0, None, None))
+        at = at.replace(tzinfo=dt.UTC) if at is not None and at.tzinfo is None else at
+        quiet = None if at is None else max(0, (now - at).days)
+        purchases, net = activity.get(int(tid), (0, 0))
+        rows.append([int(tid), name or "", int(mid), names.get(int(mid), f"merchant {mid}"), count, seq,
+                     None if at is None else at.astimezone(dt.UTC).replace(tzinfo=None), quiet,
+                     "silent" if quiet is None or quiet > SILENT_AFTER_DAYS else "sending", purchases, net])
+    cols = [Col("terminal_id", "int"), Col("name"), Col("merchant_id", "int"), Col("merchant"),
+            Col("batches", "int"), Col("last_batch_seq", "int"), Col("last_batch_at", "datetime"),
+            Col("days_since_last_batch", "int"), Col("state"), Col("purchases", "int"), Col("net_sales", "money")]
+    totals = ["TOTAL", None, None, None, sum(r[4] for r in rows), None, None, None, None,
+              sum(r[9] for r in rows), sum(r[10] for r in rows)]
+    silent = sum(1 for r in rows if r[8] == "silent")
+    return Report("terminals", "Terminals: last batch received and sales in the period", cols, rows, totals,
+                  {"from": start, "to": end, "silent_terminals": silent, "silent_after_days": SILENT_AFTER_DAYS})

@@ -15,6 +15,7 @@ from processing.dashboard.model import (
     FloatPoint,
     PointsLiability,
     SettlementRow,
+    TerminalRow,
 )
 from processing.dashboard.render import render_dashboard
 
@@ -25,6 +26,7 @@ __all__ = [
     "FloatPoint",
     "PointsLiability",
     "SettlementRow",
+    "TerminalRow",
     "collect_dashboard_data",
     "dashboard_options",
     "render_dashboard",

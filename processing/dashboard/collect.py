@@ -26,6 +26,7 @@ from processing.dashboard.model import (
     FloatPoint,
     PointsLiability,
     SettlementRow,
+    TerminalRow,
 )
 from processing.dashboard.render import render_dashboard
 from processing.reportfmt import Report
@@ -63,6 +64,8 @@ SOURCES = {
                   "settled = net sales of records covered by a 'smartpurse settle' statement.",
     "points": "smartpurse report points --format json: points_outstanding, cards, points_earned, points_redeemed.",
     "anomalies": "smartpurse report anomalies --format json; the severity ranking is the dashboard's own.",
+    "terminals": "smartpurse report terminals --format json: last_batch_at, days_since_last_batch, state, "
+                 "purchases, net_sales.",
 }
 
 
@@ -146,6 +149,21 @@ def _anomalies(conn: Connection, start: dt.date | None, end: dt.date | None) -> 
     return found[:TOP_ANOMALIES], dict(Counter(a.kind for a in found))
 
 
+def _terminals(conn: Connection, start: dt.date | None, end: dt.date | None) -> list[TerminalRow]:
+    report = reports.build(conn, "terminals", start=start, end=end)
+    return [TerminalRow(int(r["terminal_id"]), str(r["merchant"]) + (f" · {r['name']}" if r["name"] else ""),
+                        int(r["batches"]), r["last_batch_at"], r["days_since_last_batch"], r["state"] == "silent",
+                        int(r["purchases"]), int(r["net_sales"])) for r in _rows(report)]
+
+
+def _previous(conn: Connection, start: dt.date, end: dt.date) -> tuple[int, int]:
+    """Net sales and purchases of the as many days just before ``start``: what the period is compared with."""
+    days = (end - start).days + 1
+    rows = _rows(reports.build(conn, "settlement", start=start - dt.timedelta(days=days),
+                               end=start - dt.timedelta(days=1)))
+    return sum(int(r["net_sales"]) for r in rows), sum(int(r["purchases"]) for r in rows)
+
+
 def collect_dashboard_data(engine: Engine, date_from: dt.date | None = None, date_to: dt.date | None = None, *,
                            issuer: str = "Card issuer", currency: int | str = 643, exponent: int | None = None,
                            generated: dt.datetime | None = None) -> DashboardData:
@@ -161,14 +179,17 @@ def collect_dashboard_data(engine: Engine, date_from: dt.date | None = None, dat
         float_series, float_summary = _float(conn, date_from, date_to)
         points = _points(conn, date_from, date_to)
         top, kinds = _anomalies(conn, date_from, date_to)
-    today = (generated or dt.datetime.now(dt.UTC)).date()
-    period_from = date_from or float_summary.get("from") or today
-    period_to = date_to or float_summary.get("to") or period_from
+        terminal_rows = _terminals(conn, date_from, date_to)
+        today = (generated or dt.datetime.now(dt.UTC)).date()
+        period_from = date_from or float_summary.get("from") or today
+        period_to = date_to or float_summary.get("to") or period_from
+        previous_net, previous_count = _previous(conn, period_from, period_to)
     return DashboardData(
         issuer=issuer, currency=currency if isinstance(currency, str) else str(currency),
         exponent=report_exponent if exponent is None else exponent, period_from=period_from, period_to=period_to,
         generated=generated or dt.datetime.now(dt.UTC), daily_sales=sales, float_series=float_series, points=points,
-        anomalies=top, anomaly_kinds=kinds, settlement=settlement, sources=dict(SOURCES))
+        anomalies=top, anomaly_kinds=kinds, settlement=settlement, terminals=terminal_rows,
+        previous_net_sales=previous_net, previous_purchases=previous_count, sources=dict(SOURCES))
 
 
 def write_dashboard(engine: Engine, out: Path, date_from: dt.date | None = None, date_to: dt.date | None = None,

@@ -84,6 +84,20 @@ class SettlementRow:
 
 
 @dataclass(frozen=True, slots=True)
+class TerminalRow:
+    """One terminal: when its last batch arrived and what it sold in the period (``report terminals``)."""
+
+    terminal_id: int
+    merchant: str
+    batches: int  # accepted batches, ever
+    last_batch_at: datetime | None  # when the last accepted batch was imported; None: never
+    days_silent: int | None  # days since then, at the end of the period
+    silent: bool  # no batch for more than processing.reports.SILENT_AFTER_DAYS days, or never
+    purchases: int = 0  # purchase records in the period
+    net: int = 0  # minor units, purchases less cancellations in the period
+
+
+@dataclass(frozen=True, slots=True)
 class DashboardData:
     """Everything one dashboard page shows, for one issuer and one period."""
 
@@ -99,6 +113,9 @@ class DashboardData:
     anomalies: list[Anomaly] = field(default_factory=list)  # the top ones, most serious first
     anomaly_kinds: dict[str, int] = field(default_factory=dict)  # every anomaly of the period, counted by kind
     settlement: list[SettlementRow] = field(default_factory=list)
+    terminals: list[TerminalRow] = field(default_factory=list)
+    previous_net_sales: int | None = None  # the same number of days just before the period; None: not known
+    previous_purchases: int | None = None
     sources: dict[str, str] = field(default_factory=dict)  # section -> where its figures come from
 
     @property

@@ -30,6 +30,7 @@ def render_dashboard(data: DashboardData) -> str:
     body = "".join((
         header,
         sections.kpis(data, f),
+        sections.terminals(data, f),
         sections.daily_sales(data, f),
         sections.float_over_time(data, f),
         sections.settlement(data, f),

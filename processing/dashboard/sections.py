@@ -115,8 +115,15 @@ def kpis(data: DashboardData, f: Fmt) -> str:
     net_sales = sum(r.net for r in data.daily_sales)
     purchases = sum(r.count for r in data.daily_sales)
     tiles: list[tuple[str, str, int, bool, str, str]] = [
-        ("kpi-sales", "Net sales", net_sales, True, f"{group(purchases)} purchases", ""),
+        ("kpi-sales", "Net sales", net_sales, True, f"{group(purchases)} purchases; {_versus(data, net_sales, f)}", ""),
     ]
+    silent = [t for t in data.terminals if t.silent]
+    if data.terminals:
+        tiles.append(("kpi-silent", "Terminals silent", len(silent), False,
+                      f"of {group(len(data.terminals))}: no batch for over 2 days" if silent else
+                      f"all {group(len(data.terminals))} sending batches", "alert" if silent else ""))
+    if purchases:
+        tiles.append(("kpi-ticket", "Average ticket", net_sales // purchases, True, "net sales per purchase", ""))
     if data.float_series:
         closing = data.float_series[-1].balance
         loads = sum(p.loads for p in data.float_series)
@@ -142,6 +149,40 @@ def kpis(data: DashboardData, f: Fmt) -> str:
                    f'<div class="value">{shown_value}</div><div class="sub">{escape(sub)}</div></div>')
     out.append("</section>")
     return "".join(out)
+
+
+def _versus(data: DashboardData, net_sales: int, f: Fmt) -> str:
+    """How the period compares with as many days just before it."""
+    before = data.previous_net_sales
+    if before is None:
+        return "no earlier period"
+    if before == 0:
+        return "nothing in the days before" if net_sales else "nothing before either"
+    change = (net_sales - before) * 1000 // abs(before)  # per mille, integer: no float in a figure
+    sign = "+" if change >= 0 else "−"
+    return f"{sign}{abs(change) // 10}.{abs(change) % 10}% vs {f.money(before)} before"
+
+
+def terminals(data: DashboardData, f: Fmt) -> str:
+    """Every terminal with its last batch, silent ones first: a terminal that stopped sending holds sales no
+    ledger has seen yet, and its log is their only copy."""
+    title = "Terminals and their last batch"
+    lede = "A terminal is silent when no batch came from it for more than 2 days: call its shop."
+    if not data.terminals:
+        return _section("terminals", title, lede, _empty("No terminal is registered."), _source(data, "terminals"))
+    ordered = sorted(data.terminals, key=lambda t: (not t.silent, -(t.days_silent or 10**6), t.terminal_id))
+    head = [("Terminal", False), ("Merchant", False), ("State", False), ("Last batch", False),
+            ("Days since", True), ("Purchases", True), (f"Net sales, {f.currency}", True)]
+    rows = []
+    for t in ordered:
+        state = '<span class="badge critical">silent</span>' if t.silent else '<span class="badge settled">sending'\
+                '</span>'
+        last = t.last_batch_at.strftime("%Y-%m-%d %H:%M") if t.last_batch_at else "never"
+        days = _td(t.days_silent) if t.days_silent is not None else "<td class=num>—</td>"
+        rows.append(f"<tr><th scope=row>{t.terminal_id}</th>{_td(t.merchant)}<td>{state}</td>{_td(last)}{days}"
+                    f"{_td(t.purchases)}{_td(t.net, f)}</tr>")
+    table = _table("Terminals, silent first", head, rows, table_id="table-terminals")
+    return _section("terminals", title, lede, table, _source(data, "terminals"))
 
 
 def daily_sales(data: DashboardData, f: Fmt) -> str:

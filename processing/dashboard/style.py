@@ -29,7 +29,7 @@ header.top .issuer { color: var(--muted); font-size: 15px; margin-top: 2px; }
 header.top dl { display: grid; grid-template-columns: auto auto; gap: 2px 12px; margin: 0; font-size: 13px; }
 header.top dt { color: var(--muted); text-align: right; }
 header.top dd { margin: 0; font-weight: 600; }
-.kpis { display: grid; grid-template-columns: repeat(5, minmax(0, 1fr)); gap: 12px; margin-bottom: 20px; }
+.kpis { display: grid; grid-template-columns: repeat(auto-fill, minmax(200px, 1fr)); gap: 12px; margin-bottom: 20px; }
 .kpi { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 12px 14px; }
 .kpi .label { color: var(--muted); font-size: 12px; text-transform: uppercase; letter-spacing: 0.04em; }
 .kpi .value { font-size: 22px; font-weight: 650; margin: 4px 0 2px; font-variant-numeric: tabular-nums; }
@@ -116,7 +116,7 @@ footer { color: var(--muted); font-size: 12px; border-top: 1px solid var(--line)
   body { background: #fff; font-size: 11px; }
   main { max-width: none; padding: 0; }
   section.card, .kpi { box-shadow: none; break-inside: avoid; }
-  .kpis { grid-template-columns: repeat(5, minmax(0, 1fr)); }
+  .kpis { grid-template-columns: repeat(4, minmax(0, 1fr)); }
   .scroll { max-height: none; overflow: visible; border: 0; }
   .wide-only { display: block; }
   .narrow-only { display: none; }

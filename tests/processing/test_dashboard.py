@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from dataclasses import replace
@@ -33,6 +34,7 @@ from processing.dashboard import (
     FloatPoint,
     PointsLiability,
     SettlementRow,
+    TerminalRow,
     collect_dashboard_data,
     render_dashboard,
     write_dashboard,
@@ -226,6 +228,24 @@ def test_charts_are_accessible_and_match_the_data() -> None:
     assert sum(int(m["data-value"]) for m in bars if m["data-series"] == "pending") == 354_280
     assert [int(m["data-value"]) for m in page.marks("chart-anomalies")] == [4, 2, 1]  # all of the period, by kind
     assert len(page.by_id("chart-sales")) and html.count("<title>") >= len(drawn)
+
+
+def test_terminals_show_the_silent_ones_first_and_the_headline_counts_them() -> None:
+    sent = datetime(2025, 3, 31, 20, 0)
+    rows = [TerminalRow(7, "Cafe North", 12, sent, 0, False, 40, 12_345_00),
+            TerminalRow(9, "Fuel Station 7", 3, datetime(2025, 3, 20, 9, 0), 11, True, 5, 1_000_00),
+            TerminalRow(8, "Cafe North", 0, None, None, True)]
+    data = replace(sample_data(), terminals=rows, previous_net_sales=1_000_000_00, previous_purchases=10)
+    page = Page(render_dashboard(data))
+    assert page.by_id("kpi-silent")["data-value"] == "2"
+    html = render_dashboard(data)
+    table = html.split('id="table-terminals"')[1].split("</table>")[0]
+    assert [int(x) for x in re.findall(r'<th data-label="Terminal" scope=row>(\d+)</th>', table)] == [8, 9, 7]
+    assert "never" in table and table.count("badge critical") == 2
+    net = sum(r.net for r in data.daily_sales)
+    purchases = sum(r.count for r in data.daily_sales)
+    assert page.by_id("kpi-ticket")["data-value"] == str(net // purchases)
+    assert "% vs 1,000,000.00 before" in " ".join(page.texts)
 
 
 def test_names_are_escaped() -> None:

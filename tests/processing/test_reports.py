@@ -120,3 +120,27 @@ def test_statement_points_and_anomalies(processing_db: World) -> None:
             reports.build(conn, "statement")
         with pytest.raises(UserError, match="no records of card"):
             reports.build(conn, "statement", card="6001999999999999")
+
+
+def test_terminals_report_says_which_terminal_stopped_sending(processing_db: World) -> None:
+    """Terminal 7 sent a batch, terminal 8 is registered and never sent one: at the import, 7 is sending;
+    six days later both are silent. Sales in the period come from the per-batch aggregates."""
+    w = processing_db
+    w.merchant(42)
+    t7 = w.terminal(7, 42)
+    w.terminal(8, 42)
+    card = w.card(1, load=5_000)
+    t7.purchase(card, 300, NOW + 5)
+    t7.purchase(card, 200, NOW + 6)
+    assert w.process(t7.close(w.tmp / "t7.spb")).accepted == 2
+    with w.engine.connect() as conn:
+        now = dt.datetime.now(dt.UTC)
+        report = reports.terminals_report(conn, None, None, now=now)
+        rows = {r[0]: dict(zip([c.name for c in report.columns], r, strict=True)) for r in report.rows}
+        assert (rows[7]["state"], rows[7]["batches"], rows[7]["last_batch_seq"], rows[7]["purchases"],
+                rows[7]["net_sales"], rows[7]["days_since_last_batch"]) == ("sending", 1, 1, 2, 500, 0)
+        assert (rows[8]["state"], rows[8]["batches"], rows[8]["last_batch_at"]) == ("silent", 0, None)
+        assert report.summary["silent_terminals"] == 1
+        later = reports.terminals_report(conn, None, None, now=now + dt.timedelta(days=6))
+        assert [r[8] for r in later.rows] == ["silent", "silent"] and later.rows[0][7] == 6
+        assert reports.build(conn, "terminals").kind == "terminals"
