@@ -17,8 +17,6 @@ from processing.dashboard import svg
 from processing.dashboard.fmt import axis_count, axis_money, group, money
 from processing.dashboard.model import DashboardData
 
-MAX_DAYS_DRAWN = 400  # beyond this a day-by-day axis is unreadable: draw only days with data
-
 SEVERITY_ORDER = {"critical": 0, "warning": 1, "info": 2}
 
 
@@ -133,7 +131,10 @@ def kpis(data: DashboardData, f: Fmt) -> str:
         tiles.append(("kpi-float", "Card float", 0, True, "no ledger movements", ""))
     points = sum(p.points for p in data.points)
     earned = sum(p.earned for p in data.points)
-    tiles.append(("kpi-points", "Points outstanding", points, False, f"{group(earned)} earned in period", ""))
+    redeemed = sum(p.redeemed for p in data.points)
+    rate = f", {redeemed * 100 // earned}% redeemed" if earned else ""
+    tiles.append(("kpi-points", "Points outstanding", points, False,
+                  f"{group(earned)} earned, {group(redeemed)} redeemed in period{rate}", ""))
     shown = len(data.anomalies)
     total = sum(data.anomaly_counts.values())
     critical = sum(1 for a in data.anomalies if a.severity == "critical")
@@ -185,9 +186,23 @@ def terminals(data: DashboardData, f: Fmt) -> str:
     return _section("terminals", title, lede, table, _source(data, "terminals"))
 
 
+WEEKLY_FROM_DAYS = 93  # a longer period is drawn a column per week; beyond MONTHLY_FROM_DAYS, per month
+MONTHLY_FROM_DAYS = 367
+
+
+def _bucket(days: int) -> tuple[str, Callable[[date], date], Callable[[date], str]]:
+    """How the sales chart groups a period of ``days``: (unit, start of a day's bucket, its label)."""
+    if days >= MONTHLY_FROM_DAYS:
+        return "month", lambda d: d.replace(day=1), lambda d: d.strftime("%b %Y")
+    if days >= WEEKLY_FROM_DAYS:
+        return "week", lambda d: d - timedelta(days=d.weekday()), lambda d: f"W{d.isocalendar()[1]} {d:%b}"
+    return "day", lambda d: d, _short_day
+
+
 def daily_sales(data: DashboardData, f: Fmt) -> str:
-    """Stacked columns: one per day, one colour per merchant; the pivot table below."""
-    title = "Daily sales per merchant"
+    """Stacked columns: one per day (per week or month in a long period), a colour per merchant; the
+    day-by-day pivot table below."""
+    title = "Sales per merchant"
     lede = f"Purchases less cancellations, per calendar day, in {f.currency}."
     if not data.daily_sales:
         return _section("sales", title, lede, _empty("No sales in this period."), _source(data, "sales"))
@@ -199,14 +214,20 @@ def daily_sales(data: DashboardData, f: Fmt) -> str:
         counts[r.day] += r.count
     days_with_data = sorted({r.day for r in data.daily_sales})
     first, last = min(days_with_data[0], data.period_from), max(days_with_data[-1], data.period_to)
-    days = _days(first, last) if (last - first).days < MAX_DAYS_DRAWN else days_with_data
+    unit, start_of, label = _bucket((last - first).days + 1)
+    if unit != "day":
+        lede = f"Purchases less cancellations, per {unit} (the table below: per day), in {f.currency}."
+    buckets = sorted({start_of(d) for d in _days(first, last)})
+    in_bucket: dict[tuple[date, str], int] = defaultdict(int)
+    for (d, m), net in by_key.items():
+        in_bucket[start_of(d), m] += net
     colors = {m: svg.color(i) for i, m in enumerate(merchants)}
-    series = [svg.Series(m, [by_key.get((d, m), 0) for d in days], colors[m]) for m in merchants]
+    series = [svg.Series(m, [in_bucket.get((b, m), 0) for b in buckets], colors[m]) for m in merchants]
     total = sum(by_key.values())
-    desc = (f"{len(days)} days from {days[0].isoformat()} to {days[-1].isoformat()}, {len(merchants)} merchants; "
-            f"total net sales {f.money(total)} {f.currency}.")
+    desc = (f"{len(buckets)} {unit}s from {buckets[0].isoformat()} to {last.isoformat()}, {len(merchants)} "
+            f"merchants; total net sales {f.money(total)} {f.currency}.")
     chart = _responsive(svg.column_chart, "chart-sales", title=title, desc=desc,
-                        categories=[_short_day(d) for d in days], tip_categories=[d.isoformat() for d in days],
+                        categories=[label(b) for b in buckets], tip_categories=[b.isoformat() for b in buckets],
                         series=series, value_text=f.money, tick_text=f.tick)
     rows = []
     for d in days_with_data:

@@ -556,3 +556,19 @@ def test_dashboard_figures_equal_the_json_reports(processing_db: World, purse_is
     assert dom.by_id("kpi-points")["data-value"] == str(points["totals"]["points_outstanding"])
     assert dom.by_id("kpi-anomalies")["data-value"] == str(len(anomalies["rows"]))
     assert money(settlement["totals"]["net_sales"], 2) in dom.texts
+
+
+@pytest.mark.parametrize(("days", "unit"), [(31, "day"), (120, "week"), (400, "month")])
+def test_a_long_period_is_drawn_per_week_or_month_with_the_same_total(days: int, unit: str) -> None:
+    data = sample_data(days=days)
+    page = Page(render_dashboard(data))
+    marks = page.marks("chart-sales")
+    start = {"day": lambda d: d, "week": lambda d: d - timedelta(days=d.weekday()),
+             "month": lambda d: d.replace(day=1)}[unit]
+    net: dict[tuple[object, str], int] = {}
+    for r in data.daily_sales:
+        net[start(r.day), r.merchant] = net.get((start(r.day), r.merchant), 0) + r.net
+    assert len({m["data-category"] for m in marks}) == len({b for (b, _), v in net.items() if v})
+    assert sum(int(m["data-value"]) for m in marks) == sum(r.net for r in data.daily_sales)
+    assert (f"per {unit} (the table below: per day)" in " ".join(page.texts)) == (unit != "day")
+    assert len(page.marks("chart-sales-narrow")) == len(marks)
