@@ -28,13 +28,13 @@ from processing.schema.processing import (
     sales,
     transfers_posted,
 )
-from processing.schema.registry import merchants, terminals
+from processing.schema.registry import cards, merchants, terminals
 from processing.settlement import EPOCH, day_number, fee_for
 from purse.errors import UserError
 from purse.protocol import RecordType
 from purse.records import record_details
 
-KINDS = ("settlement", "float", "statement", "points", "anomalies", "terminals")
+KINDS = ("settlement", "float", "statement", "points", "anomalies", "terminals", "cards")
 SILENT_AFTER_DAYS = 2  # a terminal whose last batch is older than this (or that never sent one) is silent
 
 
@@ -67,6 +67,8 @@ def build(conn: Connection, kind: str, *, start: dt.date | None = None, end: dt.
         return anomalies_report(conn, start, end)
     if kind == "terminals":
         return terminals_report(conn, start, end)
+    if kind == "cards":
+        return cards_report(conn, start, end)
     raise UserError(f"unknown report {kind!r} ({', '.join(KINDS)})")
 
 
@@ -243,3 +245,28 @@ def terminals_report(conn: Connection, start: dt.date | None, end: dt.date | Non
     silent = sum(1 for r in rows if r[8] == "silent")
     return Report("terminals", "Terminals: last batch received and sales in the period", cols, rows, totals,
                   {"from": start, "to": end, "silent_terminals": silent, "silent_after_days": SILENT_AFTER_DAYS})
+
+
+def cards_report(conn: Connection, start: dt.date | None, end: dt.date | None) -> Report:
+    """Cards in the registry by state, those issued in the period, and those used in it.
+
+    *Used* is a card with at least one purchase, cancellation or load posted on a day of the
+    period: the share of issued cards that are really in use is what a loyalty scheme is
+    judged by, and cards never used are value the issuer holds with no customer behind it."""
+    c, r = cards.c, records.c
+    by_state = {str(state): int(n) for state, n in conn.execute(select(c.state, func.count()).group_by(c.state))}
+    issued_cond = []
+    if start is not None:
+        issued_cond.append(c.issued_at >= dt.datetime.combine(start, dt.time(), dt.UTC))
+    if end is not None:
+        issued_cond.append(c.issued_at < dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC))
+    issued_in_period = int(conn.execute(select(func.count()).select_from(cards).where(*issued_cond)).scalar_one())
+    used = int(conn.execute(select(func.count(func.distinct(r.card_number)))
+                            .where(r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL, RecordType.LOAD]),
+                                   *_range(r, start, end))).scalar_one())
+    rows = [[state, by_state.get(state, 0)] for state in ("issued", "blocked", "replaced")]
+    rows += [[state, n] for state, n in sorted(by_state.items()) if state not in ("issued", "blocked", "replaced")]
+    total = sum(by_state.values())
+    return Report("cards", "Cards in the registry by state", [Col("state"), Col("cards", "int")], rows,
+                  ["TOTAL", total], {"from": start, "to": end, "registered": total,
+                                     "issued_in_period": issued_in_period, "used_in_period": used})

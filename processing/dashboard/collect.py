@@ -64,6 +64,7 @@ SOURCES = {
                   "settled = net sales of records covered by a 'smartpurse settle' statement.",
     "points": "smartpurse report points --format json: points_outstanding, cards, points_earned, points_redeemed.",
     "anomalies": "smartpurse report anomalies --format json; the severity ranking is the dashboard's own.",
+    "cards": "smartpurse report cards --format json: cards per state; summary used_in_period.",
     "terminals": "smartpurse report terminals --format json: last_batch_at, days_since_last_batch, state, "
                  "purchases, net_sales.",
 }
@@ -180,6 +181,7 @@ def collect_dashboard_data(engine: Engine, date_from: dt.date | None = None, dat
         points = _points(conn, date_from, date_to)
         top, kinds = _anomalies(conn, date_from, date_to)
         terminal_rows = _terminals(conn, date_from, date_to)
+        card_report = reports.build(conn, "cards", start=date_from, end=date_to)
         today = (generated or dt.datetime.now(dt.UTC)).date()
         period_from = date_from or float_summary.get("from") or today
         period_to = date_to or float_summary.get("to") or period_from
@@ -189,7 +191,9 @@ def collect_dashboard_data(engine: Engine, date_from: dt.date | None = None, dat
         exponent=report_exponent if exponent is None else exponent, period_from=period_from, period_to=period_to,
         generated=generated or dt.datetime.now(dt.UTC), daily_sales=sales, float_series=float_series, points=points,
         anomalies=top, anomaly_kinds=kinds, settlement=settlement, terminals=terminal_rows,
-        previous_net_sales=previous_net, previous_purchases=previous_count, sources=dict(SOURCES))
+        previous_net_sales=previous_net, previous_purchases=previous_count,
+        cards_by_state={str(r["state"]): int(r["cards"]) for r in _rows(card_report)},
+        cards_used=int(card_report.summary["used_in_period"]), sources=dict(SOURCES))
 
 
 def write_dashboard(engine: Engine, out: Path, date_from: dt.date | None = None, date_to: dt.date | None = None,

@@ -114,6 +114,8 @@ class DashboardData:
     anomaly_kinds: dict[str, int] = field(default_factory=dict)  # every anomaly of the period, counted by kind
     settlement: list[SettlementRow] = field(default_factory=list)
     terminals: list[TerminalRow] = field(default_factory=list)
+    cards_by_state: dict[str, int] = field(default_factory=dict)  # registry: issued, blocked, replaced
+    cards_used: int | None = None  # cards with a purchase, cancellation or load in the period
     previous_net_sales: int | None = None  # the same number of days just before the period; None: not known
     previous_purchases: int | None = None
     sources: dict[str, str] = field(default_factory=dict)  # section -> where its figures come from

@@ -120,6 +120,14 @@ def kpis(data: DashboardData, f: Fmt) -> str:
         tiles.append(("kpi-silent", "Terminals silent", len(silent), False,
                       f"of {group(len(data.terminals))}: no batch for over 2 days" if silent else
                       f"all {group(len(data.terminals))} sending batches", "alert" if silent else ""))
+    if data.cards_by_state:
+        registered = sum(data.cards_by_state.values())
+        in_use = data.cards_by_state.get("issued", 0)
+        used = data.cards_used or 0
+        share = f" ({used * 100 // in_use}%)" if in_use else ""
+        tiles.append(("kpi-cards", "Cards in use", in_use, False,
+                      f"{group(used)} used in period{share}; {group(data.cards_by_state.get('blocked', 0))} blocked, "
+                      f"{group(data.cards_by_state.get('replaced', 0))} replaced, {group(registered)} registered", ""))
     if purchases:
         tiles.append(("kpi-ticket", "Average ticket", net_sales // purchases, True, "net sales per purchase", ""))
     if data.float_series:

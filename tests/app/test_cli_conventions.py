@@ -104,7 +104,12 @@ def test_cards_serve_says_when_pcscd_is_not_listening(tmp_path: Path) -> None:
             assert time.monotonic() < deadline and "answered" in line, line
     finally:
         proc.terminate()
-        proc.communicate(timeout=10)
+        try:
+            proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # not part of what is tested here; never leave it running
+            proc.kill()
+            proc.communicate()
+            raise
 
 
 def _all_commands() -> list[tuple[str, object]]:

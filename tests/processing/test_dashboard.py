@@ -248,6 +248,13 @@ def test_terminals_show_the_silent_ones_first_and_the_headline_counts_them() -> 
     assert "% vs 1,000,000.00 before" in " ".join(page.texts)
 
 
+def test_the_cards_figure_says_how_many_cards_are_used() -> None:
+    data = replace(sample_data(), cards_by_state={"issued": 200, "blocked": 3, "replaced": 1}, cards_used=150)
+    page = Page(render_dashboard(data))
+    assert page.by_id("kpi-cards")["data-value"] == "200"
+    assert "150 used in period (75%); 3 blocked, 1 replaced, 204 registered" in page.texts
+
+
 def test_names_are_escaped() -> None:
     evil = "<script>alert(1)</script> & Sons"
     data = sample_data()

@@ -144,3 +144,22 @@ def test_terminals_report_says_which_terminal_stopped_sending(processing_db: Wor
         later = reports.terminals_report(conn, None, None, now=now + dt.timedelta(days=6))
         assert [r[8] for r in later.rows] == ["silent", "silent"] and later.rows[0][7] == 6
         assert reports.build(conn, "terminals").kind == "terminals"
+
+
+def test_cards_report_counts_states_and_the_cards_used_in_the_period(processing_db: World) -> None:
+    w = processing_db
+    w.merchant(42)
+    t = w.terminal(7, 42)
+    used, idle, lost = w.card(1, load=5_000), w.card(2), w.card(3)
+    w.register_card(used)
+    w.register_card(idle)
+    w.register_card(lost, blocked_at=NOW)
+    t.purchase(used, 100, NOW + 5)
+    assert w.process(t.close(w.tmp / "b.spb")).accepted == 1
+    with w.engine.connect() as conn:
+        report = reports.build(conn, "cards")
+        day = dt.datetime.fromtimestamp(NOW, dt.UTC).date()
+        later = reports.build(conn, "cards", start=day + dt.timedelta(days=10), end=day + dt.timedelta(days=20))
+    assert dict((r[0], r[1]) for r in report.rows) == {"issued": 2, "blocked": 1, "replaced": 0}
+    assert (report.summary["registered"], report.summary["used_in_period"]) == (3, 1)
+    assert later.summary["used_in_period"] == 0
