@@ -43,6 +43,7 @@ from processing.rows import AMOUNT, CARD_NUMBER, COUNTER, RECORD_TYPE, Row, Stor
 from processing.sales import record_sales, sales_by_day
 from processing.schema.loads import loads
 from processing.schema.processing import batches, records
+from processing.schema.processing import programs as programs_table
 from processing.schema.registry import terminals
 from processing.store import RecordStore
 from processing.verify import BatchVerifier, HeldRecord, check_envelope
@@ -667,6 +668,19 @@ class ProcessingRun:
                 "transfers": self.transfers}
 
 
+def name_programs(conn: Connection, verified: dict[int, Any]) -> None:
+    """Keep the name and version of each verified program (the newest version seen wins)."""
+    p = programs_table.c
+    for program_id, program in verified.items():
+        row = conn.execute(select(p.version).where(p.program_id == program_id)).first()
+        if row is None:
+            conn.execute(insert(programs_table).values(program_id=program_id, name=program.name,
+                                                       version=program.version))
+        elif program.version >= row.version:
+            conn.execute(update(programs_table).where(p.program_id == program_id)
+                         .values(name=program.name, version=program.version))
+
+
 def process_files(engine: Engine, files: Sequence[Path], keys: ProcessingKeys, options: ImportOptions,
                   progress: ProgressFactory | None = None) -> ProcessingRun:
     """What ``smartpurse process`` does: desk loads, each batch, then due replacement transfers.
@@ -682,6 +696,7 @@ def process_files(engine: Engine, files: Sequence[Path], keys: ProcessingKeys, o
     macs = CardMacs(keys)
     options = replace(options, ingest_loads=False)
     with import_transaction(engine) as conn:
+        name_programs(conn, options.programs)
         ingest_loads(conn, macs, options)
     results = []
     for path in files:

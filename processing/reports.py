@@ -24,6 +24,7 @@ from processing.schema.processing import (
     card_points,
     journal_entries,
     money_effect_sql,
+    programs,
     records,
     sales,
     transfers_posted,
@@ -183,11 +184,12 @@ def points_report(conn: Connection, start: dt.date | None, end: dt.date | None) 
         if d.program_id:
             e, x = moved.get(d.program_id, (0, 0))
             moved[d.program_id] = (e + d.points_earned, x + d.points_redeemed)
-    rows = [[p, outstanding.get(p, (0, 0))[0], outstanding.get(p, (0, 0))[1], moved.get(p, (0, 0))[0],
-             moved.get(p, (0, 0))[1]] for p in sorted(set(outstanding) | set(moved))]
-    cols = [Col("program_id", "int"), Col("cards", "int"), Col("points_outstanding", "int"),
+    names = {int(i): n for i, n in conn.execute(select(programs.c.program_id, programs.c.name))}
+    rows = [[p, names.get(p, f"Program {p}"), outstanding.get(p, (0, 0))[0], outstanding.get(p, (0, 0))[1],
+             moved.get(p, (0, 0))[0], moved.get(p, (0, 0))[1]] for p in sorted(set(outstanding) | set(moved))]
+    cols = [Col("program_id", "int"), Col("program"), Col("cards", "int"), Col("points_outstanding", "int"),
             Col("points_earned", "int"), Col("points_redeemed", "int")]
-    totals = ["TOTAL"] + [sum(x[i] for x in rows) for i in range(1, 5)]
+    totals = ["TOTAL", None] + [sum(x[i] for x in rows) for i in range(2, 6)]
     return Report("points", "Points liability per program", cols, rows, totals, {"from": start, "to": end})
 
 

@@ -136,7 +136,7 @@ def _float(conn: Connection, start: dt.date | None, end: dt.date | None) -> tupl
 
 def _points(conn: Connection, start: dt.date | None, end: dt.date | None) -> list[PointsLiability]:
     report = reports.build(conn, "points", start=start, end=end)
-    return [PointsLiability(f"Program {r['program_id']}", int(r["points_outstanding"]), int(r["cards"]),
+    return [PointsLiability(str(r["program"]), int(r["points_outstanding"]), int(r["cards"]),
                             int(r["points_earned"]), int(r["points_redeemed"])) for r in _rows(report)]
 
 

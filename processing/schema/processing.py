@@ -230,6 +230,17 @@ hotlist_exports = Table(
 )
 
 
+# The loyalty programs processing has verified (``process --programs``): their names, so reports and the
+# dashboard say "Coffee Club", not "Program 17". Written from signed files only.
+programs = Table(
+    "programs",
+    metadata,
+    Column("program_id", Integer, primary_key=True, autoincrement=False),
+    Column("name", String(200), nullable=False),
+    Column("version", Integer, nullable=False),
+)
+
+
 processing_state = Table(
     "processing_state",
     metadata,

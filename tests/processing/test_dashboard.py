@@ -534,7 +534,7 @@ def test_dashboard_figures_equal_the_json_reports(processing_db: World, purse_is
         [(r["day"], r["closing_float"], r["loads"]) for r in floats["rows"]]
     assert data.float_series[-1].balance == floats["summary"]["closing_float"] == 110_000 - 26_222
     assert [(p.program, p.points, p.cards, p.earned) for p in data.points] == \
-        [(f"Program {r['program_id']}", r["points_outstanding"], r["cards"], r["points_earned"])
+        [(r["program"], r["points_outstanding"], r["cards"], r["points_earned"])
          for r in points["rows"]]
     assert sum(p.points for p in data.points) == 9  # three visits of the coffee club, 3 points each
     assert data.anomaly_counts == json.loads(anomalies["summary"]["by_kind"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from support.backoffice import DAY, NOW, World
 
 from processing import ledger, reportfmt, reports, synthetic
 from processing.schema.loads import loads
+from processing.schema.processing import card_points
 from processing.synthetic import card_record
 from processing.transfers import post_due_transfers
 from purse.errors import UserError
@@ -113,7 +115,7 @@ def test_statement_points_and_anomalies(processing_db: World) -> None:
         assert [r[2] for r in st.rows] == ["load", "purchase", "purchase"]
         assert [r[5] for r in st.rows] == [100_000, -12_345, -5] and st.summary["shadow_balance"] == 87_650
         pts = reports.build(conn, "points")
-        assert pts.rows == [[9, 1, 12, 12, 0]]
+        assert pts.rows == [[9, "Program 9", 1, 12, 12, 0]]
         an = reports.build(conn, "anomalies")
         assert an.rows == []
         with pytest.raises(UserError, match="needs --card"):
@@ -163,3 +165,20 @@ def test_cards_report_counts_states_and_the_cards_used_in_the_period(processing_
     assert dict((r[0], r[1]) for r in report.rows) == {"issued": 2, "blocked": 1, "replaced": 0}
     assert (report.summary["registered"], report.summary["used_in_period"]) == (3, 1)
     assert later.summary["used_in_period"] == 0
+
+
+def test_the_points_report_names_the_programs_processing_verified(processing_db: World) -> None:
+    from processing.importer import name_programs, process_files
+    from purse.loyalty import example_program_bytes, parse_program_bytes
+
+    w = processing_db
+    program = parse_program_bytes(example_program_bytes())
+    options = w.options(programs={program.program_id: program})
+    process_files(w.engine, [], w.keys, options)  # what `smartpurse process --programs` does first
+    with w.engine.begin() as conn:
+        conn.execute(insert(card_points).values(card_number="6001000000000014", program_id=program.program_id,
+                                                points=5, counter=2))
+        conn.execute(insert(card_points).values(card_number="6001000000000022", program_id=99, points=1, counter=2))
+        name_programs(conn, {program.program_id: replace(program, name="Old name", version=0)})  # older: ignored
+        rows = reports.points_report(conn, None, None).rows
+    assert [(r[0], r[1]) for r in rows] == [(program.program_id, "Coffee Club"), (99, "Program 99")]
