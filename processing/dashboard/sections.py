@@ -262,8 +262,17 @@ def float_over_time(data: DashboardData, f: Fmt) -> str:
             f"to {pts[-1].day.isoformat()} ({f.money(pts[-1].balance)} {f.currency}); "
             f"highest {f.money(max(p.balance for p in pts))}.")
     chart = _responsive(svg.line_chart, "chart-float", title=title, desc=desc, xs=[p.day.toordinal() for p in pts],
-                           labels=[_short_day(p.day) for p in pts], values=[p.balance for p in pts],
-                           value_text=f.money, tick_text=f.tick, name="Card float")
+                        labels=[_short_day(p.day) for p in pts], values=[p.balance for p in pts],
+                        value_text=f.money, tick_text=f.tick, name="Card float")
+    if any(p.loads for p in pts):  # what the desks took in, day by day: the cash an issuer banks
+        loaded = sum(p.loads for p in pts)
+        loads_desc = (f"Loads per day from {pts[0].day.isoformat()} to {pts[-1].day.isoformat()}: "
+                      f"{f.money(loaded)} {f.currency} in all.")
+        chart += _responsive(svg.column_chart, "chart-loads", title="Loads per day", desc=loads_desc,
+                             categories=[_short_day(p.day) for p in pts],
+                             tip_categories=[p.day.isoformat() for p in pts],
+                             series=[svg.Series("Loaded", [p.loads for p in pts], svg.PALETTE[2])],
+                             value_text=f.money, tick_text=f.tick, height=180)
     rows = [f"<tr><th scope=row>{p.day.isoformat()}</th>{_td(p.loads, f)}{_td(p.spent, f)}{_td(p.balance, f)}</tr>"
             for p in pts]
     foot = (f"<tr><th scope=row>Period</th>{_td(sum(p.loads for p in pts), f)}{_td(sum(p.spent for p in pts), f)}"

@@ -212,7 +212,7 @@ def test_charts_are_accessible_and_match_the_data() -> None:
     html = render_dashboard(data)
     page = Page(html)
     charts = [a for t, a in page.elements if t == "svg"]
-    wide = ["chart-sales", "chart-float", "chart-settlement", "chart-points", "chart-anomalies"]
+    wide = ["chart-sales", "chart-float", "chart-loads", "chart-settlement", "chart-points", "chart-anomalies"]
     assert [c["id"] for c in charts] == [name for chart in wide for name in (chart, f"{chart}-narrow")]
     for chart in wide:  # the phone's drawing shows the same marks with the same values
         assert [(m["data-series"], m["data-category"], m["data-value"]) for m in page.marks(chart)] == \
@@ -224,6 +224,7 @@ def test_charts_are_accessible_and_match_the_data() -> None:
     drawn = {(m["data-series"], m["data-category"]): int(m["data-value"]) for m in page.marks("chart-sales")}
     assert drawn == expected_sales_marks(data)
     assert [int(m["data-value"]) for m in page.marks("chart-float")] == [p.balance for p in data.float_series]
+    assert [int(m["data-value"]) for m in page.marks("chart-loads")] == [p.loads for p in data.float_series if p.loads]
     bars = page.marks("chart-settlement")
     assert sum(int(m["data-value"]) for m in bars if m["data-series"] == "pending") == 354_280
     assert [int(m["data-value"]) for m in page.marks("chart-anomalies")] == [4, 2, 1]  # all of the period, by kind
@@ -343,8 +344,8 @@ def assert_charts_drawn(dom: Page, data: DashboardData) -> None:
     body = next(a for t, a in dom.elements if t == "body")
     assert body["data-resources"] == "0"
     drawn = [attrs for tag, attrs in dom.elements if tag == "svg" and "data-box" in attrs]
-    assert [a["id"] for a in drawn] == ["chart-sales", "chart-float", "chart-settlement", "chart-points",
-                                        "chart-anomalies"]  # the wide drawings; their narrow twins are hidden
+    assert [a["id"] for a in drawn] == ["chart-sales", "chart-float", "chart-loads", "chart-settlement",
+                                        "chart-points", "chart-anomalies"]  # wide drawings; narrow twins hidden
     for attrs in drawn:
         width, height = map(int, attrs["data-box"].split())
         assert width > 300 and height > 60, attrs["id"]
@@ -423,7 +424,9 @@ def test_a_phone_reads_the_dashboard_without_zoom_or_sideways_scrolling(tmp_path
     assert seen["scrollWidth"] == 390 and seen["wide"] == [], seen
     assert float(seen["smallest"]) >= 11, seen  # type: ignore[arg-type]
     drawn = dict(seen["drawn"])  # type: ignore[call-overload]
-    assert list(drawn) == [f"chart-{c}-narrow" for c in ("sales", "float", "settlement", "points", "anomalies")]
+    assert list(drawn) == [f"chart-{c}-narrow" for c in ("sales", "float", "loads", "settlement", "points",
+                                                         "anomalies")]
+    assert drawn["chart-loads-narrow"] == sum(1 for p in data.float_series if p.loads)
     assert drawn["chart-sales-narrow"] == len(expected_sales_marks(data))
     assert drawn["chart-float-narrow"] == len(data.float_series)
 
