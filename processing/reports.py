@@ -177,19 +177,27 @@ def points_report(conn: Connection, start: dt.date | None, end: dt.date | None) 
     cp, r = card_points.c, records.c
     outstanding = {p: (int(n), int(s)) for p, n, s in conn.execute(
         select(cp.program_id, func.count(), func.sum(cp.points)).group_by(cp.program_id))}
-    moved: dict[int, tuple[int, int]] = {}
+    # Per program: earned, redeemed, lapsed (expiry), to prizes. What a record took off the card beyond
+    # its redemption is before + earned - redeemed - after: lapsed points when it won no prize (a lapse
+    # empties the slot), points turned into prizes when it did; so points outstanding moves by exactly
+    # earned - redeemed - lapsed - to_prizes, and the report says why it is not earned - redeemed.
+    moved: dict[int, list[int]] = {}
     for (raw,) in conn.execute(select(r.raw).where(r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL]),
                                                    *_range(r, start, end))):
         d = record_details(bytes(raw))
         if d.program_id:
-            e, x = moved.get(d.program_id, (0, 0))
-            moved[d.program_id] = (e + d.points_earned, x + d.points_redeemed)
+            m = moved.setdefault(d.program_id, [0, 0, 0, 0])
+            taken = d.points_before + d.points_earned - d.points_redeemed - d.points_after
+            m[0] += d.points_earned
+            m[1] += d.points_redeemed
+            m[3 if d.prizes else 2] += taken
     names = {int(i): n for i, n in conn.execute(select(programs.c.program_id, programs.c.name))}
     rows = [[p, names.get(p, f"Program {p}"), outstanding.get(p, (0, 0))[0], outstanding.get(p, (0, 0))[1],
-             moved.get(p, (0, 0))[0], moved.get(p, (0, 0))[1]] for p in sorted(set(outstanding) | set(moved))]
+             *moved.get(p, [0, 0, 0, 0])] for p in sorted(set(outstanding) | set(moved))]
     cols = [Col("program_id", "int"), Col("program"), Col("cards", "int"), Col("points_outstanding", "int"),
-            Col("points_earned", "int"), Col("points_redeemed", "int")]
-    totals = ["TOTAL", None] + [sum(x[i] for x in rows) for i in range(2, 6)]
+            Col("points_earned", "int"), Col("points_redeemed", "int"), Col("points_lapsed", "int"),
+            Col("points_to_prizes", "int")]
+    totals = ["TOTAL", None] + [sum(x[i] for x in rows) for i in range(2, 8)]
     return Report("points", "Points liability per program", cols, rows, totals, {"from": start, "to": end})
 
 

@@ -52,17 +52,20 @@ def make_card(keys: ProcessingKeys, index: int, *, iin: str = "6001", key_versio
 
 
 def card_record(card: SynthCard, kind: RecordType, amount: int, terminal_id: int, terminal_seq: int, when: int,
-                *, program_id: int = 0, earned: int = 0) -> bytes:
-    """The card's next record, certified, and the card state moved on as the applet would."""
+                *, program_id: int = 0, earned: int = 0, redeemed: int = 0, prizes: int = 0,
+                points_after: int | None = None) -> bytes:
+    """The card's next record, certified, and the card state moved on as the applet would.
+
+    ``points_after`` other than before + earned - redeemed: points that lapsed or went to a prize."""
     card.counter += 1
     before = card.points
     card.balance += money_effect(kind, amount)
     if program_id:
-        card.points = before + earned
+        card.points = before + earned - redeemed if points_after is None else points_after
     raw = RECORD.pack(kind, card.key_version, card.uid, bytes.fromhex(card.number), card.counter, amount,
                       card.balance, CURRENCY, program_id, before if program_id else 0,
-                      card.points if program_id else 0, earned, 0, 0, 0, terminal_id, terminal_seq, when, 0,
-                      bytes(8))
+                      card.points if program_id else 0, earned, redeemed, prizes, 0, terminal_id, terminal_seq,
+                      when, 0, bytes(8))
     return raw[:CERTIFIED_SIZE] + card.txn.mac(raw[:CERTIFIED_SIZE])
 
 

@@ -62,7 +62,8 @@ SOURCES = {
     "float": "smartpurse report float --format json: closing_float, loads, purchases less cancellations per day.",
     "settlement": "smartpurse report settlement --format json (gross, cancellations, fee) summed per merchant; "
                   "settled = net sales of records covered by a 'smartpurse settle' statement.",
-    "points": "smartpurse report points --format json: points_outstanding, cards, points_earned, points_redeemed.",
+    "points": "smartpurse report points --format json: points_outstanding, cards, points_earned, points_redeemed, "
+              "points_lapsed, points_to_prizes.",
     "anomalies": "smartpurse report anomalies --format json; the severity ranking is the dashboard's own.",
     "cards": "smartpurse report cards --format json: cards per state; summary used_in_period.",
     "terminals": "smartpurse report terminals --format json: last_batch_at, days_since_last_batch, state, "
@@ -137,7 +138,8 @@ def _float(conn: Connection, start: dt.date | None, end: dt.date | None) -> tupl
 def _points(conn: Connection, start: dt.date | None, end: dt.date | None) -> list[PointsLiability]:
     report = reports.build(conn, "points", start=start, end=end)
     return [PointsLiability(str(r["program"]), int(r["points_outstanding"]), int(r["cards"]),
-                            int(r["points_earned"]), int(r["points_redeemed"])) for r in _rows(report)]
+                            int(r["points_earned"]), int(r["points_redeemed"]), int(r["points_lapsed"]),
+                            int(r["points_to_prizes"])) for r in _rows(report)]
 
 
 def _anomalies(conn: Connection, start: dt.date | None, end: dt.date | None) -> tuple[list[Anomaly], dict[str, int]]:

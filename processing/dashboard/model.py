@@ -45,6 +45,8 @@ class PointsLiability:
     cards: int = 0  # cards holding a points slot of this program
     earned: int = 0  # points earned in the period
     redeemed: int = 0  # points redeemed in the period
+    lapsed: int = 0  # points that expired in the period (the program's expiry), taken at the card's next visit
+    to_prizes: int = 0  # points turned into prizes in the period
 
 
 @dataclass(frozen=True, slots=True)

@@ -140,9 +140,10 @@ def kpis(data: DashboardData, f: Fmt) -> str:
     points = sum(p.points for p in data.points)
     earned = sum(p.earned for p in data.points)
     redeemed = sum(p.redeemed for p in data.points)
-    rate = f", {redeemed * 100 // earned}% redeemed" if earned else ""
+    lapsed = sum(p.lapsed for p in data.points)
+    rate = f" ({redeemed * 100 // earned}%)" if earned else ""
     tiles.append(("kpi-points", "Points outstanding", points, False,
-                  f"{group(earned)} earned, {group(redeemed)} redeemed in period{rate}", ""))
+                  f"in period: {group(earned)} earned, {group(redeemed)} redeemed{rate}, {group(lapsed)} expired", ""))
     shown = len(data.anomalies)
     total = sum(data.anomaly_counts.values())
     critical = sum(1 for a in data.anomalies if a.severity == "critical")
@@ -294,11 +295,13 @@ def points_liability(data: DashboardData, f: Fmt) -> str:
                 for i, p in enumerate(progs)]
     desc = "; ".join(f"{p.program}: {group(p.points)} points on {group(p.cards)} cards" for p in progs)
     chart = _responsive(svg.hbar_chart, "chart-points", title=title, desc=desc, rows=rows_svg, value_text=group,
-                           tick_text=axis_count)
-    rows = [f"<tr><th scope=row>{escape(p.program)}</th>{_td(p.cards)}{_td(p.points)}{_td(p.earned)}"
-            f"{_td(p.redeemed)}</tr>" for p in progs]
-    totals = "".join(_td(sum(getattr(p, k) for p in progs)) for k in ("cards", "points", "earned", "redeemed"))
-    head = [("Program", False), ("Cards", True), ("Outstanding", True), ("Earned", True), ("Redeemed", True)]
+                        tick_text=axis_count)
+    columns = ("cards", "points", "earned", "redeemed", "lapsed", "to_prizes")
+    rows = [f"<tr><th scope=row>{escape(p.program)}</th>{''.join(_td(getattr(p, k)) for k in columns)}</tr>"
+            for p in progs]
+    totals = "".join(_td(sum(getattr(p, k) for p in progs)) for k in columns)
+    head = [("Program", False), ("Cards", True), ("Outstanding", True), ("Earned", True), ("Redeemed", True),
+            ("Expired", True), ("To prizes", True)]
     table = _table("Points per program", head, rows, f"<tr><th scope=row>Total</th>{totals}</tr>", "table-points")
     body = f'<div class="split"><figure>{chart}</figure>{table}</div>'
     return _section("points", title, lede, body, _source(data, "points"))

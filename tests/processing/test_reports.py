@@ -115,7 +115,7 @@ def test_statement_points_and_anomalies(processing_db: World) -> None:
         assert [r[2] for r in st.rows] == ["load", "purchase", "purchase"]
         assert [r[5] for r in st.rows] == [100_000, -12_345, -5] and st.summary["shadow_balance"] == 87_650
         pts = reports.build(conn, "points")
-        assert pts.rows == [[9, "Program 9", 1, 12, 12, 0]]
+        assert pts.rows == [[9, "Program 9", 1, 12, 12, 0, 0, 0]]
         an = reports.build(conn, "anomalies")
         assert an.rows == []
         with pytest.raises(UserError, match="needs --card"):
@@ -182,3 +182,26 @@ def test_the_points_report_names_the_programs_processing_verified(processing_db:
         name_programs(conn, {program.program_id: replace(program, name="Old name", version=0)})  # older: ignored
         rows = reports.points_report(conn, None, None).rows
     assert [(r[0], r[1]) for r in rows] == [(program.program_id, "Coffee Club"), (99, "Program 99")]
+
+
+def test_points_report_says_why_outstanding_is_not_earned_less_redeemed(processing_db: World) -> None:
+    """A visit after the expiry lapses 30 points; a visit that wins a prize turns 100 into the prize."""
+    w = processing_db
+    w.merchant(42)
+    t = w.terminal(7, 42)
+    card = w.card(1, load=50_000)
+    for raw in (synthetic.card_record(card, RecordType.PURCHASE, 100, 7, t.next_seq(), NOW + 1, program_id=5,
+                                      earned=30),
+                synthetic.card_record(card, RecordType.PURCHASE, 100, 7, t.next_seq(), NOW + 2, program_id=5,
+                                      earned=4, points_after=4),  # the 30 lapsed before the 4 were earned
+                synthetic.card_record(card, RecordType.PURCHASE, 100, 7, t.next_seq(), NOW + 3, program_id=5,
+                                      earned=96, prizes=1, points_after=0)):  # 100 points: a prize, reset
+        t.add(raw)
+    assert w.process(t.close(w.tmp / "b.spb")).accepted == 3
+    with w.engine.connect() as conn:
+        report = reports.points_report(conn, None, None)
+    row = dict(zip([c.name for c in report.columns], report.rows[0], strict=True))
+    assert (row["points_earned"], row["points_redeemed"], row["points_lapsed"], row["points_to_prizes"]) == \
+        (130, 0, 30, 100)
+    assert row["points_outstanding"] == row["points_earned"] - row["points_redeemed"] - row["points_lapsed"] \
+        - row["points_to_prizes"] == 0
