@@ -180,24 +180,23 @@ def import_batch(engine: Engine, path: Path, keys: ProcessingKeys, options: Impo
             with import_transaction(engine) as conn:
                 ingest_loads(conn, card_macs or CardMacs(keys), options)
         cache = _card_cache(engine)
-        try:
+        macs = card_macs or CardMacs(keys)
+
+        def attempt(opts: ImportOptions, into: ImportResult, advance: Callable[[int], None] | None) -> None:
             with import_transaction(engine) as conn, _gc_paused():
                 try:
-                    _import(conn, batch, digest, log_key, card_macs or CardMacs(keys), options, result, progress,
-                            cache)
+                    _import(conn, batch, digest, log_key, macs, opts, into, advance, cache)
                 except BatchRejected as e:
                     raise _Rejected(e, header) from None
+
+        try:
+            attempt(options, result, progress)
         except _HoldsRecords:
             # Rare (a damaged or forged card in a large batch): rolled back, imported again by the serial
             # path, which verifies before it stores and so leaves the held records out from the start.
             result = ImportResult(str(path), ImportStatus.REJECTED, terminal_id=header.terminal_id,
                                   batch_seq=header.batch_seq, records=header.record_count)
-            serial = replace(options, parallel_min_records=header.record_count + 1)
-            with import_transaction(engine) as conn, _gc_paused():
-                try:
-                    _import(conn, batch, digest, log_key, card_macs or CardMacs(keys), serial, result, None, cache)
-                except BatchRejected as e:
-                    raise _Rejected(e, header) from None
+            attempt(replace(options, parallel_min_records=header.record_count + 1), result, None)
         cache.committed()
         return result
     except BatchRejected as e:

@@ -17,7 +17,7 @@ from processing.batchfile import BatchRejected, open_batch
 from processing.check import run_check
 from processing.importer import import_batch
 from processing.schema.processing import batches, journal_entries, records
-from processing.synthetic import SynthTerminal, make_keys
+from processing.synthetic import SynthCard, SynthTerminal, make_keys
 from processing.verify import reference_verify, verify_file
 from purse.batch import ENTRY_SIZE, HEADER_SIZE, TRAILER_SIZE
 
@@ -37,6 +37,12 @@ def _shop(w: World, cards: int = 3, purchases: int = 2) -> tuple[SynthTerminal, 
         for k in range(purchases):
             t.purchase(c, 100 + k, NOW + 60 * (k + 1))
     return t, t.close(w.tmp / "b1.spb")
+
+
+def _one_card_shop(w: World) -> tuple[SynthTerminal, SynthCard]:
+    """Merchant 42 with terminal 7, and card 1 with 50.00 loaded: the smallest shop a batch comes from."""
+    w.merchant(42)
+    return w.terminal(7, 42), w.card(1, load=5_000)
 
 
 def test_accepted_then_duplicate_changes_nothing(import_world: World) -> None:
@@ -153,9 +159,7 @@ def test_a_bad_card_certificate_holds_that_record_and_posts_the_rest(import_worl
 
 def test_a_broken_chain_still_rejects_the_batch_whole(import_world: World) -> None:
     w = import_world
-    w.merchant(42)
-    t = w.terminal(7, 42)
-    card = w.card(1, load=5_000)
+    t, card = _one_card_shop(w)
     t.purchase(card, 100, NOW + 5)
     raw = t.purchase(card, 200, NOW + 6)
     t.entries[-1] = (raw[:-8] + bytes(8), t.entries[-1][1])  # altered after chaining: the chain breaks
@@ -194,9 +198,7 @@ def test_fast_verification_agrees_with_reference(import_world: World, how: str) 
 def test_record_in_two_batches_posted_once(import_world: World) -> None:
     """A terminal log restored from backup re-sends batch 1 as a longer batch 1."""
     w = import_world
-    w.merchant(42)
-    t = w.terminal(7, 42)
-    card = w.card(1, load=5_000)
+    t, card = _one_card_shop(w)
     t.purchase(card, 100, NOW + 5)
     t.purchase(card, 200, NOW + 6)
     saved = (list(t.entries), t._mac)
@@ -299,9 +301,7 @@ def _as_format_1(path: Path, log_key: bytes) -> Path:
 
 def test_a_format_1_batch_is_read_as_its_terminals_first_log(import_world: World) -> None:
     w = import_world
-    w.merchant(42)
-    t = w.terminal(7, 42)
-    card = w.card(1, load=5_000)
+    t, card = _one_card_shop(w)
     t.purchase(card, 100, NOW + 5)
     first = _as_format_1(t.close(w.tmp / "b1.spb"), t.log_key)
     t.purchase(card, 200, NOW + 6)
