@@ -118,29 +118,21 @@ class Session:
     def _iv(self, prefix: bytes, counter: int) -> bytes:
         return crypto.encrypt_block(self.enc_key, prefix + self.ti + counter.to_bytes(2, "little") + bytes(8))
 
-    def wrap(self, apdu: bytes, mode: CommMode, header_length: int = 0) -> bytes:
-        """An ISO-wrapped native command (``90 INS 00 00 Lc data 00``) as ``mode`` sends it.
-
-        ``header_length`` bytes of data (a file number, an offset) stay in the clear under FULL."""
-        if len(apdu) < 5 or apdu[0] != 0x90:
-            raise ValueError("a wrapped native command starts 90 INS P1 P2")
-        ins, data = apdu[1], apdu[5:-1] if len(apdu) > 5 else b""
+    def protect(self, ins: int, data: bytes, mode: CommMode, header_length: int = 0) -> bytes:
+        """A native command's data as ``mode`` sends it: MAC appended, and under FULL the data after
+        ``header_length`` clear bytes (a file number, an offset) padded and encrypted."""
         if mode is CommMode.PLAIN:
-            return apdu
+            return data
         header, body = data[:header_length], data[header_length:]
         if mode is CommMode.FULL and body:
             body = _cbc(self.enc_key, self._iv(b"\xa5\x5a", self.cmd_ctr), _pad(body), encrypt=True)
         mac = truncated_mac(self.mac_key, bytes([ins]) + self.cmd_ctr.to_bytes(2, "little") + self.ti + header
                             + body)
-        payload = header + body + mac
-        return bytes([0x90, ins, apdu[2], apdu[3], len(payload)]) + payload + b"\x00"
+        return header + body + mac
 
-    def unwrap(self, response: bytes, mode: CommMode) -> bytes:
-        """The data of the card's answer to the last wrapped command, its MAC checked (and decrypted under
-        FULL); the counter moves on. ``SecureMessagingError`` for a MAC that does not verify."""
-        if len(response) < 2:
-            raise SecureMessagingError("an answer has at least a status word")
-        status, data = response[-1], response[:-2]
+    def open(self, status: int, data: bytes, mode: CommMode) -> bytes:
+        """The card's answer to the last protected command: its MAC checked (and decrypted under FULL);
+        the counter moves on. ``SecureMessagingError`` for a MAC that does not verify."""
         self.cmd_ctr += 1
         if mode is CommMode.PLAIN:
             return data
@@ -153,3 +145,18 @@ class Session:
         if mode is CommMode.FULL and data:
             return _unpad(_cbc(self.enc_key, self._iv(b"\x5a\xa5", self.cmd_ctr), data, encrypt=False))
         return data
+
+    def wrap(self, apdu: bytes, mode: CommMode, header_length: int = 0) -> bytes:
+        """An ISO-wrapped native command (``90 INS 00 00 Lc data 00``) as ``mode`` sends it, in one frame."""
+        if len(apdu) < 5 or apdu[0] != 0x90:
+            raise ValueError("a wrapped native command starts 90 INS P1 P2")
+        if mode is CommMode.PLAIN:
+            return apdu
+        payload = self.protect(apdu[1], apdu[5:-1] if len(apdu) > 5 else b"", mode, header_length)
+        return bytes([0x90, apdu[1], apdu[2], apdu[3], len(payload)]) + payload + b"\x00"
+
+    def unwrap(self, response: bytes, mode: CommMode) -> bytes:
+        """The data of a one-frame answer (data, then ``91 status``) to the last wrapped command."""
+        if len(response) < 2:
+            raise SecureMessagingError("an answer has at least a status word")
+        return self.open(response[-1], response[:-2], mode)

@@ -21,10 +21,11 @@ __all__ = [
 # The log level of APDU hex traffic, below DEBUG: every layer that moves bytes (session,
 # PC/SC, vpcd) logs at it, so one level switches the whole trace on (``smartpurse -vvv``).
 TRAFFIC = 5
-# Commands whose data is a PIN or a key (purse.protocol.Ins VERIFY_PIN, SET_PIN, PUT_KEY). They
+# Commands whose data is a PIN or a key (purse.protocol.Ins VERIFY_PIN, SET_PIN, PUT_KEY; DESFire
+# ChangeKey and CreateTransactionMACFile). They
 # travel encrypted under the session, but a trace is a file people mail around: their data is
 # blanked anyway, so no trace ever holds one, even of a card speaking another protocol.
-_SECRET_INS = frozenset({0x20, 0x24, 0xD8})
+_SECRET_INS = frozenset({0x20, 0x24, 0xD8, 0xC4, 0xCE})
 
 
 def traced(apdu: bytes) -> str:
