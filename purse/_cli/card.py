@@ -51,8 +51,28 @@ def parse_apdu(text: str) -> bytes:
     return raw
 
 
+def _desfire_meaning(sw: int) -> str | None:
+    """A DESFire card's ``91xx`` (status bytes that are not the reference purse's own 91xx)."""
+    from purse.desfire.status import DesfireStatus, raise_for_desfire_status
+
+    if sw >> 8 != 0x91 or sw in set(SW) or (sw & 0xFF) not in set(DesfireStatus):
+        return None
+    if sw == 0x9100:
+        return "DESFire: success"
+    if sw == 0x91AF:
+        return "DESFire: more frames follow (90 AF 00 00 00 fetches the next)"
+    try:
+        raise_for_desfire_status(sw & 0xFF)
+    except ApduError as e:
+        return f"DESFire: {e}"
+    return None
+
+
 def sw_meaning(sw: int) -> str:
     """What a status word means, in the words the library uses for its errors."""
+    desfire = _desfire_meaning(sw)
+    if desfire is not None:
+        return desfire
     try:
         raise_for_status(sw)
     except PurseError as e:
@@ -68,9 +88,9 @@ def _open_transport(reader: str | None, image: Path | None) -> Transport:
     if reader is not None and image is not None:
         raise UserError("give either --reader or --image, not both")
     if image is not None:
-        from purse.transport.virtual import VirtualTransport
+        from purse.transport.chips import virtual_transport
 
-        return VirtualTransport.open(image)
+        return virtual_transport(image)
     from purse.transport.pcsc import PcscTransport
 
     return PcscTransport(reader)
@@ -112,7 +132,8 @@ def apdu(cli: CliContext, apdus: tuple[str, ...], reader: str | None, image: Pat
         transport.disconnect()
     emit(cli, results, lambda rs: "\n".join(_exchange_text(r) for r in rs))
     last = int(results[-1]["sw"], 16)
-    if last != 0x9000 and last >> 8 != 0x61:  # a script must see a refusal in the exit status, not only in text
+    # a script must see a refusal in the exit status, not only in text (DESFire's 9100 and 91AF are not refusals)
+    if last not in (0x9000, 0x9100, 0x91AF) and last >> 8 != 0x61:
         raise CardAnswered(last, message=f"the card answered {last:04X}: {results[-1]['meaning']}")
 
 

@@ -12,20 +12,15 @@ from collections.abc import Callable
 from pathlib import Path
 
 from purse.card.desfire.picc import IMAGE_SIZE, JOURNAL_SIZE, DesfirePicc, manufacture
-from purse.card.desfire.state import MAGIC
 from purse.card.storage import MAGIC as STORAGE_MAGIC
 from purse.card.storage import CardTorn, FileStorage, Storage
 from purse.transport import TRAFFIC, CardRemoved, traced
 
-__all__ = ["VirtualDesfireTransport", "is_desfire_image", "IMAGE_BYTES"]
+__all__ = ["VirtualDesfireTransport", "IMAGE_BYTES"]
 
 log = logging.getLogger(__name__)
 IMAGE_BYTES = len(STORAGE_MAGIC) + IMAGE_SIZE + JOURNAL_SIZE  # the size of a DESFire card image file
 
-
-def is_desfire_image(head: bytes) -> bool:
-    """Whether the first bytes of a card image are an emulated DESFire card's (not a reference card's)."""
-    return head[: len(STORAGE_MAGIC)] == STORAGE_MAGIC and head[len(STORAGE_MAGIC) :][: len(MAGIC)] == MAGIC
 
 
 class VirtualDesfireTransport:

@@ -23,9 +23,9 @@ from collections.abc import Callable
 from pathlib import Path
 from types import FrameType
 
-from purse.card.applet import ATR, PurseApplet
 from purse.card.storage import CardTorn, FileStorage, Storage
 from purse.transport import TRAFFIC, traced
+from purse.transport.chips import Chip, open_image, power_up
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +70,8 @@ class VpcdBridge:
         self.insertions = 0  # connections made so far: lets a caller wait for a swap to finish
         self._storage = storage
         self._next: Storage | None = None
-        self._applet: PurseApplet | None = None
+        self._chip: Chip | None = None
+        self._atr = b""
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -139,7 +140,7 @@ class VpcdBridge:
     def _close(self, sock: socket.socket) -> None:
         self.presented.clear()
         self._sock = None
-        self._applet = None
+        self._chip = None
         try:
             sock.close()
         except OSError:
@@ -158,6 +159,7 @@ class VpcdBridge:
         with self._lock:
             if self._next is not None:
                 self._storage, self._next = self._next, None
+                self._atr = b""  # the next card may be of the other kind
 
     def _read(self, sock: socket.socket, n: int) -> bytes:
         buf = b""
@@ -195,22 +197,27 @@ class VpcdBridge:
             elif length:
                 self._send(sock, self._apdu(message))
 
+    def _power_up(self) -> Chip:
+        self._chip, self._atr = power_up(self._storage)  # journal recovery, RAM cleared
+        return self._chip
+
     def _control(self, sock: socket.socket, code: int) -> None:
         if code in (POWER_ON, RESET):
-            self._applet = PurseApplet(self._storage)  # power-up: journal recovery, RAM cleared
+            self._power_up()
         elif code == POWER_OFF:
-            self._applet = None
+            self._chip = None
         elif code == GET_ATR:
-            self._send(sock, ATR)
+            if not self._atr:
+                self._power_up()
+            self._send(sock, self._atr)
         else:
             log.warning("vpcd sent unknown control byte %d", code)
 
     def _apdu(self, apdu: bytes) -> bytes:
-        if self._applet is None:  # vpcd powers up first; be a card that tolerates it anyway
-            self._applet = PurseApplet(self._storage)
+        chip = self._chip or self._power_up()  # vpcd powers up first; be a card that tolerates it anyway
         log.log(TRAFFIC, "vpcd > %s", traced(apdu))
         try:
-            answer = self._applet.process(apdu)
+            answer = chip.process(apdu)
         except CardTorn as e:
             log.info("card torn (%s): taken out of the reader", e)
             raise _Removed() from e
@@ -235,7 +242,7 @@ def serve(image_path: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     only a card that can really be served; ``on_reach`` hears whether pcscd's vpcd driver
     is listening, each time that changes.
     """
-    storage = PurseApplet.open_image(Path(image_path)).storage
+    storage = open_image(Path(image_path))
     if on_ready is not None:
         on_ready(reader_name(port))
     stop = stop_event or threading.Event()

@@ -14,10 +14,11 @@ from collections.abc import Iterator
 
 import pytest
 from support import VECTORS
+from support.desfire import AID, K_DEBIT, K_LOAD, TMAC_KEY, UID, issue_desfire_card
 
 from purse.card.desfire.picc import DesfirePicc, _Auth
 from purse.card.desfire.state import Comm
-from purse.desfire.commands import FREE, NEVER, Access, DesfireCard, Ins
+from purse.desfire.commands import DesfireCard, Ins
 from purse.desfire.ev2 import CommMode, SecureMessagingError
 from purse.desfire.status import AuthenticationFailed, BoundaryError, PermissionDenied
 from purse.desfire.tmac import TransactionMacInput, session_mac_key, transaction_mac, transaction_mac_matches
@@ -27,9 +28,6 @@ from purse.transport.virtual_desfire import VirtualDesfireTransport
 AN12196 = json.loads((VECTORS / "desfire_ev2_an12196.json").read_text())
 TMAC = json.loads((VECTORS / "desfire_tmac.json").read_text())
 h = bytes.fromhex
-UID = h("04A1B2C3D4E5F6")
-AID = 0x5350A1
-K_LOAD, K_DEBIT = bytes([0x11]) * 16, bytes([0x22]) * 16
 
 
 def _cbc_decrypt(key: bytes, data: bytes) -> bytes:
@@ -113,26 +111,6 @@ def test_the_back_office_recomputes_the_transaction_mac_examples(v: dict[str, ob
 
 
 # -- the host against the emulator ---------------------------------------------------------------
-def _issue(tmac_key: bytes = h(TMAC["transactions"][0]["app_transaction_mac_key"])) -> tuple[
-        VirtualDesfireTransport, DesfireCard]:
-    transport = VirtualDesfireTransport.blank(UID)
-    transport.connect()
-    card = DesfireCard(transport)
-    card.select_application(0)
-    card.authenticate(0, bytes(16))
-    card.format_picc()
-    card.create_application(AID, 0x0B, 5)
-    card.select_application(AID)
-    card.authenticate(0, bytes(16))
-    card.create_value_file(2, CommMode.FULL, Access(read=2, write=2, read_write=1, change=0), 0, 100_000, 0, True)
-    card.create_backup_data_file(3, CommMode.FULL, Access(read=2, write=2, read_write=2, change=0), 128)
-    card.create_cyclic_record_file(4, CommMode.FULL, Access(read=3, write=1, read_write=2, change=0), 64, 17)
-    card.create_transaction_mac_file(15, CommMode.PLAIN, Access(FREE, NEVER, NEVER, 0), tmac_key, 1)
-    card.change_key(1, K_LOAD, 1, old_key=bytes(16))
-    card.change_key(2, K_DEBIT, 1, old_key=bytes(16))
-    return transport, card
-
-
 def _load(card: DesfireCard, amount: int) -> tuple[int, bytes]:
     card.authenticate(1, K_LOAD)
     card.credit(2, amount, CommMode.FULL)
@@ -142,7 +120,7 @@ def _load(card: DesfireCard, amount: int) -> tuple[int, bytes]:
 
 
 def test_a_purchase_commits_value_points_and_log_together_under_one_transaction_mac() -> None:
-    transport, card = _issue()
+    transport, card = issue_desfire_card()
     _load(card, 5000)
     v = TMAC["transactions"][0]
     slot, record = h(v["commands"][1]["data"]), h(v["commands"][2]["data"])
@@ -156,8 +134,7 @@ def test_a_purchase_commits_value_points_and_log_together_under_one_transaction_
     assert tmc == 2
     expected = TransactionMacInput().value(Ins.DEBIT, 2, 1200).data(Ins.WRITE_DATA, 3, 0, slot).data(
         Ins.WRITE_RECORD, 4, 0, record).to_bytes()
-    key = h(v["app_transaction_mac_key"])
-    assert transaction_mac_matches(key, tmc, UID, expected, tmv)
+    assert transaction_mac_matches(TMAC_KEY, tmc, UID, expected, tmv)
     card.authenticate(2, K_DEBIT)
     assert card.get_value(2, CommMode.FULL) == 3800
     assert card.read_data(3, 0, 32, CommMode.FULL) == slot
@@ -166,7 +143,7 @@ def test_a_purchase_commits_value_points_and_log_together_under_one_transaction_
 
 
 def test_keys_keep_to_their_rights() -> None:
-    _, card = _issue()
+    _, card = issue_desfire_card()
     _load(card, 1000)
     card.authenticate(2, K_DEBIT)
     with pytest.raises(AuthenticationFailed):  # the debit key cannot credit
@@ -198,7 +175,7 @@ def test_keys_keep_to_their_rights() -> None:
 
 
 def test_a_replayed_or_altered_frame_is_refused() -> None:
-    transport, card = _issue()
+    transport, card = issue_desfire_card()
     _load(card, 1000)
     card.authenticate(2, K_DEBIT)
     sent: list[bytes] = []
@@ -221,7 +198,7 @@ def test_a_replayed_or_altered_frame_is_refused() -> None:
 
 
 def test_an_answer_altered_on_the_way_is_refused_by_the_host() -> None:
-    transport, card = _issue()
+    transport, card = issue_desfire_card()
     _load(card, 1000)
     card.authenticate(2, K_DEBIT)
     real = transport.transmit
@@ -232,7 +209,7 @@ def test_an_answer_altered_on_the_way_is_refused_by_the_host() -> None:
 
 
 def test_power_loss_drops_an_uncommitted_transaction_and_abort_drops_it_too() -> None:
-    transport, card = _issue()
+    transport, card = issue_desfire_card()
     _load(card, 1000)
     card.authenticate(2, K_DEBIT)
     card.debit(2, 400, CommMode.FULL)
@@ -247,7 +224,7 @@ def test_power_loss_drops_an_uncommitted_transaction_and_abort_drops_it_too() ->
 
 def _purchase_to_commit() -> tuple[VirtualDesfireTransport, DesfireCard]:
     """A card with 1000 on it, and a purchase of 250 waiting for its CommitTransaction."""
-    transport, card = _issue()
+    transport, card = issue_desfire_card()
     _load(card, 1000)
     card.authenticate(2, K_DEBIT)
     card.debit(2, 250, CommMode.FULL)
@@ -297,7 +274,7 @@ def test_a_tear_at_any_persistent_write_of_a_commit_leaves_all_of_it_or_none() -
 def test_a_card_image_survives_a_restart(tmp_path: object) -> None:
     from pathlib import Path
 
-    transport, card = _issue()
+    transport, card = issue_desfire_card()
     _load(card, 4321)
     image = Path(str(tmp_path)) / "card.img"
     image.write_bytes(transport.image_bytes())
@@ -311,12 +288,12 @@ def test_a_card_image_survives_a_restart(tmp_path: object) -> None:
 
 
 def test_the_card_lists_what_an_outside_tool_asks_for() -> None:
-    _, card = _issue()
+    _, card = issue_desfire_card()
     card.select_application(0)
     assert card.get_version().generation == "EV2" and card.get_version().uid == UID
     assert card.get_application_ids() == [AID]
     card.select_application(AID)
-    assert card.get_file_ids() == [2, 3, 4, 15]
+    assert card.get_file_ids() == [1, 2, 3, 4, 15]
     settings = card.get_file_settings(2)
     assert (settings.upper, settings.limited_credit, settings.access.read_write) == (100_000, True, 1)
     assert card.get_file_settings(4).max_records == 17
@@ -326,7 +303,7 @@ def test_the_card_lists_what_an_outside_tool_asks_for() -> None:
 
 
 def test_authentication_answers_fail_when_forged() -> None:
-    transport, card = _issue()
+    transport, card = issue_desfire_card()
     real = transport.transmit
     answers: Iterator[int] = iter(range(2))
 

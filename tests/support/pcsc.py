@@ -30,6 +30,7 @@ from purse.protocol import DEFAULT_TRANSPORT_KEY, KeyRef
 from purse.sam import SoftwareSam
 from purse.session import CardInfo, PurseSession
 from purse.transport import Transport
+from purse.transport.chips import open_image
 from purse.transport.pcsc import wait_for_card
 from purse.transport.virtual import VirtualTransport
 from purse.transport.vpcd import DEFAULT_PORT, VpcdBridge, reader_name
@@ -136,7 +137,7 @@ class PcscEnv:
 
     def serve(self, card: Storage | Path) -> Storage:
         """Take the card out of the reader and put ``card`` (memory or image file) in; wait for pcscd to see it."""
-        storage = card if isinstance(card, Storage) else PurseApplet.open_image(card, durable=False).storage
+        storage = card if isinstance(card, Storage) else open_image(card, durable=False)
         seen = self.bridge.insertions
         self.bridge.insert(storage)
         self.wait_until(lambda: self.bridge.insertions > seen, "the bridge to re-present the card")
