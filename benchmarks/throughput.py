@@ -60,7 +60,8 @@ def generate(folder: Path, records: int, cards: int, terminals: int) -> dict[str
         path = folder / f"t{100 + t}.spb"
         header = BatchHeader.build(dict(format_version=FORMAT_VERSION, log_key_version=1,
                                         terminal_id=term.terminal_id, merchant_id=42, batch_seq=1, first_index=1,
-                                        record_count=per, created=NOW, prev_chain_mac=bytes(8), log_id=term.log_id))
+                                        record_count=per, created=NOW, prev_chain_mac=bytes(8), log_id=term.log_id,
+                                        written_count=0))
         totals = Totals()
         chain = term._chain.mac
         prev = bytes(8)

@@ -24,11 +24,16 @@ from purse.batch import (
     HEADER_SIZE,
     HEADER_SIZES,
     TRAILER_SIZE,
+    WRITTEN_SIZE,
 )
 from purse.errors import SmartpurseError
 
-# By format version: 2 ends with the log identity, 1 had none (read as FIRST_LOG_ID).
-HEADERS = {1: struct.Struct(">4sBB2sIIIIII8s"), 2: struct.Struct(">4sBB2sIIIIII8s8s")}
+# By format version: 3 ends with the count of card writes, 2 with the log identity, 1 had none
+# (read as FIRST_LOG_ID); 1 and 2 hold no card writes.
+HEADERS = {1: struct.Struct(">4sBB2sIIIIII8s"), 2: struct.Struct(">4sBB2sIIIIII8s8s"),
+           3: struct.Struct(">4sBB2sIIIIII8s8sI")}
+WRITTEN = struct.Struct(">I67sx")  # entry index, CardWrite bytes, reserved
+assert WRITTEN.size == WRITTEN_SIZE
 TRAILER = struct.Struct(">4sIIQIQIQI8s8s")
 # One entry: the 72-byte record's fields, then the 8-byte chain MAC.
 ENTRY = ENTRY_LAYOUT.struct
@@ -60,6 +65,7 @@ class Header(NamedTuple):
     created: int
     prev_chain_mac: bytes
     log_id: bytes  # which of the terminal's logs made the batch (FIRST_LOG_ID in format 1)
+    written_count: int = 0  # card writes after the entries (format 3)
 
 
 class Trailer(NamedTuple):
@@ -85,6 +91,8 @@ class BatchFile:
     header_bytes: bytes
     trailer: Trailer
     trailer_bytes: bytes
+    written: dict[int, bytes]  # 0-based entry index -> CardWrite bytes of a DESFire transaction
+    written_bytes: bytes  # the section as it is in the file (covered by the batch MAC)
 
     def chunks(self, chunk_records: int = CHUNK_RECORDS) -> Iterator[tuple[int, bytes]]:
         """(0-based index of the chunk's first entry, the chunk's bytes), in file order."""
@@ -129,6 +137,17 @@ def parse_header(raw: bytes) -> Header:
     return Header(version, key_version, *rest)
 
 
+def parse_written(section: bytes, record_count: int) -> dict[int, bytes]:
+    """The card writes section: entry index -> CardWrite bytes; ``BatchRejected`` when malformed."""
+    written: dict[int, bytes] = {}
+    for index, write, in (w[:2] for w in WRITTEN.iter_unpack(section)):
+        if index >= record_count or index in written:
+            raise BatchRejected("structure", f"a card write names entry {index + 1}, which the batch does not hold "
+                                "or which has one already")
+        written[index] = write
+    return written
+
+
 def parse_trailer(raw: bytes) -> Trailer:
     magic, *rest = TRAILER.unpack(raw)
     if magic != b"SPTR":
@@ -151,11 +170,14 @@ def open_batch(path: Path) -> BatchFile:
             header_bytes = f.read(head_size)
             f.seek(size - TRAILER_SIZE)
             trailer_bytes = f.read(TRAILER_SIZE)
+            header = parse_header(header_bytes)
+            written_size = header.written_count * WRITTEN_SIZE
+            f.seek(max(head_size, size - TRAILER_SIZE - written_size))
+            written_bytes = f.read(written_size) if size - TRAILER_SIZE - written_size >= head_size else b""
     except OSError as e:
         raise BatchRejected("file", f"cannot read {path}: {e.strerror}") from None
-    header = parse_header(header_bytes)
-    body = size - head_size - TRAILER_SIZE
-    if body % ENTRY_SIZE or body // ENTRY_SIZE != header.record_count:
+    body = size - head_size - TRAILER_SIZE - written_size
+    if body < 0 or body % ENTRY_SIZE or body // ENTRY_SIZE != header.record_count:
         raise BatchRejected(
             "structure",
             f"header announces {header.record_count} records but the file holds {body / ENTRY_SIZE:g} "
@@ -164,4 +186,5 @@ def open_batch(path: Path) -> BatchFile:
     if trailer.record_count != header.record_count:
         raise BatchRejected("trailer", f"trailer counts {trailer.record_count} records, header "
                             f"{header.record_count}")
-    return BatchFile(Path(path), size, header, header_bytes, trailer, trailer_bytes)
+    written = parse_written(written_bytes, header.record_count)
+    return BatchFile(Path(path), size, header, header_bytes, trailer, trailer_bytes, written, written_bytes)

@@ -49,10 +49,9 @@ from processing.store import RecordStore
 from processing.verify import BatchVerifier, HeldRecord, check_envelope
 from processing.worker import Verdict, WalkJob, verify_and_walk
 from purse.batch import BATCH_MAGIC, ENTRY_SIZE
-from purse.crypto import macs_equal
 from purse.errors import SmartpurseError
 from purse.files import PRIVATE, copy_atomic
-from purse.records import CERTIFIED_SIZE, RECORD_LAYOUT
+from purse.records import RECORD_LAYOUT
 
 IMPORT_LOCK = 0x5350_0001  # PostgreSQL advisory lock key: "SP" + 1
 DEFAULT_GAP_SECONDS = 72 * 3600
@@ -576,8 +575,7 @@ def ingest_loads(conn: Connection, card_macs: CardMacs, options: ImportOptions) 
         raw = bytes(raw)
         kind, version, uid, bcd, counter, amount, terminal, seq, when, certificate = _DESK_LOAD.unpack(raw)
         number = bcd.hex()
-        ctx = card_macs.get(version, uid)
-        if kind != LOAD or ctx is None or not macs_equal(ctx.mac(raw[:CERTIFIED_SIZE]), certificate):
+        if kind != LOAD or not card_macs.verifies(version, uid, raw):
             found.append(Anomaly(AnomalyKind.BAD_LOAD_CERTIFICATE, f"badload:{number}:{counter}",
                                  f"card {number} counter {counter}: the desk's load record does not verify",
                                  {"record": raw.hex()}, number, counter, terminal))

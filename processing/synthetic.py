@@ -110,7 +110,8 @@ class SynthTerminal:
         header = BatchHeader.build(dict(
             format_version=FORMAT_VERSION, log_key_version=self.log_key_version, terminal_id=self.terminal_id,
             merchant_id=self.merchant_id, batch_seq=self.batch_seq, first_index=self.next_index,
-            record_count=len(self.entries), created=created, prev_chain_mac=self.prev_mac, log_id=self.log_id))
+            record_count=len(self.entries), created=created, prev_chain_mac=self.prev_mac, log_id=self.log_id,
+            written_count=0))
         totals = Totals()
         with open(path, "wb") as f:
             f.write(header)

@@ -27,8 +27,9 @@ from processing.keys import CardMacs, ProcessingKeys
 from processing.rows import Row
 from purse import crypto
 from purse.batch import ENTRY_LAYOUT, ENTRY_SIZE, MAC_SIZE, Totals, batch_mac, parse_batch
+from purse.desfire.tmac import card_tmac_key, record_verifies
 from purse.protocol import AID, RecordType
-from purse.records import CERTIFIED_SIZE, RECORD_LAYOUT, RECORD_SIZE, TransactionRecord
+from purse.records import CERTIFIED_SIZE, RECORD_LAYOUT, RECORD_SIZE, RecordFlag, TransactionRecord
 
 RECORD_TYPES = frozenset(int(t) for t in RecordType)
 
@@ -36,6 +37,7 @@ RECORD_TYPES = frozenset(int(t) for t in RecordType)
 _VERIFIED = ENTRY_LAYOUT.sparse(("record_type", "key_version", "uid", "card_number", "counter", "amount",
                                  "terminal_id", "terminal_seq", "time", "certificate", "chain_mac"))
 _CARD_NUMBER, _COUNTER = RECORD_LAYOUT.at("card_number"), RECORD_LAYOUT.at("counter")
+_FLAGS, _DESFIRE = RECORD_LAYOUT.offset["flags"], RecordFlag.DESFIRE
 
 
 def check_envelope(batch: BatchFile, keys: ProcessingKeys) -> bytes:
@@ -45,7 +47,7 @@ def check_envelope(batch: BatchFile, keys: ProcessingKeys) -> bytes:
     if log_key is None:
         raise BatchRejected("key version", f"terminal log key version {h.log_key_version} is unknown to processing "
                             f"(known: {sorted(keys.term_masters) or 'none'})")
-    expected = batch_mac(log_key, batch.header_bytes, batch.trailer_bytes[:-MAC_SIZE])
+    expected = batch_mac(log_key, batch.header_bytes, batch.trailer_bytes[:-MAC_SIZE], batch.written_bytes)
     if not crypto.macs_equal(expected, batch.trailer.batch_mac):
         raise BatchRejected("batch MAC", f"header and trailer are not MACed by terminal {h.terminal_id}'s log key "
                             "(altered header or trailer, or a wrong key)")
@@ -116,6 +118,8 @@ class BatchVerifier:
         h = self.batch.header
         terminal_id, merchant_id, batch_id, entry_id = h.terminal_id, h.merchant_id, self.batch_id, self.entry_id
         t = self.totals
+        written = self.batch.written
+        desfire = self.card_macs.desfire_verifies
         pos = 0
         for i, (kind, version, uid, bcd, counter, amount, terminal, seq, when, certificate,
                 chain_mac) in enumerate(_VERIFIED.iter_unpack(data), start + 1):
@@ -133,11 +137,15 @@ class BatchVerifier:
             if terminal != terminal_id:
                 raise BatchRejected("record", f"{_describe(number, counter)} was made at terminal {terminal}, "
                                     f"not at this batch's terminal {terminal_id}", i)
-            ctx = card_mac(version, uid)
-            if ctx is None:
+            if raw[_FLAGS] & _DESFIRE:  # a DESFire card's record: its certificate is the Transaction MAC
+                verifies = desfire(version, uid, raw, written.get(i - 1))
+            else:
+                ctx = card_mac(version, uid)
+                verifies = None if ctx is None else eq(ctx.mac(raw[:CERTIFIED_SIZE]), certificate)
+            if verifies is None:
                 raise BatchRejected("key version", f"{_describe(number, counter)}: card key version {version} "
                                     "is unknown to processing", i)
-            if not eq(ctx.mac(raw[:CERTIFIED_SIZE]), certificate):
+            if not verifies:
                 self.held.append(HeldRecord(i, raw))
             elif build:
                 append((number, counter, kind, amount, terminal_id, seq, when // 86400, merchant_id, batch_id,
@@ -203,8 +211,8 @@ def reference_verify(path: Path, keys: ProcessingKeys) -> Verified:
         raise BatchRejected("key version", f"terminal log key version {header.log_key_version} is unknown to "
                             f"processing (known: {sorted(keys.term_masters) or 'none'})")
     log_key = crypto.terminal_log_key(master, header.terminal_id, keys.system_identifier)
-    if not crypto.macs_equal(crypto.mac8(log_key, parsed.header_bytes + parsed.trailer_bytes[:-MAC_SIZE]),
-                             trailer.batch_mac):
+    if not crypto.macs_equal(crypto.mac8(log_key, parsed.header_bytes + parsed.written_bytes
+                                         + parsed.trailer_bytes[:-MAC_SIZE]), trailer.batch_mac):
         raise BatchRejected("batch MAC", f"header and trailer are not MACed by terminal {header.terminal_id}'s "
                             "log key (altered header or trailer, or a wrong key)")
     prev = header.prev_chain_mac
@@ -232,9 +240,14 @@ def reference_verify(path: Path, keys: ProcessingKeys) -> Verified:
         if txn_master is None:
             raise BatchRejected("key version", f"{_describe(rec.card_number, rec.counter)}: card key version "
                                 f"{rec.key_version} is unknown to processing", i)
-        card_key = crypto.an10922_diversify(
-            txn_master, crypto.card_diversification_input(rec.uid, AID, keys.system_identifier))
-        if crypto.macs_equal(crypto.mac8(card_key, rec.certified_bytes()), rec.certificate):
+        if rec.flags & RecordFlag.DESFIRE:
+            tmac_key = card_tmac_key(txn_master, rec.uid, keys.system_identifier)
+            genuine = record_verifies(tmac_key, raw, parsed.written.get(i - 1))
+        else:
+            card_key = crypto.an10922_diversify(
+                txn_master, crypto.card_diversification_input(rec.uid, AID, keys.system_identifier))
+            genuine = crypto.macs_equal(crypto.mac8(card_key, rec.certified_bytes()), rec.certificate)
+        if genuine:
             out.append(rec)
         else:
             held.append(HeldRecord(i, raw))

@@ -20,7 +20,7 @@ from purse.crypto import MAC_SIZE
 from purse.errors import UserError
 from purse.files import write_atomic
 from purse.protocol import RecordType
-from purse.records import RECORD_LAYOUT, RECORD_SIZE, Field
+from purse.records import RECORD_LAYOUT, RECORD_SIZE, CardWrite, Field
 from purse.terminal_log import FIRST_LOG_ID, LOG_ID_SIZE, ClosedBatch, TerminalLog, TerminalLogError
 
 __all__ = [
@@ -35,6 +35,9 @@ __all__ = [
     "batch_mac",
     "BatchHeader",
     "BatchHeaderV1",
+    "BatchHeaderV2",
+    "BatchWritten",
+    "WRITTEN_SIZE",
     "BatchEntry",
     "BatchTrailer",
     "FORMAT_VERSION",
@@ -46,7 +49,7 @@ __all__ = [
     "ENTRY_LAYOUT",
 ]
 
-FORMAT_VERSION = 2  # 2 added the log identity; version 1 files (no log_id) are still read
+FORMAT_VERSION = 3  # 2 added the log identity, 3 the card writes of DESFire records; 1 and 2 are still read
 BATCH_MAGIC = b"SPBT"  # a batch file's first four bytes
 
 _HEADER_FIELDS = (
@@ -66,8 +69,17 @@ _HEADER_FIELDS = (
 # sequence numbers count within one log, so a log that starts again (a new file, a new device)
 # numbers its batches and records from 1 under a new identity, and processing does not take
 # its genuine records for another log's (docs/batch-format.md).
-BatchHeader = Struct(*_HEADER_FIELDS, "log_id" / Bytes(LOG_ID_SIZE))
+BatchHeaderV2 = Struct(*_HEADER_FIELDS, "log_id" / Bytes(LOG_ID_SIZE))
 BatchHeaderV1 = Struct(*_HEADER_FIELDS)
+# Format 3 counts the card writes that follow the entries: what a DESFire transaction wrote to the
+# card's points file besides its record (purse.records.CardWrite), without which processing cannot
+# rebuild that card's Transaction MAC (docs/desfire.md). A batch of reference cards has none.
+BatchHeader = Struct(*_HEADER_FIELDS, "log_id" / Bytes(LOG_ID_SIZE), "written_count" / Int32ub)
+BatchWritten = Struct(
+    "index" / Int32ub,  # the 0-based entry of the batch whose transaction wrote it
+    "write" / Bytes(3 + CardWrite.SIZE),  # CardWrite.to_bytes(): offset, length, data (zero-padded)
+    "reserved" / Const(b"\x00"),
+)
 BatchEntry = Struct(
     "record" / Bytes(RECORD_SIZE),
     "chain_mac" / Bytes(MAC_SIZE),
@@ -87,8 +99,10 @@ BatchTrailer = Struct(
 )
 # The same entry as a field table (purse.records.Layout): what the fast parsers of processing derive from.
 ENTRY_LAYOUT = RECORD_LAYOUT.extended(Field("chain_mac", f"{MAC_SIZE}s"))
-HEADER_SIZE = BatchHeader.sizeof()  # 48
-HEADER_SIZES = {1: BatchHeaderV1.sizeof(), FORMAT_VERSION: HEADER_SIZE}  # by format version
+HEADER_SIZE = BatchHeader.sizeof()  # 52
+HEADER_SIZES = {1: BatchHeaderV1.sizeof(), 2: BatchHeaderV2.sizeof(), FORMAT_VERSION: HEADER_SIZE}  # by version
+HEADERS_BY_VERSION = {1: BatchHeaderV1, 2: BatchHeaderV2, FORMAT_VERSION: BatchHeader}
+WRITTEN_SIZE = BatchWritten.sizeof()  # 72
 ENTRY_SIZE = BatchEntry.sizeof()  # 80
 assert ENTRY_SIZE == ENTRY_LAYOUT.size
 _KIND, _AMOUNT = RECORD_LAYOUT.offset["record_type"], RECORD_LAYOUT.at("amount")
@@ -123,9 +137,9 @@ class Totals:
             self.block_count += 1
 
 
-def batch_mac(log_key: bytes, header: bytes, trailer_without_mac: bytes) -> bytes:
-    """MAC binding header and trailer, so neither the merchant nor a total can be edited."""
-    return crypto.mac8(log_key, header + trailer_without_mac)
+def batch_mac(log_key: bytes, header: bytes, trailer_without_mac: bytes, written: bytes = b"") -> bytes:
+    """MAC binding header, card writes and trailer, so neither the merchant, a total nor a write can be edited."""
+    return crypto.mac8(log_key, header + written + trailer_without_mac)
 
 
 def write_batch(out: BinaryIO, batch: ClosedBatch, *, terminal_id: int, merchant_id: int,
@@ -135,16 +149,19 @@ def write_batch(out: BinaryIO, batch: ClosedBatch, *, terminal_id: int, merchant
         format_version=FORMAT_VERSION, log_key_version=log_key_version, terminal_id=terminal_id,
         merchant_id=merchant_id, batch_seq=batch.batch_seq, first_index=batch.first_index,
         record_count=len(batch.entries), created=batch.created, prev_chain_mac=batch.prev_mac, log_id=log_id,
+        written_count=len(batch.written),
     ))
     out.write(header)
     totals = Totals()
     for record, chain_mac in batch.entries:
         totals.add(record)
         out.write(record + chain_mac)
+    written = b"".join(BatchWritten.build(dict(index=i, write=batch.written[i])) for i in sorted(batch.written))
+    out.write(written)
     fields = dict(record_count=len(batch.entries), final_chain_mac=batch.final_mac, batch_mac=bytes(MAC_SIZE),
                   **totals.__dict__)
     trailer = BatchTrailer.build(fields)[:-MAC_SIZE]
-    out.write(trailer + batch_mac(log_key, header, trailer))
+    out.write(trailer + batch_mac(log_key, header, trailer, written))
     return totals
 
 
@@ -209,6 +226,8 @@ class ParsedBatch:
     trailer: dict[str, object]
     trailer_bytes: bytes
     entries: list[tuple[bytes, bytes]]
+    written: dict[int, bytes]  # 0-based entry index -> CardWrite bytes (format 3)
+    written_bytes: bytes  # the section as it is in the file (the batch MAC covers it)
 
 
 def _plain(container: object) -> dict[str, object]:
@@ -218,30 +237,42 @@ def _plain(container: object) -> dict[str, object]:
 def parse_batch(data: bytes) -> ParsedBatch:
     """Reference parser (construct): structure only, no MAC checks (processing does those).
 
-    A version 1 file is read too; its header gets ``log_id`` = ``FIRST_LOG_ID``."""
+    Versions 1 and 2 are read too: a version 1 header gets ``log_id`` = ``FIRST_LOG_ID``, both
+    ``written_count`` 0."""
     version = data[4] if len(data) > 4 else FORMAT_VERSION
     header_size = HEADER_SIZES.get(version, HEADER_SIZE)
     if len(data) < header_size + TRAILER_SIZE:
         raise BatchFormatError(f"file too short for a batch ({len(data)} bytes)")
     try:
-        header = (BatchHeaderV1 if version == 1 else BatchHeader).parse(data[:header_size])
+        header = HEADERS_BY_VERSION.get(version, BatchHeader).parse(data[:header_size])
     except Exception as e:
         raise BatchFormatError(f"bad batch header: {e}") from None
     if header.format_version not in HEADER_SIZES:
         raise BatchFormatError(f"batch format version {header.format_version} is not supported")
     if version == 1:
         header.log_id = FIRST_LOG_ID
-    body = len(data) - header_size - TRAILER_SIZE
-    if body % ENTRY_SIZE or body // ENTRY_SIZE != header.record_count:
+    if version < 3:
+        header.written_count = 0
+    written_size = header.written_count * WRITTEN_SIZE
+    body = len(data) - header_size - TRAILER_SIZE - written_size
+    if body < 0 or body % ENTRY_SIZE or body // ENTRY_SIZE != header.record_count:
         raise BatchFormatError(
             f"header announces {header.record_count} records but the file holds {body / ENTRY_SIZE:g}"
         )
     offsets = range(header_size, header_size + body, ENTRY_SIZE)
     parsed = (BatchEntry.parse(data[p : p + ENTRY_SIZE]) for p in offsets)
     entries = [(bytes(e.record), bytes(e.chain_mac)) for e in parsed]
+    section = data[header_size + body : header_size + body + written_size]
+    try:
+        writes = [BatchWritten.parse(section[p : p + WRITTEN_SIZE]) for p in range(0, written_size, WRITTEN_SIZE)]
+    except Exception as e:
+        raise BatchFormatError(f"bad card write: {e}") from None
+    written = {int(w.index): bytes(w.write) for w in writes}
+    if len(written) != len(writes) or any(i >= header.record_count for i in written):
+        raise BatchFormatError("card writes name an entry twice or one the batch does not hold")
     tb = data[-TRAILER_SIZE:]
     try:
         trailer = BatchTrailer.parse(tb)
     except Exception as e:
         raise BatchFormatError(f"bad batch trailer: {e}") from None
-    return ParsedBatch(_plain(header), data[:header_size], _plain(trailer), tb, entries)
+    return ParsedBatch(_plain(header), data[:header_size], _plain(trailer), tb, entries, written, section)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 from dataclasses import dataclass
+from enum import IntFlag
 from typing import NamedTuple
 
 from purse.protocol import POINTS_SLOT_SIZE, RecordType
@@ -73,6 +74,36 @@ class Layout:
         if [f.name for f in self.fields if f.name in names] != list(names):
             raise ValueError(f"fields {names} are not all in this layout, in its order")
         return struct.Struct(">" + "".join(codes))
+
+
+class RecordFlag(IntFlag):
+    """The record's ``flags`` byte: which card profile made it, so processing knows how to verify it."""
+
+    DESFIRE = 0x01  # a MIFARE DESFire card's record: ``certificate`` is its Transaction MAC Value (docs/desfire.md)
+
+
+@dataclass(frozen=True, slots=True)
+class CardWrite:
+    """What a DESFire transaction wrote to the card's points file besides its record: the back office
+    needs these bytes, with the record, to rebuild the card's Transaction MAC (docs/desfire.md)."""
+
+    offset: int
+    data: bytes
+
+    SIZE = 64  # at most one program's entry: its slot now and the slot before
+
+    def to_bytes(self) -> bytes:
+        """offset (2, big-endian), length (1), data, zero-padded to 3 + SIZE bytes."""
+        if not 0 < len(self.data) <= self.SIZE or not 0 <= self.offset < 1 << 16:
+            raise ValueError("a card write is 1 to 64 bytes at an offset below 65536")
+        return self.offset.to_bytes(2, "big") + bytes((len(self.data),)) + self.data.ljust(self.SIZE, b"\x00")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> CardWrite:
+        length = raw[2] if len(raw) == 3 + cls.SIZE else 0
+        if not 0 < length <= cls.SIZE:
+            raise ValueError("not a card write")
+        return cls(int.from_bytes(raw[:2], "big"), raw[3 : 3 + length])
 
 
 # The transaction record (docs/protocol.md §7): what the card logs and certifies, what batches carry.

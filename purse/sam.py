@@ -100,6 +100,14 @@ class SoftwareSam:
             self._card_keys[cache_key] = key
         return key
 
+    def diversified_key(self, ref: KeyRef, version: int, diversification_input: bytes) -> bytes:
+        """Master ``ref`` of ``version`` diversified by AN10922 with an input a card profile defines
+        (a DESFire card's keys: ``purse.desfire.profile.diversification_input``)."""
+        master = self._masters.get(ref, {}).get(version)
+        if master is None:
+            raise MissingKey(f"this SAM holds no {ref.name} key of version {version}")
+        return crypto.an10922_diversify(master, diversification_input)
+
     def open_session(self, ref: KeyRef, version: int, uid: bytes,
                      terminal_random: bytes, card_random: bytes) -> SessionCrypto:
         cache_key = (ref, version, uid)

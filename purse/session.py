@@ -9,11 +9,10 @@ from __future__ import annotations
 import logging
 import os
 import struct
-from dataclasses import dataclass
 
 from purse import crypto
 from purse.apdu import ApduError, CommandApdu, ResponseApdu, raise_for_status
-from purse.errors import ExitCode, SmartpurseError, UserError
+from purse.cardsession import CardInfo, CardNotGenuine, OpenedSession, TxnResult, ValueOutOfRange
 from purse.protocol import (
     AID,
     BLOCK_CMD,
@@ -43,16 +42,6 @@ from purse.transport import TRAFFIC, Transport, traced
 log = logging.getLogger(__name__)
 
 
-class CardNotGenuine(SmartpurseError):
-    """The card's cryptogram or response MAC is wrong: not one of the issuer's cards."""
-
-    exit_code = ExitCode.CARD_REFUSED
-
-
-class ValueOutOfRange(UserError, ValueError):
-    """An amount, time or sequence number that does not fit its field on the wire."""
-
-
 def _pack(layout: struct.Struct, *values: object) -> bytes:
     try:
         return layout.pack(*values)
@@ -60,34 +49,7 @@ def _pack(layout: struct.Struct, *values: object) -> bytes:
         raise ValueOutOfRange(f"a value does not fit the command's fields: {values[:3]}") from None
 
 
-@dataclass(frozen=True, slots=True)
-class CardInfo:
-    """What SELECT tells without any secret."""
-
-    state: CardState
-    uid: bytes
-    number: str
-    issuer_id: int
-    key_version: int
-    currency: int
-    balance: int
-    max_balance: int
-    counter: int
-    expiry: int
-
-
-@dataclass(frozen=True, slots=True)
-class OpenedSession:
-    counter: int
-    balance: int
-    slot: PointsSlot
-
-
-@dataclass(frozen=True, slots=True)
-class TxnResult:
-    balance: int
-    counter: int
-    certificate: bytes
+__all__ = ["PurseSession", "CardInfo", "OpenedSession", "TxnResult", "CardNotGenuine", "ValueOutOfRange"]
 
 
 class PurseSession:
@@ -101,6 +63,8 @@ class PurseSession:
     carry, and ``CardRemoved`` when the card leaves the field. ``select`` comes first; the
     secured verbs need ``open`` with the right key.
     """
+    record_flags: int = 0  # the reference card certifies its records itself: no profile flag
+
     def __init__(self, transport: Transport, sam: SoftwareSam) -> None:
         self.transport = transport
         self.sam = sam
@@ -213,6 +177,10 @@ class PurseSession:
                 records += self.read_log(len(records), 1)
             except ApduError:
                 return records
+
+    def written_by(self, record: TransactionRecord) -> None:
+        """The reference card's certificate covers the record alone: nothing else to keep."""
+        return None
 
     def _pin_block(self, pin: str) -> bytes:
         """ISO 9564 format 2 PIN block, then the card random, encrypted under the session."""

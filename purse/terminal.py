@@ -19,12 +19,14 @@ from pathlib import Path
 
 from purse.apdu import ApduError, CardBlocked, NothingToCancel
 from purse.batch import BatchSummary, export_batch
+from purse.cardsession import CardInfo, CardNotGenuine, CardSession
 from purse.errors import ExitCode, SmartpurseError
 from purse.points import PointsPolicy, PointsUpdate
+from purse.profiles import select_card
 from purse.protocol import CardState, KeyRef, RecordType
-from purse.records import PointsSlot, TransactionRecord
+from purse.records import CardWrite, PointsSlot, TransactionRecord
 from purse.sam import MissingKey, SoftwareSam
-from purse.session import CardInfo, CardNotGenuine, PurseSession
+from purse.session import PurseSession
 from purse.terminal_log import TerminalLog
 from purse.transport import CardRemoved, Transport
 
@@ -155,15 +157,15 @@ class _CardTerminal:
         self.log = log_store
         self.terminal_id = terminal_id
         self.clock = clock
-        self.session = PurseSession(transport, sam)
+        self.session: CardSession = PurseSession(transport, sam)
 
     def _now(self) -> int:
         return int(self.clock())
 
     def present(self) -> tuple[CardInfo, list[Receipt]]:
-        """Power the card up, SELECT it, and resolve any command it left pending here."""
+        """Power the card up, tell its profile, SELECT it, and resolve any command it left pending here."""
         self.transport.connect()
-        info = self.session.select()
+        self.session, info = select_card(self.transport, self.sam, self.session)
         if info.state == CardState.BLANK:
             raise SmartpurseError("the card is blank: personalize it first")
         return info, self._recover(info)
@@ -185,18 +187,20 @@ class _CardTerminal:
                 continue
             if (record.counter == pending.expected_counter and record.terminal_id == self.terminal_id
                     and record.terminal_seq == pending.terminal_seq):
-                self.log.complete(pending.terminal_seq, record)
+                self.log.complete(pending.terminal_seq, record, self.session.written_by(record))
                 recovered.append(Receipt.from_record(record))
             else:
                 self.log.drop(pending.terminal_seq)
         return recovered
 
     def _run(self, kind: RecordType, info: CardInfo, expected_counter: int, amount: int,
-             command: Callable[[int], TransactionRecord]) -> TransactionRecord:
-        """Write ahead, send, complete: the only path by which a transaction is logged."""
+             command: Callable[[int], tuple[TransactionRecord, CardWrite | None]]) -> TransactionRecord:
+        """Write ahead, send, complete: the only path by which a transaction is logged.
+
+        ``command`` returns the card's record and what else the transaction wrote (DESFire points)."""
         seq = self.log.begin(kind, info.number, info.uid, expected_counter, amount)
         try:
-            record = command(seq)
+            record, written = command(seq)
         except CardRemoved as e:
             raise TransactionInterrupted(
                 f"card {info.number} left before answering: present it again to finish ({e})"
@@ -206,7 +210,7 @@ class _CardTerminal:
         except ApduError:
             self.log.drop(seq)  # the card refused: nothing happened
             raise
-        self.log.complete(seq, record)
+        self.log.complete(seq, record, written)
         return record
 
     @staticmethod
@@ -226,7 +230,7 @@ class _CardTerminal:
             kind, info.key_version, info.uid, info.number, counter, amount, balance, info.currency,
             points.get("program_id", 0), points.get("points_before", 0), points.get("points_after", 0),
             points.get("earned", 0), points.get("redeemed", 0), points.get("prizes", 0), points.get("tier", 0),
-            self.terminal_id, seq, when, 0, certificate,
+            self.terminal_id, seq, when, self.session.record_flags, certificate,
         )
 
 
@@ -301,15 +305,17 @@ class Terminal(_CardTerminal):
             self.session.verify_pin(pin)
         slot = update.slot if program_id else None
 
-        def send(seq: int) -> TransactionRecord:
+        def send(seq: int) -> tuple[TransactionRecord, CardWrite | None]:
             result = self.session.debit(update.amount_due, when, seq, earned=update.earned,
                                         redeemed=update.redeemed, prizes=update.prizes, slot=slot)
+            if result.record is not None:  # the card logged the record the session built: keep those bytes
+                return result.record, result.written
             return self._record(
                 info, RecordType.PURCHASE, seq, when, result.counter, update.amount_due, result.balance,
                 result.certificate, program_id=program_id, points_before=opened.slot.points if program_id else 0,
                 points_after=update.slot.points if program_id else 0, earned=update.earned,
                 redeemed=update.redeemed, prizes=update.prizes, tier=update.slot.tier if program_id else 0,
-            )
+            ), None
 
         record = self._run(RecordType.PURCHASE, info, opened.counter + 1, update.amount_due, send)
         return Receipt.from_record(record, price=price, discount=update.discount, points_value=update.points_value,
@@ -330,12 +336,12 @@ class Terminal(_CardTerminal):
             raise NothingToCancel()  # the card would refuse it too: spare the write-ahead entry
         when = self._now()
 
-        def send(seq: int) -> TransactionRecord:
-            self.session.undebit(last.counter, when, seq)
+        def send(seq: int) -> tuple[TransactionRecord, CardWrite | None]:
+            result = self.session.undebit(last.counter, when, seq)
             record = self.session.read_log(0, 1)[0]  # the card's own record: restored points and tier
             if record.terminal_seq != seq or record.record_type != RecordType.CANCEL:
                 raise CardNotGenuine("the card's log does not show the cancellation")
-            return record
+            return record, result.written
 
         record = self._run(RecordType.CANCEL, info, opened.counter + 1, last.amount, send)
         return Receipt.from_record(record, recovered=tuple(recovered))
@@ -344,10 +350,12 @@ class Terminal(_CardTerminal):
         opened = self.session.open(KeyRef.DEBIT, self.terminal_id, 0)
         when = self._now()
 
-        def send(seq: int) -> TransactionRecord:
+        def send(seq: int) -> tuple[TransactionRecord, CardWrite | None]:
             result = self.session.block(when, seq)
+            if result.record is not None:
+                return result.record, result.written
             return self._record(info, RecordType.BLOCK, seq, when, result.counter, 0, result.balance,
-                                result.certificate)
+                                result.certificate), None
 
         return Receipt.from_record(self._run(RecordType.BLOCK, info, opened.counter + 1, 0, send))
 
@@ -387,10 +395,12 @@ class CreditTerminal(_CardTerminal):
         opened = self.session.open(KeyRef.CREDIT, self.terminal_id, 0)
         when = self._now()
 
-        def send(seq: int) -> TransactionRecord:
+        def send(seq: int) -> tuple[TransactionRecord, CardWrite | None]:
             result = self.session.credit(amount, when, seq)
+            if result.record is not None:
+                return result.record, result.written
             return self._record(info, RecordType.LOAD, seq, when, result.counter, amount, result.balance,
-                                result.certificate)
+                                result.certificate), None
 
         return Receipt.from_record(self._run(RecordType.LOAD, info, opened.counter + 1, amount, send),
                                    recovered=tuple(recovered))

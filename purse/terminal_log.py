@@ -19,12 +19,12 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from purse import crypto
 from purse.errors import SmartpurseError
-from purse.records import TransactionRecord
+from purse.records import CardWrite, TransactionRecord
 
 __all__ = [
     "TerminalLog",
@@ -75,8 +75,10 @@ CREATE TABLE IF NOT EXISTS batches (
     key_version INTEGER
 );
 """
-# Logs written before records kept their key version gain the column (NULL: see _backfill_key_versions).
-_ADDED_COLUMNS = (("journal", "key_version"), ("batches", "key_version"))
+# Columns later versions added; older logs gain them. key_version is NULL in logs written before records
+# kept it (see _backfill_key_versions); written (a DESFire record's CardWrite bytes) is NULL when there is none.
+_ADDED_COLUMNS = (("journal", "key_version", "INTEGER"), ("batches", "key_version", "INTEGER"),
+                  ("journal", "written", "BLOB"))
 
 
 class TerminalLogError(SmartpurseError):
@@ -129,6 +131,7 @@ class ClosedBatch:
     created: int
     entries: list[tuple[bytes, bytes]]  # (record bytes, chain MAC)
     key_version: int  # the log key version every record of the batch was chained with
+    written: dict[int, bytes] = field(default_factory=dict)  # 0-based entry index -> CardWrite bytes (DESFire)
 
 
 class TerminalLog:
@@ -149,9 +152,9 @@ class TerminalLog:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.executescript(_SCHEMA)
-            for table, column in _ADDED_COLUMNS:
+            for table, column, kind in _ADDED_COLUMNS:
                 if column not in {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}:
-                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} INTEGER")
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
         except sqlite3.DatabaseError as e:
             raise TerminalLogError(f"{path}: not a terminal log ({e})") from None
         # A bare key is version 1, the only version a log had before keys were rotated.
@@ -288,9 +291,11 @@ class TerminalLog:
         row = self.db.execute("SELECT value FROM meta WHERE key='next_seq'").fetchone()
         return row[0] if row else 1
 
-    def complete(self, terminal_seq: int, record: TransactionRecord) -> bytes:
-        """Replace a pending entry by the certified record, chained; returns its chain MAC."""
+    def complete(self, terminal_seq: int, record: TransactionRecord, written: CardWrite | None = None) -> bytes:
+        """Replace a pending entry by the certified record, chained; returns its chain MAC. ``written``
+        (what a DESFire transaction wrote besides the record) goes into the record's batch with it."""
         raw = record.to_bytes()
+        extra = written.to_bytes() if written is not None else None
         for attempt in (1, 2):
             try:
                 with self._tx():
@@ -299,8 +304,8 @@ class TerminalLog:
                     mac = self._chain_mac(version).mac(raw + prev) if version is not None else GENESIS_MAC
                     self.db.execute(
                         "INSERT INTO journal (chain_index, terminal_seq, card_number, counter, record, chain_mac,"
-                        " key_version) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (idx + 1, terminal_seq, record.card_number, record.counter, raw, mac, version),
+                        " key_version, written) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (idx + 1, terminal_seq, record.card_number, record.counter, raw, mac, version, extra),
                     )
                     self.db.execute("INSERT OR REPLACE INTO chain_head VALUES (1, ?, ?)", (idx + 1, mac))
                     self.db.execute("DELETE FROM pending WHERE terminal_seq=?", (terminal_seq,))
@@ -373,7 +378,8 @@ class TerminalLog:
             prev_row = self.db.execute("SELECT final_mac FROM batches WHERE batch_seq=?", (batch_seq - 1,)).fetchone()
             prev_mac = prev_row[0] if prev_row else GENESIS_MAC
             entries = self.db.execute(
-                "SELECT chain_index, record, chain_mac FROM journal WHERE batch_seq IS NULL ORDER BY chain_index"
+                "SELECT chain_index, record, chain_mac, written FROM journal WHERE batch_seq IS NULL"
+                " ORDER BY chain_index"
             ).fetchall()
             first = entries[0][0] if entries else (row[1] or 1)
             final = entries[-1][2] if entries else prev_mac
@@ -382,7 +388,8 @@ class TerminalLog:
             self.db.execute("UPDATE journal SET batch_seq=? WHERE batch_seq IS NULL", (batch_seq,))
             self.db.execute("INSERT INTO batches VALUES (?, ?, ?, ?, ?, ?, ?)",
                             (batch_seq, first, len(entries), prev_mac, final, created, version))
-            batch = ClosedBatch(batch_seq, first, prev_mac, final, created, [(r, m) for _, r, m in entries], version)
+            batch = ClosedBatch(batch_seq, first, prev_mac, final, created, [(r, m) for _, r, m, _ in entries], version,
+                                {i: w for i, (*_, w) in enumerate(entries) if w is not None})
             if write is not None:
                 write(batch)
         return batch
@@ -395,11 +402,12 @@ class TerminalLog:
             last = self.db.execute("SELECT max(batch_seq) FROM batches").fetchone()[0]
             raise TerminalLogError(f"{self.path} has no batch {batch_seq} (closed batches: 1..{last or 0})")
         first, count, prev_mac, final_mac, created, version = row
-        entries = self.db.execute("SELECT record, chain_mac FROM journal WHERE batch_seq=? ORDER BY chain_index",
-                                  (batch_seq,)).fetchall()
+        entries = self.db.execute("SELECT record, chain_mac, written FROM journal WHERE batch_seq=?"
+                                  " ORDER BY chain_index", (batch_seq,)).fetchall()
         if len(entries) != count:
             raise TerminalLogError(f"{self.path}: batch {batch_seq} holds {len(entries)} records, closed with {count}")
-        return ClosedBatch(batch_seq, first, prev_mac, final_mac, created, [(r, m) for r, m in entries], version)
+        return ClosedBatch(batch_seq, first, prev_mac, final_mac, created, [(r, m) for r, m, _ in entries], version,
+                           {i: w for i, (_, _, w) in enumerate(entries) if w is not None})
 
     def _tx(self) -> _Transaction:
         return _Transaction(self.db)

@@ -18,8 +18,12 @@ from __future__ import annotations
 from purse import crypto
 from purse.desfire.commands import Ins
 from purse.desfire.ev2 import truncated_mac
+from purse.desfire.profile import STATE_OFFSET, TMAC_KEY_LABEL, FileNo, diversification_input
+from purse.protocol import CardState, RecordType
+from purse.records import CERTIFIED_SIZE, RECORD_LAYOUT, CardWrite
 
-__all__ = ["TransactionMacInput", "session_mac_key", "transaction_mac", "transaction_mac_matches"]
+__all__ = ["TransactionMacInput", "session_mac_key", "transaction_mac", "transaction_mac_matches",
+           "record_transaction_mac_input", "record_verifies", "card_tmac_key"]
 
 
 def _padded(data: bytes) -> bytes:
@@ -79,3 +83,44 @@ def transaction_mac(key: bytes, tmc: int, uid: bytes, tmi: bytes) -> bytes:
 def transaction_mac_matches(key: bytes, tmc: int, uid: bytes, tmi: bytes, tmv: bytes) -> bool:
     """Whether ``tmv`` is the card's MAC of ``tmi`` (compared in constant time)."""
     return crypto.macs_equal(transaction_mac(key, tmc, uid, tmi), tmv)
+
+
+# -- a record's Transaction MAC, as processing checks it -------------------------------------------
+_VALUE_COMMAND = {RecordType.PURCHASE: Ins.DEBIT, RecordType.LOAD: Ins.CREDIT, RecordType.CANCEL: Ins.LIMITED_CREDIT}
+
+
+def record_transaction_mac_input(certified: bytes, written: CardWrite | None) -> bytes:
+    """The TMI of the transaction that logged ``certified`` (a record's 64 bytes) on a DESFire card
+    with the purse profile, and wrote ``written`` to its points file (docs/desfire.md, "A purchase")."""
+    if len(certified) != CERTIFIED_SIZE:
+        raise ValueError(f"a record's certified part has {CERTIFIED_SIZE} bytes")
+    kind = certified[RECORD_LAYOUT.offset["record_type"]]
+    tmi = TransactionMacInput()
+    if kind == RecordType.BLOCK:
+        tmi.data(Ins.WRITE_DATA, FileNo.IDENTITY, STATE_OFFSET, bytes((CardState.BLOCKED,)))
+    elif kind in _VALUE_COMMAND:
+        tmi.value(_VALUE_COMMAND[RecordType(kind)], FileNo.PURSE,
+                  int.from_bytes(certified[RECORD_LAYOUT.at("amount")], "big"))
+        if written is not None:
+            tmi.data(Ins.WRITE_DATA, FileNo.POINTS, written.offset, written.data)
+    else:
+        raise ValueError(f"record type {kind} is not a purse transaction")
+    return tmi.data(Ins.WRITE_RECORD, FileNo.LOG, 0, certified).to_bytes()
+
+
+def record_verifies(tmac_key: bytes, record: bytes, written: bytes | None = None) -> bool:
+    """Whether a DESFire record (72 bytes) carries its card's Transaction MAC: ``tmac_key`` the card's
+    AppTransactionMACKey, ``written`` the batch's card write for it (``CardWrite`` bytes) if any."""
+    try:
+        write = CardWrite.from_bytes(written) if written is not None else None
+        tmi = record_transaction_mac_input(record[:CERTIFIED_SIZE], write)
+    except ValueError:
+        return False
+    counter = int.from_bytes(record[RECORD_LAYOUT.at("counter")], "big")
+    uid = record[RECORD_LAYOUT.at("uid")]
+    return transaction_mac_matches(tmac_key, counter, uid, tmi, record[CERTIFIED_SIZE:])
+
+
+def card_tmac_key(txn_master: bytes, uid: bytes, system_identifier: bytes) -> bytes:
+    """A card's AppTransactionMACKey: MK_TXN diversified for it (docs/desfire.md, "Keys")."""
+    return crypto.an10922_diversify(txn_master, diversification_input(uid, TMAC_KEY_LABEL, system_identifier))

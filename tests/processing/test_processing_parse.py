@@ -94,7 +94,7 @@ DOC = REPO / "docs" / "batch-format.md"
 
 
 @pytest.mark.parametrize(("layout", "struct_"), [("batch_header", "BatchHeader"), ("batch_entry", "BatchEntry"),
-                                                 ("batch_trailer", "BatchTrailer")])
+                                                 ("batch_trailer", "BatchTrailer"), ("batch_written", "BatchWritten")])
 def test_batch_format_doc_matches_construct(layout: str, struct_: str) -> None:
     """docs/batch-format.md's tables give every field's offset and size as construct defines them."""
     import purse.batch

@@ -323,8 +323,9 @@ def test_record_and_points_slot_layouts() -> None:
 
 
 def test_batch_layouts() -> None:
-    header = {"format_version": 2, "log_key_version": 2, "terminal_id": 3, "merchant_id": 4, "batch_seq": 5,
-              "first_index": 6, "record_count": 7, "created": 8, "prev_chain_mac": b"ABCDEFGH", "log_id": b"LOG-1234"}
+    header = {"format_version": 3, "log_key_version": 2, "terminal_id": 3, "merchant_id": 4, "batch_seq": 5,
+              "first_index": 6, "record_count": 7, "created": 8, "prev_chain_mac": b"ABCDEFGH", "log_id": b"LOG-1234",
+              "written_count": 9}
     f = decode("batch.header", BatchHeader.build(header))
     assert f.pop("magic") == b"SPBT" and f.pop("reserved") == b"\x00\x00" and f == header
     trailer = {"record_count": 1, "purchase_count": 2, "purchase_total": 3, "cancel_count": 4, "cancel_total": 5,

@@ -20,7 +20,9 @@ from purse.sam import SoftwareSam
 from purse.session import PurseSession
 from purse.terminal import CreditTerminal, Terminal
 from purse.terminal_log import TerminalLog
+from purse.transport import Transport
 from purse.transport.virtual import VirtualTransport
+from purse.transport.virtual_desfire import VirtualDesfireTransport
 
 CARD_NUMBER = "6001000000000016"
 PIN = "1234"
@@ -87,6 +89,20 @@ class Issuer:
         write_image_file(path, memory.image_bytes())
         return self._ready(VirtualTransport(FileStorage(path, memory.size, memory.journal_size)), balance)
 
+    def desfire_card(self, *, balance: int = 0, uid: bytes | None = None, number: str = CARD_NUMBER,
+                     expiry: int = 0, max_balance: int = 1_000_000) -> VirtualDesfireTransport:
+        """A blank emulated DESFire EV2 card issued with the purse profile, loaded, powered up."""
+        from purse.desfire.personalization import personalize_desfire
+
+        transport = VirtualDesfireTransport.blank(uid)
+        personalize_desfire(transport, self.issuer_sam(), number=number, issuer_id=600100, expiry=expiry,
+                            currency=643, max_balance=max_balance, key_version=1)
+        if balance:
+            self.load(transport, balance)
+        transport.connect()
+        transport.storage.writes = 0
+        return transport
+
     def _ready(self, transport: VirtualTransport, balance: int) -> VirtualTransport:
         if balance:
             self.load(transport, balance)
@@ -94,22 +110,24 @@ class Issuer:
         transport.storage.writes = 0
         return transport
 
-    def load(self, transport: VirtualTransport, amount: int, when: int = NOW) -> None:
+    def load(self, transport: Transport, amount: int, when: int = NOW) -> None:
+        """Credit ``amount`` as the desk would, on a card of either profile (no desk log)."""
+        from purse.profiles import select_card
+
         transport.connect()
-        session = PurseSession(transport, self.credit_sam())
-        session.select()
+        session, _ = select_card(transport, self.credit_sam())
         session.open(KeyRef.CREDIT, 900)
         session.credit(amount, when, 1)
 
     # -- terminals ------------------------------------------------------------------------
-    def terminal(self, transport: VirtualTransport, *, terminal_id: int = 7, log_path: Path | str = ":memory:",
+    def terminal(self, transport: Transport, *, terminal_id: int = 7, log_path: Path | str = ":memory:",
                  hotlist: Container[str] = frozenset(), clock: Callable[[], float] | None = None) -> Terminal:
         sam = self.pos_sam(terminal_id)
         log = TerminalLog(log_path, terminal_id=terminal_id, merchant_id=MERCHANT, log_key=sam.log_key)
         return Terminal(transport, sam, log, terminal_id=terminal_id, merchant_id=MERCHANT, hotlist=hotlist,
                         clock=clock or (lambda: NOW))
 
-    def credit_terminal(self, transport: VirtualTransport, *, terminal_id: int = 900,
+    def credit_terminal(self, transport: Transport, *, terminal_id: int = 900,
                         log_path: Path | str = ":memory:") -> CreditTerminal:
         sam = self.credit_sam(terminal_id)
         log = TerminalLog(log_path, terminal_id=terminal_id, merchant_id=0, log_key=sam.log_key)
