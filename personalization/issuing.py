@@ -28,14 +28,22 @@ from personalization.holders_csv import HolderRow
 from personalization.imagefiles import make_durable, write_image
 from personalization.keystore import Keystore
 from personalization.numbering import check_iin
+from purse.apdu import ApduError
+from purse.desfire.commands import DesfireCard
+from purse.desfire.ev2 import SecureMessagingError
+from purse.desfire.personalization import personalize_desfire
+from purse.desfire.profile import AID as DESFIRE_AID
+from purse.desfire.status import ApplicationNotFound
 from purse.errors import SmartpurseError, UserError
 from purse.home import Home
+from purse.profiles import CardChip
 from purse.protocol import DEFAULT_TRANSPORT_KEY, CardState, KeyRef
 from purse.records import PointsSlot
 from purse.sam import SoftwareSam
 from purse.session import CardInfo, PurseSession
 from purse.transport import Transport
 from purse.transport.virtual import VirtualTransport
+from purse.transport.virtual_desfire import VirtualDesfireTransport
 
 if TYPE_CHECKING:  # the pool machinery is imported only by a batch that uses it
     from concurrent.futures import ProcessPoolExecutor
@@ -65,6 +73,7 @@ class CardProfile:
     expiry: int  # unix seconds; the card refuses purchases and loads after it
     key_version: int
     pin_length: int = 4
+    chip: CardChip = CardChip.REFERENCE  # the reference card, or DESFire EV2/EV3 (no PIN: docs/desfire.md)
 
 
 def end_of_month(year: int, month: int) -> int:
@@ -89,18 +98,19 @@ def expiry_month(text: str) -> int:
 
 
 def card_profile(home: Home, keystore: Keystore, *, max_balance: int | None = None, currency: int | None = None,
-                 expiry: int | None = None) -> CardProfile:
+                 expiry: int | None = None, chip: CardChip = CardChip.REFERENCE) -> CardProfile:
     issuer = home.issuer
     profile = CardProfile(
         issuer_id=keystore.issuer_id, iin=check_iin(issuer.iin),
         currency=int(currency if currency is not None else issuer.currency),
         max_balance=int(max_balance if max_balance is not None else issuer.max_balance),
         expiry=expiry if expiry is not None else end_of_month_after(issuer.card_validity_years),
-        key_version=keystore.current_version, pin_length=issuer.pin_length)
+        key_version=keystore.current_version, pin_length=issuer.pin_length, chip=chip)
     if not 0 < profile.currency < 1000:
         raise UserError(f"currency must be an ISO 4217 numeric code, not {profile.currency}")
-    if not 0 < profile.max_balance < 2**32:
-        raise UserError(f"maximum balance must be 1..{2**32 - 1} minor units, not {profile.max_balance}")
+    most = 2**31 - 1 if chip is CardChip.DESFIRE else 2**32 - 1  # a DESFire value file is a signed 32-bit value
+    if not 0 < profile.max_balance <= most:
+        raise UserError(f"maximum balance must be 1..{most} minor units on a {chip} card, not {profile.max_balance}")
     if not time.time() < profile.expiry < 2**32:
         raise UserError("the expiry date must be in the future")
     return profile
@@ -280,7 +290,7 @@ def _ready(outcome: _Outcome) -> Callable[[], _Outcome]:
 
 
 def _job(profile: CardProfile, request: CardRequest, res: registry.Reservation) -> _Job:
-    pin = request.pin or generate_pin(profile.pin_length)
+    pin = "" if profile.chip is CardChip.DESFIRE else request.pin or generate_pin(profile.pin_length)
     return (res.number, res.uid or os.urandom(7), pin, request.program, request.tier)
 
 
@@ -293,6 +303,13 @@ def _run(sam: SoftwareSam, profile: CardProfile, jobs: Sequence[_Job]) -> _Outco
     images: list[bytes] = []
     for number, uid, pin, program, tier in jobs:
         try:
+            if profile.chip is CardChip.DESFIRE:
+                chip = VirtualDesfireTransport.blank(uid)
+                personalize_desfire(chip, sam, number=number, issuer_id=profile.issuer_id, expiry=profile.expiry,
+                                    currency=profile.currency, max_balance=profile.max_balance,
+                                    key_version=profile.key_version, program=program, tier=tier)
+                images.append(chip.image_bytes())
+                continue
             card = VirtualTransport.blank(uid)
             personalize(card, sam, number, profile, pin, program, tier)
         except Exception as e:  # handed back to the caller, which decides how to report it
@@ -438,20 +455,19 @@ def issue_to_reader(engine: Engine, sam: SoftwareSam, profile: CardProfile, requ
                                       attempt)
         else:
             registry.set_reservation_uid(engine, res.number, info.uid)
-        pin = request.pin or generate_pin(profile.pin_length)
-        session = PurseSession(transport, sam)
-        try:
-            write_card(session, sam, res.number, profile, pin, request.program, request.tier)
-        except SmartpurseError as e:
-            registry.set_reservation_uid(engine, res.number, None)
-            transport.disconnect()
-            raise IssueFailed(_failure(report, request, e)) from e
-        try:
-            session.lock()
-        except SmartpurseError as e:
-            registry.void_number(engine, res.number, f"card {info.uid.hex()} lost during LOCK")
-            transport.disconnect()
-            raise IssueFailed(_failure(report, request, e)) from e
+        pin = "" if profile.chip is CardChip.DESFIRE else request.pin or generate_pin(profile.pin_length)
+        if profile.chip is CardChip.DESFIRE:
+            try:  # one pass from a format: a card pulled half-way may hold the number, which is never reused
+                personalize_desfire(transport, sam, number=res.number, issuer_id=profile.issuer_id,
+                                    expiry=profile.expiry, currency=profile.currency,
+                                    max_balance=profile.max_balance, key_version=profile.key_version,
+                                    program=request.program, tier=request.tier)
+            except SmartpurseError as e:
+                registry.void_number(engine, res.number, f"DESFire card {info.uid.hex()} pulled while issued")
+                transport.disconnect()
+                raise IssueFailed(_failure(report, request, e)) from e
+        else:
+            _write_and_lock(engine, transport, sam, res.number, profile, pin, request, report, info)
         transport.disconnect()
         card = IssuedCard(request.index, res.number, info.uid, pin, request.holder.name if request.holder else None,
                           reader)
@@ -467,6 +483,25 @@ def issue_to_reader(engine: Engine, sam: SoftwareSam, profile: CardProfile, requ
     return report
 
 
+def _write_and_lock(engine: Engine, transport: Transport, sam: SoftwareSam, number: str, profile: CardProfile,
+                    pin: str, request: CardRequest, report: IssueReport, info: CardInfo) -> None:
+    """A reference card: everything but LOCK (a failure leaves it blank: the number goes back), then LOCK
+    (a card lost during it may carry the number: voided)."""
+    session = PurseSession(transport, sam)
+    try:
+        write_card(session, sam, number, profile, pin, request.program, request.tier)
+    except SmartpurseError as e:
+        registry.set_reservation_uid(engine, number, None)
+        transport.disconnect()
+        raise IssueFailed(_failure(report, request, e)) from e
+    try:
+        session.lock()
+    except SmartpurseError as e:
+        registry.void_number(engine, number, f"card {info.uid.hex()} lost during LOCK")
+        transport.disconnect()
+        raise IssueFailed(_failure(report, request, e)) from e
+
+
 def requests_for_count(count: int, *, program: int | None = None, tier: int | None = None) -> list[CardRequest]:
     if count <= 0:
         raise UserError(f"--count must be at least 1, not {count}")
@@ -479,9 +514,22 @@ def requests_for_holders(rows: Sequence[HolderRow], *, program: int | None = Non
             for i, h in enumerate(rows)]
 
 
+def _blank_desfire(transport: Transport) -> CardInfo:
+    """A DESFire card's UID as a blank card's ``CardInfo``; PERSONALIZED when it carries the purse already."""
+    card = DesfireCard(transport)
+    uid = card.get_version().uid
+    try:
+        card.select_application(DESFIRE_AID)
+        state = CardState.PERSONALIZED
+    except ApplicationNotFound:
+        state = CardState.BLANK
+    return CardInfo(state, uid, "an issued DESFire card", 0, 0, 0, 0, 0, 0, 0)
+
+
 def pcsc_presenter(sam: SoftwareSam, reader: str | None, say: Callable[[str], None], *,
-                   timeout: float = 120.0) -> CardPresenter:
-    """Ask for each card, then wait until a *blank* card is in ``reader`` (PC/SC)."""
+                   timeout: float = 120.0, chip: CardChip = CardChip.REFERENCE) -> CardPresenter:
+    """Ask for each card, then wait until a *blank* card of ``chip`` is in ``reader`` (PC/SC): a reference
+    card not yet locked, or a DESFire card without the purse application."""
     from purse.transport import TransportError
     from purse.transport.pcsc import NoCard, PcscTransport, wait_for_card
 
@@ -498,8 +546,8 @@ def pcsc_presenter(sam: SoftwareSam, reader: str | None, say: Callable[[str], No
             transport = PcscTransport(reader)
             try:
                 transport.connect()
-                info = PurseSession(transport, sam).select()
-            except TransportError:
+                info = _blank_desfire(transport) if chip is CardChip.DESFIRE else PurseSession(transport, sam).select()
+            except (TransportError, ApduError, SecureMessagingError):
                 transport.disconnect()
                 continue
             if info.state == CardState.BLANK:

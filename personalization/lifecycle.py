@@ -10,6 +10,7 @@ card's last batches are in and a desk then loads onto the new card (``smartpurse
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
 from datetime import datetime
@@ -34,10 +35,10 @@ from processing.schema.registry import CardStatus
 from purse.cardaccess import open_card
 from purse.errors import UserError
 from purse.home import Home
+from purse.profiles import CardChip, image_chip, image_state
 from purse.protocol import CardState, KeyRef
 from purse.session import PurseSession
 from purse.transport import Transport
-from purse.transport.virtual import image_state
 
 ISSUER_TERMINAL_ID = 0  # the terminal id the issuer's station uses in ADMIN sessions
 
@@ -80,7 +81,11 @@ def unblock(engine: Engine, home: Home, number: str, issuer: Callable[[], Keysto
     row = registry.set_unblocked(engine, number)
     path = image_path(home, number, row)
     if path.is_file():
-        if image_state(path.read_bytes()).state == CardState.BLOCKED:
+        image = path.read_bytes()
+        if image_state(image).state == CardState.BLOCKED:
+            if image_chip(image) is CardChip.DESFIRE:
+                raise UserError(f"card {number} is a DESFire card a terminal blocked on the chip: it cannot be "
+                                "unblocked yet (docs/desfire.md); issue a replacement with `smartpurse cards replace`")
             transport = _open(home, number, None, row)
             try:
                 _admin_session(transport, issuer()).unblock()
@@ -98,6 +103,9 @@ def reset_pin(engine: Engine, home: Home, keystore: Keystore, number: str, pin: 
         raise UserError(f"card {number} was replaced by {row['replaced_by']}; reset that card's PIN")
     if pin is not None and not (pin.isdigit() and 4 <= len(pin) <= 12):
         raise UserError("a PIN is 4 to 12 digits")
+    path = image_path(home, number, row)
+    if reader is None and path.is_file() and image_chip(path.read_bytes()) is CardChip.DESFIRE:
+        raise UserError(f"card {number} is a DESFire card: it has no PIN to reset (docs/desfire.md)")
     pin = pin or generate_pin(home.issuer.pin_length)
     transport = _open(home, number, reader, row)
     try:
@@ -129,6 +137,9 @@ def replace(engine: Engine, home: Home, keystore: Keystore, profile: CardProfile
     if old["state"] == CardStatus.ISSUED:
         registry.set_blocked(engine, number, f"replaced: {reason}", at)
     request = CardRequest(0, program=old["program"], tier=old["tier"])
+    old_image = image_path(home, number, old)
+    if reader is None and old_image.is_file() and image_chip(old_image.read_bytes()) is CardChip.DESFIRE:
+        profile = dataclasses.replace(profile, chip=CardChip.DESFIRE)  # the holder gets the card they had
     batch = f"replace-{number}"
     sam = issuer_sam(keystore)
     if reader is not None:

@@ -2,7 +2,8 @@
 
 Every command that acts on one card (sell, cancel, read, load, PIN reset, unblock) starts
 here, so they all accept the same things and refuse the same way: a card in a reader is
-checked by SELECT to be the card asked for, before any key is used on it.
+checked by SELECT to be the card asked for, before any key is used on it. Either card
+profile is opened (the reference card or DESFire: ``purse.profiles``).
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from pathlib import Path
 from purse import cardnumber
 from purse.errors import UserError
 from purse.home import Home
+from purse.profiles import select_card
 from purse.sam import SoftwareSam
-from purse.session import PurseSession
 from purse.transport import Transport
 
 
@@ -36,15 +37,15 @@ def open_card(home: Home, number: str, *, reader: str | None = None, image: Path
 
         transport = PcscTransport(reader)
     else:
-        from purse.transport.virtual import VirtualTransport
+        from purse.transport.chips import virtual_transport
 
         path = image if image is not None else home.card_image(number)
         if not path.is_file():
             raise UserError(f"unknown card {number}: no image {path} (issue cards with `smartpurse cards issue`, "
                             "or present the card with --reader)")
-        transport = VirtualTransport.open(path)
+        transport = virtual_transport(path)
     transport.connect()
-    found = PurseSession(transport, SoftwareSam({})).select().number
+    found = select_card(transport, SoftwareSam({}))[1].number
     if found != number:
         transport.disconnect()
         raise WrongCard(f"the card presented is {found}, not {number}")

@@ -39,6 +39,7 @@ from purse import cardnumber
 from purse._cli.util import CliContext, emit, pass_cli, progress, table
 from purse.errors import UserError
 from purse.money import format_amount, parse_amount
+from purse.profiles import CardChip
 
 
 def _number(_ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -53,9 +54,9 @@ def _report_data(report: IssueReport, profile: CardProfile, pins_file: Path | No
         "key_version": report.key_version, "seconds": round(report.seconds, 3),
         "cards_per_second": round(report.rate, 1),
         "expiry": datetime.fromtimestamp(profile.expiry, UTC).date().isoformat(),
-        "pins_file": str(pins_file) if pins_file else None,
+        "pins_file": str(pins_file) if pins_file else None, "profile": profile.chip.value,
         "cards": [{"number": c.number, "uid": c.uid.hex(), "holder": c.holder, "where": c.where,
-                   **({} if pins_file else {"pin": c.pin})} for c in report.issued],
+                   **({} if pins_file or not c.pin else {"pin": c.pin})} for c in report.issued],
     }
 
 
@@ -68,12 +69,12 @@ def _report_text(data: dict[str, Any]) -> str:
         rows.append(("holders who already have a card", str(len(data["skipped_holders"]))))
     parts = [table(("", "figure"), rows, title=f"batch {data['batch']}", show_header=False, right=("figure",))]
     if data["cards"]:
-        last = "PIN" if not data["pins_file"] else "where"
-        parts.append(table(("number", "holder", last),
+        with_pins = not data["pins_file"] and data["profile"] != "desfire"
+        title = ("cards (PINs are shown once: hand them over now)" if with_pins else
+                 "cards (DESFire: no PIN)" if data["profile"] == "desfire" else f"cards (PINs in {data['pins_file']})")
+        parts.append(table(("number", "holder", "PIN" if with_pins else "where"),
                            [(cardnumber.format(c["number"]), c["holder"] or "", c.get("pin") or c["where"])
-                            for c in data["cards"]],
-                           title="cards (PINs are shown once: hand them over now)" if not data["pins_file"] else
-                           f"cards (PINs in {data['pins_file']})"))
+                            for c in data["cards"]], title=title))
     return "\n".join(parts)
 
 
@@ -93,14 +94,16 @@ def _report_text(data: dict[str, Any]) -> str:
 @click.option("--pins", "pins_file", type=click.Path(dir_okay=False, path_type=Path),
               help="Write the PINs to this new file (CSV, mode 0600).")
 @click.option("--show-pins", is_flag=True, help="Print the PINs instead, once (no file keeps them).")
+@click.option("--profile", "chip", type=click.Choice([c.value for c in CardChip]), default=CardChip.REFERENCE.value,
+              show_default=True, help="The card to issue: the reference card, or MIFARE DESFire EV2/EV3 (no PIN).")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for each card.")
 @click.option("--chunk", type=click.IntRange(1, 100_000), default=DEFAULT_CHUNK, show_default=True,
               help="Cards per registry transaction (virtual images).")
 @pass_cli
 def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str | None, reader: str | None,
           folder: Path | None, program: int | None, tier: int | None, max_balance: str | None,
-          currency: int | None, expiry: str | None, pins_file: Path | None, show_pins: bool, timeout: float,
-          chunk: int) -> None:
+          currency: int | None, expiry: str | None, pins_file: Path | None, show_pins: bool, chip: str,
+          timeout: float, chunk: int) -> None:
     """Personalize cards (virtual images by default) and record them in the registry.
 
     The PINs go where you say: a new 0600 file (``--pins``) or the screen (``--show-pins``), never
@@ -129,11 +132,15 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
         requests = requests_for_count(count, program=program, tier=tier)
         batch = batch or f"count-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(2)}"
         source = f"--count {count}"
-    if (pins_file is None) == (not show_pins):
+    card_chip = CardChip(chip)
+    if card_chip is CardChip.DESFIRE:
+        if pins_file is not None or show_pins:
+            raise click.UsageError("DESFire cards get no PIN (docs/desfire.md): drop --pins and --show-pins")
+    elif (pins_file is None) == (not show_pins):
         raise click.UsageError("say where the PINs go: --pins FILE (a new 0600 file) or --show-pins (printed once)")
     store = issuer_keystore(cli)
     profile = card_profile(cli.home, store, max_balance=limit, currency=currency,
-                           expiry=None if expiry is None else expiry_month(expiry))
+                           expiry=None if expiry is None else expiry_month(expiry), chip=card_chip)
     db = engine(cli)
     sam = issuer_sam(store)
     pins = PinsFile(pins_file) if pins_file is not None else None
@@ -144,7 +151,7 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
                 if not cli.json:
                     click.echo(message, err=True)
 
-            present = pcsc_presenter(sam, reader, say, timeout=timeout)
+            present = pcsc_presenter(sam, reader, say, timeout=timeout, chip=card_chip)
             report = issue_to_reader(db, sam, profile, requests, batch, reader, present, source=source,
                                      progress=advance, on_issued=on_issued)
         else:

@@ -30,7 +30,7 @@ def _summary_text(data: dict[str, Any]) -> str:
     t.add_column("", justify="right")
     c = data["cards"]
     rows = [
-        ("cards issued", f"{c['issued']}"),
+        ("cards issued", f"{c['issued']}  ({c['issued'] - c['desfire']} reference, {c['desfire']} DESFire EV2)"),
         ("money loaded", f"{money(data['money']['loaded'])}  ({data['money']['loads']} loads)"),
         ("spent", f"{money(data['money']['spent'])}  ({data['money']['purchases']} purchases)"),
         ("cancelled", f"{money(data['money']['cancelled'])}  ({data['money']['cancellations']} cancellations)"),

@@ -45,12 +45,17 @@ from purse.files import PRIVATE, copy_atomic
 from purse.home import Home, TerminalFiles
 from purse.loyalty import ProgramPolicy, example_program_bytes, parse_program_bytes, sign_program
 from purse.loyalty.program import Program
+from purse.profiles import CardChip, select_card
+from purse.protocol import KeyRef
 from purse.rolekeys import Role
 from purse.sam import SoftwareSam
 from purse.session import PurseSession
 from purse.terminal import CreditTerminal, Receipt, Terminal, TransactionInterrupted
 from purse.terminal_log import TerminalLog
+from purse.transport import Transport
+from purse.transport.chips import virtual_transport
 from purse.transport.virtual import VirtualTransport
+from purse.transport.virtual_desfire import VirtualDesfireTransport
 
 DEMO_PASSPHRASE = "demo"  # the demo keystore's passphrase: a demo, never a real issuer
 MARKER = ".smartpurse-demo"  # only a folder holding this file may be wiped and rewritten
@@ -58,6 +63,7 @@ CREDIT_DESK = 0
 MERCHANT_NAMES = ("Coffee House", "Corner Market", "Fuel Stop", "Book Nook")
 START = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.UTC)
 TEAR_AT_WRITE = 3  # journal written, purse region written, then the card leaves the field
+DESFIRE_SHARE = 4  # one card in four is issued on the DESFire profile
 
 Progress = Callable[[str, int, int], None]  # stage, done, total
 
@@ -208,11 +214,21 @@ def set_up(options: DemoOptions, progress: Progress) -> DemoWorld:
         export_role_file(engine, home, keystore, role, DEMO_PASSPHRASE)
     program = install_program(home, keystore, options.terminals)
     progress("issuing cards", 0, options.cards)
-    report = issue_to_images(engine, issuer_sam(keystore), card_profile(home, keystore),
-                             requests_for_count(options.cards, program=program.program_id), "demo",
-                             home.cards_dir, progress=lambda n: progress("issuing cards", n, options.cards),
-                             uid_source=secrets_rng.randbytes)
-    pins = {card.number: card.pin for card in report.issued}
+    pins: dict[str, str] = {}
+    desfire = options.cards // DESFIRE_SHARE  # a share of the cards is off-the-shelf DESFire (docs/desfire.md)
+    done = 0
+    for chip, count, batch in ((CardChip.REFERENCE, options.cards - desfire, "demo"),
+                               (CardChip.DESFIRE, desfire, "demo-desfire")):
+        if not count:
+            continue
+        def issued(n: int, at: int = done) -> None:
+            progress("issuing cards", at + n, options.cards)
+
+        report = issue_to_images(engine, issuer_sam(keystore), card_profile(home, keystore, chip=chip),
+                                 requests_for_count(count, program=program.program_id), batch, home.cards_dir,
+                                 progress=issued, uid_source=secrets_rng.randbytes)
+        pins.update({card.number: card.pin for card in report.issued})  # DESFire cards: "" (no PIN)
+        done += count
     return DemoWorld(options, home, engine, keystore, program, pins, random.Random(options.seed))
 
 
@@ -232,7 +248,7 @@ def install_program(home: Home, keystore: Keystore, terminals: int) -> Program:
 
 def desk_at(world: DemoWorld, number: str) -> CreditTerminal:
     """The issuer's load desk with card ``number`` presented."""
-    return CreditTerminal(VirtualTransport.open(world.card_path(number)), world.sam(CREDIT_DESK),
+    return CreditTerminal(virtual_transport(world.card_path(number)), world.sam(CREDIT_DESK),
                           world.log(CREDIT_DESK), terminal_id=CREDIT_DESK, clock=world.clock)
 
 
@@ -255,7 +271,7 @@ def load_all(world: DemoWorld, progress: Progress) -> None:
     record_loads(world.engine, receipts)
 
 
-def terminal_for(world: DemoWorld, terminal_id: int, transport: VirtualTransport) -> Terminal:
+def terminal_for(world: DemoWorld, terminal_id: int, transport: Transport) -> Terminal:
     return Terminal(transport, world.sam(terminal_id), world.log(terminal_id), terminal_id=terminal_id,
                     merchant_id=merchant_of(terminal_id, world.options.merchants), clock=world.clock)
 
@@ -280,13 +296,14 @@ def sell(world: DemoWorld, number: str, terminal_id: int, price: int, *, tear: b
     if rule is not None and path is None and world.rng.random() < 0.05:
         # Pay up to half the price with points: always within what is due after any tier discount.
         redeem = min(world.points.get(number, 0), price // 2 // rule.point_value)
-        if redeem >= rule.min_points:
+        if redeem >= rule.min_points and world.pins[number]:  # DESFire cards hold no PIN: no redemption
             pin = world.pins[number]
         else:
             redeem = 0
-    transport = VirtualTransport.open(path or world.card_path(number))
+    transport = virtual_transport(path or world.card_path(number))
     terminal = terminal_for(world, terminal_id, transport)
     if tear:
+        assert isinstance(transport, (VirtualTransport, VirtualDesfireTransport))
         transport.tear_at(TEAR_AT_WRITE)
         try:
             terminal.debit(price, points=policy, redeem_points=redeem, pin=pin)
@@ -304,7 +321,7 @@ def sell(world: DemoWorld, number: str, terminal_id: int, price: int, *, tear: b
 
 
 def cancel(world: DemoWorld, number: str, terminal_id: int) -> None:
-    terminal = terminal_for(world, terminal_id, VirtualTransport.open(world.card_path(number)))
+    terminal = terminal_for(world, terminal_id, virtual_transport(world.card_path(number)))
     receipt = terminal.cancel_last()
     world.balances[number] = receipt.balance
     world.points[number] = receipt.points_after
@@ -367,19 +384,22 @@ def export_batches(world: DemoWorld) -> list[Path]:
     out = world.options.out / "batches"
     paths = []
     for terminal_id in range(1, world.options.terminals + 1):
-        transport = VirtualTransport.open(world.card_path(world.numbers[0]))
+        transport = virtual_transport(world.card_path(world.numbers[0]))
         summary = terminal_for(world, terminal_id, transport).export_batch(out / f"terminal-{terminal_id}.spb")
         paths.append(summary.path)
     return paths
 
 
 def card_balances(world: DemoWorld) -> dict[str, int]:
-    """Balances read back from every issued card (SELECT), not from the simulation's notes."""
+    """Balances read back from every issued card, not from the simulation's notes: SELECT on a reference
+    card, the value file under the desk's key on a DESFire card (which tells its balance only to a key)."""
     balances = {}
     for number in world.numbers:
-        transport = VirtualTransport.open(world.card_path(number))
+        transport = virtual_transport(world.card_path(number))
         transport.connect()
-        balances[number] = PurseSession(transport, world.sam(CREDIT_DESK)).select().balance
+        session, info = select_card(transport, world.sam(CREDIT_DESK))
+        balances[number] = info.balance if isinstance(session, PurseSession) else \
+            session.open(KeyRef.CREDIT, CREDIT_DESK).balance
     return balances
 
 
@@ -457,7 +477,7 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
         "seed": options.seed,
         "currency": world.home.issuer.currency,
         "currency_exponent": world.home.issuer.currency_exponent,
-        "cards": {"issued": len(world.pins)},
+        "cards": {"issued": len(world.pins), "desfire": sum(1 for pin in world.pins.values() if not pin)},
         "money": {"loads": t.loads, "loaded": t.loaded, "purchases": t.purchases, "spent": t.spent,
                   "cancellations": t.cancellations, "cancelled": t.cancelled,
                   "left_on_cards": sum(on_cards.values())},

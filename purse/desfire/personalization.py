@@ -28,7 +28,7 @@ from purse.desfire.profile import (
 from purse.desfire.session import DesfireSession
 from purse.desfire.status import AuthenticationFailed
 from purse.protocol import CardState, KeyRef
-from purse.records import number_to_bcd
+from purse.records import PointsSlot, number_to_bcd
 from purse.sam import SoftwareSam
 from purse.transport import Transport
 
@@ -60,10 +60,14 @@ def _open_card_level(card: DesfireCard, sam: SoftwareSam, version: int) -> tuple
 
 
 def personalize_desfire(transport: Transport, sam: SoftwareSam, *, number: str, issuer_id: int, expiry: int,
-                        currency: int, max_balance: int, key_version: int) -> CardInfo:
+                        currency: int, max_balance: int, key_version: int, program: int | None = None,
+                        tier: int | None = None) -> CardInfo:
     """Format the card in ``transport`` and issue it as card ``number``; returns what it now tells.
 
-    ``sam`` holds the ADMIN, CREDIT, DEBIT and TXN masters of ``key_version`` (the issuer station's)."""
+    ``sam`` holds the ADMIN, CREDIT, DEBIT and TXN masters of ``key_version`` (the issuer station's);
+    ``program`` (and ``tier``) starts the card in a loyalty program, as on the reference card."""
+    if not 0 < max_balance < 2**31:
+        raise ValueError(f"a DESFire value file holds at most {2**31 - 1} minor units, not {max_balance}")
     transport.connect()
     card = DesfireCard(transport)
     uid, picc_key = _open_card_level(card, sam, key_version)
@@ -81,6 +85,9 @@ def personalize_desfire(transport: Transport, sam: SoftwareSam, *, number: str, 
     identity = Identity(number_to_bcd(number), issuer_id, expiry, currency, max_balance, CardState.PERSONALIZED,
                         uid, key_version)
     card.write_data(FileNo.IDENTITY, 0, identity.to_bytes(), FILES[FileNo.IDENTITY].comm)
+    if program:
+        slot = PointsSlot(program_id=program, tier=tier or 0).to_bytes()
+        card.write_data(FileNo.POINTS, 0, slot + slot, FILES[FileNo.POINTS].comm)
     card.commit_transaction(transaction_mac=False)  # before the TMAC file: the first transaction counts as 1
     tmac = FILES[FileNo.TMAC]
     card.create_transaction_mac_file(FileNo.TMAC, tmac.comm, tmac.access,

@@ -12,11 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from purse.card.desfire.picc import IMAGE_SIZE, JOURNAL_SIZE, DesfirePicc, manufacture
+from purse.card.desfire.state import MAGIC as DESFIRE_IMAGE_MAGIC
 from purse.card.storage import MAGIC as STORAGE_MAGIC
-from purse.card.storage import CardTorn, FileStorage, Storage
+from purse.card.storage import CardTorn, FileStorage, MemoryStorage, Storage
 from purse.transport import TRAFFIC, CardRemoved, traced
 
-__all__ = ["VirtualDesfireTransport", "IMAGE_BYTES"]
+__all__ = ["VirtualDesfireTransport", "IMAGE_BYTES", "DESFIRE_IMAGE_MAGIC"]
 
 log = logging.getLogger(__name__)
 IMAGE_BYTES = len(STORAGE_MAGIC) + IMAGE_SIZE + JOURNAL_SIZE  # the size of a DESFire card image file
@@ -39,6 +40,11 @@ class VirtualDesfireTransport:
     @classmethod
     def open(cls, image: Path, *, durable: bool = True) -> VirtualDesfireTransport:
         return cls(FileStorage(Path(image), IMAGE_SIZE, JOURNAL_SIZE, durable=durable))
+
+    @classmethod
+    def from_image_bytes(cls, image: bytes) -> VirtualDesfireTransport:
+        """The card of an image's bytes, in memory (changes are not written back)."""
+        return cls(MemoryStorage(IMAGE_SIZE, JOURNAL_SIZE, image))
 
     def image_bytes(self) -> bytes:
         return self.storage.image_bytes()
