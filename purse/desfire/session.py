@@ -77,7 +77,8 @@ class DesfireSession:
         self._terminal_id = 0
         self._program_id = 0
         self._balance = 0
-        self._points = bytes(POINTS_PROGRAMS * POINTS_ENTRY)
+        self._points = b""
+        self._points_read = 0
         self._reads_pending = False  # reads since the last commit or abort sit in the card's TMI
 
     # -- presentation ------------------------------------------------------------------------
@@ -117,20 +118,34 @@ class DesfireSession:
             raise CardNotGenuine(f"card {info.number} failed authentication: not issued with these keys") from None
         self._ref, self._terminal_id, self._program_id = ref, terminal_id, program_id
         self._balance = self.card.get_value(FileNo.PURSE, _FULL)
-        if ref == KeyRef.DEBIT:
-            self._points = self.card.read_data(FileNo.POINTS, 0, 0, _FULL)
+        self._points_read = 0  # bytes of the points file read in this session, from its start
         self._reads_pending = True
-        index = self._slot_index(program_id) if program_id else None
+        index = self._slot_index(program_id) if ref == KeyRef.DEBIT and program_id else None
         slot = self._slot(index) if index is not None else PointsSlot()
         return OpenedSession(info.counter, self._balance, slot)
 
     # -- points ------------------------------------------------------------------------------
+    def _load_points(self, upto: int = POINTS_PROGRAMS * POINTS_ENTRY) -> None:
+        """The points file's first ``upto`` bytes, read once per session (a sale under a program, a cancel,
+        a recovery need them; a plain sale does not)."""
+        if self._points_read < upto:
+            start = self._points_read
+            self._points = self._points[:start] + self.card.read_data(FileNo.POINTS, start, upto - start, _FULL)
+            self._points_read = upto
+            self._reads_pending = True
+
     def _slot(self, index: int, previous: bool = False) -> PointsSlot:
         at = index * POINTS_ENTRY + (POINTS_SLOT_SIZE if previous else 0)
         return PointsSlot.from_bytes(self._points[at : at + POINTS_SLOT_SIZE])
 
     def _slot_index(self, program_id: int) -> int | None:
-        for i in range(POINTS_PROGRAMS):
+        """The entry of ``program_id`` (0: a free one). The first entry is read alone first: a card is
+        issued into its program there, so most sales read 64 bytes, not the whole file."""
+        self._load_points(POINTS_ENTRY)
+        if self._slot(0).program_id == program_id:
+            return 0
+        self._load_points()
+        for i in range(1, POINTS_PROGRAMS):
             if self._slot(i).program_id == program_id:
                 return i
         return None

@@ -20,15 +20,17 @@ from processing.importer import ImportOptions, ImportResult, import_batch
 from processing.keys import ProcessingKeys
 from processing.schema.registry import merchants, terminals
 from processing.verify import reference_verify
+from purse.apdu import CardBlocked
 from purse.batch import parse_batch
 from purse.desfire.ev2 import CommMode
 from purse.desfire.profile import FileNo
 from purse.desfire.session import DesfireSession
 from purse.desfire.status import AuthenticationFailed
 from purse.points import PointsUpdate
-from purse.protocol import DEFAULT_SYSTEM_IDENTIFIER, KeyRef, RecordType
+from purse.profiles import image_state
+from purse.protocol import DEFAULT_SYSTEM_IDENTIFIER, CardState, KeyRef, RecordType
 from purse.records import PointsSlot, RecordFlag
-from purse.terminal import CompletedBefore, Terminal, TransactionInterrupted
+from purse.terminal import CardHotlisted, CompletedBefore, Terminal, TransactionInterrupted
 from purse.transport import Transport
 from purse.transport.virtual_desfire import VirtualDesfireTransport
 
@@ -190,3 +192,50 @@ def test_the_card_refuses_what_the_key_may_not_do(purse_issuer: purse_env.Issuer
     desk.open(KeyRef.CREDIT, 900)
     with pytest.raises(AuthenticationFailed):  # nor may the desk's key read or write points
         desk.card.read_data(FileNo.POINTS, 0, 32, CommMode.FULL)
+
+
+def test_a_hotlisted_desfire_card_is_blocked_on_the_chip_and_its_block_record_verifies(
+        processing_db: World, purse_issuer: purse_env.Issuer, tmp_path: Path) -> None:
+    desfire = purse_issuer.desfire_card(balance=5_000, number="6001000000000032")
+    terminal = purse_issuer.terminal(desfire, log_path=tmp_path / "t7.log", hotlist={"6001000000000032"})
+    with pytest.raises(CardHotlisted) as caught:
+        terminal.debit(100)
+    assert caught.value.receipt is not None and caught.value.receipt.kind == "block"
+    with pytest.raises(CardBlocked):  # blocked on the chip: no terminal sells to it any more
+        purse_issuer.terminal(desfire, terminal_id=7).debit(100)
+    assert image_state(desfire.image_bytes()).state == CardState.BLOCKED
+    path = tmp_path / "b1.spb"
+    terminal.export_batch(path)
+    result = _import(processing_db, purse_issuer, path)
+    assert (result.status, result.accepted, result.held) == ("accepted", 1, 0), result
+
+
+@pytest.mark.parametrize("kind", ["load", "cancel"])
+def test_a_torn_desfire_load_or_cancel_completes_once(purse_issuer: purse_env.Issuer, tmp_path: Path,
+                                                      kind: str) -> None:
+    desfire = purse_issuer.desfire_card(balance=50_000, number="6001000000000032")
+    assert isinstance(desfire, VirtualDesfireTransport)
+    desk = purse_issuer.credit_terminal(desfire, log_path=tmp_path / "desk.log")
+    pos = purse_issuer.terminal(desfire, log_path=tmp_path / "t7.log")
+    outcomes, tear = set(), 1
+    while True:
+        if kind == "cancel":
+            pos.debit(700, points=OnePointPerUnit())
+        desfire.tear_at(tear)
+        try:
+            desk.load(1_000) if kind == "load" else pos.cancel_last()
+        except TransactionInterrupted:
+            try:
+                desk.load(1_000) if kind == "load" else pos.cancel_last()
+                outcomes.add("dropped, done again")
+            except CompletedBefore:
+                outcomes.add("completed before")
+            tear += 1
+            continue
+        break
+    assert outcomes == {"dropped, done again", "completed before"}
+    records = pos.read_card(PROGRAM).log
+    counters = [r.counter for r in records]
+    assert counters == sorted(counters, reverse=True) and len(set(counters)) == len(counters)  # no counter twice
+    expected = 50_000 + (1_000 * tear if kind == "load" else 0)
+    assert pos.read_card(PROGRAM).balance == expected

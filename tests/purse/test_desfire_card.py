@@ -167,6 +167,9 @@ def test_keys_keep_to_their_rights() -> None:
     card.authenticate(3, bytes(16))
     with pytest.raises(AuthenticationFailed):  # the read key reads the log, not the purse
         card.get_value(2, CommMode.FULL)
+    card.authenticate(3, bytes(16))
+    with pytest.raises(AuthenticationFailed):  # and cannot debit it
+        card.debit(2, 1, CommMode.FULL)
     card.select_application(AID)
     with pytest.raises(AuthenticationFailed):  # no debit without authentication at all
         card.debit(2, 1, CommMode.PLAIN)
