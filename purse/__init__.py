@@ -14,6 +14,9 @@ What a POS integration uses (each module's ``__all__`` is its public API):
 | `purse.rolekeys` | `load_role_keys`: the POS key file, its SAM and log keys |
 | `purse.loyalty` | `load_signed_program`, `ProgramPolicy` |
 | `purse.transport.virtual`, `purse.transport.pcsc` | the card: an image file, or a PC/SC reader |
+| `purse.transport.chips`, `purse.transport.virtual_desfire` | a card image of either kind; the emulated DESFire card |
+| `purse.profiles`, `purse.cardsession` | which card profile is presented (reference or DESFire); the verbs both answer |
+| `purse.desfire` | MIFARE DESFire EV2/EV3: profile, session, commands, EV2 secure messaging, Transaction MAC |
 | `purse.money` | `parse_amount` / `format_amount`: integer minor units, never float |
 | `purse.apdu`, `purse.errors` | the exceptions below |
 
@@ -30,7 +33,10 @@ the cashier and an ``exit_code`` (docs/cli.md):
 - `purse.apdu.PinRequired`, `WrongPin`, `PinBlocked`: redemption needs the right PIN. A blocked PIN
   is reset at the desk.
 - `purse.apdu.NothingToCancel`: no sale of this terminal to cancel.
-- `purse.session.CardNotGenuine`: not the issuer's card (its cryptogram failed). Refuse it.
+- `purse.session.CardNotGenuine` (also `purse.cardsession.CardNotGenuine`): not the issuer's card (its
+  cryptogram, or a DESFire card's authentication, failed). Refuse it.
+- `purse.desfire.status.DesfireError` subclasses: a DESFire card refused a command (an `ApduError`, exit
+  code 5); `purse.desfire.session.PinNotOnDesfire`: points redemption asked of a DESFire card.
 - `purse.transport.TransportError` (`NoReader`, `NoCard`, ...): the reader or pcscd failed, or no
   card is there.
 - `purse.terminal_log.TerminalLogError`: the terminal log is damaged, so nothing is sent to a card.
