@@ -16,6 +16,8 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
+from processing.books import BOOK_KINDS, journal_report, ledger_report, trial_balance_report
+from processing.payback import PaybackInputs, payback_lines
 from processing.reportfmt import Col, Report
 from processing.schema.processing import (
     anomalies,
@@ -35,7 +37,7 @@ from purse.errors import UserError
 from purse.protocol import RecordType
 from purse.records import record_details
 
-KINDS = ("settlement", "float", "statement", "points", "anomalies", "terminals", "cards")
+KINDS = ("settlement", "float", "statement", "points", "anomalies", "terminals", "cards", *BOOK_KINDS, "payback")
 SILENT_AFTER_DAYS = 2  # a terminal whose last batch is older than this (or that never sent one) is silent
 
 
@@ -53,7 +55,7 @@ def _range(r: Any, start: dt.date | None, end: dt.date | None) -> list[Any]:
 
 
 def build(conn: Connection, kind: str, *, start: dt.date | None = None, end: dt.date | None = None,
-          card: str | None = None, rate: Decimal | None = None) -> Report:
+          card: str | None = None, rate: Decimal | None = None, account: str | None = None) -> Report:
     if kind == "settlement":
         return settlement_report(conn, start, end)
     if kind == "float":
@@ -70,6 +72,14 @@ def build(conn: Connection, kind: str, *, start: dt.date | None = None, end: dt.
         return terminals_report(conn, start, end)
     if kind == "cards":
         return cards_report(conn, start, end)
+    if kind == "journal":
+        return journal_report(conn, start, end)
+    if kind == "ledger":
+        return ledger_report(conn, start, end, account)
+    if kind == "trial-balance":
+        return trial_balance_report(conn, start, end)
+    if kind == "payback":
+        raise UserError("the payback report takes its parameters: use payback_report(inputs)")
     raise UserError(f"unknown report {kind!r} ({', '.join(KINDS)})")
 
 
@@ -280,3 +290,40 @@ def cards_report(conn: Connection, start: dt.date | None, end: dt.date | None) -
     return Report("cards", "Cards in the registry by state", [Col("state"), Col("cards", "int")], rows,
                   ["TOTAL", total], {"from": start, "to": end, "registered": total,
                                      "issued_in_period": issued_in_period, "used_in_period": used})
+
+
+# -- the payback of the scheme (processing.payback) -------------------------------------------------
+_MONTH_DAYS = Decimal(365) / 12
+
+
+def payback_inputs(conn: Connection, start: dt.date | None, end: dt.date | None, **parameters: Any) -> PaybackInputs:
+    """The scheme's own figures over a period, per month: cards in use, the average float (as the float
+    report computes it), the loads, and what a card holder spends."""
+    summary = float_report(conn, start, end, Decimal(0)).summary
+    days = int(summary["days"])
+    if not days:
+        raise UserError("no records in the period: the payback needs the scheme's own figures "
+                        "(or a scenario: --cards, --monthly-load, --left)")
+    r = records.c
+    in_period = _range(r, summary["from"], summary["to"])
+    cards_used = int(conn.execute(select(func.count(func.distinct(r.card_number))).where(*in_period)).scalar_one())
+    loads, spent = (int(v or 0) for v in conn.execute(select(
+        func.sum(case((r.record_type == RecordType.LOAD, r.amount), else_=0)),
+        func.sum(case((r.record_type == RecordType.PURCHASE, r.amount),
+                      (r.record_type == RecordType.CANCEL, -r.amount), else_=0))).where(*in_period)).one())
+    per_month = _MONTH_DAYS / days
+    return PaybackInputs(cards=cards_used, average_float=int(summary["average_float"]),
+                         monthly_loads=int((loads * per_month).quantize(Decimal(1), ROUND_HALF_UP)),
+                         monthly_spend_per_card=int((spent * per_month / max(cards_used, 1))
+                                                    .quantize(Decimal(1), ROUND_HALF_UP)),
+                         **parameters)
+
+
+def payback_report(inputs: PaybackInputs, period: tuple[dt.date | None, dt.date | None] = (None, None)) -> Report:
+    """The payback table: each line's formula and amount (money) or figure (cards, months)."""
+    rows = [[line.item, line.formula, line.value if line.kind == "money" else None,
+             None if line.kind == "money" else str(line.value)] for line in payback_lines(inputs)]
+    summary = {"from": period[0], "to": period[1], **{k: (str(v) if isinstance(v, Decimal) else v)
+                                                      for k, v in inputs.__dict__.items()}}
+    return Report("payback", "Payback of the card scheme", [Col("item"), Col("formula"), Col("amount", "money"),
+                                                          Col("figure")], rows, None, summary)

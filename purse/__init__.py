@@ -15,7 +15,7 @@ What a POS integration uses (each module's ``__all__`` is its public API):
 | `purse.loyalty` | `load_signed_program`, `ProgramPolicy` |
 | `purse.transport.virtual`, `purse.transport.pcsc` | the card: an image file, or a PC/SC reader |
 | `purse.transport.chips`, `purse.transport.virtual_desfire` | a card image of either kind; the emulated DESFire card |
-| `purse.profiles`, `purse.cardsession` | which card profile is presented (reference or DESFire); the verbs both answer |
+| `purse.profiles`, `purse.cardsession` | which card profile is presented (reference or DESFire); their verbs |
 | `purse.desfire` | MIFARE DESFire EV2/EV3: profile, session, commands, EV2 secure messaging, Transaction MAC |
 | `purse.money` | `parse_amount` / `format_amount`: integer minor units, never float |
 | `purse.apdu`, `purse.errors` | the exceptions below |

@@ -25,9 +25,10 @@ from processing.keys import load_processing_keys
 from processing.programs import load_verified_programs
 from processing.reconcile import open_gaps
 from processing.settlement import settle as settle_until
-from purse._cli.util import CliContext, emit, pass_cli, passphrase, progress
+from purse._cli.util import CliContext, emit, pass_cli, passphrase, progress, table
 from purse.batch import ENTRY_SIZE, HEADER_SIZE, TRAILER_SIZE
 from purse.errors import SmartpurseError, UserError
+from purse.money import format_amount, parse_amount
 
 PROGRESS_MIN_RECORDS = 100_000
 
@@ -170,17 +171,37 @@ def settle(cli: CliContext, until: dt.datetime) -> None:
 @click.argument("kind", type=click.Choice((*reports.KINDS, "dashboard")))
 @click.option("--format", "fmt", type=click.Choice(reportfmt.FORMATS),
               help="csv, xlsx or json  [required, except for the dashboard, which is HTML].")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="The file to write (.csv, .xlsx, .json; .html for the dashboard).")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
+              help="The file to write (.csv, .xlsx, .json; .html for the dashboard)  [required, except for the "
+              "payback, which is printed without it].")
 @click.option("--from", "start", type=DAY, help="First day (YYYY-MM-DD).")
 @click.option("--to", "end", type=DAY, help="Last day (YYYY-MM-DD), included.")
 @click.option("--card", help="Card number (statement).")
-@click.option("--rate", help="Annual interest rate in percent for the float report, e.g. 35.")
+@click.option("--account", help="One account's ledger, e.g. card_float or merchant_payable:1 (ledger).")
+@click.option("--rate", help="Annual interest rate in percent (float; payback: the credit rate the float "
+              "replaces), e.g. 35.")
+@click.option("--system-cost", help="Payback: what the system cost, e.g. 7500.00.")
+@click.option("--deposit", help="Payback: the refundable deposit per card, e.g. 7.50  [0].")
+@click.option("--cash-cost", help="Payback: cash collection and counting, percent of the cash, e.g. 0.45  [0].")
+@click.option("--margin", help="Payback: the shop's margin on a purchase, percent, e.g. 10  [0].")
+@click.option("--growth", help="Payback: more regular customers thanks to the cards, percent, e.g. 20  [0].")
+@click.option("--cards", type=click.IntRange(min=1), help="Payback scenario instead of the books: this many cards...")
+@click.option("--monthly-load", help="Payback scenario: ...each loaded with this a month, e.g. 100.00...")
+@click.option("--left", help="Payback scenario: ...and spent evenly down to this percent of it, e.g. 20  [0].")
 @pass_cli
-def report(cli: CliContext, kind: str, fmt: str, out: Path, start: dt.datetime | None, end: dt.datetime | None,
-           card: str | None,
-           rate: str | None) -> None:
-    """Write a report: settlement, float, statement, points, anomalies, or the HTML dashboard."""
+def report(cli: CliContext, kind: str, fmt: str, out: Path | None, start: dt.datetime | None,
+           end: dt.datetime | None, card: str | None, account: str | None, rate: str | None,
+           system_cost: str | None,
+           deposit: str | None, cash_cost: str | None, margin: str | None, growth: str | None, cards: int | None,
+           monthly_load: str | None, left: str | None) -> None:
+    """Write a report: settlement, float, statement, points, anomalies, terminals, cards, the books (journal,
+    ledger, trial-balance), payback, or the HTML dashboard."""
+    if kind == "payback":
+        _payback(cli, fmt, out, _day(start), _day(end), rate, system_cost, deposit, cash_cost, margin, growth, cards,
+                 monthly_load, left)
+        return
+    if out is None:
+        raise click.UsageError("--out is required for this report")
     if kind == "dashboard":
         from processing.dashboard import dashboard_options, write_dashboard
 
@@ -190,18 +211,62 @@ def report(cli: CliContext, kind: str, fmt: str, out: Path, start: dt.datetime |
         return
     if fmt is None:
         raise click.UsageError("--format is required for this report: csv, xlsx or json")
-    rate_pct = None
-    if rate is not None:
-        try:
-            rate_pct = Decimal(rate)
-        except InvalidOperation:
-            raise UserError(f"--rate: not a percentage: {rate!r}") from None
-        if not rate_pct.is_finite() or rate_pct < 0:
-            raise UserError(f"--rate: not a percentage: {rate!r}")
+    rate_pct = _percent("--rate", rate) if rate is not None else None
     engine = open_database(cli.db_url)
     with engine.connect() as conn:
         rep = reports.build(conn, kind, start=_day(start), end=_day(end), card=card,
-                            rate=rate_pct)
+                            rate=rate_pct, account=account)
     reportfmt.write(rep, fmt, out)
     data = {"report": kind, "format": fmt, "out": str(out), "rows": len(rep.rows), "summary": rep.summary}
     emit(cli, data, lambda d: f"{d['report']} report: {d['rows']} rows written to {d['out']}")
+
+
+def _percent(option: str, text: str | None) -> Decimal:
+    """A percentage option: a finite, non-negative decimal (0 when not given)."""
+    if text is None:
+        return Decimal(0)
+    try:
+        value = Decimal(text.replace(",", ".") if text.count(",") == 1 and "." not in text else text)
+    except InvalidOperation:
+        raise UserError(f"{option}: not a percentage: {text!r}") from None
+    if not value.is_finite() or value < 0:
+        raise UserError(f"{option}: not a percentage: {text!r}")
+    return value
+
+
+def _payback(cli: CliContext, fmt: str | None, out: Path | None, start: dt.date | None, end: dt.date | None,
+             rate: str | None, system_cost: str | None, deposit: str | None, cash_cost: str | None,
+             margin: str | None, growth: str | None, cards: int | None, monthly_load: str | None,
+             left: str | None) -> None:
+    from processing.payback import scenario_inputs
+
+    if system_cost is None:
+        raise click.UsageError("the payback report needs --system-cost (and --rate, --cash-cost, --margin, --growth)")
+    if (fmt is None) != (out is None):
+        raise click.UsageError("give --format and --out together, or neither to print the table")
+    exponent = cli.currency_exponent
+    params = dict(system_cost=parse_amount(system_cost, exponent),
+                  deposit_per_card=parse_amount(deposit, exponent) if deposit is not None else 0,
+                  rate_pct=_percent("--rate", rate), cash_cost_pct=_percent("--cash-cost", cash_cost),
+                  margin_pct=_percent("--margin", margin), growth_pct=_percent("--growth", growth))
+    if cards is not None or monthly_load is not None:
+        if cards is None or monthly_load is None:
+            raise click.UsageError("a payback scenario needs both --cards and --monthly-load (and --left)")
+        inputs = scenario_inputs(cards=cards, monthly_load=parse_amount(monthly_load, exponent),
+                                 left_pct=_percent("--left", left), **params)
+    else:
+        with open_database(cli.db_url).connect() as conn:
+            inputs = reports.payback_inputs(conn, start, end, **params)
+    rep = reports.payback_report(inputs, (start, end))
+    if out is not None and fmt is not None:
+        reportfmt.write(rep, fmt, out)
+    rows = [{"item": r[0], "formula": r[1], "amount": r[2], "figure": r[3]} for r in rep.rows]
+
+    def text(d: dict[str, Any]) -> str:
+        shown = [(r["item"], r["formula"], format_amount(r["amount"], exponent) if r["amount"] is not None
+                  else r["figure"]) for r in d["lines"]]
+        written = f"\npayback report written to {d['out']}" if d["out"] else ""
+        return table(("", "formula", "figure"), shown, title="payback of the card scheme", right=("figure",)) + written
+
+    emit(cli, {"report": "payback", "out": str(out) if out else None, "lines": rows,
+               "inputs": {k: v for k, v in rep.summary.items() if k not in ("from", "to")}}, text)
