@@ -221,7 +221,7 @@ def anomalies_report(conn: Connection, start: dt.date | None, end: dt.date | Non
         stmt = stmt.where(a.detected_at < dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC))
     rows = [[(d if d.tzinfo is None else d.astimezone(dt.UTC).replace(tzinfo=None)), k, c, n, t, b, detail,
              json.dumps(ev, sort_keys=True)] for d, k, c, n, t, b, detail, ev in conn.execute(stmt)]
-    cols = [Col("detected_at", "datetime"), Col("kind"), Col("card_number"), Col("counter", "int"),
+    cols = [Col("detected_at", "datetime"), Col("kind"), Col("card_number", "card"), Col("counter", "int"),
             Col("terminal_id", "int"), Col("batch_id", "int"), Col("detail"), Col("evidence")]
     by_kind: dict[str, int] = {}
     for row in rows:

@@ -31,6 +31,7 @@ class IssuerSettings:
     card_validity_years: int = 5
     pin_length: int = 4
     phone_region: str = "RU"  # ISO 3166 country a holder's phone number without + belongs to
+    locale: str = "en"  # reports and text output for people: "en", or "ru" (Russian labels, ; and decimal comma)
 
     @property
     def display_name(self) -> str:

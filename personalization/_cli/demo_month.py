@@ -36,6 +36,7 @@ from processing.hotlist_export import export_hotlist
 from processing.importer import ImportOptions, process_files
 from processing.issuer_loads import load_at_desk, record_loads
 from processing.keys import load_processing_keys
+from processing.presentation import Presentation
 from processing.schema.processing import anomalies
 from processing.schema.registry import card_transfers
 from processing.schema.registry import cards as cards_table
@@ -407,7 +408,7 @@ def card_balances(world: DemoWorld) -> dict[str, int]:
 
 # -- the back office ----------------------------------------------------------------------------
 
-REPORT_KINDS = ("settlement", "float", "points", "anomalies", "statement")
+REPORT_KINDS = ("settlement", "float", "points", "anomalies", "statement", "journal", "trial-balance")
 FLOAT_RATE_PCT = Decimal("16")  # the annual rate the float report prices the prepaid money at
 
 
@@ -424,11 +425,13 @@ def back_office(world: DemoWorld, batch_files: list[Path]) -> dict[str, Any]:
         process_files(world.engine, [], keys, options)  # posts the desk's load against the payable
     statements = settle(world.engine, end.date() + dt.timedelta(days=1))
     reports_dir = world.options.out / "reports"
+    issuer = world.home.issuer
+    look = Presentation(issuer.locale, issuer.currency, issuer.currency_exponent)
     with world.engine.connect() as conn:
         for kind in REPORT_KINDS:
             rep = reports.build(conn, kind, card=world.tally.clone_number, rate=FLOAT_RATE_PCT)
             for fmt in reportfmt.FORMATS:
-                reportfmt.write(rep, fmt, reports_dir / f"{kind}.{fmt}")
+                reportfmt.write(rep, fmt, reports_dir / f"{kind}.{fmt}", look)
     write_dashboard(world.engine, reports_dir / "dashboard.html", generated=end,
                     **dashboard_options(world.home))
     with world.engine.begin() as conn:

@@ -22,13 +22,15 @@ from processing.check import run_check
 from processing.db import open_database
 from processing.importer import DEFAULT_GAP_SECONDS, ImportOptions, process_files
 from processing.keys import load_processing_keys
+from processing.labels import LANGUAGES
+from processing.presentation import Presentation
 from processing.programs import load_verified_programs
 from processing.reconcile import open_gaps
 from processing.settlement import settle as settle_until
 from purse._cli.util import CliContext, emit, pass_cli, passphrase, progress, table
 from purse.batch import ENTRY_SIZE, HEADER_SIZE, TRAILER_SIZE
 from purse.errors import SmartpurseError, UserError
-from purse.money import format_amount, parse_amount
+from purse.money import parse_amount
 
 PROGRESS_MIN_RECORDS = 100_000
 
@@ -44,7 +46,7 @@ def _day(value: dt.datetime | None) -> dt.date | None:
     return value.date() if value is not None else None
 
 
-def _summary_text(data: dict[str, Any]) -> str:
+def _summary_text(data: dict[str, Any], look: Presentation) -> str:
     lines = []
     for b in data["batches"]:
         if b["status"] == "accepted":
@@ -59,7 +61,7 @@ def _summary_text(data: dict[str, Any]) -> str:
             kept = f"kept in {b['quarantine']}" if b["quarantine"] else "not a batch file: not kept"
             lines.append(f"{b['file']}: REJECTED: {b['reason']}; {kept}")
     for t in data["transfers"]:
-        lines.append(f"transfer: card {t['from']} -> {t['to']}: {t['amount']} minor units, {t['points']} points")
+        lines.append(f"transfer: card {t['from']} -> {t['to']}: {look.money(t['amount'])}, {t['points']} points")
     lines.append(f"accepted {data['accepted']}, duplicates {data['duplicates']}, rejected {data['rejected']}, "
                  f"anomalies {data['anomalies']}")
     return "\n".join(lines)
@@ -100,7 +102,8 @@ def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs
 
     run = process_files(engine, files, keys, options, file_progress)
     data = run.as_dict()
-    emit(cli, data, _summary_text)
+    look = _presentation(cli, None)
+    emit(cli, data, lambda d: _summary_text(d, look))
     if data["rejected"]:
         raise BatchesRejected(f"{data['rejected']} of {len(files)} batches rejected (batch files kept in "
                               "quarantine)")
@@ -118,10 +121,12 @@ def check(cli: CliContext, gap_hours: float) -> None:
         gaps = [a.as_dict() for a in open_gaps(conn, int(time.time()), int(gap_hours * 3600))]
     data = {"ok": rep.ok, "figures": rep.figures, "failures": rep.failures, "open_gaps": gaps}
 
+    m = _presentation(cli, None).money
+
     def text(d: dict[str, Any]) -> str:
         f = d["figures"]
-        lines = [f"card float {f['card_float']}, shadow balances {f['shadow_balances']}, records net "
-                 f"{f['records_net']}, debits {f['debits']}, credits {f['credits']} (minor units)"]
+        lines = [f"card float {m(f['card_float'])}, shadow balances {m(f['shadow_balances'])}, records net "
+                 f"{m(f['records_net'])}, debits {m(f['debits'])}, credits {m(f['credits'])}"]
         for fail in d["failures"]:
             lines.append(f"FAILED {fail['invariant']}: {fail['message']}")
             ev = fail["evidence"]
@@ -129,14 +134,14 @@ def check(cli: CliContext, gap_hours: float) -> None:
         lines += [f"open gap: {g['detail']}" for g in d["open_gaps"]]
         if f["quarantined_batches"]:
             lines.append(f"held in quarantine (not posted): {f['quarantined_batches']} batches announcing purchases "
-                         f"{f['quarantined_purchases']}, cancellations {f['quarantined_cancellations']}, loads "
-                         f"{f['quarantined_loads']} (minor units)"
+                         f"{m(f['quarantined_purchases'])}, cancellations {m(f['quarantined_cancellations'])}, loads "
+                         f"{m(f['quarantined_loads'])}"
                          + (f"; {f['quarantined_unreadable']} unreadable" if f["quarantined_unreadable"] else "")
                          + ": repair and import them again")
         if f["held_records"]:
             lines.append(f"held out of accepted batches (card certificate does not verify, not posted): "
-                         f"{f['held_records']} records, purchases {f['held_purchases']}, cancellations "
-                         f"{f['held_cancellations']}, loads {f['held_loads']} (minor units): "
+                         f"{f['held_records']} records, purchases {m(f['held_purchases'])}, cancellations "
+                         f"{m(f['held_cancellations'])}, loads {m(f['held_loads'])}: "
                          "see `smartpurse report anomalies`")
         lines.append("all invariants hold" if d["ok"] else "INVARIANTS FAILED")
         return "\n".join(lines)
@@ -156,13 +161,14 @@ def settle(cli: CliContext, until: dt.datetime) -> None:
     assert day is not None
     engine = open_database(cli.db_url)
     statements = [s.as_dict() for s in settle_until(engine, day)]
+    m = _presentation(cli, None).money
 
     def text(rows: list[dict[str, Any]]) -> str:
         if not rows:
             return f"nothing to settle before {day}"
         return "\n".join(f"merchant {s['merchant_id']} ({s['merchant']}): {s['purchase_count']} purchases "
-                         f"{s['gross']}, {s['cancel_count']} cancellations {s['cancellations']}, fee {s['fee']} "
-                         f"({s['fee_bps']} bp), net {s['net']} (minor units)" for s in rows)
+                         f"{m(s['gross'])}, {s['cancel_count']} cancellations {m(s['cancellations'])}, fee "
+                         f"{m(s['fee'])} ({s['fee_bps']} bp), net {m(s['net'])}" for s in rows)
 
     emit(cli, statements, text)
 
@@ -178,6 +184,8 @@ def settle(cli: CliContext, until: dt.datetime) -> None:
 @click.option("--to", "end", type=DAY, help="Last day (YYYY-MM-DD), included.")
 @click.option("--card", help="Card number (statement).")
 @click.option("--account", help="One account's ledger, e.g. card_float or merchant_payable:1 (ledger).")
+@click.option("--locale", type=click.Choice(LANGUAGES), help="Labels and numbers for this reader: en, or ru (Russian "
+              "labels; CSV with ; and a decimal comma)  [issuer config, en].")
 @click.option("--rate", help="Annual interest rate in percent (float; payback: the credit rate the float "
               "replaces), e.g. 35.")
 @click.option("--system-cost", help="Payback: what the system cost, e.g. 7500.00.")
@@ -190,15 +198,16 @@ def settle(cli: CliContext, until: dt.datetime) -> None:
 @click.option("--left", help="Payback scenario: ...and spent evenly down to this percent of it, e.g. 20  [0].")
 @pass_cli
 def report(cli: CliContext, kind: str, fmt: str, out: Path | None, start: dt.datetime | None,
-           end: dt.datetime | None, card: str | None, account: str | None, rate: str | None,
+           end: dt.datetime | None, card: str | None, account: str | None, locale: str | None, rate: str | None,
            system_cost: str | None,
            deposit: str | None, cash_cost: str | None, margin: str | None, growth: str | None, cards: int | None,
            monthly_load: str | None, left: str | None) -> None:
     """Write a report: settlement, float, statement, points, anomalies, terminals, cards, the books (journal,
     ledger, trial-balance), payback, or the HTML dashboard."""
+    look = _presentation(cli, locale)
     if kind == "payback":
-        _payback(cli, fmt, out, _day(start), _day(end), rate, system_cost, deposit, cash_cost, margin, growth, cards,
-                 monthly_load, left)
+        _payback(cli, look, fmt, out, _day(start), _day(end), rate, system_cost, deposit, cash_cost, margin, growth,
+                 cards, monthly_load, left)
         return
     if out is None:
         raise click.UsageError("--out is required for this report")
@@ -216,7 +225,7 @@ def report(cli: CliContext, kind: str, fmt: str, out: Path | None, start: dt.dat
     with engine.connect() as conn:
         rep = reports.build(conn, kind, start=_day(start), end=_day(end), card=card,
                             rate=rate_pct, account=account)
-    reportfmt.write(rep, fmt, out)
+    reportfmt.write(rep, fmt, out, look)
     data = {"report": kind, "format": fmt, "out": str(out), "rows": len(rep.rows), "summary": rep.summary}
     emit(cli, data, lambda d: f"{d['report']} report: {d['rows']} rows written to {d['out']}")
 
@@ -234,7 +243,13 @@ def _percent(option: str, text: str | None) -> Decimal:
     return value
 
 
-def _payback(cli: CliContext, fmt: str | None, out: Path | None, start: dt.date | None, end: dt.date | None,
+def _presentation(cli: CliContext, locale: str | None) -> Presentation:
+    issuer = cli.home.issuer
+    return Presentation(locale or issuer.locale, issuer.currency, issuer.currency_exponent)
+
+
+def _payback(cli: CliContext, look: Presentation, fmt: str | None, out: Path | None, start: dt.date | None,
+             end: dt.date | None,
              rate: str | None, system_cost: str | None, deposit: str | None, cash_cost: str | None,
              margin: str | None, growth: str | None, cards: int | None, monthly_load: str | None,
              left: str | None) -> None:
@@ -259,11 +274,11 @@ def _payback(cli: CliContext, fmt: str | None, out: Path | None, start: dt.date 
             inputs = reports.payback_inputs(conn, start, end, **params)
     rep = reports.payback_report(inputs, (start, end))
     if out is not None and fmt is not None:
-        reportfmt.write(rep, fmt, out)
+        reportfmt.write(rep, fmt, out, look)
     rows = [{"item": r[0], "formula": r[1], "amount": r[2], "figure": r[3]} for r in rep.rows]
 
     def text(d: dict[str, Any]) -> str:
-        shown = [(r["item"], r["formula"], format_amount(r["amount"], exponent) if r["amount"] is not None
+        shown = [(r["item"], r["formula"], look.money(r["amount"]) if r["amount"] is not None
                   else r["figure"]) for r in d["lines"]]
         written = f"\npayback report written to {d['out']}" if d["out"] else ""
         return table(("", "formula", "figure"), shown, title="payback of the card scheme", right=("figure",)) + written

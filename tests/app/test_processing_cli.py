@@ -116,7 +116,7 @@ def test_issue_load_sell_process_check_settle_report(kind: str, tmp_path: Path, 
         assert sh.run("process", str(second), ok=False).returncode == 1
         held = sh.json("check")["figures"]
         assert (held["quarantined_batches"], held["quarantined_purchases"]) == (1, 300)
-        assert "held in quarantine (not posted): 1 batches announcing purchases 300" in sh.run("check").stdout
+        assert "held in quarantine (not posted): 1 batches announcing purchases 3.00 RUB" in sh.run("check").stdout
 
         bad_date = sh.run("settle", "--until", "yesterday", ok=False)
         assert bad_date.returncode == 2 and bad_date.stderr.strip() == \

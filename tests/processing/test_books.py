@@ -79,7 +79,8 @@ def test_the_books_from_the_command_line(processing_db: World, tmp_path: Path, m
     written = ok_json(capsys, "report", "trial-balance", "--format", "csv", "--out", str(out))
     assert written["summary"]["balances"] is True
     rows = list(csv.reader(io.StringIO(out.read_text(encoding="utf-8-sig"))))
-    assert rows[0][:3] == ["account", "account_name", "type"] and rows[-1][0] == "TOTAL"
+    assert rows[0][:3] == ["Account", "Account name", "Type"] and rows[0][3] == "Opening balance, debit, RUB"
+    assert rows[-1][0] == "TOTAL"
     ok_json(capsys, "report", "journal", "--format", "xlsx", "--out", str(tmp_path / "journal.xlsx"))
     ok_json(capsys, "report", "ledger", "--account", "card_float", "--format", "json", "--out",
             str(tmp_path / "ledger.json"))

@@ -16,6 +16,7 @@ from sqlalchemy import insert
 from support.backoffice import DAY, NOW, World
 
 from processing import ledger, reportfmt, reports, synthetic
+from processing.presentation import Presentation
 from processing.schema.loads import loads
 from processing.schema.processing import card_points
 from processing.synthetic import card_record
@@ -50,17 +51,18 @@ def test_settlement_report_in_three_formats(processing_db: World, tmp_path: Path
     raw = csv_path.read_bytes()
     assert raw.startswith(b"\xef\xbb\xbf")  # the BOM: Excel reads UTF-8
     rows = list(csv.reader(raw.decode("utf-8-sig").splitlines()))
-    assert rows[0][:3] == ["day", "merchant_id", "merchant"]
+    assert rows[0][:3] == ["Day", "Merchant no.", "Merchant"] and rows[0][5] == "Gross sales, RUB"
     assert rows[1][2] == "Кафе «Ромашка»" and rows[1][5] == "123.45"
-    assert rows[-1][0] == "TOTAL" and rows[-1][5] == "133.50"
+    assert rows[-2] == [] and rows[-1][0] == "TOTAL" and rows[-1][5] == "133.50"  # the totals apart
 
     xlsx = reportfmt.write(rep, "xlsx", tmp_path / "s.xlsx")
     ws = load_workbook(xlsx).active
-    assert ws["F2"].value == Decimal("123.45") or ws["F2"].value == pytest.approx(123.45)
-    assert ws["F2"].data_type == "n" and ws["F2"].number_format == "#,##0.00"
-    assert ws["A2"].is_date
+    assert ws["A1"].value.endswith("(RUB)") and ws["F2"].value == "Gross sales, RUB"
+    assert ws["F3"].value == Decimal("123.45") or ws["F3"].value == pytest.approx(123.45)
+    assert ws["F3"].data_type == "n" and ws["F3"].number_format == "#,##0.00"
+    assert ws["A3"].is_date
     assert ws.cell(ws.max_row, 1).value == "TOTAL" and ws.cell(ws.max_row, 6).value == pytest.approx(133.50)
-    assert ws.cell(ws.max_row, 1).font.bold
+    assert ws.cell(ws.max_row, 1).font.bold and ws.cell(ws.max_row - 1, 1).value is None
 
     doc = json.loads(reportfmt.write(rep, "json", tmp_path / "s.json").read_text(encoding="utf-8"))
     assert doc["rows"][0]["gross"] == 12_345 and doc["rows"][0]["day"] == "2023-11-14"
@@ -205,3 +207,64 @@ def test_points_report_says_why_outstanding_is_not_earned_less_redeemed(processi
         (130, 0, 30, 100)
     assert row["points_outstanding"] == row["points_earned"] - row["points_redeemed"] - row["points_lapsed"] \
         - row["points_to_prizes"] == 0
+
+
+@pytest.mark.parametrize("kind", ["settlement", "float", "statement", "points", "anomalies", "terminals", "cards",
+                                  "journal", "ledger", "trial-balance"])
+def test_every_xlsx_prints_as_it_comes(processing_db: World, tmp_path: Path, kind: str) -> None:
+    """Labels for people, the currency, number formats, the header on every page, fit to the page width,
+    landscape when wide, an autofilter over the data alone, widths that show dates and card numbers whole."""
+    w = processing_db
+    a, _ = _shop(w)
+    look = Presentation("ru", 643, 2)
+    with w.engine.connect() as conn:
+        rep = reports.build(conn, kind, card=a, rate=Decimal(35))
+    ws = load_workbook(reportfmt.write(rep, "xlsx", tmp_path / f"{kind}.xlsx", look)).active
+    headers = [c.value for c in ws[2]]
+    assert ws["A1"].value == f"{rep.title} (RUB)"
+    assert all(h and "_" not in h for h in headers), headers  # labels, not identifiers
+    for col, header in zip(rep.columns, headers, strict=True):
+        assert header.endswith(", RUB") == (col.kind == "money"), header
+    assert ws.print_title_rows in ("2:2", "$2:$2")  # the header row on every printed page
+    assert ws.page_setup.fitToWidth == 1 and ws.sheet_properties.pageSetUpPr.fitToPage
+    assert ws.page_setup.orientation == ("landscape" if len(rep.columns) > 5 else "portrait")
+    if rep.rows:
+        assert ws.auto_filter.ref == f"A2:{ws.cell(2, len(rep.columns)).column_letter}{2 + len(rep.rows)}"
+    for i, col in enumerate(rep.columns, 1):
+        letter = ws.cell(2, i).column_letter
+        if col.kind == "money":
+            assert all(c.number_format == "#,##0.00" for (c,) in ws.iter_rows(min_row=3, min_col=i, max_col=i))
+        if col.kind in ("date", "card"):
+            assert ws.column_dimensions[letter].width >= (12 if col.kind == "date" else 21)
+        if col.kind == "card":
+            assert all(c.value is None or c.data_type == "s" for (c,) in ws.iter_rows(min_row=3, min_col=i, max_col=i))
+
+
+def test_a_russian_csv_reads_back_with_semicolons_and_decimal_commas(processing_db: World, tmp_path: Path) -> None:
+    w = processing_db
+    a, _ = _shop(w)
+    look = Presentation("ru", 643, 2)
+    with w.engine.connect() as conn:
+        settlement = reports.build(conn, "settlement")
+        statement = reports.build(conn, "statement", card=a)
+    path = reportfmt.write(settlement, "csv", tmp_path / "s.csv", look)
+    rows = list(csv.reader(path.read_text(encoding="utf-8-sig").splitlines(), delimiter=";"))
+    assert rows[0][5] == "Продажи, RUB" and rows[0][8] == "Чистые продажи, RUB"
+    money = [i for i, c in enumerate(settlement.columns) if c.kind == "money"]
+    for row, original in zip(rows[1:], settlement.rows, strict=False):
+        for i in money:
+            assert Decimal(row[i].replace(",", ".")) * 100 == original[i]
+    assert rows[-1][0] == "TOTAL" and Decimal(rows[-1][5].replace(",", ".")) == Decimal("133.50")
+    lines = list(csv.reader(reportfmt.write(statement, "csv", tmp_path / "st.csv", look)
+                            .read_text(encoding="utf-8-sig").splitlines(), delimiter=";"))
+    assert lines[0][5] == "Сумма, RUB" and lines[1][5] == "1000,00"
+
+
+def test_a_card_number_stays_sixteen_digits_in_a_spreadsheet(tmp_path: Path) -> None:
+    """6277000000000789 read as a number becomes 6277000000000790: CSV writes it as a text formula, XLSX as text."""
+    rep = reportfmt.Report("cards", "Cards", [reportfmt.Col("card_number", "card"), reportfmt.Col("amount", "money")],
+                           [["6277000000000789", 100]])
+    text = reportfmt.write(rep, "csv", tmp_path / "c.csv").read_text(encoding="utf-8-sig")
+    assert list(csv.reader(text.splitlines()))[1] == ['="6277000000000789"', "1.00"]
+    cell = load_workbook(reportfmt.write(rep, "xlsx", tmp_path / "c.xlsx")).active["A3"]
+    assert (cell.value, cell.data_type, cell.number_format) == ("6277000000000789", "s", "@")
