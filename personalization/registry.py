@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Engine, and_, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from personalization.counterparty import MerchantDetails
 from personalization.holders_csv import HolderRow
 from personalization.numbering import allocate, insert_or_ignore
 from processing.schema.loads import loads
@@ -285,3 +286,41 @@ def reservation_for(engine: Engine, batch: str, index: int) -> tuple[Reservation
         return None, attempt
     r = live[0]
     return Reservation(r.number, r.batch_index, r.uid, r.holder_id, r.attempt), attempt
+
+
+# -- merchants: the counterparties the issuer pays --------------------------------------------------
+_MERCHANT_FIELDS = ("name", "fee_bps", "legal_name", "tax_number", "bank_name", "bank_bic", "bank_account", "iban",
+                    "payout_schedule")
+
+
+def merchant_details(engine: Engine, merchant_id: int) -> MerchantDetails:
+    """The merchant's row as ``MerchantDetails``; ``UserError`` for an unknown merchant."""
+    with engine.connect() as conn:
+        row = conn.execute(select(merchants).where(merchants.c.merchant_id == merchant_id)).mappings().first()
+    if row is None:
+        raise UserError(f"no merchant {merchant_id} (add it with `smartpurse merchants add`)")
+    return MerchantDetails(merchant_id, **{k: row[k] for k in _MERCHANT_FIELDS})
+
+
+def all_merchants(engine: Engine) -> list[MerchantDetails]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(merchants).order_by(merchants.c.merchant_id)).mappings().all()
+    return [MerchantDetails(int(r["merchant_id"]), **{k: r[k] for k in _MERCHANT_FIELDS}) for r in rows]
+
+
+def save_merchant(engine: Engine, details: MerchantDetails, *, new: bool) -> MerchantDetails:
+    """Add (``new``) or replace a merchant's details, checked whole first (``MerchantDetails.checked``)."""
+    checked = details.checked()
+    values = {k: getattr(checked, k) for k in _MERCHANT_FIELDS}
+    with engine.begin() as conn:
+        exists = conn.execute(select(merchants.c.merchant_id)
+                              .where(merchants.c.merchant_id == checked.merchant_id)).first() is not None
+        if new and exists:
+            raise UserError(f"merchant {checked.merchant_id} exists: change it with `smartpurse merchants edit`")
+        if not new and not exists:
+            raise UserError(f"no merchant {checked.merchant_id} (add it with `smartpurse merchants add`)")
+        if new:
+            conn.execute(insert(merchants).values(merchant_id=checked.merchant_id, **values))
+        else:
+            conn.execute(update(merchants).where(merchants.c.merchant_id == checked.merchant_id).values(**values))
+    return checked

@@ -32,6 +32,13 @@ class IssuerSettings:
     pin_length: int = 4
     phone_region: str = "RU"  # ISO 3166 country a holder's phone number without + belongs to
     locale: str = "en"  # reports and text output for people: "en", or "ru" (Russian labels, ; and decimal comma)
+    # The payer of merchant payouts (`smartpurse merchants payouts`): checked when a payout file is written.
+    legal_name: str = ""
+    tax_number: str = ""  # INN
+    bank_name: str = ""
+    bank_bic: str = ""  # a Russian BIC, or the SWIFT BIC of the IBAN's bank
+    bank_account: str = ""  # the issuer's 20-digit Russian settlement account
+    iban: str = ""  # or its IBAN (pain.001)
 
     @property
     def display_name(self) -> str:

@@ -143,6 +143,14 @@ merchants = Table(
     Column("name", String(200), nullable=False),
     Column("fee_bps", Integer, nullable=False),  # settlement fee in basis points
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    # The counterparty (migration 0006): who is paid, and where (personalization.counterparty checks it).
+    Column("legal_name", String(300), nullable=True),
+    Column("tax_number", String(12), nullable=True),  # INN: 10 digits (a company) or 12 (a person)
+    Column("bank_name", String(200), nullable=True),
+    Column("bank_bic", String(11), nullable=True),  # a Russian BIC (9 digits) or a SWIFT BIC with an IBAN
+    Column("bank_account", String(34), nullable=True),  # the 20-digit Russian settlement account
+    Column("iban", String(34), nullable=True),  # for a bank outside Russia (pain.001)
+    Column("payout_schedule", String(10), nullable=False, server_default="monthly"),  # daily | weekly | monthly
 )
 
 terminals = Table(

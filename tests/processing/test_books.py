@@ -62,11 +62,9 @@ def test_a_period_opens_where_the_one_before_closed(processing_db: World) -> Non
         assert float_ledger.rows[-1][7] == ledger.balance(conn, ledger.CARD_FLOAT)
 
 
-def test_the_books_from_the_command_line(processing_db: World, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+def test_the_books_from_the_command_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                          capsys: pytest.CaptureFixture[str]) -> None:
-    w = processing_db
-    if not w.url.startswith("sqlite"):
-        pytest.skip("the command line's database is the home's SQLite file here")
+    w = World(f"sqlite:///{tmp_path / 'processing.db'}", tmp_path)  # the database the commands are pointed at
     _month(w)
     home = tmp_path / "home"
     (home).mkdir()
