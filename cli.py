@@ -128,6 +128,8 @@ ROOT_COMMANDS = {
     "program": Lazy("personalization._cli.program:program_group",
                     "Loyalty programs: sign a program file, show a program's rules."),
     "hotlist": Lazy("personalization._cli.hotlist:hotlist", "The signed list of blocked cards terminals enforce."),
+    "statements": Lazy("processing._cli.backoffice:statements",
+                       "The settlement statements `settle` made: list them, print one again."),
     "merchants": Lazy("personalization._cli.merchants:merchants", "Merchants as counterparties: legal name, tax "
                       "number, bank details; the payout files a bank imports."),
     "demo": Lazy("personalization._cli.demo:demo",

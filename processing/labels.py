@@ -71,12 +71,17 @@ _LABELS: dict[str, tuple[str, str]] = {
     "turnover_credit": ("Turnover, credit", "Обороты, кредит"),
     "turnover_debit": ("Turnover, debit", "Обороты, дебет"),
     "type": ("Type", "Тип"),
+    "statement": ("Statement No.", "Номер отчёта"),
+    "until": ("Sales before", "Продажи до"),
+    "tax_number": ("INN", "ИНН"),
+    "fee_bps": ("Fee, basis points", "Комиссия, б. п."),
 }
 
 # Summary figures that are money (minor units inside, major units with the currency for people).
 SUMMARY_MONEY = frozenset({
-    "opening_float", "closing_float", "average_float", "interest_per_year_at_average_float", "interest_for_period",
-    "debits", "credits", "system_cost", "deposit_per_card", "monthly_loads", "monthly_spend_per_card",
+    "gross", "cancellations", "fee", "net", "opening_float", "closing_float", "average_float",
+    "interest_per_year_at_average_float", "interest_for_period", "debits", "credits", "system_cost",
+    "deposit_per_card", "monthly_loads", "monthly_spend_per_card",
 })
 
 

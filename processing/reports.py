@@ -29,6 +29,7 @@ from processing.schema.processing import (
     programs,
     records,
     sales,
+    settlements,
     transfers_posted,
 )
 from processing.schema.registry import cards, merchants, terminals
@@ -327,3 +328,43 @@ def payback_report(inputs: PaybackInputs, period: tuple[dt.date | None, dt.date 
                                                       for k, v in inputs.__dict__.items()}}
     return Report("payback", "Payback of the card scheme", [Col("item"), Col("formula"), Col("amount", "money"),
                                                           Col("figure")], rows, None, summary)
+
+
+# -- settlement statements: the documents `settle` made, listed and printed again ------------------------------
+def statements_list(conn: Connection, merchant_id: int | None = None) -> list[dict[str, Any]]:
+    """Every statement ``settle`` made (newest first), its number being its id."""
+    st, m = settlements.c, merchants.c
+    query = (select(st.id, st.merchant_id, m.name, st.until, st.purchase_count, st.gross, st.cancellations,
+                    st.fee, st.net)
+             .select_from(settlements.outerjoin(merchants, m.merchant_id == st.merchant_id)).order_by(st.id.desc()))
+    if merchant_id is not None:
+        query = query.where(st.merchant_id == merchant_id)
+    return [{"statement": int(i), "merchant_id": int(mid), "merchant": name or f"merchant {mid}", "until": until,
+             "purchases": int(pc), "gross": int(g), "cancellations": int(c), "fee": int(f), "net": int(n)}
+            for i, mid, name, until, pc, g, c, f, n in conn.execute(query)]
+
+
+def statement_document(conn: Connection, number: int) -> Report:
+    """Statement ``number`` as its merchant receives it: the sales it paid per day and terminal, the totals,
+    the fee and the net payable; the same document every time it is printed."""
+    st = conn.execute(select(settlements).where(settlements.c.id == number)).mappings().first()
+    if st is None:
+        raise UserError(f"no statement {number} (`smartpurse statements list` shows them)")
+    merchant = conn.execute(select(merchants).where(merchants.c.merchant_id == st["merchant_id"])).mappings().first()
+    s = sales.c
+    rows: list[list[Any]] = []
+    for day, terminal, pc, gross, cc, canc in conn.execute(
+            select(s.day, s.terminal_id, func.sum(s.purchase_count), func.sum(s.purchase_total),
+                   func.sum(s.cancel_count), func.sum(s.cancel_total))
+            .where(s.settlement_id == number).group_by(s.day, s.terminal_id).order_by(s.day, s.terminal_id)):
+        rows.append([_date(day), int(terminal), int(pc), int(gross), int(cc), int(canc), int(gross) - int(canc)])
+    cols = [Col("day", "date"), Col("terminal_id", "int"), Col("purchases", "int"), Col("gross", "money"),
+            Col("cancels", "int"), Col("cancellations", "money"), Col("net_sales", "money")]
+    totals: list[Any] = ["TOTAL", None, *[sum(int(r[i]) for r in rows) for i in range(2, 7)]]
+    name = (merchant["legal_name"] or merchant["name"]) if merchant else f"merchant {st['merchant_id']}"
+    summary = {"statement": number, "merchant_id": int(st["merchant_id"]), "merchant": name,
+               "tax_number": merchant["tax_number"] if merchant else None,
+               "until": st["until"], "gross": int(st["gross"]), "cancellations": int(st["cancellations"]),
+               "fee_bps": int(st["fee_bps"]), "fee": int(st["fee"]), "net": int(st["net"])}
+    return Report("statement-document", f"Settlement statement No. {number}: {name}, sales before {st['until']}",
+                  cols, rows, totals, summary)

@@ -285,3 +285,38 @@ def _payback(cli: CliContext, look: Presentation, fmt: str | None, out: Path | N
 
     emit(cli, {"report": "payback", "out": str(out) if out else None, "lines": rows,
                "inputs": {k: v for k, v in rep.summary.items() if k not in ("from", "to")}}, text)
+
+
+@click.group("statements")
+def statements() -> None:
+    """The settlement statements `settle` made: list them, print one again."""
+
+
+@statements.command("list")
+@click.option("--merchant", type=int, help="One merchant's statements.")
+@pass_cli
+def statements_list(cli: CliContext, merchant: int | None) -> None:
+    """Every statement, newest first, with its number."""
+    with open_database(cli.db_url).connect() as conn:
+        rows = reports.statements_list(conn, merchant)
+    m = _presentation(cli, None).money
+    emit(cli, rows, lambda rs: table(("No.", "merchant", "sales before", "purchases", "gross", "fee", "net"),
+                                     [(str(r["statement"]), r["merchant"], str(r["until"]), str(r["purchases"]),
+                                       m(r["gross"]), m(r["fee"]), m(r["net"])) for r in rs],
+                                     title="settlement statements", right=("purchases", "gross", "fee", "net"))
+         if rs else "no statements yet (run `smartpurse settle --until DAY`)")
+
+
+@statements.command("print")
+@click.argument("number", type=int)
+@click.option("--format", "fmt", type=click.Choice(reportfmt.FORMATS), required=True, help="csv, xlsx or json.")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The file to write.")
+@click.option("--locale", type=click.Choice(LANGUAGES), help="en or ru  [issuer config].")
+@pass_cli
+def statements_print(cli: CliContext, number: int, fmt: str, out: Path, locale: str | None) -> None:
+    """Write statement NUMBER as its merchant receives it, the same document every time."""
+    with open_database(cli.db_url).connect() as conn:
+        rep = reports.statement_document(conn, number)
+    reportfmt.write(rep, fmt, out, _presentation(cli, locale))
+    emit(cli, {"statement": number, "format": fmt, "out": str(out)},
+         lambda d: f"statement {d['statement']} written to {d['out']}")

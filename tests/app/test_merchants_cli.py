@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import xmlschema
+from openpyxl import load_workbook
 from support.cli import fails, ok_json, run
 
 from personalization.counterparty import BadDetails, check_ru_account
@@ -77,6 +78,20 @@ def test_payout_files_from_the_statements(personalization_home: Path, tmp_path: 
     ok_json(capsys, "process", "t1.spb")
     until = (dt.datetime.now(dt.UTC).date() + dt.timedelta(days=1)).isoformat()
     (statement,) = ok_json(capsys, "settle", "--until", until)
+    listed = ok_json(capsys, "statements", "list")
+    assert [(r["statement"], r["net"]) for r in listed] == [(statement["settlement_id"], statement["net"])]
+    number = str(statement["settlement_id"])
+    ok_json(capsys, "statements", "print", number, "--format", "xlsx", "--out", "statement.xlsx", "--locale", "ru")
+    book = load_workbook(tmp_path / "statement.xlsx")
+    assert f"No. {number}" in book.active["A1"].value and book.active["D2"].value == "Продажи, RUB"
+    summary = {row[0]: row[1] for row in book["summary"].iter_rows(min_row=2, values_only=True)}
+    assert summary["Комиссия, RUB"] * 100 == statement["fee"]
+    assert summary["К перечислению, RUB"] * 100 == statement["net"]
+    first = ok_json(capsys, "statements", "print", number, "--format", "csv", "--out", "s1.csv")
+    ok_json(capsys, "statements", "print", number, "--format", "csv", "--out", "s2.csv")
+    assert first["statement"] == int(number)
+    assert (tmp_path / "s1.csv").read_bytes() == (tmp_path / "s2.csv").read_bytes()  # the same document again
+    fails(capsys, "no statement 999", "statements", "print", "999", "--format", "csv", "--out", "x.csv")
     fails(capsys, "has no legal name or bank details", "merchants", "payouts", "--until", until, "--format", "1c",
           "--out", "missing.txt")
     merchant_account = _account("40702810000000001111")
