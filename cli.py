@@ -148,8 +148,8 @@ ROOT_COMMANDS = {
     "settle": Lazy("processing._cli.backoffice:settle",
                    "Per-merchant settlement statements (gross, cancellations, fee, net) and their journal entries."),
     "report": Lazy("processing._cli.backoffice:report",
-                   "Write a report: settlement, float, statement, points, anomalies, terminals, cards, the books "
-                   "(journal, ledger, trial-balance), payback, or the HTML dashboard."),
+                   "Write a report: settlement, float, statement, points, anomalies, terminals, cards, dormant, the "
+                   "books (journal, ledger, trial-balance), payback, or the HTML dashboard."),
 }
 _CARDS = "personalization._cli.cards"
 CARD_COMMANDS = {

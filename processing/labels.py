@@ -72,6 +72,10 @@ _LABELS: dict[str, tuple[str, str]] = {
     "turnover_debit": ("Turnover, debit", "Обороты, дебет"),
     "type": ("Type", "Тип"),
     "statement": ("Statement No.", "Номер отчёта"),
+    "last_used": ("Last used", "Последняя операция"),
+    "idle_days": ("Days unused", "Дней без операций"),
+    "expiry": ("Expiry", "Срок действия"),
+    "reason": ("Reason", "Причина"),
     "until": ("Sales before", "Продажи до"),
     "tax_number": ("INN", "ИНН"),
     "fee_bps": ("Fee, basis points", "Комиссия, б. п."),
@@ -79,7 +83,7 @@ _LABELS: dict[str, tuple[str, str]] = {
 
 # Summary figures that are money (minor units inside, major units with the currency for people).
 SUMMARY_MONEY = frozenset({
-    "gross", "cancellations", "fee", "net", "opening_float", "closing_float", "average_float",
+    "gross", "cancellations", "fee", "net", "balance", "opening_float", "closing_float", "average_float",
     "interest_per_year_at_average_float", "interest_for_period", "debits", "credits", "system_cost",
     "deposit_per_card", "monthly_loads", "monthly_spend_per_card",
 })

@@ -38,7 +38,9 @@ from purse.errors import UserError
 from purse.protocol import RecordType
 from purse.records import record_details
 
-KINDS = ("settlement", "float", "statement", "points", "anomalies", "terminals", "cards", *BOOK_KINDS, "payback")
+KINDS = ("settlement", "float", "statement", "points", "anomalies", "terminals", "cards", "dormant", *BOOK_KINDS,
+         "payback")
+DORMANT_AFTER_DAYS = 180  # a card holding money and unused this long is dormant (report dormant)
 SILENT_AFTER_DAYS = 2  # a terminal whose last batch is older than this (or that never sent one) is silent
 
 
@@ -56,7 +58,8 @@ def _range(r: Any, start: dt.date | None, end: dt.date | None) -> list[Any]:
 
 
 def build(conn: Connection, kind: str, *, start: dt.date | None = None, end: dt.date | None = None,
-          card: str | None = None, rate: Decimal | None = None, account: str | None = None) -> Report:
+          card: str | None = None, rate: Decimal | None = None, account: str | None = None,
+          idle_days: int = DORMANT_AFTER_DAYS) -> Report:
     if kind == "settlement":
         return settlement_report(conn, start, end)
     if kind == "float":
@@ -73,6 +76,8 @@ def build(conn: Connection, kind: str, *, start: dt.date | None = None, end: dt.
         return terminals_report(conn, start, end)
     if kind == "cards":
         return cards_report(conn, start, end)
+    if kind == "dormant":
+        return dormant_report(conn, end, idle_days)
     if kind == "journal":
         return journal_report(conn, start, end)
     if kind == "ledger":
@@ -368,3 +373,35 @@ def statement_document(conn: Connection, number: int) -> Report:
                "fee_bps": int(st["fee_bps"]), "fee": int(st["fee"]), "net": int(st["net"])}
     return Report("statement-document", f"Settlement statement No. {number}: {name}, sales before {st['until']}",
                   cols, rows, totals, summary)
+
+
+# -- dormant and expired cards that still hold money ------------------------------------------------
+
+
+def dormant_report(conn: Connection, end: dt.date | None, idle_days: int = DORMANT_AFTER_DAYS) -> Report:
+    """Cards holding money that nobody uses: no transaction for ``idle_days`` before ``end`` (dormant), or
+    past their expiry (expired): money the issuer owes that may never be spent, nor claimed back."""
+    if idle_days < 1:
+        raise UserError("--idle-days must be at least 1")
+    as_of = end or dt.datetime.now(dt.UTC).date()
+    as_of_ts = int(dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.UTC).timestamp())
+    idle_before = as_of_ts - idle_days * 86_400
+    a, c = card_accounts.c, cards.c
+    rows: list[list[Any]] = []
+    for number, balance, last, expiry, state in conn.execute(
+            select(a.card_number, a.balance, a.chain_time, c.expiry, c.state)
+            .select_from(card_accounts.outerjoin(cards, c.number == a.card_number))
+            .where(a.balance > 0, (a.chain_time < idle_before) | (c.expiry < as_of_ts))
+            .order_by(a.card_number)):
+        expired = expiry is not None and int(expiry) < as_of_ts
+        last_day = dt.datetime.fromtimestamp(int(last), dt.UTC).date()
+        rows.append([number, state or "unregistered", int(balance), last_day, (as_of - last_day).days,
+                     dt.datetime.fromtimestamp(int(expiry), dt.UTC).date() if expiry is not None else None,
+                     "expired" if expired else "dormant"])
+    cols = [Col("card_number", "card"), Col("state"), Col("balance", "money"), Col("last_used", "date"),
+            Col("idle_days", "int"), Col("expiry", "date"), Col("reason")]
+    total = sum(int(r[2]) for r in rows)
+    return Report("dormant", f"Cards holding money unused for {idle_days} days or expired, as of {as_of}", cols, rows,
+                  ["TOTAL", None, total, None, None, None, f"{len(rows)} cards"],
+                  {"as_of": as_of, "idle_days": idle_days, "cards": len(rows), "balance": total,
+                   "expired": sum(1 for r in rows if r[6] == "expired")})

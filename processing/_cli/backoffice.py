@@ -184,6 +184,8 @@ def settle(cli: CliContext, until: dt.datetime) -> None:
 @click.option("--to", "end", type=DAY, help="Last day (YYYY-MM-DD), included.")
 @click.option("--card", help="Card number (statement).")
 @click.option("--account", help="One account's ledger, e.g. card_float or merchant_payable:1 (ledger).")
+@click.option("--idle-days", type=click.IntRange(min=1), default=reports.DORMANT_AFTER_DAYS, show_default=True,
+              help="Dormant: a card unused this long (as of --to, default today).")
 @click.option("--locale", type=click.Choice(LANGUAGES), help="Labels and numbers for this reader: en, or ru (Russian "
               "labels; CSV with ; and a decimal comma)  [issuer config, en].")
 @click.option("--rate", help="Annual interest rate in percent (float; payback: the credit rate the float "
@@ -198,12 +200,13 @@ def settle(cli: CliContext, until: dt.datetime) -> None:
 @click.option("--left", help="Payback scenario: ...and spent evenly down to this percent of it, e.g. 20  [0].")
 @pass_cli
 def report(cli: CliContext, kind: str, fmt: str, out: Path | None, start: dt.datetime | None,
-           end: dt.datetime | None, card: str | None, account: str | None, locale: str | None, rate: str | None,
+           end: dt.datetime | None, card: str | None, account: str | None, idle_days: int, locale: str | None,
+           rate: str | None,
            system_cost: str | None,
            deposit: str | None, cash_cost: str | None, margin: str | None, growth: str | None, cards: int | None,
            monthly_load: str | None, left: str | None) -> None:
-    """Write a report: settlement, float, statement, points, anomalies, terminals, cards, the books (journal,
-    ledger, trial-balance), payback, or the HTML dashboard."""
+    """Write a report: settlement, float, statement, points, anomalies, terminals, cards, dormant, the books
+    (journal, ledger, trial-balance), payback, or the HTML dashboard."""
     look = _presentation(cli, locale)
     if kind == "payback":
         _payback(cli, look, fmt, out, _day(start), _day(end), rate, system_cost, deposit, cash_cost, margin, growth,
@@ -224,7 +227,7 @@ def report(cli: CliContext, kind: str, fmt: str, out: Path | None, start: dt.dat
     engine = open_database(cli.db_url)
     with engine.connect() as conn:
         rep = reports.build(conn, kind, start=_day(start), end=_day(end), card=card,
-                            rate=rate_pct, account=account)
+                            rate=rate_pct, account=account, idle_days=idle_days)
     reportfmt.write(rep, fmt, out, look)
     data = {"report": kind, "format": fmt, "out": str(out), "rows": len(rep.rows), "summary": rep.summary}
     emit(cli, data, lambda d: f"{d['report']} report: {d['rows']} rows written to {d['out']}")

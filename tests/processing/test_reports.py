@@ -268,3 +268,26 @@ def test_a_card_number_stays_sixteen_digits_in_a_spreadsheet(tmp_path: Path) -> 
     assert list(csv.reader(text.splitlines()))[1] == ['="6277000000000789"', "1.00"]
     cell = load_workbook(reportfmt.write(rep, "xlsx", tmp_path / "c.xlsx")).active["A3"]
     assert (cell.value, cell.data_type, cell.number_format) == ("6277000000000789", "s", "@")
+
+
+def test_dormant_and_expired_cards_that_hold_money(processing_db: World) -> None:
+    """The money the issuer owes that nobody spends: cards unused for the idle period, and expired cards."""
+    w = processing_db
+    w.merchant(42)
+    t = w.terminal(7, 42)
+    used, idle, empty = w.card(1, load=10_000), w.card(2, load=20_000), w.card(3, load=500)
+    for c in (used, idle, empty):
+        w.register_card(c)
+    t.purchase(used, 100, NOW + 100 * DAY)
+    t.purchase(empty, 500, NOW + 10)  # spent to zero: nothing owed, not listed
+    w.process(t.close(w.tmp / "b.spb"))
+    with w.engine.connect() as conn:
+        rep = reports.dormant_report(conn, D0 + dt.timedelta(days=200), idle_days=180)
+        assert [(r[0], r[2], r[6]) for r in rep.rows] == [(idle.number, 20_000, "dormant")]
+        assert rep.summary["balance"] == 20_000 and rep.rows[0][4] == 200
+        later = reports.dormant_report(conn, D0 + dt.timedelta(days=400), idle_days=365)  # both past expiry
+        assert [(r[0], r[6]) for r in later.rows] == [(used.number, "expired"), (idle.number, "expired")]
+        assert reports.dormant_report(conn, D0 + dt.timedelta(days=30), idle_days=180).rows == []
+    with pytest.raises(UserError, match="at least 1"):
+        with w.engine.connect() as conn:
+            reports.dormant_report(conn, None, idle_days=0)
