@@ -22,10 +22,11 @@ from typing import Any
 
 from processing.labels import SUMMARY_MONEY, label
 from processing.presentation import Presentation
-from purse.errors import UserError
+from purse.errors import ExitCode, SmartpurseError, UserError
 from purse.files import write_atomic
 
 FORMATS = ("csv", "xlsx", "json")
+PRINT_FORMATS = (*FORMATS, "pdf")  # pdf: the XLSX as LibreOffice prints it (needs soffice on the machine)
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,10 @@ def write(report: Report, fmt: str, out: Path, presentation: Presentation | None
 
     ``presentation`` says the reader's language and the issuer's currency (CSV and XLSX; JSON stays in
     identifiers and minor units for programs)."""
-    if fmt not in FORMATS:
-        raise UserError(f"unknown format {fmt!r} (csv, xlsx or json)")
+    if fmt not in PRINT_FORMATS:
+        raise UserError(f"unknown format {fmt!r} (csv, xlsx, json or pdf)")
     p = presentation or Presentation(exponent=report.exponent)
-    data = {"csv": _csv, "xlsx": _xlsx, "json": _json}[fmt](report, p)
+    data = {"csv": _csv, "xlsx": _xlsx, "json": _json, "pdf": _pdf}[fmt](report, p)
     return write_atomic(out, data, durable=False)
 
 
@@ -101,6 +102,35 @@ def _json(report: Report, p: Presentation) -> bytes:
            {c.name: plain(v) for c, v in zip(report.columns, report.totals, strict=True) if v is not None},
            "summary": {k: plain(v) for k, v in report.summary.items()}}
     return (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+
+
+class NoLibreOffice(SmartpurseError):
+    """A PDF is printed by LibreOffice, which is not installed here."""
+
+    exit_code = ExitCode.MISSING_PART
+
+
+def _pdf(report: Report, p: Presentation) -> bytes:
+    """The XLSX, printed to PDF by LibreOffice (headless): the page setup the XLSX carries is what prints."""
+    import shutil
+    import subprocess
+    import tempfile
+
+    soffice = shutil.which("soffice")
+    if soffice is None:
+        raise NoLibreOffice("a PDF is printed by LibreOffice, which is not installed "
+                            "(apt-get install libreoffice-calc-nogui), or write --format xlsx")
+    with tempfile.TemporaryDirectory(prefix="smartpurse-pdf-") as folder:
+        xlsx = Path(folder) / f"{report.kind}.xlsx"
+        xlsx.write_bytes(_xlsx(report, p))
+        done = subprocess.run([soffice, f"-env:UserInstallation=file://{folder}/profile", "--headless",
+                               "--convert-to", "pdf", "--outdir", folder, str(xlsx)],
+                              capture_output=True, text=True, timeout=180, check=False)
+        pdf = xlsx.with_suffix(".pdf")
+        if done.returncode or not pdf.is_file():
+            said = (done.stderr or done.stdout).strip()[-200:]
+            raise SmartpurseError(f"LibreOffice could not print the report: {said}")
+        return pdf.read_bytes()
 
 
 _NUMBER_FORMATS = {"int": "#,##0", "date": "yyyy-mm-dd", "datetime": "yyyy-mm-dd hh:mm:ss", "card": "@"}

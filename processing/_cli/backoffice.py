@@ -175,8 +175,9 @@ def settle(cli: CliContext, until: dt.datetime) -> None:
 
 @click.command("report")
 @click.argument("kind", type=click.Choice((*reports.KINDS, "dashboard")))
-@click.option("--format", "fmt", type=click.Choice(reportfmt.FORMATS),
-              help="csv, xlsx or json  [required, except for the dashboard, which is HTML].")
+@click.option("--format", "fmt", type=click.Choice(reportfmt.PRINT_FORMATS),
+              help="csv, xlsx, json, or pdf (printed by LibreOffice)  [required, except for the dashboard, "
+              "which is HTML].")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               help="The file to write (.csv, .xlsx, .json; .html for the dashboard)  [required, except for the "
               "payback, which is printed without it].")
@@ -222,7 +223,7 @@ def report(cli: CliContext, kind: str, fmt: str, out: Path | None, start: dt.dat
         emit(cli, {"report": "dashboard", "out": str(path)}, lambda d: f"dashboard written to {d['out']}")
         return
     if fmt is None:
-        raise click.UsageError("--format is required for this report: csv, xlsx or json")
+        raise click.UsageError("--format is required for this report: csv, xlsx, json or pdf")
     rate_pct = _percent("--rate", rate) if rate is not None else None
     engine = open_database(cli.db_url)
     with engine.connect() as conn:
@@ -312,7 +313,8 @@ def statements_list(cli: CliContext, merchant: int | None) -> None:
 
 @statements.command("print")
 @click.argument("number", type=int)
-@click.option("--format", "fmt", type=click.Choice(reportfmt.FORMATS), required=True, help="csv, xlsx or json.")
+@click.option("--format", "fmt", type=click.Choice(reportfmt.PRINT_FORMATS), required=True,
+              help="csv, xlsx, json, or pdf (printed by LibreOffice).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), required=True, help="The file to write.")
 @click.option("--locale", type=click.Choice(LANGUAGES), help="en or ru  [issuer config].")
 @pass_cli

@@ -6,6 +6,7 @@ under CI, where ``.ci/run`` installs them and a skip would hide a broken print."
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import shutil
 import subprocess
@@ -76,3 +77,22 @@ def test_libreoffice_prints_every_report_and_the_settlement_fits_the_page_width(
                 assert len(data_pages) > 1
                 for flat in data_pages:  # every column on the page width, and the header on every page
                     assert all(h in flat for h in headers), (headers, flat[:300])
+
+
+def test_a_statement_prints_as_pdf_with_its_number(tmp_path: Path) -> None:
+    _require_tools()
+    from processing.settlement import settle
+
+    w = World(f"sqlite:///{tmp_path / 'processing.db'}", tmp_path)
+    w.merchant(42, name="Кафе «Ромашка»", fee_bps=150)
+    t = w.terminal(7, 42)
+    t.purchase(w.card(1, load=100_000), 12_345, NOW + 10)
+    w.process(t.close(w.tmp / "a.spb"))
+    (statement,) = settle(w.engine, dt.date(2023, 11, 16))  # NOW is 2023-11-14
+    with w.engine.connect() as conn:
+        document = reports.statement_document(conn, statement.settlement_id)
+    pdf = reportfmt.write(document, "pdf", tmp_path / "statement.pdf", Presentation("ru", 643, 2))
+    assert pdf.read_bytes().startswith(b"%PDF")
+    text = " ".join(" ".join(_pages(pdf)).split())
+    assert f"No. {statement.settlement_id}" in text and "Кафе «Ромашка»" in text
+    assert "К перечислению, RUB" in text and ("121.60" in text or "121,60" in text)  # as LibreOffice's locale writes it
