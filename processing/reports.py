@@ -19,6 +19,7 @@ from sqlalchemy import Connection, case, func, select
 from processing.books import BOOK_KINDS, journal_report, ledger_report, trial_balance_report
 from processing.payback import PaybackInputs, payback_lines
 from processing.reportfmt import Col, Report
+from processing.schema.loads import loads
 from processing.schema.processing import (
     anomalies,
     batches,
@@ -125,6 +126,13 @@ def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, r
         select(journal_entries.c.day, func.sum(transfers_posted.c.amount))
         .select_from(transfers_posted.join(journal_entries, journal_entries.c.id == transfers_posted.c.entry_id))
         .where(transfers_posted.c.to_chip.is_(True)).group_by(journal_entries.c.day))}
+    # A transfer load puts a replaced card's value on its new card: not money loaded at a desk (the one
+    # definition of "loaded": cash taken for a load), but value coming back onto the float.
+    lo_ = loads.c
+    transfers_in = {int(d): int(v) for d, v in conn.execute(
+        select(r.day, func.sum(r.amount))
+        .select_from(records.join(loads, (lo_.card_number == r.card_number) & (lo_.counter == r.counter)))
+        .where(r.record_type == RecordType.LOAD, lo_.transfer_id.is_not(None)).group_by(r.day))}
     for d in moved:
         per_day.setdefault(d, (0, 0, 0))
     if not per_day and (start is None or end is None):
@@ -137,19 +145,20 @@ def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, r
     opening = sum(lo - pu + ca - moved.get(d, 0) for d, (lo, pu, ca) in per_day.items() if d < first)
     rows: list[list[Any]] = []
     closing, closings = opening, []
-    sums = [0, 0, 0, 0]
+    sums = [0, 0, 0, 0, 0]
     for d in range(first, last + 1):
         lo, pu, ca = per_day.get(d, (0, 0, 0))
-        out = moved.get(d, 0)
+        out, back = moved.get(d, 0), transfers_in.get(d, 0)
         closing += lo - pu + ca - out
         closings.append(closing)
-        sums = [sums[0] + lo, sums[1] + pu, sums[2] + ca, sums[3] + out]
-        rows.append([_date(d), opening if d == first else None, lo, pu, ca, out, lo - pu + ca - out, closing])
+        sums = [sums[0] + lo - back, sums[1] + back, sums[2] + pu, sums[3] + ca, sums[4] + out]
+        rows.append([_date(d), opening if d == first else None, lo - back, back, pu, ca, out, lo - pu + ca - out,
+                     closing])
     days = len(closings)
     average = (Decimal(sum(closings)) / days).quantize(Decimal(1), ROUND_HALF_UP)
     annual = (average * rate_pct / 100).quantize(Decimal(1), ROUND_HALF_UP)
     period = (average * rate_pct / 100 * days / 365).quantize(Decimal(1), ROUND_HALF_UP)
-    totals = ["TOTAL", opening, *sums, sums[0] - sums[1] + sums[2] - sums[3], closing]
+    totals = ["TOTAL", opening, *sums, sums[0] + sums[1] - sums[2] + sums[3] - sums[4], closing]
     summary = {"from": _date(first), "to": _date(last), "days": days, "opening_float": opening,
                "closing_float": closing, "average_float": int(average), "annual_rate_pct": str(rate_pct),
                "interest_per_year_at_average_float": int(annual), "interest_for_period": int(period),
@@ -159,9 +168,9 @@ def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, r
 
 
 def _float_cols() -> list[Col]:
-    return [Col("day", "date"), Col("opening", "money"), Col("loads", "money"), Col("purchases", "money"),
-            Col("cancellations", "money"), Col("replaced_cards", "money"), Col("net_change", "money"),
-            Col("closing_float", "money")]
+    return [Col("day", "date"), Col("opening", "money"), Col("loads", "money"), Col("transfer_loads", "money"),
+            Col("purchases", "money"), Col("cancellations", "money"), Col("replaced_cards", "money"),
+            Col("net_change", "money"), Col("closing_float", "money")]
 
 
 def statement_report(conn: Connection, number: str, start: dt.date | None, end: dt.date | None) -> Report:

@@ -46,9 +46,15 @@ def test_demo_conserves_money_and_catches_the_clone(kind: str, tmp_path: Path) -
     assert data["processing"]["rejected"] == 0
     assert data["check_failures"] == []
     reports = tmp_path / "demo" / "reports"
-    for kind_ in ("settlement", "float", "points", "anomalies", "statement"):
+    for kind_ in ("settlement", "float", "points", "anomalies", "statement", "journal", "trial-balance"):
         for fmt in ("csv", "xlsx", "json"):
             assert (reports / f"{kind_}.{fmt}").stat().st_size > 0
+    floats = json.loads((reports / "float.json").read_text(encoding="utf-8"))["totals"]
+    assert floats["loads"] == money["loaded"]  # one "loaded": the money taken at the desks, in both
+    assert floats["transfer_loads"] == floats["replaced_cards"] == replaced["transferred"]
+    balance = json.loads((reports / "trial-balance.json").read_text(encoding="utf-8"))
+    assert balance["summary"]["balances"] is True
+    assert next(r for r in balance["rows"] if r["account"] == "card_float")["closing_credit"] == cons["ledger_float"]
     assert "<svg" in (reports / "dashboard.html").read_text(encoding="utf-8")
 
 

@@ -83,7 +83,7 @@ def test_float_report_has_the_seed_economics(processing_db: World) -> None:
     assert s["days"] == 30 and s["average_float"] == 1_200_000 == s["closing_float"]
     assert s["interest_per_year_at_average_float"] == 420_000
     assert s["interest_for_period"] == 34_521  # 12 000.00 x 35 % x 30/365 = 345.2055
-    assert rep.rows[0][2] == 1_200_010 and rep.rows[-1][7] == 1_200_000
+    assert rep.rows[0][2] == 1_200_010 and rep.rows[-1][8] == 1_200_000
 
 
 def test_float_report_follows_a_replaced_cards_value(processing_db: World) -> None:
@@ -102,11 +102,13 @@ def test_float_report_follows_a_replaced_cards_value(processing_db: World) -> No
     with w.engine.begin() as conn:
         post_due_transfers(conn, NOW + 2 * DAY, DAY)
     closing, in_ledger, totals = closing_and_ledger()
-    assert (closing, in_ledger) == (0, 0) and totals[5] == 50_000  # the replaced_cards column
+    assert (closing, in_ledger) == (0, 0) and totals[6] == 50_000  # the replaced_cards column
     with w.engine.begin() as conn:
         conn.execute(insert(loads).values(**synthetic.load_row(new, 50_000, NOW + DAY, 77), transfer_id=transfer_id))
     w.ingest_loads()
-    assert closing_and_ledger()[:2] == (50_000, 50_000)
+    closing, in_ledger, totals = closing_and_ledger()
+    assert (closing, in_ledger) == (50_000, 50_000)
+    assert (totals[2], totals[3]) == (50_000, 50_000)  # loaded at the desk, and put back from the old card
 
 
 def test_statement_points_and_anomalies(processing_db: World) -> None:
