@@ -63,9 +63,13 @@ def _admin_session(transport: Transport, keystore: Keystore) -> PurseSession:
 
 
 def card_details(engine: Engine, number: str) -> dict[str, Any]:
-    """The registry's row of card ``number``, with the value transfer it is part of, if any."""
+    """The registry's row of card ``number``, with the value transfer it is part of, if any, and which card
+    profile it is when its image is at hand (reference or DESFire)."""
     row = registry.card_row(engine, number)
     row["uid"] = row["uid"].hex()
+    image = Path(row["image"]) if row.get("image") else None
+    if image is not None and image.is_file():
+        row["profile"] = image_chip(image.read_bytes()).value
     transfer = registry.card_transfer(engine, number)
     if transfer is not None:
         row["transfer"] = transfer

@@ -6,7 +6,7 @@ in JSON, which programs read.
 
 from __future__ import annotations
 
-__all__ = ["LANGUAGES", "label", "SUMMARY_MONEY"]
+__all__ = ["LANGUAGES", "label", "SUMMARY_MONEY", "TITLES_RU"]
 
 LANGUAGES = ("en", "ru")
 
@@ -80,6 +80,20 @@ _LABELS: dict[str, tuple[str, str]] = {
     "until": ("Sales before", "Продажи до"),
     "tax_number": ("INN", "ИНН"),
     "fee_bps": ("Fee, basis points", "Комиссия, б. п."),
+}
+
+# A report's title for a Russian reader, by report kind (a title with figures in it carries its own).
+TITLES_RU: dict[str, str] = {
+    "journal": "Журнал проводок",
+    "ledger": "Главная книга по счетам (сальдо: дебет со знаком плюс, кредит со знаком минус)",
+    "trial-balance": "Оборотно-сальдовая ведомость",
+    "settlement": "Расчёты с торговыми точками по дням и терминалам",
+    "float": "Остаток денег на картах (обязательство эмитента) по дням",
+    "points": "Баллы на картах по программам",
+    "anomalies": "Аномалии с доказательствами",
+    "terminals": "Терминалы: последний пакет и продажи за период",
+    "cards": "Карты в реестре по состоянию",
+    "payback": "Окупаемость карточной системы",
 }
 
 # Summary figures that are money (minor units inside, major units with the currency for people).

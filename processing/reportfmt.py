@@ -20,7 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from processing.labels import SUMMARY_MONEY, label
+from processing.labels import SUMMARY_MONEY, TITLES_RU, label
 from processing.presentation import Presentation
 from purse.errors import ExitCode, SmartpurseError, UserError
 from purse.files import write_atomic
@@ -44,6 +44,12 @@ class Report:
     totals: list[Any] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
     exponent: int = 2
+    title_ru: str = ""  # the title for a Russian reader (``title`` otherwise)
+
+    def title_for(self, language: str) -> str:
+        if language != "ru":
+            return self.title
+        return self.title_ru or TITLES_RU.get(self.kind, self.title)
 
 
 def _header(col: Col, p: Presentation) -> str:
@@ -147,7 +153,7 @@ def _xlsx(report: Report, p: Presentation) -> bytes:
     wb = Workbook()
     ws = wb.active
     ws.title = report.kind[:31]
-    ws.append([f"{report.title} ({p.currency_code})"])
+    ws.append([f"{report.title_for(p.language)} ({p.currency_code})"])
     ws["A1"].font = Font(bold=True, size=12)
     ws.append([_header(c, p) for c in report.columns])
     for cell in ws[2]:

@@ -195,7 +195,7 @@ def statement_report(conn: Connection, number: str, start: dt.date | None, end: 
     return Report("statement", f"Statement of card {number}", cols, rows, totals,
                   {"card_number": number, "shadow_balance": int(acct["balance"]),
                    "chain_counter": int(acct["chain_counter"]), "highest_counter": int(acct["max_counter"]),
-                   "anomalies": int(n_anom)})
+                   "anomalies": int(n_anom)}, title_ru=f"Выписка по карте {number}")
 
 
 def points_report(conn: Connection, start: dt.date | None, end: dt.date | None) -> Report:
@@ -381,7 +381,8 @@ def statement_document(conn: Connection, number: int) -> Report:
                "until": st["until"], "gross": int(st["gross"]), "cancellations": int(st["cancellations"]),
                "fee_bps": int(st["fee_bps"]), "fee": int(st["fee"]), "net": int(st["net"])}
     return Report("statement-document", f"Settlement statement No. {number}: {name}, sales before {st['until']}",
-                  cols, rows, totals, summary)
+                  cols, rows, totals, summary,
+                  title_ru=f"Отчёт о расчётах № {number}: {name}, продажи до {st['until']:%d.%m.%Y}")
 
 
 # -- dormant and expired cards that still hold money ------------------------------------------------
@@ -413,4 +414,5 @@ def dormant_report(conn: Connection, end: dt.date | None, idle_days: int = DORMA
     return Report("dormant", f"Cards holding money unused for {idle_days} days or expired, as of {as_of}", cols, rows,
                   ["TOTAL", None, total, None, None, None, f"{len(rows)} cards"],
                   {"as_of": as_of, "idle_days": idle_days, "cards": len(rows), "balance": total,
-                   "expired": sum(1 for r in rows if r[6] == "expired")})
+                   "expired": sum(1 for r in rows if r[6] == "expired")},
+                  title_ru=f"Карты с деньгами без операций {idle_days} дн. или с истёкшим сроком на {as_of:%d.%m.%Y}")

@@ -163,7 +163,8 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
 # -- cards life cycle -------------------------------------------------------------------------------
 def _card_text(row: dict[str, Any], exponent: int) -> str:
     lines = [f"card {cardnumber.format(row['number'])}: {row['state']}"]
-    for label, key in (("holder", "holder_name"), ("e-mail", "email"), ("phone", "phone"), ("UID", "uid"),
+    for label, key in (("profile", "profile"), ("holder", "holder_name"), ("e-mail", "email"), ("phone", "phone"),
+                       ("UID", "uid"),
                        ("key version", "key_version"), ("program", "program"), ("tier", "tier"),
                        ("issued", "issued_at"), ("blocked", "blocked_at"), ("reason", "block_reason"),
                        ("replaced by", "replaced_by"), ("replaces", "replaces"), ("batch", "batch"),

@@ -42,7 +42,7 @@ def test_a_desfire_card_from_issue_to_the_books(personalization_home: Path, tmp_
     checked = ok_json(capsys, "check")
     assert checked["ok"] and checked["figures"]["card_float"] == 480_00
     shown = ok_json(capsys, "cards", "show", CARD)
-    assert shown["shadow_balance"]["balance"] == 480_00
+    assert shown["shadow_balance"]["balance"] == 480_00 and shown["profile"] == "desfire"
 
     fails(capsys, "has no PIN to reset", "cards", "pin-reset", CARD)
     replaced = ok_json(capsys, "cards", "replace", CARD, "--reason", "damaged")

@@ -83,7 +83,7 @@ def test_payout_files_from_the_statements(personalization_home: Path, tmp_path: 
     number = str(statement["settlement_id"])
     ok_json(capsys, "statements", "print", number, "--format", "xlsx", "--out", "statement.xlsx", "--locale", "ru")
     book = load_workbook(tmp_path / "statement.xlsx")
-    assert f"No. {number}" in book.active["A1"].value and book.active["D2"].value == "Продажи, RUB"
+    assert f"№ {number}" in book.active["A1"].value and book.active["D2"].value == "Продажи, RUB"
     summary = {row[0]: row[1] for row in book["summary"].iter_rows(min_row=2, values_only=True)}
     assert summary["Комиссия, RUB"] * 100 == statement["fee"]
     assert summary["К перечислению, RUB"] * 100 == statement["net"]

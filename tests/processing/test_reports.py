@@ -223,7 +223,7 @@ def test_every_xlsx_prints_as_it_comes(processing_db: World, tmp_path: Path, kin
         rep = reports.build(conn, kind, card=a, rate=Decimal(35))
     ws = load_workbook(reportfmt.write(rep, "xlsx", tmp_path / f"{kind}.xlsx", look)).active
     headers = [c.value for c in ws[2]]
-    assert ws["A1"].value == f"{rep.title} (RUB)"
+    assert ws["A1"].value == f"{rep.title_for('ru')} (RUB)"
     assert all(h and "_" not in h for h in headers), headers  # labels, not identifiers
     for col, header in zip(rep.columns, headers, strict=True):
         assert header.endswith(", RUB") == (col.kind == "money"), header

@@ -67,7 +67,7 @@ def test_libreoffice_prints_every_report_and_the_settlement_fits_the_page_width(
             rep = reports.build(conn, kind, card=card.number, rate=Decimal(35))
             xlsx = reportfmt.write(rep, "xlsx", tmp_path / f"{kind}.xlsx", look)
             pages = _pages(_pdf(xlsx, tmp_path))
-            assert " ".join(rep.title.split()[:3]) in " ".join(pages[0].split()), (kind, pages[0][:200])
+            assert " ".join(rep.title_for("ru").split()[:3]) in " ".join(pages[0].split()), (kind, pages[0][:200])
             if kind == "settlement":  # its data sheet alone (the summary sheet prints after it)
                 book = load_workbook(xlsx)
                 del book["summary"]
@@ -94,5 +94,5 @@ def test_a_statement_prints_as_pdf_with_its_number(tmp_path: Path) -> None:
     pdf = reportfmt.write(document, "pdf", tmp_path / "statement.pdf", Presentation("ru", 643, 2))
     assert pdf.read_bytes().startswith(b"%PDF")
     text = " ".join(" ".join(_pages(pdf)).split())
-    assert f"No. {statement.settlement_id}" in text and "Кафе «Ромашка»" in text
+    assert f"№ {statement.settlement_id}" in text and "Кафе «Ромашка»" in text
     assert "К перечислению, RUB" in text and ("121.60" in text or "121,60" in text)  # as LibreOffice's locale writes it
