@@ -119,11 +119,12 @@ def test_a_killed_process_command_leaves_no_helper_running(tmp_path: Path) -> No
         home = processing_home(tmp_path / "home", w.keys)
         proc = run_cli(home, w.url, "process", "--parallel-from", "1", str(batch))
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and len(_descendants(proc.pid)) < 3:  # tracker, forkserver, worker
-            time.sleep(0.02)
         helpers = _descendants(proc.pid)
+        while time.monotonic() < deadline and len(helpers) < 3:  # tracker, forkserver, worker
+            time.sleep(0.02)
+            helpers = _descendants(proc.pid)
         assert len(helpers) >= 3, "the worker must be running when the command is killed"
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(signal.SIGKILL)  # at once: the snapshot above is the helpers that must die with it
         proc.communicate(timeout=20)  # the end of its output comes at once: no helper holds it open
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline and any(_running(pid) for pid in helpers):
