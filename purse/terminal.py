@@ -274,8 +274,10 @@ class Terminal(_CardTerminal):
     def read_card(self, program_id: int = 0) -> CardView:
         """Number, balance, this program's points and the card's log (newest first)."""
         info, recovered = self.present()
-        if info.state == CardState.BLOCKED:
-            return CardView(info, info.balance, info.counter, PointsSlot(), self.session.read_whole_log(), recovered)
+        if info.state == CardState.BLOCKED:  # no session: the balance is the newest record's (a DESFire card
+            log_ = self.session.read_whole_log()  # tells it only to a key; every change of it writes a record)
+            return CardView(info, log_[0].balance_after if log_ else info.balance, info.counter, PointsSlot(), log_,
+                            recovered)
         opened = self.session.open(KeyRef.DEBIT, self.terminal_id, program_id)
         return CardView(info, opened.balance, opened.counter, opened.slot, self.session.read_whole_log(), recovered)
 

@@ -239,3 +239,13 @@ def test_a_torn_desfire_load_or_cancel_completes_once(purse_issuer: purse_env.Is
     assert counters == sorted(counters, reverse=True) and len(set(counters)) == len(counters)  # no counter twice
     expected = 50_000 + (1_000 * tear if kind == "load" else 0)
     assert pos.read_card(PROGRAM).balance == expected
+
+
+def test_a_blocked_desfire_card_still_shows_its_balance(purse_issuer: purse_env.Issuer, tmp_path: Path) -> None:
+    desfire = purse_issuer.desfire_card(balance=5_000, number="6001000000000032")
+    terminal = purse_issuer.terminal(desfire, log_path=tmp_path / "t7.log")
+    terminal.debit(1_200)
+    terminal.block()
+    view = terminal.read_card()
+    assert view.info.state == CardState.BLOCKED and view.balance == 3_800
+    assert [r.record_type for r in view.log][:2] == [RecordType.BLOCK, RecordType.PURCHASE]
