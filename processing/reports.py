@@ -199,31 +199,54 @@ def statement_report(conn: Connection, number: str, start: dt.date | None, end: 
 
 
 def points_report(conn: Connection, start: dt.date | None, end: dt.date | None) -> Report:
+    """Per program: points outstanding now, and the period's reconciliation: the points on cards at its
+    opening, earned, redeemed, lapsed (expiry) and turned into prizes, at its closing, and the difference,
+    which is 0 for every card whose records chain (a clone or a missing record shows there)."""
     cp, r = card_points.c, records.c
     outstanding = {p: (int(n), int(s)) for p, n, s in conn.execute(
         select(cp.program_id, func.count(), func.sum(cp.points)).group_by(cp.program_id))}
-    # Per program: earned, redeemed, lapsed (expiry), to prizes. What a record took off the card beyond
-    # its redemption is before + earned - redeemed - after: lapsed points when it won no prize (a lapse
-    # empties the slot), points turned into prizes when it did; so points outstanding moves by exactly
-    # earned - redeemed - lapsed - to_prizes, and the report says why it is not earned - redeemed.
+    # What a record took off the card beyond its redemption is before + earned - redeemed - after: lapsed
+    # points when it won no prize (a lapse empties the slot), points turned into prizes when it did; so a
+    # card's points move by exactly earned - redeemed - lapsed - to_prizes from one record to the next.
+    first = day_number(start) if start is not None else None
     moved: dict[int, list[int]] = {}
-    for (raw,) in conn.execute(select(r.raw).where(r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL]),
-                                                   *_range(r, start, end))):
+    opening: dict[tuple[str, int], int] = {}  # (card, program) -> points after its last record before the period
+    closing: dict[tuple[str, int], int] = {}  # ... and at the period's end
+    upto = [r.day <= day_number(end)] if end is not None else []
+    for number, day, raw in conn.execute(
+            select(r.card_number, r.day, r.raw)
+            .where(r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL]), *upto)
+            .order_by(r.card_number, r.counter)):
         d = record_details(bytes(raw))
-        if d.program_id:
-            m = moved.setdefault(d.program_id, [0, 0, 0, 0])
-            taken = d.points_before + d.points_earned - d.points_redeemed - d.points_after
-            m[0] += d.points_earned
-            m[1] += d.points_redeemed
-            m[3 if d.prizes else 2] += taken
+        if not d.program_id:
+            continue
+        key = (number, d.program_id)
+        closing[key] = d.points_after
+        if first is not None and day < first:
+            opening[key] = d.points_after
+            continue
+        m = moved.setdefault(d.program_id, [0, 0, 0, 0])
+        taken = d.points_before + d.points_earned - d.points_redeemed - d.points_after
+        m[0] += d.points_earned
+        m[1] += d.points_redeemed
+        m[3 if d.prizes else 2] += taken
     names = {int(i): n for i, n in conn.execute(select(programs.c.program_id, programs.c.name))}
-    rows = [[p, names.get(p, f"Program {p}"), outstanding.get(p, (0, 0))[0], outstanding.get(p, (0, 0))[1],
-             *moved.get(p, [0, 0, 0, 0])] for p in sorted(set(outstanding) | set(moved))]
+    rows = []
+    for p in sorted(set(outstanding) | set(moved) | {k[1] for k in closing}):
+        earned, redeemed, lapsed, prizes = moved.get(p, [0, 0, 0, 0])
+        at_open = sum(v for (_, prog), v in opening.items() if prog == p)
+        at_close = sum(v for (_, prog), v in closing.items() if prog == p)
+        rows.append([p, names.get(p, f"Program {p}"), outstanding.get(p, (0, 0))[0], outstanding.get(p, (0, 0))[1],
+                     at_open, earned, redeemed, lapsed, prizes, at_close,
+                     at_close - (at_open + earned - redeemed - lapsed - prizes)])
     cols = [Col("program_id", "int"), Col("program"), Col("cards", "int"), Col("points_outstanding", "int"),
-            Col("points_earned", "int"), Col("points_redeemed", "int"), Col("points_lapsed", "int"),
-            Col("points_to_prizes", "int")]
-    totals = ["TOTAL", None] + [sum(x[i] for x in rows) for i in range(2, 8)]
-    return Report("points", "Points liability per program", cols, rows, totals, {"from": start, "to": end})
+            Col("points_opening", "int"), Col("points_earned", "int"), Col("points_redeemed", "int"),
+            Col("points_lapsed", "int"), Col("points_to_prizes", "int"), Col("points_closing", "int"),
+            Col("points_difference", "int")]
+    totals = ["TOTAL", None] + [sum(x[i] for x in rows) for i in range(2, 11)]
+    return Report("points", "Points liability per program", cols, rows, totals,
+                  {"from": start, "to": end, "reconciles": all(row[10] == 0 for row in rows),
+                   "rule": "opening + earned - redeemed - lapsed - to prizes = closing"})
 
 
 def anomalies_report(conn: Connection, start: dt.date | None, end: dt.date | None) -> Report:

@@ -119,7 +119,8 @@ def test_statement_points_and_anomalies(processing_db: World) -> None:
         assert [r[2] for r in st.rows] == ["load", "purchase", "purchase"]
         assert [r[5] for r in st.rows] == [100_000, -12_345, -5] and st.summary["shadow_balance"] == 87_650
         pts = reports.build(conn, "points")
-        assert pts.rows == [[9, "Program 9", 1, 12, 12, 0, 0, 0]]
+        assert pts.rows == [[9, "Program 9", 1, 12, 0, 12, 0, 0, 0, 12, 0]]  # opening 0, +12 earned, closing 12
+        assert pts.summary["reconciles"] is True
         an = reports.build(conn, "anomalies")
         assert an.rows == []
         with pytest.raises(UserError, match="needs --card"):
@@ -209,6 +210,27 @@ def test_points_report_says_why_outstanding_is_not_earned_less_redeemed(processi
         (130, 0, 30, 100)
     assert row["points_outstanding"] == row["points_earned"] - row["points_redeemed"] - row["points_lapsed"] \
         - row["points_to_prizes"] == 0
+
+
+def test_points_reconcile_from_the_opening_of_a_period_to_its_closing(processing_db: World) -> None:
+    """opening + earned - redeemed - lapsed - to prizes = closing, per program, for a period with records
+    before it (the opening) and after it (not counted)."""
+    w = processing_db
+    w.merchant(42)
+    t = w.terminal(7, 42)
+    card = w.card(1, load=50_000)
+    t.add(synthetic.card_record(card, RecordType.PURCHASE, 100, 7, t.next_seq(), NOW + 1, program_id=5, earned=40))
+    t.add(synthetic.card_record(card, RecordType.PURCHASE, 100, 7, t.next_seq(), NOW + DAY + 1, program_id=5,
+                                earned=10, redeemed=20))  # 40 + 10 - 20 = 30
+    t.add(synthetic.card_record(card, RecordType.PURCHASE, 100, 7, t.next_seq(), NOW + 3 * DAY, program_id=5,
+                                earned=5))  # after the period
+    assert w.process(t.close(w.tmp / "b.spb")).accepted == 3
+    with w.engine.connect() as conn:
+        period = reports.points_report(conn, D0 + dt.timedelta(days=1), D0 + dt.timedelta(days=2))
+    row = dict(zip([c.name for c in period.columns], period.rows[0], strict=True))
+    assert (row["points_opening"], row["points_earned"], row["points_redeemed"], row["points_closing"]) == \
+        (40, 10, 20, 30)
+    assert row["points_difference"] == 0 and period.summary["reconciles"] is True
 
 
 @pytest.mark.parametrize("kind", ["settlement", "float", "statement", "points", "anomalies", "terminals", "cards",
