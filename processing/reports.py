@@ -213,8 +213,11 @@ def points_report(conn: Connection, start: dt.date | None, end: dt.date | None) 
     opening: dict[tuple[str, int], int] = {}  # (card, program) -> points after its last record before the period
     closing: dict[tuple[str, int], int] = {}  # ... and at the period's end
     upto = [r.day <= day_number(end)] if end is not None else []
-    for number, day, raw in conn.execute(
-            select(r.card_number, r.day, r.raw)
+    # A cancel gives back what its purchase took: to the prizes column when that purchase won one (the
+    # card's previous record, in this scan ordered by counter), else to the lapsed column.
+    took_prize: dict[tuple[str, int], bool] = {}
+    for number, kind, day, raw in conn.execute(
+            select(r.card_number, r.record_type, r.day, r.raw)
             .where(r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL]), *upto)
             .order_by(r.card_number, r.counter)):
         d = record_details(bytes(raw))
@@ -222,6 +225,8 @@ def points_report(conn: Connection, start: dt.date | None, end: dt.date | None) 
             continue
         key = (number, d.program_id)
         closing[key] = d.points_after
+        prize = bool(d.prizes) if kind == RecordType.PURCHASE else took_prize.get(key, False)
+        took_prize[key] = prize
         if first is not None and day < first:
             opening[key] = d.points_after
             continue
@@ -229,7 +234,7 @@ def points_report(conn: Connection, start: dt.date | None, end: dt.date | None) 
         taken = d.points_before + d.points_earned - d.points_redeemed - d.points_after
         m[0] += d.points_earned
         m[1] += d.points_redeemed
-        m[3 if d.prizes else 2] += taken
+        m[3 if prize else 2] += taken
     names = {int(i): n for i, n in conn.execute(select(programs.c.program_id, programs.c.name))}
     rows = []
     for p in sorted(set(outstanding) | set(moved) | {k[1] for k in closing}):

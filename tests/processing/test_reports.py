@@ -315,3 +315,24 @@ def test_dormant_and_expired_cards_that_hold_money(processing_db: World) -> None
     with pytest.raises(UserError, match="at least 1"):
         with w.engine.connect() as conn:
             reports.dormant_report(conn, None, idle_days=0)
+
+
+def test_a_cancelled_prize_goes_back_to_the_prize_column(processing_db: World) -> None:
+    """A purchase that won a prize took its points to the prize; its cancel gives them back there, so
+    neither column is left with a negative lapse."""
+    w = processing_db
+    w.merchant(42)
+    t = w.terminal(7, 42)
+    card = w.card(1, load=50_000)
+    t.add(synthetic.card_record(card, RecordType.PURCHASE, 100, 7, t.next_seq(), NOW + 1, program_id=5, earned=90))
+    t.add(synthetic.card_record(card, RecordType.PURCHASE, 100, 7, t.next_seq(), NOW + 2, program_id=5, earned=10,
+                                prizes=1, points_after=0))  # 100 points: the prize
+    t.add(synthetic.card_record(card, RecordType.CANCEL, 100, 7, t.next_seq(), NOW + 3, program_id=5, earned=-10,
+                                points_after=90))  # the cancel restores the 90 before it
+    assert w.process(t.close(w.tmp / "b.spb")).accepted == 3
+    with w.engine.connect() as conn:
+        report = reports.points_report(conn, None, None)
+    row = dict(zip([c.name for c in report.columns], report.rows[0], strict=True))
+    assert (row["points_earned"], row["points_lapsed"], row["points_to_prizes"], row["points_closing"]) == \
+        (90, 0, 0, 90)
+    assert row["points_difference"] == 0
