@@ -155,6 +155,7 @@ _CARDS = "personalization._cli.cards"
 CARD_COMMANDS = {
     "issue": Lazy(f"{_CARDS}:issue", "Personalize cards (virtual images by default) and record them in the registry."),
     "list": Lazy(f"{_CARDS}:list_cards", "Cards in the registry."),
+    "find": Lazy(f"{_CARDS}:find", "The cards of the holder with this phone or e-mail (a holder may hold several)."),
     "show": Lazy(f"{_CARDS}:show",
                  "Registry data of card NUMBER (and its shadow balance once processing provides it)."),
     "block": Lazy(f"{_CARDS}:block",

@@ -187,12 +187,19 @@ def card_row(engine: Engine, number: str) -> dict[str, Any]:
     return dict(row)
 
 
-def list_cards(engine: Engine, state: str | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+def list_cards(engine: Engine, state: str | None = None, limit: int | None = None, *, phone: str | None = None,
+               email: str | None = None) -> list[dict[str, Any]]:
+    """Cards in number order; only those in ``state``, or of the holder with this E.164 ``phone`` or
+    ``email`` (compared lower-cased, as the holder's identity is kept)."""
     query = (select(cards.c.number, cards.c.state, cards.c.key_version, cards.c.program, cards.c.issued_at,
-                    cards.c.blocked_at, holders.c.name.label("holder_name"))
+                    cards.c.blocked_at, holders.c.name.label("holder_name"), holders.c.phone, holders.c.email)
              .outerjoin(holders, holders.c.id == cards.c.holder_id).order_by(cards.c.number))
     if state is not None:
         query = query.where(cards.c.state == state)
+    if phone is not None:
+        query = query.where(holders.c.phone == phone)
+    if email is not None:
+        query = query.where(holders.c.email == email.strip().lower())
     if limit is not None:
         query = query.limit(limit)
     with engine.connect() as conn:

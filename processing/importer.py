@@ -226,7 +226,7 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
         sha256=digest, status="accepted", file_name=batch.path.name, terminal_id=h.terminal_id,
         merchant_id=h.merchant_id, batch_seq=h.batch_seq, first_index=h.first_index, record_count=h.record_count,
         created=h.created, prev_chain_mac=h.prev_chain_mac, final_chain_mac=batch.trailer.final_chain_mac,
-        log_id=h.log_id)
+        log_id=h.log_id, imported_at=_stamp(options.now()))
         .returning(b.id)).scalar_one()
     entry_id = ledger.open_entry(conn, "batch", f"batch {h.batch_seq} of terminal {h.terminal_id}",
                                  _day(h.created), batch_id)
@@ -535,7 +535,7 @@ def _quarantine(engine: Engine, path: Path, digest: str, header: Any, error: Bat
             copy_atomic(path, target, mode=PRIVATE)
         result.quarantine = str(target)
     values = dict(sha256=digest, status="quarantined", file_name=path.name, reason=str(error),
-                  quarantine_path=result.quarantine)
+                  quarantine_path=result.quarantine, imported_at=_stamp(options.now()))
     if header is not None:
         values.update(terminal_id=header.terminal_id, merchant_id=header.merchant_id, batch_seq=header.batch_seq,
                       first_index=header.first_index, record_count=header.record_count, created=header.created,
@@ -548,6 +548,12 @@ def _quarantine(engine: Engine, path: Path, digest: str, header: Any, error: Bat
         elif existing.status == "quarantined":
             conn.execute(update(batches).where(b.id == existing.id).values(**values))
             result.batch_id = existing.id
+
+
+def _stamp(now: float) -> dt.datetime:
+    """When a batch was imported, by the import's clock (``ImportOptions.now``: the wall clock, or a
+    simulation's), so a replayed run such as the demo writes the same reports."""
+    return dt.datetime.fromtimestamp(now, dt.UTC)
 
 
 def _looks_like_a_batch(path: Path) -> bool:

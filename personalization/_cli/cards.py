@@ -18,7 +18,7 @@ import click
 from personalization import lifecycle, registry
 from personalization._cli.common import engine, issuer_keystore
 from personalization.faces import write_face
-from personalization.holders_csv import HoldersCsvError, read_holders
+from personalization.holders_csv import HoldersCsvError, normalize_phone, read_holders
 from personalization.issuing import (
     DEFAULT_CHUNK,
     CardProfile,
@@ -207,6 +207,31 @@ def list_cards(cli: CliContext, state: str | None, limit: int | None) -> None:
         return table(("number", "state", "holder", "key v", "program", "issued"),
                      [(cardnumber.format(r["number"]), r["state"], r["holder_name"] or "", str(r["key_version"]),
                        str(r["program"] or ""), r["issued_at"].strftime("%Y-%m-%d %H:%M")) for r in rs])
+
+    emit(cli, rows, text)
+
+
+@click.command("find")
+@click.option("--phone", help="The holder's phone, in any way people write it (+7 912 345-67-89, 8 912 ...).")
+@click.option("--email", help="The holder's e-mail.")
+@pass_cli
+def find(cli: CliContext, phone: str | None, email: str | None) -> None:
+    """The cards of the holder with this phone or e-mail (a holder may hold several)."""
+    if (phone is None) == (email is None):
+        raise click.UsageError("give either --phone or --email")
+    e164 = None
+    if phone is not None:
+        e164 = normalize_phone(phone, cli.home.issuer.phone_region)
+        if e164 is None:
+            raise UserError(f"not a phone number: {phone!r}")
+    rows = registry.list_cards(engine(cli), phone=e164, email=email)
+
+    def text(rs: list[dict[str, Any]]) -> str:
+        if not rs:
+            return f"no card of a holder with {'phone ' + str(e164) if e164 else 'e-mail ' + str(email)}"
+        return table(("number", "state", "holder", "phone", "e-mail", "issued"),
+                     [(cardnumber.format(r["number"]), r["state"], r["holder_name"] or "", r["phone"] or "",
+                       r["email"] or "", r["issued_at"].strftime("%Y-%m-%d %H:%M")) for r in rs])
 
     emit(cli, rows, text)
 

@@ -332,6 +332,8 @@ def cancel(world: DemoWorld, number: str, terminal_id: int) -> None:
 
 def clone_and_spend(world: DemoWorld, number: str, price: int) -> None:
     """Copy a card's memory (a clone) and spend with both: same counter, two records."""
+    if world.balances.get(number, 0) < price:  # the copy must hold the price too: top up before copying
+        record_loads(world.engine, [credit_desk(world, number, world.rng.randint(10, 30) * 100_00)])
     clones = world.home.sub("clones")
     clone = clones / f"{number}.card"
     copy_atomic(world.card_path(number), clone, mode=PRIVATE)  # a card image holds that card's keys

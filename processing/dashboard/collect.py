@@ -152,8 +152,10 @@ def _anomalies(conn: Connection, start: dt.date | None, end: dt.date | None) -> 
     return found[:TOP_ANOMALIES], dict(Counter(a.kind for a in found))
 
 
-def _terminals(conn: Connection, start: dt.date | None, end: dt.date | None) -> list[TerminalRow]:
-    report = reports.build(conn, "terminals", start=start, end=end)
+def _terminals(conn: Connection, start: dt.date | None, end: dt.date | None,
+               now: dt.datetime | None) -> list[TerminalRow]:
+    report = reports.terminals_report(conn, start, end, now=now) if now is not None else \
+        reports.build(conn, "terminals", start=start, end=end)
     return [TerminalRow(int(r["terminal_id"]), str(r["merchant"]) + (f" · {r['name']}" if r["name"] else ""),
                         int(r["batches"]), r["last_batch_at"], r["days_since_last_batch"], r["state"] == "silent",
                         int(r["purchases"]), int(r["net_sales"])) for r in _rows(report)]
@@ -182,7 +184,7 @@ def collect_dashboard_data(engine: Engine, date_from: dt.date | None = None, dat
         float_series, float_summary = _float(conn, date_from, date_to)
         points = _points(conn, date_from, date_to)
         top, kinds = _anomalies(conn, date_from, date_to)
-        terminal_rows = _terminals(conn, date_from, date_to)
+        terminal_rows = _terminals(conn, date_from, date_to, generated)  # silent as of when the page is made
         card_report = reports.build(conn, "cards", start=date_from, end=date_to)
         today = (generated or dt.datetime.now(dt.UTC)).date()
         period_from = date_from or float_summary.get("from") or today

@@ -179,3 +179,20 @@ def test_digits_other_than_ascii_are_refused_before_anything_is_written(personal
     engine = open_database(f"sqlite:///{personalization_home / 'smartpurse.db'}")
     with engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(holders)).scalar_one() == 0
+
+
+def test_staff_find_a_holders_cards_by_phone_or_email(personalization_home: Path, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    holders = tmp_path / "holders.csv"
+    holders.write_text("name,phone,email\nAnna,+7 912 000-00-00,Anna@Example.org\nBoris,89120000001,b@example.org\n")
+    issued = ok_json(capsys, "cards", "issue", "--from", str(holders), "--show-pins")
+    anna, boris = (c["card_number"] for c in issued["cards"])
+    for written in ("+79120000000", "8 (912) 000-00-00", "+7 912 000 00 00"):  # however the caller writes it
+        assert [r["card_number"] for r in ok_json(capsys, "cards", "find", "--phone", written)] == [anna]
+    assert [r["card_number"] for r in ok_json(capsys, "cards", "find", "--email", "ANNA@example.org")] == [anna]
+    assert [r["card_number"] for r in ok_json(capsys, "cards", "find", "--phone", "+79120000001")] == [boris]
+    assert ok_json(capsys, "cards", "find", "--email", "nobody@example.org") == []
+    code, _, err = run(capsys, "cards", "find", "--phone", "12")
+    assert code == 6 and "not a phone number" in err
+    code, _, err = run(capsys, "cards", "find")
+    assert code == 2 and "either --phone or --email" in err
