@@ -96,3 +96,11 @@ def test_demo_bad_arguments_are_one_line(tmp_path: Path, args: list[str], messag
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0 and message in done.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", ["1", "2", "3", "4"])
+def test_a_small_demo_runs_through_whatever_the_seed(tmp_path: Path, seed: str) -> None:
+    """Few cards, many sales: the clone, the tear and the replacement still find cards with money on them."""
+    data = summary(tmp_path / "demo", "--cards", "12", "--purchases", "150", "--seed", seed)
+    assert data["conservation"]["holds"] is True and data["clone"]["caught"]
