@@ -22,6 +22,7 @@ from sqlalchemy import Connection, select
 from processing.schema.processing import settlements
 from processing.schema.registry import merchants
 from purse.errors import UserError
+from purse.money import format_amount
 
 __all__ = ["Party", "Payment", "payments_for", "client_bank_exchange", "read_client_bank_exchange", "pain001"]
 
@@ -62,13 +63,10 @@ def payments_for(conn: Connection, until: dt.date, exponent: int = 2) -> list[Pa
                             f"`smartpurse merchants edit {merchant_id}` before its payout is written")
         period_end = until - dt.timedelta(days=1)
         purpose = (f"Возмещение по операциям с картами по {period_end:%d.%m.%Y}, отчёт № {sid}: "
-                   f"продажи {_major(int(gross), exponent)}, комиссия {_major(int(fee), exponent)}. Без НДС")
+                   f"продажи {format_amount(int(gross), exponent)}, "
+                   f"комиссия {format_amount(int(fee), exponent)}. Без НДС")
         out.append(Payment(int(sid), until, int(net), Party(legal, inn, bank, bic, account, iban), purpose))
     return out
-
-
-def _major(minor: int, exponent: int = 2) -> str:
-    return f"{Decimal(minor).scaleb(-exponent):.{exponent}f}"
 
 
 # -- 1C ClientBankExchange ------------------------------------------------------------------------
@@ -91,7 +89,7 @@ def client_bank_exchange(payments: list[Payment], payer: Party, created: dt.date
              "Документ=Платежное поручение"]
     for p in payments:
         lines += ["СекцияДокумент=Платежное поручение", f"Номер={p.number}", f"Дата={p.day:%d.%m.%Y}",
-                  f"Сумма={_major(p.amount, exponent)}", *_party_lines("Плательщик", payer),
+                  f"Сумма={format_amount(p.amount, exponent)}", *_party_lines("Плательщик", payer),
                   *_party_lines("Получатель", p.payee), "ВидОплаты=01", "Очередность=5",
                   f"НазначениеПлатежа={p.purpose}", "КонецДокумента"]
     lines.append("КонецФайла")

@@ -13,6 +13,7 @@ from decimal import Decimal
 
 from processing.labels import LANGUAGES
 from purse.errors import UserError
+from purse.settings import IssuerSettings
 
 __all__ = ["Presentation"]
 
@@ -26,6 +27,11 @@ class Presentation:
     language: str = "en"
     currency: int = 643
     exponent: int = 2
+
+    @classmethod
+    def for_issuer(cls, issuer: IssuerSettings, language: str | None = None) -> Presentation:
+        """The issuer's currency, in ``language`` or the issuer's ``locale``."""
+        return cls(language or issuer.locale, issuer.currency, issuer.currency_exponent)
 
     def __post_init__(self) -> None:
         if self.language not in LANGUAGES:

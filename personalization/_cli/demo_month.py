@@ -427,8 +427,7 @@ def back_office(world: DemoWorld, batch_files: list[Path]) -> dict[str, Any]:
         process_files(world.engine, [], keys, options)  # posts the desk's load against the payable
     statements = settle(world.engine, end.date() + dt.timedelta(days=1))
     reports_dir = world.options.out / "reports"
-    issuer = world.home.issuer
-    look = Presentation(issuer.locale, issuer.currency, issuer.currency_exponent)
+    look = Presentation.for_issuer(world.home.issuer)
     with world.engine.connect() as conn:
         for kind in REPORT_KINDS:
             rep = reports.build(conn, kind, card=world.tally.clone_number, rate=FLOAT_RATE_PCT)

@@ -17,13 +17,13 @@ import click
 from personalization import registry
 from personalization._cli.common import engine
 from personalization.counterparty import SCHEDULES, MerchantDetails, check_bank, check_inn
+from processing._cli.backoffice import DAY
 from processing.payouts import Party, client_bank_exchange, pain001, payments_for
 from processing.presentation import Presentation
 from purse._cli.util import CliContext, emit, pass_cli, table
 from purse.errors import UserError
 from purse.files import write_atomic
 
-DAY = click.DateTime(formats=["%Y-%m-%d"])
 _DETAILS = (
     ("legal_name", "--legal-name", "Legal name, as the bank knows it (e.g. ООО «Ромашка»)."),
     ("tax_number", "--inn", "Tax number (INN, checked: 10 or 12 digits)."),
@@ -136,6 +136,7 @@ def payouts(cli: CliContext, until: dt.datetime, fmt: str, out: Path) -> None:
         raise UserError(f"{out} exists: a payout file is never overwritten (choose another name)")
     payer = _payer(cli)
     issuer = cli.home.issuer
+    look = Presentation.for_issuer(issuer)
     with engine(cli).connect() as conn:
         payments = payments_for(conn, until.date(), issuer.currency_exponent)
     if not payments:
@@ -144,10 +145,8 @@ def payouts(cli: CliContext, until: dt.datetime, fmt: str, out: Path) -> None:
     if fmt == "1c":
         data = client_bank_exchange(payments, payer, now, issuer.currency_exponent)
     else:
-        data = pain001(payments, payer, Presentation(issuer.locale, issuer.currency,
-                                                     issuer.currency_exponent).currency_code)
+        data = pain001(payments, payer, look.currency_code)
     write_atomic(out, data, overwrite=False)
     total = sum(p.amount for p in payments)
-    money = Presentation(issuer.locale, issuer.currency, issuer.currency_exponent).money
     emit(cli, {"path": str(out), "format": fmt, "payments": len(payments), "total": total},
-         lambda d: f"{d['payments']} payments, {money(d['total'])} in all -> {d['path']} ({d['format']})")
+         lambda d: f"{d['payments']} payments, {look.money(d['total'])} in all -> {d['path']} ({d['format']})")

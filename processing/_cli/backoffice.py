@@ -248,8 +248,7 @@ def _percent(option: str, text: str | None) -> Decimal:
 
 
 def _presentation(cli: CliContext, locale: str | None) -> Presentation:
-    issuer = cli.home.issuer
-    return Presentation(locale or issuer.locale, issuer.currency, issuer.currency_exponent)
+    return Presentation.for_issuer(cli.home.issuer, locale)
 
 
 def _payback(cli: CliContext, look: Presentation, fmt: str | None, out: Path | None, start: dt.date | None,
