@@ -36,6 +36,7 @@ class AnomalyKind(StrEnum):
     UNMATCHED_LOAD = "unmatched_load"
     COUNTER_GAP = "counter_gap"
     BAD_LOAD_CERTIFICATE = "bad_load_certificate"
+    BAD_CASH_OUT_CERTIFICATE = "bad_cash_out_certificate"
     BAD_CERTIFICATE = "bad_certificate"
     TERMINAL_LOG_STARTED = "terminal_log_started"
 
@@ -52,6 +53,7 @@ KINDS: dict[AnomalyKind, str] = {
     AnomalyKind.UNMATCHED_LOAD: "a load on a card that the issuer's load desks never recorded",
     AnomalyKind.COUNTER_GAP: "counters missing from a card's history for longer than the allowed wait",
     AnomalyKind.BAD_LOAD_CERTIFICATE: "a load record of the issuer's desk whose certificate does not verify",
+    AnomalyKind.BAD_CASH_OUT_CERTIFICATE: "a cash-out record of the issuer's desk whose certificate does not verify",
     AnomalyKind.BAD_CERTIFICATE: "a record of a genuine terminal batch whose card certificate does not verify: "
                                  "held, not posted",
     AnomalyKind.TERMINAL_LOG_STARTED: "a terminal sent the first batch of a new log while another log of it "
@@ -84,6 +86,15 @@ def record_evidence(row: tuple[Any, ...] | None) -> dict[str, Any] | None:
     return {"card_number": r.card_number, "counter": r.counter, "terminal_id": r.terminal_id,
             "terminal_seq": r.terminal_seq, "time": record_details(raw).time, "batch_id": r.batch_id,
             "record": raw.hex()}
+
+
+def clone_anomaly(received_row: tuple[Any, ...], stored: tuple[Any, ...]) -> Anomaly:
+    """A received record whose card and counter name a stored record with other bytes: a clone."""
+    r = StoredRow._make(received_row)
+    evidence = {"stored": record_evidence(stored), "received": record_evidence(r)}
+    return Anomaly(AnomalyKind.CLONE, f"clone:{r.card_number}:{r.counter}:{bytes(r.raw).hex()[-16:]}",
+                   f"card {r.card_number} counter {r.counter}: two different certified records (a clone)",
+                   evidence, r.card_number, r.counter, r.terminal_id)
 
 
 def save(conn: Connection, found: Iterable[Anomaly], batch_id: int | None = None, *, now: float | None = None) -> int:

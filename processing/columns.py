@@ -26,7 +26,9 @@ from purse.batch import ENTRY_LAYOUT, ENTRY_SIZE
 from purse.protocol import RecordType
 from purse.records import MONEY_SIGN, RECORD_SIZE
 
-LOAD, PURCHASE, CANCEL, BLOCK = (int(t) for t in RecordType)  # as plain ints: compared per record
+# as plain ints: compared per record
+LOAD, PURCHASE, CANCEL, BLOCK = (int(t) for t in (RecordType.LOAD, RecordType.PURCHASE, RecordType.CANCEL,
+                                                  RecordType.BLOCK))
 
 _NUMPY = {"B": "u1", "H": ">u2", "I": ">u4", "i": ">i4"}  # struct code -> numpy type, big-endian as on the wire
 

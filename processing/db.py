@@ -124,8 +124,36 @@ def _upgrade(engine: Engine) -> None:
                 raise DatabaseError(f"{_safe(engine)} holds tables but is not a smartpurse database: start "
                                     "from a new database (or stamp it with alembic if it matches the schema)")
             conn.rollback()
-            with conn.begin():
+            with migrating(conn):
                 command.upgrade(alembic_config(conn), "head")
+
+
+@contextmanager
+def migrating(conn: Connection) -> Iterator[None]:
+    """A transaction on ``conn`` (none open) to run migrations in: on SQLite with foreign keys off."""
+    with _sqlite_foreign_keys_off(conn), conn.begin():
+        yield
+
+
+@contextmanager
+def _sqlite_foreign_keys_off(conn: Connection) -> Iterator[None]:
+    """SQLite's procedure for a schema change that rebuilds a table others reference (a new CHECK on
+    ``cards``): foreign keys off outside any transaction, the change, then ``foreign_key_check`` must
+    find nothing (https://sqlite.org/lang_altertable.html, "Making other kinds of table schema changes")."""
+    if conn.dialect.name != "sqlite":
+        yield
+        return
+    conn.exec_driver_sql("PRAGMA foreign_keys=OFF")  # a PRAGMA opens no transaction in the sqlite3 driver
+    conn.commit()
+    try:
+        yield
+        broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+        if broken:
+            raise DatabaseError(f"the migration left {len(broken)} rows whose reference is missing: {broken[:3]}")
+    finally:
+        conn.rollback()
+        conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+        conn.commit()
 
 
 def _safe(engine: Engine) -> str:

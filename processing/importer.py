@@ -34,12 +34,13 @@ from sqlalchemy import Connection, Engine, delete, insert, select, text, update
 
 from processing import anomalies as anomaly_store
 from processing import ledger, lifeline
-from processing.anomalies import Anomaly, AnomalyKind, record_evidence
+from processing.anomalies import Anomaly, AnomalyKind, clone_anomaly, record_evidence
 from processing.batchfile import BatchFile, BatchRejected, open_batch
 from processing.columns import CANCEL, LOAD, PURCHASE, EntryColumns, distinct_card_numbers
+from processing.desk_posting import post_desk_records
 from processing.keys import CardMacs, ProcessingKeys
 from processing.reconcile import CardCache, Reconciler, open_gaps
-from processing.rows import AMOUNT, CARD_NUMBER, COUNTER, RECORD_TYPE, Row, StoredRow
+from processing.rows import AMOUNT, RECORD_TYPE, Row, StoredRow
 from processing.sales import record_sales, sales_by_day
 from processing.schema.loads import loads
 from processing.schema.processing import batches, records
@@ -51,13 +52,9 @@ from processing.worker import Verdict, WalkJob, verify_and_walk
 from purse.batch import BATCH_MAGIC, ENTRY_SIZE
 from purse.errors import SmartpurseError
 from purse.files import PRIVATE, copy_atomic
-from purse.records import RECORD_LAYOUT
 
 IMPORT_LOCK = 0x5350_0001  # PostgreSQL advisory lock key: "SP" + 1
 DEFAULT_GAP_SECONDS = 72 * 3600
-# What a desk's load record is checked and stored by, read by name (purse.records.RECORD_LAYOUT).
-_DESK_LOAD = RECORD_LAYOUT.sparse(("record_type", "key_version", "uid", "card_number", "counter", "amount",
-                                   "terminal_id", "terminal_seq", "time", "certificate"))
 
 
 @dataclass
@@ -71,7 +68,7 @@ class ImportOptions:
     # ... and walks the card chains too when the batch has at least this many records per card:
     # sending a card's chain state to the worker and back costs about three records' walk
     worker_walk_records_per_card: float = 3.0
-    ingest_loads: bool = True  # post the desk's new loads first (``process`` does it once per run instead)
+    post_desk: bool = True  # post the desk's new records first (``process`` does it once per run instead)
 
 
 class ImportStatus(StrEnum):
@@ -145,10 +142,6 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def _day(unix: int) -> dt.date:
-    return dt.datetime.fromtimestamp(unix, dt.UTC).date()
-
-
 class _Rejected(Exception):
     def __init__(self, error: BatchRejected, header: Any) -> None:
         self.error, self.header = error, header
@@ -175,9 +168,10 @@ def import_batch(engine: Engine, path: Path, keys: ProcessingKeys, options: Impo
         result.terminal_id, result.batch_seq, result.records = header.terminal_id, header.batch_seq, \
             header.record_count
         log_key = check_envelope(batch, keys)
-        if options.ingest_loads:  # its own transaction: the loads stand even if this batch is rejected
+        if options.post_desk:  # its own transaction: the desk's records stand even if this batch is rejected
             with import_transaction(engine) as conn:
-                ingest_loads(conn, card_macs or CardMacs(keys), options)
+                post_desk_records(conn, card_macs or CardMacs(keys), now=int(options.now()),
+                                  gap_seconds=options.gap_seconds)
         cache = _card_cache(engine)
         macs = card_macs or CardMacs(keys)
 
@@ -229,7 +223,7 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
         log_id=h.log_id, imported_at=_stamp(options.now()))
         .returning(b.id)).scalar_one()
     entry_id = ledger.open_entry(conn, "batch", f"batch {h.batch_seq} of terminal {h.terminal_id}",
-                                 _day(h.created), batch_id)
+                                 ledger.entry_day(h.created), batch_id)
     store = RecordStore(conn)
     rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, batch_id=batch_id, cards=cache.take(conn))
     rec.found.extend(found)
@@ -324,7 +318,7 @@ def _post_rows(rows: Sequence[Row], store: RecordStore, rec: Reconciler, posted:
     if not all_new:
         rec.check_order(rows)
     for received, other in stored.conflicts:
-        rec.found.append(_conflict(received, other))
+        rec.found.append(clone_anomaly(received, other))
     rec.walk(stored.new, check_order=all_new)
     posted.add_rows(stored.new)
     result.accepted += len(stored.new)
@@ -386,7 +380,7 @@ def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOpti
         rec.check_order(cols.rows)
         result.duplicates += stored.duplicates
         for received, other in stored.conflicts:
-            rec.found.append(_conflict(received, other))
+            rec.found.append(clone_anomaly(received, other))
         rec.walk(stored.new)
         posted.add_rows(stored.new)
         result.accepted += len(stored.new)
@@ -451,15 +445,6 @@ def _held(held: Sequence[HeldRecord], terminal_id: int) -> list[Anomaly]:
                     f"record {r.index}: {r.reason()}: held, not posted",
                     {"record_index": r.index, "record_type": r.record_type, "amount": r.amount, "record": r.raw.hex()},
                     r.card_number, r.counter, terminal_id) for r in held]
-
-
-def _conflict(received_row: Row, stored: Row) -> Anomaly:
-    """A received record whose card and counter name a stored record with other bytes: a clone."""
-    r = StoredRow._make(received_row)
-    evidence = {"stored": record_evidence(stored), "received": record_evidence(r)}
-    return Anomaly(AnomalyKind.CLONE, f"clone:{r.card_number}:{r.counter}:{bytes(r.raw).hex()[-16:]}",
-                   f"card {r.card_number} counter {r.counter}: two different certified records (a clone)",
-                   evidence, r.card_number, r.counter, r.terminal_id)
 
 
 def _check_terminal(conn: Connection, h: Any) -> None:
@@ -564,52 +549,6 @@ def _looks_like_a_batch(path: Path) -> bool:
         return False
 
 
-# -- loads: the issuer's desk records, posted Dr cash / Cr card float ------------------------------
-def ingest_loads(conn: Connection, card_macs: CardMacs, options: ImportOptions) -> int:
-    """Post every load of the ``loads`` table not yet in the sub-ledger; returns how many."""
-    lo, r = loads.c, records.c
-    pending = conn.execute(
-        select(lo.record, lo.transfer_id).select_from(loads.outerjoin(records, (r.card_number == lo.card_number)
-                                                                      & (r.counter == lo.counter)))
-        .where(r.counter.is_(None)).order_by(lo.card_number, lo.counter)).all()
-    if not pending:
-        return 0
-    verified: list[StoredRow] = []
-    found: list[Anomaly] = []
-    transfer_loads: set[tuple[str, int]] = set()  # paid a replacement transfer: no cash came in
-    for raw, transfer_id in pending:
-        raw = bytes(raw)
-        kind, version, uid, bcd, counter, amount, terminal, seq, when, certificate = _DESK_LOAD.unpack(raw)
-        number = bcd.hex()
-        if kind != LOAD or not card_macs.verifies(version, uid, raw):
-            found.append(Anomaly(AnomalyKind.BAD_LOAD_CERTIFICATE, f"badload:{number}:{counter}",
-                                 f"card {number} counter {counter}: the desk's load record does not verify",
-                                 {"record": raw.hex()}, number, counter, terminal))
-            continue
-        verified.append(StoredRow(number, counter, kind, amount, terminal, seq, when // 86400, None, None, 0, raw))
-        if transfer_id is not None:
-            transfer_loads.add((number, counter))
-    now = int(options.now())
-    entry_id = ledger.open_entry(conn, "load", f"{len(verified)} loads at the issuer's desks", _day(now))
-    rows = [tuple(r._replace(entry_id=entry_id)) for r in verified]
-    store = RecordStore(conn)
-    rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds)
-    rec.found.extend(found)
-    rec.prepare(rows)
-    stored = store.store(rows, entry_id)
-    for received, other in stored.conflicts:
-        rec.found.append(_conflict(received, other))
-    rec.walk(stored.new)
-    rec.finish()
-    paid = sum(row[AMOUNT] for row in stored.new if (row[CARD_NUMBER], row[COUNTER]) in transfer_loads)
-    cash = sum(row[AMOUNT] for row in stored.new) - paid
-    ledger.post(conn, entry_id, ledger.batch_lines(None, 0, 0, cash, 0, transfer_loads=paid))
-    if not stored.new:
-        conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))
-    anomaly_store.save(conn, rec.found, now=options.now())
-    return len(stored.new)
-
-
 def _recompute_points(conn: Connection, numbers: list[str], programs: dict[int, Any]) -> list[Anomaly]:
     """Replay each touched card's records through its program's rules (purse.loyalty)."""
     if not programs or not numbers:
@@ -697,15 +636,15 @@ def process_files(engine: Engine, files: Sequence[Path], keys: ProcessingKeys, o
     from processing.transfers import post_due_transfers
 
     macs = CardMacs(keys)
-    options = replace(options, ingest_loads=False)
+    options = replace(options, post_desk=False)
     with import_transaction(engine) as conn:
         name_programs(conn, options.programs)
-        ingest_loads(conn, macs, options)
+        post_desk_records(conn, macs, now=int(options.now()), gap_seconds=options.gap_seconds)
     results = []
     for path in files:
         with (progress(path) if progress is not None else nullcontext()) as advance:
             results.append(import_batch(engine, path, keys, options, macs, advance))
     with import_transaction(engine) as conn:
-        ingest_loads(conn, macs, options)
+        post_desk_records(conn, macs, now=int(options.now()), gap_seconds=options.gap_seconds)
         transfers = post_due_transfers(conn, int(options.now()), options.gap_seconds)
     return ProcessingRun(results, transfers)

@@ -21,6 +21,7 @@ BANK = "bank"  # the issuer's bank account, from which merchants are paid
 LOAD_SUSPENSE = "load_suspense"  # loads seen on cards but unknown to the issuer's desk
 CARD_FLOAT = "card_float"  # the issuer's liability for money on cards
 REPLACEMENT_PAYABLE = "replacement_payable"  # a replaced card's value, until a desk loads it onto the new card
+CARD_DEPOSITS = "card_deposits"  # deposits taken at issue, owed back when the card is returned
 FEE_INCOME = "fee_income"
 
 _CHART = {
@@ -29,6 +30,7 @@ _CHART = {
     LOAD_SUSPENSE: ("Loads awaiting issuer records (suspense)", "asset"),
     CARD_FLOAT: ("Card float: money on cards", "liability"),
     REPLACEMENT_PAYABLE: ("Replaced cards' value awaiting the new card", "liability"),
+    CARD_DEPOSITS: ("Card deposits held", "liability"),
     FEE_INCOME: ("Merchant fee income", "income"),
 }
 
@@ -53,6 +55,11 @@ def account_id(conn: Connection, code: str) -> int:
         (name, kind), merchant_id = _CHART[code], None
     return int(conn.execute(insert(accounts).values(code=code, name=name, kind=kind, merchant_id=merchant_id)
                             .returning(accounts.c.id)).scalar_one())
+
+
+def entry_day(unix: int) -> dt.date:
+    """The day (UTC) an entry made at ``unix`` seconds is dated."""
+    return dt.datetime.fromtimestamp(unix, dt.UTC).date()
 
 
 def open_entry(conn: Connection, kind: str, description: str, day: dt.date, batch_id: int | None = None) -> int:

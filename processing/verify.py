@@ -31,7 +31,9 @@ from purse.desfire.tmac import card_tmac_key, record_verifies
 from purse.protocol import AID, RecordType
 from purse.records import CERTIFIED_SIZE, RECORD_LAYOUT, RECORD_SIZE, RecordFlag, TransactionRecord
 
-RECORD_TYPES = frozenset(int(t) for t in RecordType)
+# What a terminal's batch may carry: a cash-out is the desk's, recorded online at card return
+# (processing.desk_returns), never carried in a batch.
+RECORD_TYPES = frozenset(int(t) for t in RecordType if t != RecordType.CASH_OUT)
 
 # What the fast path reads of each entry, by name (purse.batch.ENTRY_LAYOUT); the rest is skipped.
 _VERIFIED = ENTRY_LAYOUT.sparse(("record_type", "key_version", "uid", "card_number", "counter", "amount",

@@ -21,6 +21,7 @@ __all__ = [
     "BalanceLimitExceeded",
     "CardBlocked",
     "CardExpired",
+    "CardReturned",
     "NotPersonalized",
     "AlreadyPersonalized",
     "InsufficientPoints",
@@ -65,6 +66,7 @@ class SW(IntEnum):
     INSUFFICIENT_POINTS = 0x9107
     PIN_REQUIRED = 0x9108
     NOTHING_TO_CANCEL = 0x9109
+    CARD_RETURNED = 0x910A
 
 
 WRONG_PIN_MASK = 0x63C0  # 63Cx: wrong PIN, x tries remaining
@@ -123,6 +125,11 @@ class CardBlocked(PurseError):
     text = "the card is blocked"
 
 
+class CardReturned(PurseError):
+    default_sw = SW.CARD_RETURNED
+    text = "the card was returned and its balance paid out"
+
+
 class CardExpired(PurseError):
     default_sw = SW.CARD_EXPIRED
     text = "the card has expired"
@@ -179,6 +186,7 @@ _ERRORS: dict[int, type[PurseError]] = {
     SW.BALANCE_LIMIT_EXCEEDED: BalanceLimitExceeded,
     SW.CARD_BLOCKED: CardBlocked,
     SW.CARD_EXPIRED: CardExpired,
+    SW.CARD_RETURNED: CardReturned,
     SW.NOT_PERSONALIZED: NotPersonalized,
     SW.ALREADY_PERSONALIZED: AlreadyPersonalized,
     SW.INSUFFICIENT_POINTS: InsufficientPoints,

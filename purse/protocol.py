@@ -23,6 +23,7 @@ class Ins(IntEnum):
     DEBIT = 0x54
     CREDIT = 0x52
     UNDEBIT = 0x56
+    CASH_OUT = 0x58  # the desk empties the purse at card return; the card is RETURNED after it
     BLOCK = 0x1E
     UNBLOCK = 0x1F
     READ_LOG = 0xB2
@@ -47,6 +48,7 @@ class CardState(IntEnum):
     BLANK = 0
     PERSONALIZED = 1
     BLOCKED = 2
+    RETURNED = 3  # given back at the desk and cashed out: no session but ADMIN opens again
 
 
 class FileId(IntEnum):
@@ -61,6 +63,7 @@ class RecordType(IntEnum):
     PURCHASE = 2
     CANCEL = 3
     BLOCK = 4
+    CASH_OUT = 5  # the balance paid out in cash at card return (amount = the balance, balance after 0)
 
 
 # The factory transport key of a blank virtual card (docs/protocol.md, "Personalization").
@@ -85,6 +88,8 @@ DEBIT_CMD = struct.Struct(">IIIiiB32s")
 CREDIT_CMD = struct.Struct(">III")
 # UNDEBIT: counter of the debit to cancel, time, terminal seq
 UNDEBIT_CMD = struct.Struct(">III")
+# CASH_OUT: amount (the whole balance: the card checks it), time, terminal seq
+CASH_OUT_CMD = struct.Struct(">III")
 # BLOCK: time, terminal seq
 BLOCK_CMD = struct.Struct(">II")
 # response of DEBIT, CREDIT, UNDEBIT, BLOCK (before the response MAC): balance, counter, certificate

@@ -145,14 +145,16 @@ def record_details(raw: bytes) -> RecordDetails:
 
 
 def money_effect(kind: int, amount: int) -> int:
-    """What a record does to the money on the card: + for a load or a cancel, − for a purchase, 0 for a block.
+    """What a record does to the money on the card: + for a load or a cancel, − for a purchase or a cash-out,
+    0 for a block.
 
     The one definition: ``MONEY_SIGN`` is what processing's numpy columns and SQL build theirs from.
     """
     return MONEY_SIGN[kind] * amount
 
 
-MONEY_SIGN: dict[int, int] = {RecordType.LOAD: 1, RecordType.PURCHASE: -1, RecordType.CANCEL: 1, RecordType.BLOCK: 0}
+MONEY_SIGN: dict[int, int] = {RecordType.LOAD: 1, RecordType.PURCHASE: -1, RecordType.CANCEL: 1, RecordType.BLOCK: 0,
+                              RecordType.CASH_OUT: -1}
 
 
 def number_to_bcd(number: str) -> bytes:

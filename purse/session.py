@@ -16,6 +16,7 @@ from purse.cardsession import CardInfo, CardNotGenuine, OpenedSession, TxnResult
 from purse.protocol import (
     AID,
     BLOCK_CMD,
+    CASH_OUT_CMD,
     CLA_ISO,
     CLA_PURSE,
     CMD_MAC_TAG,
@@ -156,6 +157,10 @@ class PurseSession:
 
     def block(self, when: int, terminal_seq: int) -> TxnResult:
         return self._txn(self._secured(Ins.BLOCK, _pack(BLOCK_CMD, when, terminal_seq)))
+
+    def cash_out(self, amount: int, when: int, terminal_seq: int) -> TxnResult:
+        """CASH OUT under the CREDIT key: ``amount`` is the whole balance; the card is RETURNED after it."""
+        return self._txn(self._secured(Ins.CASH_OUT, _pack(CASH_OUT_CMD, amount, when, terminal_seq)))
 
     def unblock(self) -> None:
         self._secured(Ins.UNBLOCK, b"")

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 
-from purse.apdu import ApduError, CardBlocked, NothingToCancel
+from purse.apdu import ApduError, CardBlocked, CardReturned, NothingToCancel
 from purse.batch import BatchSummary, export_batch
-from purse.cardsession import CardInfo, CardNotGenuine, CardSession
+from purse.cardsession import CardInfo, CardNotGenuine, CardSession, TxnResult
 from purse.errors import ExitCode, SmartpurseError
 from purse.points import PointsPolicy, PointsUpdate
 from purse.profiles import select_card
@@ -81,6 +81,7 @@ class ReceiptKind(StrEnum):
     PURCHASE = "purchase"
     CANCEL = "cancel"
     BLOCK = "block"
+    CASH_OUT = "cash_out"
 
 
 @dataclass(frozen=True)
@@ -140,6 +141,14 @@ class CardView:
     points: PointsSlot
     log: list[TransactionRecord]
     recovered: list[Receipt]
+
+
+def _refuse_unusable(info: CardInfo) -> None:
+    """A blocked or returned card takes no transaction (its own refusal, said before a session opens)."""
+    if info.state == CardState.BLOCKED:
+        raise CardBlocked()
+    if info.state == CardState.RETURNED:
+        raise CardReturned()
 
 
 class _CardTerminal:
@@ -224,6 +233,14 @@ class _CardTerminal:
             if receipt.kind == kind and (amount is None or receipt.amount == amount):
                 raise CompletedBefore(receipt, tuple(recovered))
 
+    def _certified(self, info: CardInfo, kind: RecordType, seq: int, when: int, amount: int,
+                   result: TxnResult) -> tuple[TransactionRecord, CardWrite | None]:
+        """The record of a transaction without points: the one the card logged (DESFire), else the one
+        the reference card's certificate covers, built from its answer."""
+        if result.record is not None:
+            return result.record, result.written
+        return self._record(info, kind, seq, when, result.counter, amount, result.balance, result.certificate), None
+
     def _record(self, info: CardInfo, kind: RecordType, seq: int, when: int, counter: int, amount: int,
                 balance: int, certificate: bytes, **points: int) -> TransactionRecord:
         return TransactionRecord(
@@ -264,8 +281,7 @@ class Terminal(_CardTerminal):
 
     def _present_usable(self) -> tuple[CardInfo, list[Receipt]]:
         info, recovered = self.present()
-        if info.state == CardState.BLOCKED:
-            raise CardBlocked()
+        _refuse_unusable(info)
         if info.number in self.hotlist:
             receipt = self._block(info)
             raise CardHotlisted(info.number, receipt)
@@ -274,7 +290,7 @@ class Terminal(_CardTerminal):
     def read_card(self, program_id: int = 0) -> CardView:
         """Number, balance, this program's points and the card's log (newest first)."""
         info, recovered = self.present()
-        if info.state == CardState.BLOCKED:  # no session: the balance is the newest record's (a DESFire card
+        if info.state in (CardState.BLOCKED, CardState.RETURNED):  # no session: the newest record's balance (DESFire
             log_ = self.session.read_whole_log()  # tells it only to a key; every change of it writes a record)
             return CardView(info, log_[0].balance_after if log_ else info.balance, info.counter, PointsSlot(), log_,
                             recovered)
@@ -353,19 +369,14 @@ class Terminal(_CardTerminal):
         when = self._now()
 
         def send(seq: int) -> tuple[TransactionRecord, CardWrite | None]:
-            result = self.session.block(when, seq)
-            if result.record is not None:
-                return result.record, result.written
-            return self._record(info, RecordType.BLOCK, seq, when, result.counter, 0, result.balance,
-                                result.certificate), None
+            return self._certified(info, RecordType.BLOCK, seq, when, 0, self.session.block(when, seq))
 
         return Receipt.from_record(self._run(RecordType.BLOCK, info, opened.counter + 1, 0, send))
 
     def block(self) -> Receipt:
         """Block the presented card (a hotlisted card, or on the issuer's order)."""
         info, _ = self.present()
-        if info.state == CardState.BLOCKED:
-            raise CardBlocked()
+        _refuse_unusable(info)
         return self._block(info)
 
     def export_batch(self, path: Path) -> BatchSummary:
@@ -374,11 +385,13 @@ class Terminal(_CardTerminal):
 
 
 class CreditTerminal(_CardTerminal):
-    """The issuer's load desk: adds value to a card (CREDIT), its SAM holding the CREDIT masters only.
+    """The issuer's desk: adds value to a card (CREDIT) and pays it out when the holder gives the card
+    back (CASH OUT), its SAM holding the CREDIT masters only.
 
     The same write-ahead log and recovery as ``Terminal``; raises ``BalanceLimitExceeded``
     when a load would pass the card's maximum balance, ``CardBlocked``/``CardExpired``,
-    ``TransactionInterrupted``, ``CardNotGenuine``, ``MissingKey`` and ``TransportError``.
+    ``CardReturned`` for a card already given back, ``TransactionInterrupted``,
+    ``CardNotGenuine``, ``MissingKey`` and ``TransportError``.
     """
 
     key_ref = KeyRef.CREDIT
@@ -392,17 +405,33 @@ class CreditTerminal(_CardTerminal):
             raise ValueError("a load must be positive")
         info, recovered = self.present()
         self._refuse_repeat(recovered, ReceiptKind.LOAD, amount, again)
-        if info.state == CardState.BLOCKED:
-            raise CardBlocked()
+        _refuse_unusable(info)
         opened = self.session.open(KeyRef.CREDIT, self.terminal_id, 0)
         when = self._now()
 
         def send(seq: int) -> tuple[TransactionRecord, CardWrite | None]:
-            result = self.session.credit(amount, when, seq)
-            if result.record is not None:
-                return result.record, result.written
-            return self._record(info, RecordType.LOAD, seq, when, result.counter, amount, result.balance,
-                                result.certificate), None
+            return self._certified(info, RecordType.LOAD, seq, when, amount, self.session.credit(amount, when, seq))
 
         return Receipt.from_record(self._run(RecordType.LOAD, info, opened.counter + 1, amount, send),
+                                   recovered=tuple(recovered))
+
+    def cash_out(self) -> Receipt:
+        """CASH OUT at card return: the card pays its whole balance out and is RETURNED, in one
+        certified transaction; the receipt's ``amount`` is what the desk hands over.
+
+        A cash-out that a pulled card had committed is not asked again (the card is returned and would
+        refuse): ``CompletedBefore`` carries its receipt. A card returned before, at this desk or another,
+        raises ``CardReturned``. A blocked card is refused (``CardBlocked``): its value moves to a
+        replacement card instead (docs/books.md, "Deposits and cash-out")."""
+        info, recovered = self.present()
+        self._refuse_repeat(recovered, ReceiptKind.CASH_OUT, None, False)
+        _refuse_unusable(info)
+        opened = self.session.open(KeyRef.CREDIT, self.terminal_id, 0)
+        when = self._now()
+
+        def send(seq: int) -> tuple[TransactionRecord, CardWrite | None]:
+            paid = self.session.cash_out(opened.balance, when, seq)
+            return self._certified(info, RecordType.CASH_OUT, seq, when, opened.balance, paid)
+
+        return Receipt.from_record(self._run(RecordType.CASH_OUT, info, opened.counter + 1, opened.balance, send),
                                    recovered=tuple(recovered))

@@ -34,6 +34,7 @@ class CardStatus(StrEnum):
     ISSUED = "issued"
     BLOCKED = "blocked"  # lost or stolen: the next hotlist carries it to every terminal
     REPLACED = "replaced"  # blocked for good; its value moves to the card that replaced it
+    RETURNED = "returned"  # given back at the desk: its balance (and deposit) paid out in cash
 
 
 class NumberStatus(StrEnum):

@@ -24,6 +24,7 @@ from purse.apdu import (
     BalanceLimitExceeded,
     CardBlocked,
     CardExpired,
+    CardReturned,
     CommandApdu,
     ConditionsNotSatisfied,
     FileNotFound,
@@ -42,6 +43,7 @@ from purse.card.storage import CardTorn, FileStorage, MemoryStorage, Storage
 from purse.protocol import (
     AID,
     BLOCK_CMD,
+    CASH_OUT_CMD,
     CLA_ISO,
     CLA_PURSE,
     CMD_MAC_TAG,
@@ -293,6 +295,8 @@ class PurseApplet:
             raise NotPersonalized()
         elif self.state == CardState.BLOCKED and ref != KeyRef.ADMIN:
             raise CardBlocked()
+        elif self.state == CardState.RETURNED and ref != KeyRef.ADMIN:
+            raise CardReturned()
         key = self.keys.get(ref)
         if key is None:
             raise SecurityStatusNotSatisfied()
@@ -336,6 +340,8 @@ class PurseApplet:
     def _check_usable(self, when: int) -> None:
         if self.state == CardState.BLOCKED:
             raise CardBlocked()
+        if self.state == CardState.RETURNED:
+            raise CardReturned()
         if self.state != CardState.PERSONALIZED:
             raise NotPersonalized()
         if self.expiry and when > self.expiry:
@@ -495,30 +501,47 @@ class PurseApplet:
         self._after_log()
         return self._respond(session, apdu.ins, TXN_RESP.pack(balance, counter, record.certificate))
 
+    def _cash_out(self, apdu: CommandApdu) -> bytes:
+        """The desk pays the whole balance out at card return: purse to zero, state RETURNED and the
+        record, in one commit. ``amount`` must be the balance, so the record says what the desk paid."""
+        session, body = self._secured(apdu, KeyRef.CREDIT)
+        if len(body) != CASH_OUT_CMD.size:
+            raise WrongLength()
+        amount, when, terminal_seq = CASH_OUT_CMD.unpack(body)
+        self._check_usable(0)  # an expired card is returned too: it is when its money is paid out
+        if amount != self.balance:
+            raise WrongData()
+        return self._change_state(session, apdu.ins, CardState.RETURNED, RecordType.CASH_OUT, amount, 0,
+                                  terminal_seq, when)
+
     def _block(self, apdu: CommandApdu) -> bytes:
         session, body = self._secured(apdu, KeyRef.DEBIT, KeyRef.CREDIT, KeyRef.ADMIN)
         if len(body) != BLOCK_CMD.size:
             raise WrongLength()
         when, terminal_seq = BLOCK_CMD.unpack(body)
-        if self.state == CardState.BLOCKED:
-            raise CardBlocked()
-        if self.state != CardState.PERSONALIZED:
-            raise NotPersonalized()
+        self._check_usable(0)  # a blocked card is not blocked twice; an expired one is blocked all the same
+        return self._change_state(session, apdu.ins, CardState.BLOCKED, RecordType.BLOCK, 0, self.balance,
+                                  terminal_seq, when)
+
+    def _change_state(self, session: _Session, ins: int, state: CardState, kind: RecordType, amount: int,
+                      balance: int, terminal_seq: int, when: int) -> bytes:
+        """Enter ``state`` with the purse at ``balance`` and log the certified record, in one commit."""
         counter = self._next_counter()
-        self.state = CardState.BLOCKED
-        record = self._record(RecordType.BLOCK, counter, 0, self.balance, session, terminal_seq, when)
-        writes = [(L.IDENT_AT, self._ident_bytes()), (L.PURSE_AT, L.PURSE.pack(self.balance, counter, when)),
+        before = self.state
+        self.state = state
+        record = self._record(kind, counter, amount, balance, session, terminal_seq, when)
+        writes = [(L.IDENT_AT, self._ident_bytes()), (L.PURSE_AT, L.PURSE.pack(balance, counter, when)),
                   (L.UNDO_AT, L.UNDO.pack(0xFF, bytes(32), 0))]
         writes += self._log_writes(record)
         try:
             self.storage.commit(writes)
         except BaseException:
-            self.state = CardState.PERSONALIZED
+            self.state = before
             raise
-        self.counter, self.last_time = counter, when
+        self.balance, self.counter, self.last_time = balance, counter, when
         self.undo_index, self.undo_slot, self.undo_counter = 0xFF, bytes(32), 0
         self._after_log()
-        return self._respond(session, apdu.ins, TXN_RESP.pack(self.balance, counter, record.certificate))
+        return self._respond(session, ins, TXN_RESP.pack(balance, counter, record.certificate))
 
     def _unblock(self, apdu: CommandApdu) -> bytes:
         session, body = self._secured(apdu, KeyRef.ADMIN)
@@ -638,6 +661,7 @@ class PurseApplet:
         Ins.CREDIT: _credit,
         Ins.UNDEBIT: _undebit,
         Ins.BLOCK: _block,
+        Ins.CASH_OUT: _cash_out,
         Ins.UNBLOCK: _unblock,
         Ins.READ_LOG: _read_log,
         Ins.VERIFY_PIN: _verify_pin,

@@ -82,13 +82,16 @@ def personalize_desfire(transport: Transport, sam: SoftwareSam, *, number: str, 
             card.create_value_file(file_no, spec.comm, spec.access, 0, max_balance, 0, limited_credit=True)
         elif spec.type is FileType.CYCLIC_RECORD:
             card.create_cyclic_record_file(file_no, spec.comm, spec.access, spec.size, spec.records)
-    identity = Identity(number_to_bcd(number), issuer_id, expiry, currency, max_balance, CardState.PERSONALIZED,
-                        uid, key_version)
-    card.write_data(FileNo.IDENTITY, 0, identity.to_bytes(), FILES[FileNo.IDENTITY].comm)
     if program:
         slot = PointsSlot(program_id=program, tier=tier or 0).to_bytes()
         card.write_data(FileNo.POINTS, 0, slot + slot, FILES[FileNo.POINTS].comm)
+        card.commit_transaction(transaction_mac=False)  # before the TMAC file: no transaction counts yet
+    card.authenticate(KeyNo.LOAD, FACTORY_KEY)  # the identity file's write key, still the factory's
+    identity = Identity(number_to_bcd(number), issuer_id, expiry, currency, max_balance, CardState.PERSONALIZED,
+                        uid, key_version)
+    card.write_data(FileNo.IDENTITY, 0, identity.to_bytes(), FILES[FileNo.IDENTITY].comm)
     card.commit_transaction(transaction_mac=False)  # before the TMAC file: the first transaction counts as 1
+    card.authenticate(KeyNo.MASTER, FACTORY_KEY)
     tmac = FILES[FileNo.TMAC]
     card.create_transaction_mac_file(FileNo.TMAC, tmac.comm, tmac.access,
                                      _key(sam, KeyRef.TXN, key_version, uid, TMAC_KEY_LABEL), key_version)

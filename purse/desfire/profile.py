@@ -40,7 +40,7 @@ __all__ = [
 
 AID = 0xF55001  # on the wire 01 50 F5; an F first (of the 24-bit value) is outside MAD's registered range
 AID_BYTES = AID.to_bytes(3, "little")
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2  # 2: the load key writes the identity file (the desk's cash-out marks the card returned)
 # Master key changeable, free listing, files created only with the master key, settings changeable.
 APP_KEY_SETTINGS = 0x0B
 PICC_KEY_SETTINGS = 0x0B  # the same at card level: no application created or deleted without the PICC master key
@@ -87,8 +87,10 @@ LOG_RECORD_SIZE = CERTIFIED_SIZE  # a log record is a transaction record's 64 ce
 LOG_RECORDS = 17  # sixteen kept, one free for the transaction in progress
 
 FILES: dict[FileNo, FileSpec] = {
+    # Written at issue and by the two transactions that change the card's state: a terminal's BLOCK
+    # (the debit key) and the desk's CASH OUT at card return (the load key).
     FileNo.IDENTITY: FileSpec(FileType.BACKUP, CommMode.PLAIN,
-                              Access(read=FREE, write=KeyNo.MASTER, read_write=KeyNo.DEBIT, change=KeyNo.MASTER),
+                              Access(read=FREE, write=KeyNo.LOAD, read_write=KeyNo.DEBIT, change=KeyNo.MASTER),
                               IDENTITY_SIZE),
     FileNo.PURSE: FileSpec(FileType.VALUE, CommMode.FULL,
                            Access(read=KeyNo.DEBIT, write=KeyNo.DEBIT, read_write=KeyNo.LOAD, change=KeyNo.MASTER)),
@@ -104,7 +106,7 @@ FILES: dict[FileNo, FileSpec] = {
 
 
 _IDENTITY_TAIL = struct.Struct(">BB7sB")
-STATE_OFFSET = ID_FILE.size + 1  # 23: the card state byte, written by a BLOCK
+STATE_OFFSET = ID_FILE.size + 1  # 23: the card state byte, written by a BLOCK and a CASH OUT
 
 
 @dataclass(frozen=True)

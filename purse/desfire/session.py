@@ -24,6 +24,7 @@ from purse.apdu import (
     BalanceLimitExceeded,
     CardBlocked,
     CardExpired,
+    CardReturned,
     InsufficientFunds,
     InsufficientPoints,
     NothingToCancel,
@@ -157,6 +158,8 @@ class DesfireSession:
             raise RuntimeError("no open session")
         if info.state == CardState.BLOCKED:
             raise CardBlocked()
+        if info.state == CardState.RETURNED:
+            raise CardReturned()
         if info.expiry and when > info.expiry:
             raise CardExpired()
         return info
@@ -273,11 +276,32 @@ class DesfireSession:
             raise RuntimeError("no open session")
         if info.state == CardState.BLOCKED:
             raise CardBlocked()
+        if info.state == CardState.RETURNED:
+            raise CardReturned()
         record = self._record(info, RecordType.BLOCK, 0, self._balance, terminal_seq, when)
         self._begin()
-        self.card.write_data(FileNo.IDENTITY, STATE_OFFSET, bytes((CardState.BLOCKED,)), FILES[FileNo.IDENTITY].comm)
+        return self._set_state(info, record, CardState.BLOCKED)
+
+    def cash_out(self, amount: int, when: int, terminal_seq: int) -> TxnResult:
+        """Debit the whole balance, mark the identity RETURNED and log the record: one commit."""
+        info = self._usable(0)  # an expired card is returned too
+        if self._ref != KeyRef.CREDIT:
+            raise RuntimeError("a cash-out needs a session under the CREDIT key")
+        if amount != self._balance:
+            raise ValueError(f"a cash-out pays the whole balance {self._balance}, not {amount}")
+        record = self._record(info, RecordType.CASH_OUT, amount, 0, terminal_seq, when)
+        self._begin()
+        if amount:
+            self.card.debit(FileNo.PURSE, amount, _FULL)
+        result = self._set_state(info, record, CardState.RETURNED)
+        self._balance = 0
+        return result
+
+    def _set_state(self, info: CardInfo, record: TransactionRecord, state: CardState) -> TxnResult:
+        """Write the identity's state byte, log ``record`` and commit (the card's state changes with it)."""
+        self.card.write_data(FileNo.IDENTITY, STATE_OFFSET, bytes((state,)), FILES[FileNo.IDENTITY].comm)
         result = self._log_and_commit(info, record)
-        self.info = dataclasses.replace(self.info or info, state=CardState.BLOCKED)
+        self.info = dataclasses.replace(self.info or info, state=state)
         return result
 
     # -- reading --------------------------------------------------------------------------------

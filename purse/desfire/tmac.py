@@ -96,11 +96,15 @@ def record_transaction_mac_input(certified: bytes, written: CardWrite | None) ->
         raise ValueError(f"a record's certified part has {CERTIFIED_SIZE} bytes")
     kind = certified[RECORD_LAYOUT.offset["record_type"]]
     tmi = TransactionMacInput()
+    amount = int.from_bytes(certified[RECORD_LAYOUT.at("amount")], "big")
     if kind == RecordType.BLOCK:
         tmi.data(Ins.WRITE_DATA, FileNo.IDENTITY, STATE_OFFSET, bytes((CardState.BLOCKED,)))
+    elif kind == RecordType.CASH_OUT:
+        if amount:  # an empty card is returned without a Debit
+            tmi.value(Ins.DEBIT, FileNo.PURSE, amount)
+        tmi.data(Ins.WRITE_DATA, FileNo.IDENTITY, STATE_OFFSET, bytes((CardState.RETURNED,)))
     elif kind in _VALUE_COMMAND:
-        tmi.value(_VALUE_COMMAND[RecordType(kind)], FileNo.PURSE,
-                  int.from_bytes(certified[RECORD_LAYOUT.at("amount")], "big"))
+        tmi.value(_VALUE_COMMAND[RecordType(kind)], FileNo.PURSE, amount)
         if written is not None:
             tmi.data(Ins.WRITE_DATA, FileNo.POINTS, written.offset, written.data)
     else:

@@ -11,7 +11,7 @@ from support.backoffice import DAY, NOW, World, two_merchants_sales
 
 from processing import ledger, synthetic
 from processing.check import run_check
-from processing.importer import ingest_loads
+from processing.desk_posting import post_desk_records
 from processing.keys import CardMacs
 from processing.schema.loads import loads
 from processing.schema.processing import card_accounts, postings, records, sales, settlements
@@ -151,7 +151,7 @@ def test_replacement_transfer_waits_for_the_old_cards_batches(processing_db: Wor
         conn.execute(insert(card_transfers).values(from_number=old.number, to_number=new.number, reason="damaged",
                                                    balance_on_card=8_500))
     with w.engine.begin() as conn:
-        ingest_loads(conn, CardMacs(w.keys), w.options())
+        post_desk_records(conn, CardMacs(w.keys), now=int(w.now), gap_seconds=w.options().gap_seconds)
         assert post_due_transfers(conn, NOW + DAY, DAY) == []  # shadow 10 000 != 8 500 on the chip: wait
     w.process(t.close(w.tmp / "b.spb"))
     with w.engine.begin() as conn:

@@ -14,7 +14,7 @@ from support.backoffice import DAY, NOW, World, database, two_merchants_sales, w
 
 from processing import ledger
 from processing.check import run_check
-from processing.db import DatabaseError, alembic_config, head_revision, open_database
+from processing.db import DatabaseError, alembic_config, head_revision, migrating, open_database
 from processing.schema import CardNumber, RegistryCardNumber, load_all_tables
 from processing.schema.processing import sales
 from processing.settlement import settle
@@ -64,7 +64,7 @@ def test_another_sqlite_file_is_refused_and_left_alone(tmp_path: Path) -> None:
 # -- 0002: sales aggregates replace records.settlement_id; card numbers collate "C" on PostgreSQL ------------
 
 def _migrate(engine: Engine, revision: str, down: bool = False) -> None:
-    with engine.connect() as conn, conn.begin():
+    with engine.connect() as conn, migrating(conn):
         (command.downgrade if down else command.upgrade)(alembic_config(conn), revision)
 
 
@@ -149,7 +149,7 @@ def test_card_number_columns_collate_c_on_postgresql(tmp_path: Path) -> None:
     """Every card-number column, and only those, collates "C"; joins between them work."""
     declared = {(t.name, c.name) for t in load_all_tables().tables.values() for c in t.columns
                 if c.type in (CardNumber, RegistryCardNumber)}
-    assert len(declared) == 13
+    assert len(declared) == 15
     with database("postgresql", tmp_path) as url:
         engine = open_database(url)
         try:
@@ -202,3 +202,30 @@ def test_0004_downgrade_refuses_a_terminal_with_a_second_log(tmp_path: Path) -> 
             conn.execute(text("UPDATE batches SET log_id = :other WHERE id = 1"), {"other": b"another!"})
         with pytest.raises(RuntimeError, match="downgrade refused"):
             _migrate(w.engine, "0003", down=True)
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_0007_rebuilds_cards_under_their_references_and_back(kind: str, tmp_path: Path) -> None:
+    """A new card state needs a new CHECK: SQLite rebuilds ``cards`` while transfers reference it."""
+    with world(kind, tmp_path) as w:
+        old = w.card(1, load=5_000)
+        transfer = w.lose_card(old, "6277000000000105", bytes.fromhex("04000000000105"))
+        w.engine.dispose()
+        _migrate(w.engine, "0006", down=True)
+        w.engine.dispose()
+        engine = open_database(w.engine.url.render_as_string(hide_password=False))  # the upgrade a user gets
+        try:
+            with engine.begin() as conn:
+                conn.execute(text("UPDATE cards SET state = 'returned' WHERE number = '6277000000000105'"))
+                assert conn.execute(text("SELECT id FROM card_transfers")).scalar() == transfer
+                if kind == "sqlite":
+                    assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+            with pytest.raises(Exception, match="ck_cards_state|CHECK"), engine.begin() as conn:
+                conn.execute(text("UPDATE cards SET state = 'gone' WHERE number = '6277000000000105'"))
+            _migrate(engine, "0006", down=True)
+            with engine.connect() as conn:
+                assert conn.execute(text("SELECT state FROM cards WHERE number = '6277000000000105'")).scalar() \
+                    == "blocked"
+                assert "cash_outs" not in inspect(conn).get_table_names()
+        finally:
+            engine.dispose()

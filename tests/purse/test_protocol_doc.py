@@ -147,7 +147,7 @@ def card(purse_issuer: Issuer) -> VirtualTransport:
 
 
 def test_every_command_is_documented() -> None:
-    assert set(APDUS) == {"select", "open_session", "debit", "credit", "undebit", "block", "unblock",
+    assert set(APDUS) == {"select", "open_session", "debit", "credit", "undebit", "block", "cash_out", "unblock",
                           "read_log", "verify_pin", "set_pin", "put_key", "write_file", "lock"}
     from purse.protocol import Ins
 
@@ -258,6 +258,23 @@ def test_credit_bytes(card: VirtualTransport, purse_issuer: Issuer) -> None:
     f, payload = wire.secured("credit.command")
     assert (f["amount"], f["time"], f["terminal_seq"]) == (5_000, NOW, 3)
     assert decode("txn.response", payload + bytes(8))["balance"] == 15_000
+
+
+def test_cash_out_bytes(card: VirtualTransport, purse_issuer: Issuer) -> None:
+    wire = Wire(card, purse_issuer, purse_issuer.credit_sam())
+    info = wire.session.select()
+    wire.session.open(KeyRef.CREDIT, 900)
+    wire.opened(purse_issuer.card_key(KeyRef.CREDIT, info.uid))
+    wire.session.cash_out(10_000, NOW, 4)
+    cmd, _ = wire.last()
+    check_header("cash_out", cmd)
+    f, payload = wire.secured("cash_out.command")
+    assert (f["amount"], f["time"], f["terminal_seq"]) == (10_000, NOW, 4)
+    t = decode("txn.response", payload + bytes(8))
+    assert (t["balance"], t["counter"]) == (0, 2)
+    record = wire.session.read_log(0, 1)[0]
+    assert (record.record_type, record.amount, record.balance_after) == (5, 10_000, 0)
+    assert wire.session.select().state == 3
 
 
 def test_unblock_and_set_pin_bytes(card: VirtualTransport, purse_issuer: Issuer) -> None:

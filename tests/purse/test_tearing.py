@@ -1,4 +1,4 @@
-"""Anti-tearing: pull the card at every persistent write of DEBIT, CREDIT and UNDEBIT.
+"""Anti-tearing: pull the card at every persistent write of DEBIT, CREDIT, UNDEBIT and CASH OUT.
 
 For each write index k of the command, the card is torn at its k-th write; after
 power-up its memory must equal, byte for byte, either the image before the command or
@@ -50,7 +50,12 @@ def op_undebit(issuer: Issuer, card: VirtualTransport) -> tuple[_CardTerminal, C
     return terminal, terminal.cancel_last
 
 
-OPERATIONS = {"debit": op_debit, "credit": op_credit, "undebit": op_undebit}
+def op_cash_out(issuer: Issuer, card: VirtualTransport) -> tuple[_CardTerminal, Callable[[], object]]:
+    terminal = issuer.credit_terminal(card)
+    return terminal, terminal.cash_out
+
+
+OPERATIONS = {"debit": op_debit, "credit": op_credit, "undebit": op_undebit, "cash_out": op_cash_out}
 
 
 def _writes_of(issuer: Issuer, operation: Operation) -> tuple[bytes, bytes, int]:

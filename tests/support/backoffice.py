@@ -16,7 +16,8 @@ from sqlalchemy import Engine, insert
 
 from processing import synthetic
 from processing.db import open_database
-from processing.importer import ImportOptions, ImportResult, import_batch, import_transaction, ingest_loads
+from processing.desk_posting import post_desk_records
+from processing.importer import ImportOptions, ImportResult, import_batch, import_transaction
 from processing.keys import CardMacs, ProcessingKeys
 from processing.schema.loads import loads
 from processing.schema.registry import card_transfers, cards, merchants, terminals
@@ -109,8 +110,10 @@ class World:
         return ImportOptions(quarantine_dir=self.tmp / "quarantine", **kw)  # type: ignore[arg-type]
 
     def ingest_loads(self) -> int:
+        """Post what the desks recorded (loads, cash-outs, deposits), as ``smartpurse process`` does first."""
         with import_transaction(self.engine) as conn:
-            return ingest_loads(conn, CardMacs(self.keys), self.options())
+            return post_desk_records(conn, CardMacs(self.keys), now=int(self.now),
+                                     gap_seconds=self.options().gap_seconds)
 
     def process(self, path: Path, **kw: object) -> ImportResult:
         """The desk's loads first (in their own transaction), then the batch."""
