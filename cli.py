@@ -141,6 +141,8 @@ ROOT_COMMANDS = {
     "man": Lazy("purse._cli.manual:man", "Write the manual pages (smartpurse.1 and one per command) into a folder."),
     "load": Lazy("processing._cli.desk:load",
                  "Load AMOUNT onto card NUMBER at the issuer's credit desk (AMOUNT like 500.00)."),
+    "cash-out": Lazy("processing._cli.desk:cash_out",
+                     "Take card NUMBER back: the card pays its whole balance out and the deposit is refunded."),
     "process": Lazy("processing._cli.backoffice:process",
                     "Import terminal batch FILES: verify, post once, reconcile; bad batches go to quarantine."),
     "check": Lazy("processing._cli.backoffice:check",

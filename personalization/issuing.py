@@ -74,6 +74,7 @@ class CardProfile:
     key_version: int
     pin_length: int = 4
     chip: CardChip = CardChip.REFERENCE  # the reference card, or DESFire EV2/EV3 (no PIN: docs/desfire.md)
+    deposit: int = 0  # minor units the holder pays for the card, refunded when it is returned (docs/books.md)
 
 
 def end_of_month(year: int, month: int) -> int:
@@ -98,14 +99,18 @@ def expiry_month(text: str) -> int:
 
 
 def card_profile(home: Home, keystore: Keystore, *, max_balance: int | None = None, currency: int | None = None,
-                 expiry: int | None = None, chip: CardChip = CardChip.REFERENCE) -> CardProfile:
+                 expiry: int | None = None, chip: CardChip = CardChip.REFERENCE,
+                 deposit: int | None = None) -> CardProfile:
     issuer = home.issuer
     profile = CardProfile(
         issuer_id=keystore.issuer_id, iin=check_iin(issuer.iin),
         currency=int(currency if currency is not None else issuer.currency),
         max_balance=int(max_balance if max_balance is not None else issuer.max_balance),
         expiry=expiry if expiry is not None else end_of_month_after(issuer.card_validity_years),
-        key_version=keystore.current_version, pin_length=issuer.pin_length, chip=chip)
+        key_version=keystore.current_version, pin_length=issuer.pin_length, chip=chip,
+        deposit=int(deposit if deposit is not None else issuer.card_deposit))
+    if not 0 <= profile.deposit < 2**31:
+        raise UserError(f"a card deposit is 0 or more minor units, not {profile.deposit}")
     if not 0 < profile.currency < 1000:
         raise UserError(f"currency must be an ISO 4217 numeric code, not {profile.currency}")
     most = 2**31 - 1 if chip is CardChip.DESFIRE else 2**32 - 1  # a DESFire value file is a signed 32-bit value
@@ -356,7 +361,8 @@ def _issued(profile: CardProfile, batch: str, folder: Path, report: IssueReport,
     report.issued.append(IssuedCard(request.index, number, uid, pin,
                                     request.holder.name if request.holder else None, str(path)))
     return registry.IssuedRow(number, uid, holder_id, profile.key_version, program, tier,
-                              profile.currency, profile.max_balance, profile.expiry, batch, image=str(path))
+                              profile.currency, profile.max_balance, profile.expiry, batch, image=str(path),
+                              deposit=profile.deposit)
 
 
 # -- worker processes --------------------------------------------------------------------------
@@ -475,7 +481,7 @@ def issue_to_reader(engine: Engine, sam: SoftwareSam, profile: CardProfile, requ
             on_issued([card])
         registry.register(engine, [registry.IssuedRow(
             res.number, info.uid, res.holder_id, profile.key_version, request.program, request.tier,
-            profile.currency, profile.max_balance, profile.expiry, batch, reader=reader)])
+            profile.currency, profile.max_balance, profile.expiry, batch, reader=reader, deposit=profile.deposit)])
         report.issued.append(card)
         if progress is not None:
             progress(1)

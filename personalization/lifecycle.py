@@ -73,6 +73,7 @@ def card_details(engine: Engine, number: str) -> dict[str, Any]:
     transfer = registry.card_transfer(engine, number)
     if transfer is not None:
         row["transfer"] = transfer
+    row.update(registry.card_return(engine, number))
     return row
 
 
@@ -138,6 +139,11 @@ def replace(engine: Engine, home: Home, keystore: Keystore, profile: CardProfile
     old = registry.card_row(engine, number)
     if old["state"] == CardStatus.REPLACED:
         raise UserError(f"card {number} was already replaced by {old['replaced_by']}")
+    if old["state"] == CardStatus.RETURNED:
+        raise UserError(f"card {number} was returned and cashed out: issue the holder a new card instead")
+    # The holder paid the deposit once: it stays with the old card and is refunded when the replacement
+    # is returned (processing.card_return), so the new card is issued without one.
+    profile = dataclasses.replace(profile, deposit=0)
     if old["state"] == CardStatus.ISSUED:
         registry.set_blocked(engine, number, f"replaced: {reason}", at)
     request = CardRequest(0, program=old["program"], tier=old["tier"])

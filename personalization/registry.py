@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from personalization.counterparty import MerchantDetails
 from personalization.holders_csv import HolderRow
 from personalization.numbering import allocate, insert_or_ignore
+from processing.schema.desk import DepositMove, card_deposits, cash_outs
 from processing.schema.loads import loads
 from processing.schema.registry import (
     CardStatus,
@@ -66,6 +67,7 @@ class IssuedRow:
     batch: str
     image: str | None = None
     reader: str | None = None
+    deposit: int = 0  # minor units taken for the card at issue
 
 
 def now() -> datetime:
@@ -166,6 +168,10 @@ def register(engine: Engine, issued: Sequence[IssuedRow]) -> None:
             "program": c.program, "tier": c.tier, "currency": c.currency, "max_balance": c.max_balance,
             "expiry": c.expiry, "issued_at": when, "state": CardStatus.ISSUED, "batch": c.batch, "image": c.image,
             "reader": c.reader} for c in issued])
+        taken = [{"card_number": c.number, "move": DepositMove.TAKEN, "amount": c.deposit, "recorded_at": when}
+                 for c in issued if c.deposit]
+        if taken:  # in the same transaction: a card is never registered without the deposit it was issued for
+            conn.execute(insert(card_deposits), taken)
 
 
 def batch_numbers(engine: Engine, batch: str) -> list[str]:
@@ -218,6 +224,8 @@ def set_blocked(engine: Engine, number: str, reason: str, at: datetime | None = 
                 raise UnknownCard(f"no card {number} in the registry")
             if state == CardStatus.REPLACED:
                 raise UserError(f"card {number} was replaced; it is blocked for good")
+            if state == CardStatus.RETURNED:
+                raise UserError(f"card {number} was returned and cashed out: there is nothing to block")
     return card_row(engine, number)
 
 
@@ -244,6 +252,21 @@ def record_replacement(engine: Engine, old: dict[str, Any], new: str, reason: st
         conn.execute(update(cards).where(cards.c.number == number).values(state=CardStatus.REPLACED, replaced_by=new))
         conn.execute(insert(card_transfers).values(from_number=number, to_number=new, reason=reason[:200],
                                                    balance_on_card=balance_on_card, requested_at=at or now()))
+
+
+def card_return(engine: Engine, number: str) -> dict[str, Any]:
+    """The card's deposit (taken at issue, refunded at return) and, once returned, what its cash-out paid."""
+    d, co = card_deposits.c, cash_outs.c
+    with engine.connect() as conn:
+        moves = {m: int(a) for m, a in conn.execute(select(d.move, d.amount).where(d.card_number == number))}
+        paid = conn.execute(select(co.amount, co.recorded_at).where(co.card_number == number)).first()
+    out: dict[str, Any] = {}
+    if DepositMove.TAKEN in moves:
+        out["deposit"] = moves[DepositMove.TAKEN]
+    if paid is not None:
+        out["returned"] = {"balance_paid_out": int(paid.amount), "deposit_refunded": moves.get(DepositMove.REFUNDED, 0),
+                           "at": paid.recorded_at}
+    return out
 
 
 def card_transfer(engine: Engine, number: str) -> dict[str, Any] | None:

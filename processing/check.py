@@ -15,7 +15,9 @@ The invariants (docs/design.md, "Invariants"; docs/processing.md, "Check"):
    totals of that batch's purchases and cancellations of that day, its merchant and
    terminal; and no such records without a sales row, nor a sales row without records;
 7. the replacement payable equals the value of replaced cards not yet loaded onto their
-   new cards, and each transfer load paid its transfer exactly.
+   new cards, and each transfer load paid its transfer exactly;
+8. the card deposits held equal the deposits posted as taken at issue less those refunded at
+   card return.
 Each failure carries its evidence (which entry, card or merchant, expected and found).
 """
 
@@ -31,6 +33,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from processing import ledger
 from processing.anomalies import AnomalyKind
 from processing.batchfile import BatchRejected, open_batch
+from processing.schema.desk import DepositMove, card_deposits, cash_outs
 from processing.schema.loads import loads
 from processing.schema.processing import (
     accounts,
@@ -90,6 +93,7 @@ def run_check(conn: Connection) -> CheckReport:
                  {"card_float": ledger_float, "shadow_balances": shadow, "records_net": sub})
     _per_card(conn, rep)
     _replacements(conn, rep)
+    _deposits(conn, rep)
     _per_entry(conn, rep)
     _merchants(conn, rep)
     _sales_ledger(conn, rep)
@@ -255,6 +259,25 @@ def _replacements(conn: Connection, rep: CheckReport) -> None:
                  {"replacement_payable": payable, "expected": expected, "transfer_loads": wrong[:_EVIDENCE_LIMIT]})
 
 
+def _deposits(conn: Connection, rep: CheckReport) -> None:
+    """Card deposits held == the deposits posted as taken − those posted as refunded; and every cash-out
+    the desks recorded is posted (processing posts them at its next run)."""
+    d, co, r = card_deposits.c, cash_outs.c, records.c
+    moves = dict(conn.execute(select(d.move, func.sum(d.amount)).where(d.entry_id.is_not(None)).group_by(d.move))
+                 .all())
+    expected = int(moves.get(DepositMove.TAKEN) or 0) - int(moves.get(DepositMove.REFUNDED) or 0)
+    held = -ledger.balance(conn, ledger.CARD_DEPOSITS)
+    waiting = int(conn.execute(select(func.count()).select_from(card_deposits).where(d.entry_id.is_(None)))
+                  .scalar_one())
+    unposted = int(conn.execute(select(func.count()).select_from(cash_outs.outerjoin(
+        records, (r.card_number == co.card_number) & (r.counter == co.counter))).where(r.counter.is_(None)))
+        .scalar_one())
+    rep.figures.update(card_deposits=held, deposits_to_post=waiting, cash_outs_to_post=unposted)
+    if held != expected:
+        rep.fail("card deposits == deposits taken − refunded", f"the ledger holds {held} of card deposits, the "
+                 f"desks' posted deposits say {expected}", {"card_deposits": held, "expected": expected})
+
+
 def _per_entry(conn: Connection, rep: CheckReport) -> None:
     """Each entry's card-float movement must equal the sum of the records it posted."""
     r, p, a, je = records.c, postings.c, accounts.c, journal_entries.c
@@ -266,12 +289,12 @@ def _per_entry(conn: Connection, rep: CheckReport) -> None:
     stmt = (select(je.id, je.kind, func.coalesce(float_move.c.m, 0), func.coalesce(posted.c.s, 0))
             .select_from(journal_entries.outerjoin(float_move, float_move.c.e == je.id)
                          .outerjoin(posted, posted.c.e == je.id))
-            .where(je.kind.in_(["batch", "load"]),
+            .where(je.kind.in_(ledger.RECORD_ENTRY_KINDS),
                    func.coalesce(float_move.c.m, 0) != func.coalesce(posted.c.s, 0)).limit(_EVIDENCE_LIMIT))
     bad = conn.execute(stmt).all()
     stray = conn.execute(select(posted.c.e, posted.c.n).select_from(
         posted.outerjoin(journal_entries, je.id == posted.c.e))
-        .where((je.id.is_(None)) | (je.kind.not_in(["batch", "load"]))).limit(_EVIDENCE_LIMIT)).all()
+        .where((je.id.is_(None)) | (je.kind.not_in(ledger.RECORD_ENTRY_KINDS))).limit(_EVIDENCE_LIMIT)).all()
     if bad or stray:
         rep.fail("every record posted once",
                  f"{len(bad) + len(stray)} journal entries whose card-float movement is not the sum of their records",

@@ -146,13 +146,3 @@ def _post_deposits(conn: Connection, now: int) -> None:
         entry_id = ledger.open_entry(conn, "deposit", f"{len(pending)} {description}", ledger.entry_day(now))
         ledger.post(conn, entry_id, [(ledger.CASH, sign * total), (ledger.CARD_DEPOSITS, -sign * total)])
         conn.execute(update(card_deposits).where(d.id.in_([i for i, _ in pending])).values(entry_id=entry_id))
-
-
-def deposits_held(conn: Connection) -> int:
-    """The deposits the issuer owes back, from the desk's rows (what the ledger's account must show)."""
-    d = card_deposits.c
-    taken = conn.execute(select(d.amount).where(d.move == DepositMove.TAKEN)).scalars().all()
-    refunded = conn.execute(select(d.amount).where(d.move == DepositMove.REFUNDED)).scalars().all()
-    return sum(map(int, taken)) - sum(map(int, refunded))
-
-

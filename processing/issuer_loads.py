@@ -81,6 +81,8 @@ def require_loadable(engine: Engine, number: str) -> None:
         raise UserError(f"card {number} is blocked in the registry (lost or stolen): unblock it before loading")
     if row.state == CardStatus.REPLACED:
         raise UserError(f"card {number} was replaced by {row.replaced_by}: load the new card")
+    if row.state == CardStatus.RETURNED:
+        raise UserError(f"card {number} was returned and cashed out: it takes no more loads")
 
 
 def load_at_desk(engine: Engine, terminal: CreditTerminal, number: str, amount: int | None, *,

@@ -23,6 +23,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "cancels": ("Cancels", "Отмен"),
     "card_number": ("Card number", "Номер карты"),
     "cards": ("Cards", "Карт"),
+    "cash_outs": ("Paid out at card return", "Выплачено при возврате карт"),
     "closing_credit": ("Closing balance, credit", "Сальдо на конец, кредит"),
     "closing_debit": ("Closing balance, debit", "Сальдо на конец, дебет"),
     "closing_float": ("Closing float", "Остаток на картах на конец дня"),
@@ -31,6 +32,7 @@ _LABELS: dict[str, tuple[str, str]] = {
     "day": ("Day", "Дата"),
     "days_since_last_batch": ("Days since last batch", "Дней с последнего пакета"),
     "debit": ("Debit", "Дебет"),
+    "deposit": ("Card deposit", "Залог за карту"),
     "description": ("Description", "Содержание"),
     "detail": ("Detail", "Подробности"),
     "detected_at": ("Detected at", "Обнаружено"),
@@ -103,7 +105,7 @@ TITLES_RU: dict[str, str] = {
 SUMMARY_MONEY = frozenset({
     "gross", "cancellations", "fee", "net", "balance", "opening_float", "closing_float", "average_float",
     "interest_per_year_at_average_float", "interest_for_period", "debits", "credits", "system_cost",
-    "deposit_per_card", "monthly_loads", "monthly_spend_per_card",
+    "deposit_per_card", "monthly_loads", "monthly_spend_per_card", "deposits",
 })
 
 

@@ -35,6 +35,11 @@ _CHART = {
 }
 
 
+# The entries that post card records (the records sub-ledger names them): a terminal's batch, the desks'
+# loads and their cash-outs at card return. Every other entry moves money between accounts only.
+RECORD_ENTRY_KINDS = ("batch", "load", "cash_out")
+
+
 class UnbalancedEntry(AssertionError):
     """A bug: an entry whose debits and credits differ must never be written."""
 

@@ -19,6 +19,7 @@ from sqlalchemy import Connection, case, func, select
 from processing.books import BOOK_KINDS, journal_report, ledger_report, trial_balance_report
 from processing.payback import PaybackInputs, payback_lines
 from processing.reportfmt import Col, Report
+from processing.schema.desk import DepositMove, card_deposits
 from processing.schema.loads import loads
 from processing.schema.processing import (
     anomalies,
@@ -117,9 +118,10 @@ def settlement_report(conn: Connection, start: dt.date | None, end: dt.date | No
 
 def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, rate_pct: Decimal) -> Report:
     r = records.c
-    per_day = {int(d): (int(lo), int(pu), int(ca)) for d, lo, pu, ca in conn.execute(
+    per_day = {int(d): (int(lo), int(pu), int(ca), int(co)) for d, lo, pu, ca, co in conn.execute(
         select(r.day, *[func.sum(case((r.record_type == kind, r.amount), else_=0))
-                        for kind in (RecordType.LOAD, RecordType.PURCHASE, RecordType.CANCEL)]).group_by(r.day))}
+                        for kind in (RecordType.LOAD, RecordType.PURCHASE, RecordType.CANCEL, RecordType.CASH_OUT)])
+        .group_by(r.day))}
     # A replaced card's value leaves the float the day processing moves it to replacement_payable, and
     # comes back as a load when a desk puts it on the new card (the old card's records still hold it).
     moved = {day_number(d): int(v) for d, v in conn.execute(
@@ -134,7 +136,7 @@ def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, r
         .select_from(records.join(loads, (lo_.card_number == r.card_number) & (lo_.counter == r.counter)))
         .where(r.record_type == RecordType.LOAD, lo_.transfer_id.is_not(None)).group_by(r.day))}
     for d in moved:
-        per_day.setdefault(d, (0, 0, 0))
+        per_day.setdefault(d, (0, 0, 0, 0))
     if not per_day and (start is None or end is None):
         return Report("float", "Card float (issuer liability) per day", _float_cols(), [], None,
                       {"average_float": 0, "annual_rate_pct": str(rate_pct), "days": 0, "interest_for_period": 0})
@@ -142,23 +144,23 @@ def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, r
     last = day_number(end) if end else max(per_day)
     if last < first:
         raise UserError("--to is before --from")
-    opening = sum(lo - pu + ca - moved.get(d, 0) for d, (lo, pu, ca) in per_day.items() if d < first)
+    opening = sum(lo - pu + ca - co - moved.get(d, 0) for d, (lo, pu, ca, co) in per_day.items() if d < first)
     rows: list[list[Any]] = []
     closing, closings = opening, []
-    sums = [0, 0, 0, 0, 0]
+    sums = [0, 0, 0, 0, 0, 0]
     for d in range(first, last + 1):
-        lo, pu, ca = per_day.get(d, (0, 0, 0))
+        lo, pu, ca, co = per_day.get(d, (0, 0, 0, 0))
         out, back = moved.get(d, 0), transfers_in.get(d, 0)
-        closing += lo - pu + ca - out
+        change = lo - pu + ca - co - out
+        closing += change
         closings.append(closing)
-        sums = [sums[0] + lo - back, sums[1] + back, sums[2] + pu, sums[3] + ca, sums[4] + out]
-        rows.append([_date(d), opening if d == first else None, lo - back, back, pu, ca, out, lo - pu + ca - out,
-                     closing])
+        sums = [sums[0] + lo - back, sums[1] + back, sums[2] + pu, sums[3] + ca, sums[4] + co, sums[5] + out]
+        rows.append([_date(d), opening if d == first else None, lo - back, back, pu, ca, co, out, change, closing])
     days = len(closings)
     average = (Decimal(sum(closings)) / days).quantize(Decimal(1), ROUND_HALF_UP)
     annual = (average * rate_pct / 100).quantize(Decimal(1), ROUND_HALF_UP)
     period = (average * rate_pct / 100 * days / 365).quantize(Decimal(1), ROUND_HALF_UP)
-    totals = ["TOTAL", opening, *sums, sums[0] + sums[1] - sums[2] + sums[3] - sums[4], closing]
+    totals = ["TOTAL", opening, *sums, sums[0] + sums[1] - sums[2] + sums[3] - sums[4] - sums[5], closing]
     summary = {"from": _date(first), "to": _date(last), "days": days, "opening_float": opening,
                "closing_float": closing, "average_float": int(average), "annual_rate_pct": str(rate_pct),
                "interest_per_year_at_average_float": int(annual), "interest_for_period": int(period),
@@ -169,7 +171,8 @@ def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, r
 
 def _float_cols() -> list[Col]:
     return [Col("day", "date"), Col("opening", "money"), Col("loads", "money"), Col("transfer_loads", "money"),
-            Col("purchases", "money"), Col("cancellations", "money"), Col("replaced_cards", "money"),
+            Col("purchases", "money"), Col("cancellations", "money"), Col("cash_outs", "money"),
+            Col("replaced_cards", "money"),
             Col("net_change", "money"), Col("closing_float", "money")]
 
 
@@ -424,23 +427,27 @@ def dormant_report(conn: Connection, end: dt.date | None, idle_days: int = DORMA
     as_of = end or dt.datetime.now(dt.UTC).date()
     as_of_ts = int(dt.datetime.combine(as_of + dt.timedelta(days=1), dt.time(), dt.UTC).timestamp())
     idle_before = as_of_ts - idle_days * 86_400
-    a, c = card_accounts.c, cards.c
+    a, c, d = card_accounts.c, cards.c, card_deposits.c
+    held = (select(d.card_number.label("n"), func.sum(case((d.move == DepositMove.TAKEN, d.amount), else_=-d.amount))
+                   .label("deposit")).group_by(d.card_number).subquery())
     rows: list[list[Any]] = []
-    for number, balance, last, expiry, state in conn.execute(
-            select(a.card_number, a.balance, a.chain_time, c.expiry, c.state)
-            .select_from(card_accounts.outerjoin(cards, c.number == a.card_number))
+    for number, balance, deposit, last, expiry, state in conn.execute(
+            select(a.card_number, a.balance, held.c.deposit, a.chain_time, c.expiry, c.state)
+            .select_from(card_accounts.outerjoin(cards, c.number == a.card_number)
+                         .outerjoin(held, held.c.n == a.card_number))
             .where(a.balance > 0, (a.chain_time < idle_before) | (c.expiry < as_of_ts))
             .order_by(a.card_number)):
         expired = expiry is not None and int(expiry) < as_of_ts
         last_day = dt.datetime.fromtimestamp(int(last), dt.UTC).date()
-        rows.append([number, state or "unregistered", int(balance), last_day, (as_of - last_day).days,
+        rows.append([number, state or "unregistered", int(balance), int(deposit or 0), last_day,
+                     (as_of - last_day).days,
                      dt.datetime.fromtimestamp(int(expiry), dt.UTC).date() if expiry is not None else None,
                      "expired" if expired else "dormant"])
-    cols = [Col("card_number", "card"), Col("state"), Col("balance", "money"), Col("last_used", "date"),
-            Col("idle_days", "int"), Col("expiry", "date"), Col("reason")]
-    total = sum(int(r[2]) for r in rows)
+    cols = [Col("card_number", "card"), Col("state"), Col("balance", "money"), Col("deposit", "money"),
+            Col("last_used", "date"), Col("idle_days", "int"), Col("expiry", "date"), Col("reason")]
+    total, deposits = sum(int(r[2]) for r in rows), sum(int(r[3]) for r in rows)
     return Report("dormant", f"Cards holding money unused for {idle_days} days or expired, as of {as_of}", cols, rows,
-                  ["TOTAL", None, total, None, None, None, f"{len(rows)} cards"],
+                  ["TOTAL", None, total, deposits, None, None, None, f"{len(rows)} cards"],
                   {"as_of": as_of, "idle_days": idle_days, "cards": len(rows), "balance": total,
-                   "expired": sum(1 for r in rows if r[6] == "expired")},
+                   "deposits": deposits, "expired": sum(1 for r in rows if r[7] == "expired")},
                   title_ru=f"Карты с деньгами без операций {idle_days} дн. или с истёкшим сроком на {as_of:%d.%m.%Y}")

@@ -229,11 +229,13 @@ def reference_verify(path: Path, keys: ProcessingKeys) -> Verified:
         number = raw[_CARD_NUMBER].hex()
         if not number.isdigit():
             raise BatchRejected("record", f"card number {number} is not decimal", i)
+        kind = raw[RECORD_LAYOUT.offset["record_type"]]
         try:
             rec = TransactionRecord.from_bytes(raw)
+            if kind not in RECORD_TYPES:
+                raise ValueError("not a batch's record type")
         except ValueError:
             counter = int.from_bytes(raw[_COUNTER], "big")
-            kind = raw[RECORD_LAYOUT.offset["record_type"]]
             raise BatchRejected("record", f"unknown record type {kind} ({_describe(number, counter)})", i) from None
         if rec.terminal_id != header.terminal_id:
             raise BatchRejected("record", f"{_describe(rec.card_number, rec.counter)} was made at terminal "

@@ -28,6 +28,7 @@ class IssuerSettings:
     currency: int = 643  # ISO 4217 numeric (643 = RUB); amounts are in its minor unit
     currency_exponent: int = 2
     max_balance: int = 1_500_000  # minor units: 15,000.00
+    card_deposit: int = 0  # minor units taken per card at issue and refunded at its return (750: 7.50); 0: none
     card_validity_years: int = 5
     pin_length: int = 4
     phone_region: str = "RU"  # ISO 3166 country a holder's phone number without + belongs to

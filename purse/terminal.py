@@ -39,6 +39,7 @@ __all__ = [
     "TransactionInterrupted",
     "CompletedBefore",
     "CardHotlisted",
+    "WrongCard",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,6 +73,12 @@ class CardHotlisted(SmartpurseError):
     def __init__(self, number: str, receipt: Receipt | None) -> None:
         self.receipt = receipt
         super().__init__(f"card {number} is hotlisted: blocked by this terminal")
+
+
+class WrongCard(SmartpurseError):
+    """The card in the field is not the one the desk means to act on."""
+
+    exit_code = ExitCode.CARD_REFUSED
 
 
 class ReceiptKind(StrEnum):
@@ -415,16 +422,23 @@ class CreditTerminal(_CardTerminal):
         return Receipt.from_record(self._run(RecordType.LOAD, info, opened.counter + 1, amount, send),
                                    recovered=tuple(recovered))
 
-    def cash_out(self) -> Receipt:
+    def cash_out(self, number: str | None = None) -> Receipt:
         """CASH OUT at card return: the card pays its whole balance out and is RETURNED, in one
-        certified transaction; the receipt's ``amount`` is what the desk hands over.
+        certified transaction; the receipt's ``amount`` is what the desk hands over. ``number``: the card
+        the desk means to take back (another card in the field is refused before anything is sent).
 
-        A cash-out that a pulled card had committed is not asked again (the card is returned and would
-        refuse): ``CompletedBefore`` carries its receipt. A card returned before, at this desk or another,
-        raises ``CardReturned``. A blocked card is refused (``CardBlocked``): its value moves to a
-        replacement card instead (docs/books.md, "Deposits and cash-out")."""
+        A card that is already RETURNED raises ``CompletedBefore`` with the receipt of its newest record,
+        the cash-out (pulled after the card committed it, or returned at another desk): the caller decides
+        from its own books whether that cash was handed over. A blocked card is refused (``CardBlocked``):
+        its value moves to a replacement card instead (docs/books.md, "Deposits and cash-out")."""
         info, recovered = self.present()
+        if number is not None and info.number != number:
+            raise WrongCard(f"the card in the field is {info.number}, not {number}: present card {number}")
         self._refuse_repeat(recovered, ReceiptKind.CASH_OUT, None, False)
+        if info.state == CardState.RETURNED:
+            newest = self.session.read_log(0, 1)[0] if info.counter else None
+            if newest is not None and newest.record_type == RecordType.CASH_OUT:
+                raise CompletedBefore(Receipt.from_record(newest), tuple(recovered))
         _refuse_unusable(info)
         opened = self.session.open(KeyRef.CREDIT, self.terminal_id, 0)
         when = self._now()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import secrets
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,16 +56,20 @@ def _report_data(report: IssueReport, profile: CardProfile, pins_file: Path | No
         "cards_per_second": round(report.rate, 1),
         "expiry": datetime.fromtimestamp(profile.expiry, UTC).date().isoformat(),
         "pins_file": str(pins_file) if pins_file else None, "profile": profile.chip.value,
+        "deposit": profile.deposit, "deposits_taken": profile.deposit * len(report.issued),
         "cards": [{"number": c.number, "uid": c.uid.hex(), "holder": c.holder, "where": c.where,
                    **({} if pins_file or not c.pin else {"pin": c.pin})} for c in report.issued],
     }
 
 
-def _report_text(data: dict[str, Any]) -> str:
+def _report_text(data: dict[str, Any], money: Callable[[int], str]) -> str:
     rows = [(label, str(data[key])) for label, key in (
         ("requested", "requested"), ("issued now", "issued"), ("issued before", "already_issued"),
         ("key version", "key_version"), ("expiry", "expiry"), ("seconds", "seconds"),
         ("cards/s", "cards_per_second"))]
+    if data["deposit"]:
+        rows.append(("deposits to take now", f"{data['issued']} x {money(data['deposit'])} = "
+                                             f"{money(data['deposits_taken'])}"))
     if data["skipped_holders"]:
         rows.append(("holders who already have a card", str(len(data["skipped_holders"]))))
     parts = [table(("", "figure"), rows, title=f"batch {data['batch']}", show_header=False, right=("figure",))]
@@ -96,6 +101,8 @@ def _report_text(data: dict[str, Any]) -> str:
 @click.option("--show-pins", is_flag=True, help="Print the PINs instead, once (no file keeps them).")
 @click.option("--profile", "chip", type=click.Choice([c.value for c in CardChip]), default=CardChip.REFERENCE.value,
               show_default=True, help="The card to issue: the reference card, or MIFARE DESFire EV2/EV3 (no PIN).")
+@click.option("--deposit", help="Deposit each holder pays for a card, refunded at its return, e.g. 7.50 "
+              "[issuer card_deposit].")
 @click.option("--timeout", type=float, default=120.0, show_default=True, help="Seconds to wait for each card.")
 @click.option("--chunk", type=click.IntRange(1, 100_000), default=DEFAULT_CHUNK, show_default=True,
               help="Cards per registry transaction (virtual images).")
@@ -103,7 +110,7 @@ def _report_text(data: dict[str, Any]) -> str:
 def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str | None, reader: str | None,
           folder: Path | None, program: int | None, tier: int | None, max_balance: str | None,
           currency: int | None, expiry: str | None, pins_file: Path | None, show_pins: bool, chip: str,
-          timeout: float, chunk: int) -> None:
+          deposit: str | None, timeout: float, chunk: int) -> None:
     """Personalize cards (virtual images by default) and record them in the registry.
 
     The PINs go where you say: a new 0600 file (``--pins``) or the screen (``--show-pins``), never
@@ -116,6 +123,7 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
         raise UserError(f"{pins_file} already exists; PINs are written once, to a new file")
     exponent = cli.currency_exponent
     limit = parse_amount(max_balance, exponent) if max_balance is not None else None
+    card_deposit = parse_amount(deposit, exponent, allow_zero=True) if deposit is not None else None
     if csv_path is not None:
         try:
             holders, digest = read_holders(csv_path, cli.home.issuer.phone_region)
@@ -140,7 +148,8 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
         raise click.UsageError("say where the PINs go: --pins FILE (a new 0600 file) or --show-pins (printed once)")
     store = issuer_keystore(cli)
     profile = card_profile(cli.home, store, max_balance=limit, currency=currency,
-                           expiry=None if expiry is None else expiry_month(expiry), chip=card_chip)
+                           expiry=None if expiry is None else expiry_month(expiry), chip=card_chip,
+                           deposit=card_deposit)
     db = engine(cli)
     sam = issuer_sam(store)
     pins = PinsFile(pins_file) if pins_file is not None else None
@@ -157,7 +166,8 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
         else:
             report = issue_to_images(db, sam, profile, requests, batch, folder or cli.home.cards_dir,
                                      source=source, chunk=chunk, progress=advance, on_issued=on_issued)
-    emit(cli, _report_data(report, profile, pins_file if report.issued else None), _report_text)
+    emit(cli, _report_data(report, profile, pins_file if report.issued else None),
+         lambda d: _report_text(d, cli.money))
 
 
 # -- cards life cycle -------------------------------------------------------------------------------
@@ -172,6 +182,12 @@ def _card_text(row: dict[str, Any], exponent: int) -> str:
         if row.get(key) is not None:
             lines.append(f"  {label}: {row[key]}")
     lines.append(f"  maximum balance: {format_amount(row['max_balance'], exponent)}")
+    if "deposit" in row:
+        lines.append(f"  deposit taken at issue: {format_amount(row['deposit'], exponent)}")
+    if "returned" in row:
+        r = row["returned"]
+        lines.append(f"  returned {r['at']:%Y-%m-%d %H:%M}: paid out {format_amount(r['balance_paid_out'], exponent)}"
+                     f" and the deposit {format_amount(r['deposit_refunded'], exponent)}")
     lines.append(f"  expires: {datetime.fromtimestamp(row['expiry'], UTC).date().isoformat()}")
     if "shadow_balance" in row:
         sb = row["shadow_balance"]

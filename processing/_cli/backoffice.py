@@ -132,6 +132,11 @@ def check(cli: CliContext, gap_hours: float) -> None:
             ev = fail["evidence"]
             lines += [f"  {e}" for e in (ev if isinstance(ev, list) else [ev])]
         lines += [f"open gap: {g['detail']}" for g in d["open_gaps"]]
+        if f["card_deposits"]:
+            lines.append(f"card deposits held {m(f['card_deposits'])}")
+        if f["deposits_to_post"] or f["cash_outs_to_post"]:
+            lines.append(f"recorded at the desks, posted at the next `smartpurse process`: {f['deposits_to_post']} "
+                         f"deposits, {f['cash_outs_to_post']} cash-outs")
         if f["quarantined_batches"]:
             lines.append(f"held in quarantine (not posted): {f['quarantined_batches']} batches announcing purchases "
                          f"{m(f['quarantined_purchases'])}, cancellations {m(f['quarantined_cancellations'])}, loads "
@@ -192,7 +197,7 @@ def settle(cli: CliContext, until: dt.datetime) -> None:
 @click.option("--rate", help="Annual interest rate in percent (float; payback: the credit rate the float "
               "replaces), e.g. 35.")
 @click.option("--system-cost", help="Payback: what the system cost, e.g. 7500.00.")
-@click.option("--deposit", help="Payback: the refundable deposit per card, e.g. 7.50  [0].")
+@click.option("--deposit", help="Payback: the refundable deposit per card, e.g. 7.50  [issuer card_deposit].")
 @click.option("--cash-cost", help="Payback: cash collection and counting, percent of the cash, e.g. 0.45  [0].")
 @click.option("--margin", help="Payback: the shop's margin on a purchase, percent, e.g. 10  [0].")
 @click.option("--growth", help="Payback: more regular customers thanks to the cards, percent, e.g. 20  [0].")
@@ -264,7 +269,8 @@ def _payback(cli: CliContext, look: Presentation, fmt: str | None, out: Path | N
         raise click.UsageError("give --format and --out together, or neither to print the table")
     exponent = cli.currency_exponent
     params = dict(system_cost=parse_amount(system_cost, exponent),
-                  deposit_per_card=parse_amount(deposit, exponent) if deposit is not None else 0,
+                  deposit_per_card=(parse_amount(deposit, exponent, allow_zero=True) if deposit is not None
+                                    else cli.home.issuer.card_deposit),
                   rate_pct=_percent("--rate", rate), cash_cost_pct=_percent("--cash-cost", cash_cost),
                   margin_pct=_percent("--margin", margin), growth_pct=_percent("--growth", growth))
     if cards is not None or monthly_load is not None:

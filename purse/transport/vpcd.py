@@ -246,22 +246,31 @@ def serve(image_path: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     if on_ready is not None:
         on_ready(reader_name(port))
     stop = stop_event or threading.Event()
-    restore = _stop_on_signals(stop)
+    restore = _stop_on_signals()
     try:
         VpcdBridge(storage, host, port, on_reach=on_reach).run(stop)
+    except _Signalled:
+        pass  # the card leaves the field mid-command at worst: a tear, which its journal is made for
     finally:
         restore()
         if isinstance(storage, FileStorage):
             storage.close()
 
 
-def _stop_on_signals(stop: threading.Event) -> Callable[[], None]:
-    """Turn SIGINT/SIGTERM into ``stop`` (main thread only); return how to undo it."""
+class _Signalled(KeyboardInterrupt):
+    """SIGINT or SIGTERM arrived: unwind the serving loop from wherever it is (an interrupt, if it escapes)."""
+
+
+def _stop_on_signals() -> Callable[[], None]:
+    """Turn SIGINT/SIGTERM into ``_Signalled`` raised in the main thread (main thread only); return how to
+    undo it. The handler raises rather than setting the stop event: ``Event.set`` takes the event's lock,
+    which the interrupted main thread may hold inside ``Event.wait``, and the handler would wait for it
+    forever (a ``cards serve`` that ignored SIGTERM, now and then)."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
+        raise _Signalled()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 

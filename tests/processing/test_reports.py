@@ -17,6 +17,7 @@ from support.backoffice import DAY, NOW, World
 
 from processing import ledger, reportfmt, reports, synthetic
 from processing.presentation import Presentation
+from processing.schema.desk import DepositMove, card_deposits
 from processing.schema.loads import loads
 from processing.schema.processing import card_points
 from processing.synthetic import card_record
@@ -83,7 +84,7 @@ def test_float_report_has_the_seed_economics(processing_db: World) -> None:
     assert s["days"] == 30 and s["average_float"] == 1_200_000 == s["closing_float"]
     assert s["interest_per_year_at_average_float"] == 420_000
     assert s["interest_for_period"] == 34_521  # 12 000.00 x 35 % x 30/365 = 345.2055
-    assert rep.rows[0][2] == 1_200_010 and rep.rows[-1][8] == 1_200_000
+    assert rep.rows[0][2] == 1_200_010 and rep.rows[-1][9] == 1_200_000
 
 
 def test_float_report_follows_a_replaced_cards_value(processing_db: World) -> None:
@@ -102,7 +103,7 @@ def test_float_report_follows_a_replaced_cards_value(processing_db: World) -> No
     with w.engine.begin() as conn:
         post_due_transfers(conn, NOW + 2 * DAY, DAY)
     closing, in_ledger, totals = closing_and_ledger()
-    assert (closing, in_ledger) == (0, 0) and totals[6] == 50_000  # the replaced_cards column
+    assert (closing, in_ledger) == (0, 0) and totals[7] == 50_000  # the replaced_cards column
     with w.engine.begin() as conn:
         conn.execute(insert(loads).values(**synthetic.load_row(new, 50_000, NOW + DAY, 77), transfer_id=transfer_id))
     w.ingest_loads()
@@ -302,15 +303,17 @@ def test_dormant_and_expired_cards_that_hold_money(processing_db: World) -> None
     used, idle, empty = w.card(1, load=10_000), w.card(2, load=20_000), w.card(3, load=500)
     for c in (used, idle, empty):
         w.register_card(c)
+    with w.engine.begin() as conn:  # the idle card's holder paid a deposit for it: owed back too
+        conn.execute(insert(card_deposits).values(card_number=idle.number, move=DepositMove.TAKEN, amount=750))
     t.purchase(used, 100, NOW + 100 * DAY)
     t.purchase(empty, 500, NOW + 10)  # spent to zero: nothing owed, not listed
     w.process(t.close(w.tmp / "b.spb"))
     with w.engine.connect() as conn:
         rep = reports.dormant_report(conn, D0 + dt.timedelta(days=200), idle_days=180)
-        assert [(r[0], r[2], r[6]) for r in rep.rows] == [(idle.number, 20_000, "dormant")]
-        assert rep.summary["balance"] == 20_000 and rep.rows[0][4] == 200
+        assert [(r[0], r[2], r[3], r[7]) for r in rep.rows] == [(idle.number, 20_000, 750, "dormant")]
+        assert rep.summary["balance"] == 20_000 and rep.summary["deposits"] == 750 and rep.rows[0][5] == 200
         later = reports.dormant_report(conn, D0 + dt.timedelta(days=400), idle_days=365)  # both past expiry
-        assert [(r[0], r[6]) for r in later.rows] == [(used.number, "expired"), (idle.number, "expired")]
+        assert [(r[0], r[7]) for r in later.rows] == [(used.number, "expired"), (idle.number, "expired")]
         assert reports.dormant_report(conn, D0 + dt.timedelta(days=30), idle_days=180).rows == []
     with pytest.raises(UserError, match="at least 1"):
         with w.engine.connect() as conn:

@@ -10,11 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from support.cards import NOW, Issuer, RawCard
+from support.cards import CARD_NUMBER, NOW, Issuer, RawCard
 
 from purse import crypto
 from purse.apdu import CardBlocked, CardExpired, CardReturned, SecurityStatusNotSatisfied
 from purse.desfire.tmac import card_tmac_key, record_verifies
+from purse.errors import SmartpurseError
 from purse.protocol import CASH_OUT_CMD, DEFAULT_SYSTEM_IDENTIFIER, CardState, Ins, KeyRef, RecordType
 from purse.records import CERTIFIED_SIZE
 from purse.terminal import CompletedBefore, ReceiptKind, TransactionInterrupted
@@ -52,9 +53,10 @@ def test_cash_out_pays_the_balance_and_returns_the_card(purse_issuer: Issuer, ma
 def test_a_returned_card_refuses_everything_after(purse_issuer: Issuer, make_card: CardMaker) -> None:
     card = make_card(balance=5_000)
     desk = purse_issuer.credit_terminal(card)
-    desk.cash_out()
-    with pytest.raises(CardReturned):
+    paid = desk.cash_out()
+    with pytest.raises(CompletedBefore) as again:  # the card says it was cashed out: never twice
         desk.cash_out()
+    assert again.value.receipt.record == paid.record
     with pytest.raises(CardReturned):
         desk.load(1_000)
     pos = purse_issuer.terminal(card)
@@ -124,3 +126,10 @@ def test_only_the_credit_key_cashes_out(purse_issuer: Issuer) -> None:
     assert sw == 0x6A80
     _, sw = raw.secured(Ins.CASH_OUT, CASH_OUT_CMD.pack(3_000, NOW, 1))
     assert sw == 0x9000
+
+
+def test_the_desk_cashes_out_only_the_card_it_means(purse_issuer: Issuer, make_card: CardMaker) -> None:
+    card = make_card(balance=800)
+    with pytest.raises(SmartpurseError, match="not 6001000000000024"):
+        purse_issuer.credit_terminal(card).cash_out("6001000000000024")
+    assert purse_issuer.credit_terminal(card).cash_out(CARD_NUMBER).amount == 800
