@@ -45,11 +45,15 @@ def _summary_text(data: dict[str, Any]) -> str:
     if data["replacement"]["old"]:
         r = data["replacement"]
         rows.insert(-1, ("replaced card", f"{r['old']} → {r['new']} ({money(r['transferred'])} moved)"))
+    ret = data["returned"]
+    if ret["cards"]:
+        rows.insert(-1, ("cards returned", f"{len(ret['cards'])}: {money(ret['paid_out'])} paid out and "
+                                           f"{money(ret['deposits_refunded'])} of deposits refunded"))
     for label, value in rows:
         t.add_row(label, value)
     cons = data["conservation"]
     t.add_section()
-    t.add_row("loads - purchases + cancellations", money(cons["expected"]))
+    t.add_row("loads - purchases + cancellations - cash-outs", money(cons["expected"]))
     t.add_row("sum of balances read from the cards", money(cons["cards"]))
     t.add_row("card float in the ledger", money(cons["ledger_float"]))
     t.add_row("sum of shadow balances", money(cons["shadow"]))

@@ -29,6 +29,7 @@ from personalization.issuing import card_profile, issue_to_images, issuer_sam, r
 from personalization.keyfiles import export_role_file
 from personalization.keystore import Keystore, init_keystore
 from processing import reportfmt, reports
+from processing.card_return import return_at_desk
 from processing.check import run_check
 from processing.dashboard import dashboard_options, write_dashboard
 from processing.db import open_database
@@ -65,6 +66,7 @@ MERCHANT_NAMES = ("Coffee House", "Corner Market", "Fuel Stop", "Book Nook")
 START = dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.UTC)
 TEAR_AT_WRITE = 3  # journal written, purse region written, then the card leaves the field
 DESFIRE_SHARE = 4  # one card in four is issued on the DESFire profile
+DEMO_DEPOSIT = 750  # the source document's refundable card deposit, 7.50
 
 Progress = Callable[[str, int, int], None]  # stage, done, total
 
@@ -112,6 +114,9 @@ class Tally:
     replaced: str = ""  # a damaged card, replaced mid-month; its value reaches the new card at the desk
     replacement: str = ""
     transferred: int = 0
+    returned: list[str] = field(default_factory=list)  # cards their holders gave back at the month's end
+    cashed_out: int = 0  # the balance those cards paid out at the desk
+    deposits_refunded: int = 0
 
 
 @dataclass
@@ -225,7 +230,8 @@ def set_up(options: DemoOptions, progress: Progress) -> DemoWorld:
         def issued(n: int, at: int = done) -> None:
             progress("issuing cards", at + n, options.cards)
 
-        report = issue_to_images(engine, issuer_sam(keystore), card_profile(home, keystore, chip=chip),
+        report = issue_to_images(engine, issuer_sam(keystore),
+                                 card_profile(home, keystore, chip=chip, deposit=DEMO_DEPOSIT),
                                  requests_for_count(count, program=program.program_id), batch, home.cards_dir,
                                  progress=issued, uid_source=secrets_rng.randbytes)
         pins.update({card.number: card.pin for card in report.issued})  # DESFire cards: "" (no PIN)
@@ -382,6 +388,24 @@ def run_month(world: DemoWorld, progress: Progress) -> None:
         progress("selling", i + 1, opts.purchases)
 
 
+def return_cards(world: DemoWorld) -> None:
+    """At the month's end two holders give their cards back (one of each profile): the desk pays each
+    card's balance out through the card and refunds its deposit (``smartpurse cash-out``)."""
+    t = world.tally
+    busy = {t.clone_number, *t.torn, t.replaced, t.replacement}
+    candidates = [n for n in world.numbers if n not in busy and world.balances.get(n, 0) > 0]
+    for desfire in (False, True):
+        number = next((n for n in candidates if (not world.pins[n]) == desfire), None)
+        if number is None:
+            continue
+        world.now += 60
+        done = return_at_desk(world.engine, desk_at(world, number), number)
+        world.balances[number] = 0
+        t.returned.append(number)
+        t.cashed_out += done.receipt.amount
+        t.deposits_refunded += done.deposit
+
+
 def export_batches(world: DemoWorld) -> list[Path]:
     """Each terminal closes its batch into the output folder, as it would at day end."""
     out = world.options.out / "batches"
@@ -458,6 +482,7 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
     try:
         load_all(world, progress)
         run_month(world, progress)
+        return_cards(world)
         batch_files = export_batches(world)
         progress("processing", 0, 1)
         office = back_office(world, batch_files)
@@ -467,7 +492,7 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
         world.close()
     t = world.tally
     check = office["check"]
-    expected = t.loaded - t.spent + t.cancelled
+    expected = t.loaded - t.spent + t.cancelled - t.cashed_out
     conservation = {"expected": expected, "cards": sum(on_cards.values()),
                     "ledger_float": check.figures.get("card_float"), "shadow": check.figures.get("shadow_balances")}
     conservation["holds"] = check.ok and len({expected, conservation["cards"], conservation["ledger_float"],
@@ -490,6 +515,8 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
         "clone": {"card": t.clone_number, "spent_by_clone": t.clone_spent, "caught": caught,
                   "hotlisted": t.clone_number in office["hotlist"]},
         "replacement": {"old": t.replaced or None, "new": t.replacement or None, "transferred": t.transferred},
+        "returned": {"cards": t.returned, "paid_out": t.cashed_out, "deposits_refunded": t.deposits_refunded,
+                     "deposits_taken": DEMO_DEPOSIT * len(world.pins)},
         "anomalies": kinds,
         "processing": {k: office["import"][k] for k in ("accepted", "duplicates", "rejected", "anomalies")},
         "settlement": office["statements"],

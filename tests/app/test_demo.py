@@ -36,7 +36,9 @@ def test_demo_conserves_money_and_catches_the_clone(kind: str, tmp_path: Path) -
     assert cons["holds"] is True
     assert cons["expected"] == cons["cards"] == cons["ledger_float"] == cons["shadow"] > 0
     money = data["money"]
-    assert money["loaded"] - money["spent"] + money["cancelled"] == money["left_on_cards"]
+    returned = data["returned"]  # two holders gave their cards back: balance and deposit paid out
+    assert len(returned["cards"]) == 2 and returned["paid_out"] > 0 and returned["deposits_refunded"] == 2 * 750
+    assert money["loaded"] - money["spent"] + money["cancelled"] - returned["paid_out"] == money["left_on_cards"]
     assert data["money"]["purchases"] == 160
     assert data["clone"]["caught"] and data["clone"]["hotlisted"]
     assert data["anomalies"].get("clone") == 1
@@ -55,6 +57,9 @@ def test_demo_conserves_money_and_catches_the_clone(kind: str, tmp_path: Path) -
     balance = json.loads((reports / "trial-balance.json").read_text(encoding="utf-8"))
     assert balance["summary"]["balances"] is True
     assert next(r for r in balance["rows"] if r["account"] == "card_float")["closing_credit"] == cons["ledger_float"]
+    assert next(r for r in balance["rows"] if r["account"] == "card_deposits")["closing_credit"] == \
+        returned["deposits_taken"] - returned["deposits_refunded"]
+    assert floats["cash_outs"] == returned["paid_out"]
     assert "<svg" in (reports / "dashboard.html").read_text(encoding="utf-8")
 
 
