@@ -18,7 +18,10 @@ from purse.errors import UserError
 from purse.settings import DEFAULTS
 
 REQUIRED = ("name", "phone", "email")
-OPTIONAL = ("program", "tier", "pin")
+OPTIONAL = ("program", "tier", "pin", "email_consent", "sms_consent", "language")
+# A consent column's answers (English and Russian); an empty cell records nothing, so no consent.
+_YES, _NO = frozenset({"yes", "y", "true", "1", "да", "д"}), frozenset({"no", "n", "false", "0", "нет", "н"})
+LANGUAGES = ("en", "ru")
 EMAIL = re.compile(r"^[^@\s,;<>\"]+@[^@\s,;<>\"]+\.[^@\s,;<>\".]{2,}$")
 DEFAULT_REGION = DEFAULTS.issuer.phone_region
 
@@ -32,6 +35,8 @@ class HolderRow:
     program: int | None = None
     tier: int | None = None
     pin: str | None = None
+    consents: tuple[tuple[str, bool], ...] = ()  # (channel, granted) from the email_consent/sms_consent columns
+    language: str | None = None
 
 
 @dataclass(frozen=True)
@@ -111,9 +116,19 @@ def _parse_row(number: int, raw: dict[str, str], problems: list[Problem], region
     pin = (raw.get("pin") or "").strip() or None
     if pin is not None and not (ascii_digits(pin) and 4 <= len(pin) <= 12):
         problems.append(Problem(number, "bad PIN (4 to 12 digits)"))
+    consents: list[tuple[str, bool]] = []
+    for channel in ("email", "sms"):
+        answer = (raw.get(f"{channel}_consent") or "").strip().lower()
+        if answer in _YES or answer in _NO:
+            consents.append((channel, answer in _YES))
+        elif answer:
+            problems.append(Problem(number, f"bad {channel}_consent {raw[f'{channel}_consent']!r} (yes or no)"))
+    language = (raw.get("language") or "").strip().lower() or None
+    if language is not None and language not in LANGUAGES:
+        problems.append(Problem(number, f"bad language {raw['language']!r} ({' or '.join(LANGUAGES)})"))
     if len(problems) > found or phone is None or email is None:
         return None
-    return HolderRow(number, name, phone, email, program, tier, pin)
+    return HolderRow(number, name, phone, email, program, tier, pin, tuple(consents), language)
 
 
 def parse_holders(data: bytes, source: str = "holders.csv", region: str = DEFAULT_REGION) -> list[HolderRow]:

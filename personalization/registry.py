@@ -21,6 +21,7 @@ from personalization.counterparty import MerchantDetails
 from personalization.holders_csv import HolderRow
 from personalization.numbering import allocate, insert_or_ignore
 from processing.schema.desk import DepositMove, card_deposits, cash_outs
+from processing.schema.holders import EventKind, insert_event
 from processing.schema.loads import loads
 from processing.schema.registry import (
     CardStatus,
@@ -114,7 +115,8 @@ def _holder_ids(conn: Any, rows: Sequence[HolderRow]) -> dict[str, int]:
     ids = dict(conn.execute(select(holders.c.email, holders.c.id).where(holders.c.email.in_(emails))).all())
     new = [h for h in rows if h.email not in ids]
     if new:
-        conn.execute(insert(holders), [{"name": h.name, "phone": h.phone, "email": h.email} for h in new])
+        conn.execute(insert(holders), [{"name": h.name, "phone": h.phone, "email": h.email, "language": h.language}
+                                       for h in new])
         ids = dict(conn.execute(select(holders.c.email, holders.c.id).where(holders.c.email.in_(emails))).all())
     return ids
 
@@ -216,8 +218,13 @@ def set_blocked(engine: Engine, number: str, reason: str, at: datetime | None = 
     """Block in the registry (the hotlist reads it), now or ``at``. Blocking a blocked card keeps the first
     time."""
     with engine.begin() as conn:
+        when = at or now()
         result = conn.execute(update(cards).where(cards.c.number == number, cards.c.state == CardStatus.ISSUED)
-                              .values(state=CardStatus.BLOCKED, blocked_at=at or now(), block_reason=reason[:200]))
+                              .values(state=CardStatus.BLOCKED, blocked_at=when, block_reason=reason[:200]))
+        holder = conn.execute(select(cards.c.holder_id).where(cards.c.number == number)).scalar()
+        if result.rowcount and holder is not None:
+            insert_event(conn, f"blocked:{number}", EventKind.BLOCKED, number, holder, int(when.timestamp()),
+                         {"by": "issuer", "reason": reason[:200]})
         if result.rowcount == 0:
             state = conn.execute(select(cards.c.state).where(cards.c.number == number)).scalar()
             if state is None:
@@ -252,6 +259,10 @@ def record_replacement(engine: Engine, old: dict[str, Any], new: str, reason: st
         conn.execute(update(cards).where(cards.c.number == number).values(state=CardStatus.REPLACED, replaced_by=new))
         conn.execute(insert(card_transfers).values(from_number=number, to_number=new, reason=reason[:200],
                                                    balance_on_card=balance_on_card, requested_at=at or now()))
+        if old["holder_id"] is not None:
+            when = at or now()
+            insert_event(conn, f"replacement_ready:{new}", EventKind.REPLACEMENT_READY, new, old["holder_id"],
+                         int(when.timestamp()), {"old": number, "reason": reason[:200]})
 
 
 def card_return(engine: Engine, number: str) -> dict[str, Any]:

@@ -22,6 +22,7 @@ from sqlalchemy import Connection, Table, delete, select, update
 from processing import anomalies as anomaly_store
 from processing import ledger
 from processing.anomalies import Anomaly, AnomalyKind, clone_anomaly
+from processing.holders.events import desk_events
 from processing.keys import CardMacs
 from processing.reconcile import Reconciler
 from processing.rows import AMOUNT, CARD_NUMBER, COUNTER, StoredRow
@@ -88,8 +89,9 @@ def _store(conn: Connection, rows: list[StoredRow], found: list[Anomaly], entry_
 
 
 def _post(conn: Connection, kind: str, description: str, now: int, rows: list[StoredRow], found: list[Anomaly],
-          gap_seconds: int, lines: Any) -> int:
-    """One entry for ``rows``: stored, walked, posted with ``lines(new rows)``; dropped if nothing was new."""
+          gap_seconds: int, lines: Any, transfers: set[tuple[str, int]] | None = None) -> int:
+    """One entry for ``rows``: stored, walked, posted with ``lines(new rows)``, their holders' events
+    written; the entry is dropped if nothing was new. How many rows were."""
     if not rows and not found:
         return 0
     entry_id = ledger.open_entry(conn, kind, description, ledger.entry_day(now))
@@ -97,6 +99,7 @@ def _post(conn: Connection, kind: str, description: str, now: int, rows: list[St
     ledger.post(conn, entry_id, lines(new))
     if not new:
         conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))
+    desk_events(conn, new, transfers or set(), now)
     return len(new)
 
 
@@ -117,7 +120,8 @@ def _post_loads(conn: Connection, card_macs: CardMacs, now: int, gap_seconds: in
         cash = sum(r[AMOUNT] for r in new) - paid
         return ledger.batch_lines(None, 0, 0, cash, 0, transfer_loads=paid)
 
-    return _post(conn, "load", f"{len(rows)} loads at the issuer's desks", now, rows, found, gap_seconds, lines)
+    return _post(conn, "load", f"{len(rows)} loads at the issuer's desks", now, rows, found, gap_seconds, lines,
+                 transfer_loads)
 
 
 def _post_cash_outs(conn: Connection, card_macs: CardMacs, now: int, gap_seconds: int) -> int:

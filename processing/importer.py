@@ -38,6 +38,7 @@ from processing.anomalies import Anomaly, AnomalyKind, clone_anomaly, record_evi
 from processing.batchfile import BatchFile, BatchRejected, open_batch
 from processing.columns import CANCEL, LOAD, PURCHASE, EntryColumns, distinct_card_numbers
 from processing.desk_posting import post_desk_records
+from processing.holders.events import batch_events
 from processing.keys import CardMacs, ProcessingKeys
 from processing.reconcile import CardCache, Reconciler, open_gaps
 from processing.rows import AMOUNT, RECORD_TYPE, Row, StoredRow
@@ -69,6 +70,7 @@ class ImportOptions:
     # sending a card's chain state to the worker and back costs about three records' walk
     worker_walk_records_per_card: float = 3.0
     post_desk: bool = True  # post the desk's new records first (``process`` does it once per run instead)
+    low_balance: int = 0  # minor units: a holder's card falling below it is an event ([notify] low_balance)
 
 
 class ImportStatus(StrEnum):
@@ -268,6 +270,8 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
     conn.execute(update(batches).where(b.id == batch_id).values(accepted=result.accepted,
                                                                 duplicates=result.duplicates))
     anomaly_store.save(conn, rec.found, batch_id, now=options.now())
+    if result.accepted:
+        batch_events(conn, batch_id, now, options.low_balance)
     cache.stage(conn, rec.cards)
     result.status, result.batch_id = ImportStatus.ACCEPTED, batch_id
     result.anomalies = [a.as_dict() for a in rec.found]

@@ -54,9 +54,40 @@ class MerchantSettings:
 
 
 @dataclass(frozen=True)
+class NotifySettings:
+    """How the issuer reaches card holders (docs/holders.md): the SMTP server, the SMS gateway, the rules.
+
+    Secrets are never here: the SMTP password and the gateway's key are read from the environment
+    variables these settings name."""
+
+    timezone: str = "UTC"  # the holders' clock: quiet hours and daily digests follow it (e.g. Europe/Moscow)
+    quiet_hours: str = "22-8"  # hours (from-to, local) when nothing is sent; "" for none
+    daily_cap: int = 3  # messages a holder gets a day on one channel; more are suppressed
+    digest_hour: int = 9  # the hour (local) a day's purchases digest goes out, the day after
+    low_balance: int = 0  # minor units: a card falling below it tells its holder (0: never)
+    max_attempts: int = 5  # tries on temporary failures before a message fails for good
+    retry_seconds: int = 60  # the first retry's wait; each next one waits twice as long
+    public_url: str = "http://127.0.0.1:8025"  # where `smartpurse notify serve` answers unsubscribe links
+    mail_from: str = "smartpurse <noreply@localhost>"
+    smtp_host: str = ""  # "" : e-mail not set up (messages are suppressed, reason said)
+    smtp_port: int = 587
+    smtp_security: str = "starttls"  # starttls, tls (implicit, port 465) or none (a local test server)
+    smtp_user: str = ""
+    smtp_password_env: str = "SMARTPURSE_SMTP_PASSWORD"
+    smtp_ca_file: str = ""  # a CA bundle to verify the server against ("" : the system's)
+    sms_url: str = ""  # "" : SMS not set up; SMS.ru's is https://sms.ru/sms/send
+    sms_api: str = "smsru"  # smsru (SMS.ru's HTTP API, built in) or form (POST of sms_params, 2xx is sent)
+    sms_key_env: str = "SMARTPURSE_SMS_KEY"  # the gateway's api_id / bearer token, from the environment
+    sms_params: str = "to={to}&text={text}"  # form: the POST body, {to} {text} {sender} filled in
+    sms_sender: str = ""
+    sms_part_price: int = 0  # minor units the gateway charges a part (the cost shown and reported)
+
+
+@dataclass(frozen=True)
 class Settings:
     issuer: IssuerSettings = field(default_factory=IssuerSettings)
     merchants: MerchantSettings = field(default_factory=MerchantSettings)
+    notify: NotifySettings = field(default_factory=NotifySettings)
 
 
 DEFAULTS = Settings()
@@ -82,7 +113,7 @@ def _section(cls: type[Any], raw: Any, where: str) -> Any:
 
 def parse_settings(document: dict[str, Any], source: str = "smartpurse.toml") -> Settings:
     """Typed settings from a parsed TOML document; unknown sections and keys are refused by name."""
-    sections = {"issuer": IssuerSettings, "merchants": MerchantSettings}
+    sections = {"issuer": IssuerSettings, "merchants": MerchantSettings, "notify": NotifySettings}
     values: dict[str, Any] = {}
     for name, raw in document.items():
         if name not in sections:

@@ -166,6 +166,11 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
         else:
             report = issue_to_images(db, sam, profile, requests, batch, folder or cli.home.cards_dir,
                                      source=source, chunk=chunk, progress=advance, on_issued=on_issued)
+    if csv_path is not None:  # the holders are registered now: their consent columns can be recorded
+        from processing.holders.consent import record_file_consents
+
+        record_file_consents(db, ((r.holder.email, channel, granted) for r in requests if r.holder is not None
+                                  for channel, granted in r.holder.consents), str(csv_path.name))
     emit(cli, _report_data(report, profile, pins_file if report.issued else None),
          lambda d: _report_text(d, cli.money))
 

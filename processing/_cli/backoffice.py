@@ -92,7 +92,7 @@ def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs
                             gap_seconds=int(gap_hours * 3600),
                             programs=load_verified_programs(programs or cli.home.path / "programs",
                                                             keys.issuer_public_key),
-                            parallel_min_records=parallel_from)
+                            parallel_min_records=parallel_from, low_balance=cli.home.settings.notify.low_balance)
 
     @contextmanager
     def file_progress(path: Path) -> Iterator[Callable[[int], None] | None]:

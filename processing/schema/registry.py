@@ -55,6 +55,7 @@ holders = Table(
     Column("name", String(200), nullable=False),
     Column("phone", String(20), nullable=True),
     Column("email", String(254), nullable=True, unique=True),  # lower-cased: the holder's identity
+    Column("language", String(5), nullable=True),  # what the issuer writes to them in: "en", "ru" [issuer locale]
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

@@ -1,0 +1,140 @@
+"""``smartpurse notify``: the messages card holders get (docs/holders.md)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+
+from processing.db import open_database
+from processing.holders.delivery import DEFAULT_LEASE, Deliverer, queue_status
+from processing.holders.render import event_context, render
+from processing.holders.sms import sms_length
+from processing.presentation import Presentation
+from processing.schema.holders import EVENT_KINDS, EventKind, holder_events
+from purse._cli.util import CliContext, emit, pass_cli, table
+from purse.errors import UserError
+
+_SAMPLE: dict[EventKind, dict[str, Any]] = {
+    EventKind.LOAD: {"amount": 50_000, "balance": 62_000},
+    EventKind.PURCHASES: {"day": 0},
+    EventKind.PRIZE: {"counter": 7, "prizes": 1},
+    EventKind.LOW_BALANCE: {"balance": 9_000, "threshold": 10_000},
+    EventKind.BLOCKED: {"by": "issuer", "reason": "lost"},
+    EventKind.REPLACEMENT_READY: {"old": "6277000000000011"},
+    EventKind.VALUE_MOVED: {"amount": 38_000, "balance": 38_000},
+    EventKind.RETURNED: {"amount": 18_000, "balance": 0},
+}
+
+
+@click.group("notify")
+def notify() -> None:
+    """The messages card holders get: deliver the outbox, see the queue, preview a message."""
+
+
+@notify.command("run")
+@click.option("--limit", type=click.IntRange(1), help="At most this many messages this run.")
+@click.option("--lease", type=click.IntRange(1), default=DEFAULT_LEASE, show_default=True,
+              help="Seconds a claimed message may take before another run calls it interrupted.")
+@pass_cli
+def run(cli: CliContext, limit: int | None, lease: int) -> None:
+    """Deliver what is due: plan new events into messages, send them, say what became of each.
+
+    Safe to run from cron, twice at once, or to kill: no message is sent twice, none is lost."""
+    result = Deliverer(open_database(cli.db_url), cli.home.settings.notify, cli.home.issuer, lease=lease).run(limit)
+    data = result.as_dict()
+
+    def text(d: dict[str, Any]) -> str:
+        line = (f"planned {d['planned']} messages; sent {d['sent']}, suppressed {d['suppressed']}, failed "
+                f"{d['failed']}, to retry {d['retried']}, interrupted {d['interrupted']}")
+        if d["quiet_until"]:
+            line += f"; quiet hours until {dt.datetime.fromtimestamp(d['quiet_until'], dt.UTC):%Y-%m-%d %H:%M} UTC"
+        return line + "".join(f"\n  {n} x {reason}" for reason, n in sorted(d["reasons"].items()))
+
+    emit(cli, data, text)
+
+
+@notify.command("status")
+@pass_cli
+def status(cli: CliContext) -> None:
+    """The queue: messages per channel and state (and what the SMS cost), what is due, why some did not go."""
+    data = queue_status(open_database(cli.db_url), int(time.time()))
+    m = Presentation.for_issuer(cli.home.issuer).money
+
+    def text(d: dict[str, Any]) -> str:
+        rows = [(r["channel"], r["state"], str(r["count"]), m(r["cost"]) if r["cost"] else "") for r in d["messages"]]
+        parts = [table(("channel", "state", "messages", "cost"), rows, title="messages", right=("messages", "cost"))
+                 if rows else "no messages yet",
+                 f"due now {d['due_now']}; events to plan {d['events_to_plan']}"]
+        parts += [f"  {r['count']} {r['state']}: {r['reason']}" for r in d["reasons"]]
+        return "\n".join(parts)
+
+    emit(cli, data, text)
+
+
+@notify.command("preview")
+@click.argument("kind", type=click.Choice(EVENT_KINDS))
+@click.option("--language", type=click.Choice(["en", "ru"]), help="[the issuer's locale]")
+@click.option("--event", "event_id", type=int, help="Render this outbox event instead of sample figures.")
+@pass_cli
+def preview(cli: CliContext, kind: str, language: str | None, event_id: int | None) -> None:
+    """Render the e-mail and the SMS of an event KIND: subject, text, and the SMS's length, parts and cost."""
+    from sqlalchemy import select
+
+    issuer, settings = cli.home.issuer, cli.home.settings.notify
+    lang = language or issuer.locale
+    look = Presentation.for_issuer(issuer, lang)
+    zone = ZoneInfo(settings.timezone)
+    engine = open_database(cli.db_url)
+    with engine.connect() as conn:
+        if event_id is not None:
+            e = holder_events.c
+            row = conn.execute(select(e.kind, e.card_number, e.data, e.occurred_at).where(e.id == event_id)).first()
+            if row is None or row.kind != kind:
+                raise UserError(f"no {kind} event {event_id} in the outbox")
+            number, data, at = row.card_number, dict(row.data), int(row.occurred_at)
+        else:
+            number, data, at = "6277000000000029", dict(_SAMPLE[EventKind(kind)]), int(time.time())
+            if kind == EventKind.PURCHASES:
+                data["day"] = at // 86_400 - 1
+        context = event_context(conn, EventKind(kind), number, data, at, "Anna" if lang == "en" else "Анна", look,
+                                zone, issuer.display_name)
+    rendered = render(EventKind(kind), lang, context, f"{settings.public_url.rstrip('/')}/unsubscribe/<token>")
+    length = sms_length(rendered.sms)
+    data_out = {"subject": rendered.subject, "text": rendered.text, "html": rendered.html, "sms": rendered.sms,
+                "sms_encoding": length.encoding, "sms_length": length.units, "sms_parts": length.parts,
+                "sms_cost": length.parts * settings.sms_part_price}
+    emit(cli, data_out, lambda d: (f"Subject: {d['subject']}\n\n{d['text']}\nSMS ({d['sms_encoding']}, "
+                                   f"{d['sms_length']} characters, {d['sms_parts']} part(s), cost "
+                                   f"{look.money(d['sms_cost'])}):\n{d['sms']}"))
+
+
+@notify.command("serve")
+@click.option("--port", type=click.IntRange(1, 65535), default=8025, show_default=True, help="Port to listen on.")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (a TLS reverse proxy in front for the world).")
+@pass_cli
+def serve(cli: CliContext, host: str, port: int) -> None:
+    """Answer the unsubscribe links of e-mails and the SMS gateway's STOP callback until interrupted."""
+    from wsgiref.simple_server import WSGIRequestHandler, make_server
+
+    from processing.holders.web import holder_app
+
+    class Quiet(WSGIRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
+            pass
+
+    try:
+        server = make_server(host, port, holder_app(open_database(cli.db_url)), handler_class=Quiet)
+    except OSError as e:
+        raise UserError(f"cannot listen on {host}:{port}: {e.strerror}") from None
+    emit(cli, {"url": f"http://{host}:{port}"}, f"answering unsubscribe links at http://{host}:{port} (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
