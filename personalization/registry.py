@@ -121,6 +121,16 @@ def _holder_ids(conn: Any, rows: Sequence[HolderRow]) -> dict[str, int]:
     return ids
 
 
+def give_cards_holders(engine: Engine, pairs: Sequence[tuple[str, HolderRow]]) -> dict[str, int]:
+    """Each (card number, holder) pair: the holder registered (or found by e-mail) and made the card's holder;
+    the holder id of each card. For cards issued without holders that people later claim (the demo's)."""
+    with engine.begin() as conn:
+        ids = _holder_ids(conn, [h for _, h in pairs])
+        for number, h in pairs:
+            conn.execute(update(cards).where(cards.c.number == number).values(holder_id=ids[h.email]))
+    return {number: ids[h.email] for number, h in pairs}
+
+
 def reserve(engine: Engine, iin: str, batch: str, wanted: Sequence[tuple[int, HolderRow | None, bytes | None]],
             attempt: int = 0) -> list[Reservation]:
     """Allocate and reserve one number per (batch index, holder, uid), in one transaction.

@@ -64,6 +64,7 @@ class NotifySettings:
     quiet_hours: str = "22-8"  # hours (from-to, local) when nothing is sent; "" for none
     daily_cap: int = 3  # messages a holder gets a day on one channel; more are suppressed
     digest_hour: int = 9  # the hour (local) a day's purchases digest goes out, the day after
+    stale_days: int = 3  # a digest or a load older than this when processing learns of it is not sent
     low_balance: int = 0  # minor units: a card falling below it tells its holder (0: never)
     max_attempts: int = 5  # tries on temporary failures before a message fails for good
     retry_seconds: int = 60  # the first retry's wait; each next one waits twice as long

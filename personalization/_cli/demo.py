@@ -18,6 +18,7 @@ def _summary_text(data: dict[str, Any]) -> str:
     from io import StringIO
 
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     exp = data["currency_exponent"]
@@ -51,6 +52,11 @@ def _summary_text(data: dict[str, Any]) -> str:
                                            f"{money(ret['deposits_refunded'])} of deposits refunded"))
     for label, value in rows:
         t.add_row(label, value)
+    msgs = data["messages"]
+    t.add_section()
+    t.add_row("messages to holders", f"{msgs['emails']} e-mails, {msgs['sms']} SMS ({money(msgs['sms_cost'])})")
+    for reason, n in sorted(msgs["suppressed"].items(), key=lambda kv: -kv[1]):
+        t.add_row("  not sent", escape(f"{n}: {reason}"))
     cons = data["conservation"]
     t.add_section()
     t.add_row("loads - purchases + cancellations - cash-outs", money(cons["expected"]))
@@ -62,6 +68,7 @@ def _summary_text(data: dict[str, Any]) -> str:
     Console(file=buf, width=100, force_terminal=sys.stdout.isatty()).print(t)
     out = data["out"]
     return (buf.getvalue() + f"\nreports and dashboard: {out}/reports  (open {out}/reports/dashboard.html)\n"
+            f"messages to holders: {out}/messages/mailbox.mbox and sms.txt\n"
             f"the demo home is {out}/home (passphrase 'demo'): try\n"
             f"  SMARTPURSE_PASSPHRASE=demo smartpurse --home {out}/home cards list")
 

@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 
 from personalization import lifecycle, registry
+from personalization._cli.demo_holders import DEMO_LOW_BALANCE, add_holders, deliver
 from personalization.issuing import card_profile, issue_to_images, issuer_sam, requests_for_count
 from personalization.keyfiles import export_role_file
 from personalization.keystore import Keystore, init_keystore
@@ -236,6 +237,7 @@ def set_up(options: DemoOptions, progress: Progress) -> DemoWorld:
                                  progress=issued, uid_source=secrets_rng.randbytes)
         pins.update({card.number: card.pin for card in report.issued})  # DESFire cards: "" (no PIN)
         done += count
+    add_holders(engine, sorted(pins), START)
     return DemoWorld(options, home, engine, keystore, program, pins, random.Random(options.seed))
 
 
@@ -443,7 +445,7 @@ def back_office(world: DemoWorld, batch_files: list[Path]) -> dict[str, Any]:
     end = dt.datetime.fromtimestamp(world.now, dt.UTC)
     keys = load_processing_keys(world.home, DEMO_PASSPHRASE)
     options = ImportOptions(quarantine_dir=world.home.path / "quarantine", programs={world.program.program_id:
-                            world.program}, now=world.clock)
+                            world.program}, now=world.clock, low_balance=DEMO_LOW_BALANCE)
     summary = process_files(world.engine, batch_files, keys, options)
     if _transferred(world.engine, world.tally.replacement):  # processing moved the replaced card's value
         paid = load_at_desk(world.engine, desk_at(world, world.tally.replacement), world.tally.replacement, None)
@@ -465,8 +467,10 @@ def back_office(world: DemoWorld, batch_files: list[Path]) -> dict[str, Any]:
     with world.engine.connect() as conn:
         check = run_check(conn)
         found = conn.execute(select(anomalies.c.kind, anomalies.c.card_number)).all()
+    # The next morning the holders hear what processing learned (their digests are due by then).
+    messages = deliver(world.engine, world.home.issuer, world.now + 2 * 86_400, world.options.out / "messages")
     return {"import": summary.as_dict(), "statements": [s.as_dict() for s in statements], "check": check,
-            "anomalies": found, "hotlist": sorted(hotlist.cards)}
+            "anomalies": found, "hotlist": sorted(hotlist.cards), "messages": messages}
 
 
 def _transferred(engine: Engine, new_card: str) -> int:
@@ -521,5 +525,6 @@ def run_demo(options: DemoOptions, progress: Progress) -> dict[str, Any]:
         "processing": {k: office["import"][k] for k in ("accepted", "duplicates", "rejected", "anomalies")},
         "settlement": office["statements"],
         "conservation": conservation,
+        "messages": office["messages"],
         "check_failures": check.failures,
     }

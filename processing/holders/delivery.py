@@ -150,20 +150,34 @@ class Deliverer:
         now, made = self.now(), 0
         while True:
             with self.engine.begin() as conn:
-                due = conn.execute(select(e.id, e.kind, e.due_at, e.holder_id, h.email, h.phone)
+                due = conn.execute(select(e.id, e.kind, e.due_at, e.data, e.holder_id, h.email, h.phone)
                                    .select_from(holder_events.outerjoin(holders, h.id == e.holder_id))
                                    .where(e.planned == 0, e.due_at <= now).order_by(e.id).limit(500)).all()
                 if not due:
                     return made
-                for event_id, kind, due_at, holder_id, email, phone in due:
+                for event_id, kind, due_at, data, holder_id, email, phone in due:
                     not_before = self._not_before(EventKind(kind), int(due_at))
+                    stale = self._stale(EventKind(kind), dict(data), now)
                     for channel, address in ((Channel.EMAIL, email), (Channel.SMS, phone)):
+                        reason = stale or (None if address else f"the holder has no {_ADDRESS[channel]}")
                         made += _insert_message(conn, {
                             "event_id": event_id, "channel": channel, "holder_id": holder_id, "recipient": address,
-                            "state": MessageState.QUEUED if address else MessageState.SUPPRESSED,
-                            "reason": None if address else f"the holder has no {_ADDRESS[channel]}",
-                            "not_before": not_before})
+                            "state": MessageState.SUPPRESSED if reason else MessageState.QUEUED,
+                            "reason": reason, "not_before": not_before})
                 conn.execute(update(holder_events).where(e.id.in_([d[0] for d in due])).values(planned=1))
+
+    def _stale(self, kind: EventKind, data: dict[str, Any], now: int) -> str | None:
+        """A day's digest or a load that processing learned of long after (a terminal that sent its batch
+        weeks late): old news, not sent. Blocks, prizes, replacements and returns are told however late."""
+        if kind == EventKind.PURCHASES:
+            happened = (int(data["day"]) + 1) * DAY
+        elif kind == EventKind.LOAD:
+            happened = int(data.get("time", now))
+        else:
+            return None
+        if now - happened <= self.s.stale_days * DAY:
+            return None
+        return f"stale: it happened more than {self.s.stale_days} days before it could be told ([notify] stale_days)"
 
     def _not_before(self, kind: EventKind, due_at: int) -> int:
         """A day's digest goes out the next morning (``digest_hour``, local); anything else when due."""

@@ -1,4 +1,5 @@
-"""A local SMS gateway that speaks SMS.ru's ``/sms/send`` API: what the demo and the tests send SMS to.
+"""A local SMS gateway that speaks SMS.ru's ``/sms/send`` API, and a local SMTP server: where the demo
+delivers its messages (and the tests their SMS).
 
 It is a real HTTP server on 127.0.0.1 (the standard library's), keeps every SMS it accepted, and answers
 as SMS.ru does (JSON, ``status_code`` 100 for an accepted SMS). ``refuse`` makes it answer a number
@@ -14,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs
 
-__all__ = ["LocalSmsGateway", "ReceivedSms"]
+__all__ = ["LocalSmsGateway", "LocalSmtpServer", "ReceivedSms"]
 
 
 @dataclass(frozen=True)
@@ -78,3 +79,40 @@ class LocalSmsGateway:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+@dataclass
+class LocalSmtpServer:
+    """A local SMTP server (aiosmtpd) on 127.0.0.1 that keeps every e-mail it accepts: the demo's mailbox.
+
+    Plain SMTP without TLS or AUTH, as a relay on the same machine is (``smtp_security = "none"``); the
+    tests use the same server with STARTTLS and AUTH (tests/support/holders.py)."""
+
+    received: list[Any] = field(default_factory=list)  # email.message.EmailMessage, as parsed
+    port: int = 0
+    _controller: Any = None
+
+    def start(self) -> LocalSmtpServer:
+        import socket
+        from email import message_from_bytes, policy
+
+        from aiosmtpd.controller import Controller
+
+        server = self
+
+        class Handler:
+            async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
+                server.received.append(message_from_bytes(envelope.content, policy=policy.default))
+                return "250 OK"
+
+        with socket.socket() as probe:  # the controller connects to its own port once started: pick one
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        if self._controller is not None:
+            self._controller.stop()
+            self._controller = None

@@ -46,6 +46,14 @@ def test_demo_conserves_money_and_catches_the_clone(kind: str, tmp_path: Path) -
     replaced = data["replacement"]  # its value reached the new card at the desk: conservation above counts it
     assert replaced["old"] and replaced["new"] and replaced["transferred"] > 0
     assert data["processing"]["rejected"] == 0
+    msgs = data["messages"]  # delivered to the SMTP server and SMS gateway the demo started itself
+    assert msgs["emails"] == msgs["sent"]["email"] > 0 and msgs["sms"] == msgs["sent"]["sms"] > 0
+    assert msgs["sms_cost"] > 0 and msgs["failed"] == 0 and msgs["interrupted"] == 0
+    reasons = " ".join(msgs["suppressed"])
+    assert "no consent: the holder has not agreed to hear by email" in reasons and "stale:" in reasons
+    box = tmp_path / "demo" / "messages" / "mailbox.mbox"
+    assert box.read_text(encoding="utf-8").count("List-Unsubscribe-Post: List-Unsubscribe=One-Click") \
+        == msgs["emails"]
     assert data["check_failures"] == []
     reports = tmp_path / "demo" / "reports"
     for kind_ in ("settlement", "float", "points", "anomalies", "statement", "journal", "trial-balance"):
