@@ -27,6 +27,9 @@ _SAMPLE: dict[EventKind, dict[str, Any]] = {
     EventKind.REPLACEMENT_READY: {"old": "6277000000000011"},
     EventKind.VALUE_MOVED: {"amount": 38_000, "balance": 38_000},
     EventKind.RETURNED: {"amount": 18_000, "balance": 0},
+    EventKind.CAMPAIGN: {"campaign": "sample", "subject": {"en": "Autumn sale", "ru": "Осенняя распродажа"},
+                         "text": {"en": "Double points on every coffee this week.",
+                                  "ru": "Двойные баллы за кофе всю неделю."}},
 }
 
 
@@ -138,3 +141,60 @@ def serve(cli: CliContext, host: str, port: int) -> None:
         pass
     finally:
         server.server_close()
+
+
+@notify.command("campaign")
+@click.argument("name")
+@click.option("--subject", "subjects", multiple=True, metavar="LANG=TEXT", required=True,
+              help="The e-mail's subject in a language, e.g. ru=Осенняя распродажа (repeat per language).")
+@click.option("--text", "texts", multiple=True, metavar="LANG=TEXT", required=True,
+              help="The message in a language, e.g. en=Double points this week (repeat per language).")
+@click.option("--program", type=int, help="Holders of a card in this loyalty program.")
+@click.option("--tier", type=int, help="... at this tier (with --program: of that program).")
+@click.option("--min-points", type=click.IntRange(0), help="... with at least these points.")
+@click.option("--idle-days", type=click.IntRange(1), help="Holders who have not bought for this many days.")
+@click.option("--active-days", type=click.IntRange(1), help="Holders who bought within this many days.")
+@click.option("--merchant", type=int, help="Holders who bought at this merchant.")
+@click.option("--dry-run", is_flag=True, help="Only count: reach per channel, holders not reached and why, cost.")
+@pass_cli
+def campaign(cli: CliContext, name: str, subjects: tuple[str, ...], texts: tuple[str, ...], program: int | None,
+             tier: int | None, min_points: int | None, idle_days: int | None, active_days: int | None,
+             merchant: int | None, dry_run: bool) -> None:
+    """Send campaign NAME to a segment of holders, each on the channels they consented to.
+
+    Launching NAME again reaches nobody twice; `notify run` then delivers it. With --dry-run, nothing
+    is written: the reach and the cost of each channel, as the issuer compares them."""
+    from processing.holders.campaigns import Campaign, Segment, estimate, launch
+
+    try:
+        made = Campaign(name, _per_language("--subject", subjects), _per_language("--text", texts))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    segment = Segment(program, tier, min_points, idle_days, active_days, merchant)
+    engine, now = open_database(cli.db_url), int(time.time())
+    settings, look = cli.home.settings.notify, Presentation.for_issuer(cli.home.issuer)
+    with engine.begin() as conn:
+        data = estimate(conn, made, segment, now, settings.sms_part_price, cli.home.issuer.locale)
+        data["launched"] = 0 if dry_run else launch(conn, made, segment, now)
+    data["dry_run"] = dry_run
+
+    def text(d: dict[str, Any]) -> str:
+        rows = [(r["channel"], str(r["reached"]), str(r["no_consent"]), str(r["no_address"]),
+                 str(r["sms_parts"]) if r["channel"] == "sms" else "", look.money(r["cost"])) for r in d["channels"]]
+        head = (f"campaign {d['campaign']}: {d['holders']} holders ({d['segment']})" +
+                (" - dry run, nothing sent" if d["dry_run"] else f"; {d['launched']} new messages queued: "
+                 "`smartpurse notify run` delivers them"))
+        return head + "\n" + table(("channel", "reached", "no consent", "no address", "SMS parts", "cost"), rows,
+                                   right=("reached", "no consent", "no address", "SMS parts", "cost"))
+
+    emit(cli, data, text)
+
+
+def _per_language(option: str, values: tuple[str, ...]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for value in values:
+        language, sep, words = value.partition("=")
+        if not sep or language not in ("en", "ru") or not words.strip():
+            raise UserError(f"{option} is LANG=TEXT with LANG en or ru, not {value!r}")
+        out[language] = words.strip()
+    return out

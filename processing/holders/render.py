@@ -88,6 +88,10 @@ def event_context(conn: Connection, kind: EventKind, card_number: str, data: dic
         ctx.update(by=data.get("by", "issuer"), reason=data.get("reason", ""))
     elif kind == EventKind.REPLACEMENT_READY:
         ctx["old"] = mask(data["old"])
+    elif kind == EventKind.CAMPAIGN:  # the issuer's own words, in the holder's language (else any given)
+        fallback = next(iter(data["text"]))
+        ctx.update(subject=data["subject"].get(look.language) or data["subject"][fallback],
+                   text=data["text"].get(look.language) or data["text"][fallback])
     return ctx
 
 

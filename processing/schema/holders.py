@@ -131,6 +131,7 @@ class EventKind(StrEnum):
     REPLACEMENT_READY = "replacement_ready"  # a new card was issued for a replaced one
     VALUE_MOVED = "value_moved"  # the replaced card's value was loaded onto the new card
     RETURNED = "returned"  # the card was given back: its balance and deposit paid out
+    CAMPAIGN = "campaign"  # the issuer's message to a segment of holders (processing.holders.campaigns)
 
 
 EVENT_KINDS = tuple(k.value for k in EventKind)

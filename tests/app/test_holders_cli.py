@@ -75,3 +75,20 @@ def test_without_channels_set_up_messages_are_suppressed_and_said(personalizatio
         "no SMTP server set up ([notify] smtp_host)", "no consent: the holder has not agreed to hear by sms"}
     code, out, _ = run(capsys, "notify", "status")
     assert code == 0 and "suppressed" in out and "due now 0" in out
+
+
+def test_a_campaign_dry_run_counts_reach_and_cost_then_launches_once(personalization_home: Path, tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    (personalization_home / "smartpurse.toml").write_text("[notify]\nsms_part_price = 350\n", encoding="utf-8")
+    holders = tmp_path / "holders.csv"
+    holders.write_text(CSV.replace("нет,ru", "да,ru"), encoding="utf-8")
+    ok_json(capsys, "cards", "issue", "--from", str(holders), "--show-pins")
+    args = ("notify", "campaign", "autumn", "--subject", "en=Autumn sale", "--subject", "ru=Осенняя распродажа",
+            "--text", "en=Double points on coffee all week.", "--text", "ru=Двойные баллы за кофе всю неделю.")
+    dry = ok_json(capsys, *args, "--dry-run")
+    rows = {r["channel"]: r for r in dry["channels"]}
+    assert (dry["holders"], dry["launched"], rows["email"]["reached"], rows["email"]["no_consent"]) == (3, 0, 2, 1)
+    assert (rows["sms"]["reached"], rows["sms"]["sms_parts"], rows["sms"]["cost"]) == (1, 1, 350)  # Anna, in Russian
+    assert ok_json(capsys, *args)["launched"] == 3
+    assert ok_json(capsys, *args)["launched"] == 0
+    fails(capsys, "LANG=TEXT", "notify", "campaign", "x", "--subject", "de=Hallo", "--text", "en=hi")

@@ -6,14 +6,13 @@ from __future__ import annotations
 import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 from sqlalchemy import func, select
 from support.backoffice import DAY, NOW, World
-from support.holders import SMTP_PASSWORD, SmtpServer, add_holder, channels
+from support.holders import SmtpServer, add_holder
 
 from processing.holders.delivery import Deliverer, queue_status
 from processing.holders.localgateway import LocalSmsGateway
@@ -23,14 +22,6 @@ from processing.synthetic import SynthCard
 from purse.settings import IssuerSettings
 
 ISSUER = IssuerSettings(name="Coffee House")
-
-
-@pytest.fixture
-def servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SmtpServer, LocalSmsGateway]]:
-    with channels(tmp_path) as both:
-        monkeypatch.setenv("SMARTPURSE_SMTP_PASSWORD", SMTP_PASSWORD)
-        monkeypatch.setenv("SMARTPURSE_SMS_KEY", both[1].api_id)
-        yield both
 
 
 def _states(w: World) -> dict[tuple[str, str], int]:
