@@ -85,10 +85,34 @@ class NotifySettings:
 
 
 @dataclass(frozen=True)
+class WalletSettings:
+    """The issuer's Wallet cards (docs/holders.md, "Wallet cards"): Apple Wallet store cards signed with
+    the issuer's pass certificate, and Google Wallet loyalty objects. Key passphrases come from the
+    environment variables named here; the key files themselves are encrypted PEM."""
+
+    pass_type_id: str = ""  # pass.com.example.cards: "" means Apple Wallet cards are not set up
+    team_id: str = ""
+    organization: str = ""  # [issuer] name when empty
+    certificate: str = ""  # the pass certificate (PEM), issued by Apple for pass_type_id
+    key: str = ""  # its private key, encrypted PEM
+    key_passphrase_env: str = "SMARTPURSE_PASS_KEY_PASSPHRASE"
+    wwdr_certificate: str = ""  # Apple's WWDR intermediate (PEM)
+    web_service_url: str = ""  # where `smartpurse notify serve` answers devices ({public_url}/wallet when "")
+    locations: str = ""  # up to 10 "latitude,longitude,relevant text" entries separated by ";"
+    push_url: str = ""  # where pass updates are pushed (APNs' gateway, or a relay to it)
+    google_issuer_id: str = ""  # "" means Google Wallet save links are not set up
+    google_class: str = "loyalty"  # the loyalty class suffix: <issuer id>.<class>
+    google_service_account: str = ""  # the service account's e-mail
+    google_key: str = ""  # its private key, encrypted PEM
+    google_key_passphrase_env: str = "SMARTPURSE_GOOGLE_KEY_PASSPHRASE"
+
+
+@dataclass(frozen=True)
 class Settings:
     issuer: IssuerSettings = field(default_factory=IssuerSettings)
     merchants: MerchantSettings = field(default_factory=MerchantSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
+    wallet: WalletSettings = field(default_factory=WalletSettings)
 
 
 DEFAULTS = Settings()
@@ -114,7 +138,8 @@ def _section(cls: type[Any], raw: Any, where: str) -> Any:
 
 def parse_settings(document: dict[str, Any], source: str = "smartpurse.toml") -> Settings:
     """Typed settings from a parsed TOML document; unknown sections and keys are refused by name."""
-    sections = {"issuer": IssuerSettings, "merchants": MerchantSettings, "notify": NotifySettings}
+    sections = {"issuer": IssuerSettings, "merchants": MerchantSettings, "notify": NotifySettings,
+                "wallet": WalletSettings}
     values: dict[str, Any] = {}
     for name, raw in document.items():
         if name not in sections:

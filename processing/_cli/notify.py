@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -47,7 +48,8 @@ def run(cli: CliContext, limit: int | None, lease: int) -> None:
     """Deliver what is due: plan new events into messages, send them, say what became of each.
 
     Safe to run from cron, twice at once, or to kill: no message is sent twice, none is lost."""
-    result = Deliverer(open_database(cli.db_url), cli.home.settings.notify, cli.home.issuer, lease=lease).run(limit)
+    result = Deliverer(open_database(cli.db_url), cli.home.settings.notify, cli.home.issuer, lease=lease,
+                       wallet=cli.home.settings.wallet).run(limit)
     data = result.as_dict()
 
     def text(d: dict[str, Any]) -> str:
@@ -131,7 +133,10 @@ def serve(cli: CliContext, host: str, port: int) -> None:
             pass
 
     try:
-        server = make_server(host, port, holder_app(open_database(cli.db_url)), handler_class=Quiet)
+        settings = cli.home.settings
+        app = holder_app(open_database(cli.db_url), wallet=settings.wallet if settings.wallet.pass_type_id else None,
+                         issuer=settings.issuer, public_url=settings.notify.public_url)
+        server = make_server(host, port, app, handler_class=Quiet)
     except OSError as e:
         raise UserError(f"cannot listen on {host}:{port}: {e.strerror}") from None
     emit(cli, {"url": f"http://{host}:{port}"}, f"answering unsubscribe links at http://{host}:{port} (Ctrl-C to stop)")
@@ -198,3 +203,37 @@ def _per_language(option: str, values: tuple[str, ...]) -> dict[str, str]:
             raise UserError(f"{option} is LANG=TEXT with LANG en or ru, not {value!r}")
         out[language] = words.strip()
     return out
+
+
+@notify.command("wallet")
+@click.argument("number")
+@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="Write the Apple Wallet pass here "
+              "(NUMBER.pkpass).")
+@click.option("--google", is_flag=True, help="Print the Google Wallet save link instead.")
+@pass_cli
+def wallet(cli: CliContext, number: str, out: Path | None, google: bool) -> None:
+    """The Wallet card of card NUMBER: an Apple Wallet .pkpass (balance and points as of the last batch,
+    the number as QR and Code 128, the stores), or with --google a Google Wallet save link."""
+    from sqlalchemy import select
+
+    from processing.holders.wallet import google_save_link, issue_pass, pass_content
+    from processing.schema.registry import cards, holders
+
+    settings = cli.home.settings
+    engine = open_database(cli.db_url)
+    with engine.begin() as conn:
+        row = conn.execute(select(cards.c.number, holders.c.name).outerjoin(holders, holders.c.id == cards.c.holder_id)
+                           .where(cards.c.number == number)).first()
+        if row is None:
+            raise UserError(f"card {number} is not in the registry")
+        if google:
+            link = google_save_link(pass_content(conn, number, row.name or ""), settings.wallet, settings.issuer)
+            emit(cli, {"number": number, "google_save_link": link}, link)
+            return
+        data = issue_pass(conn, number, row.name or "", settings.wallet, settings.issuer, settings.notify.public_url)
+    path = out or Path(f"{number}.pkpass")
+    try:
+        path.write_bytes(data)
+    except OSError as e:
+        raise UserError(f"cannot write {path}: {e.strerror}") from None
+    emit(cli, {"number": number, "pkpass": str(path), "bytes": len(data)}, f"Apple Wallet pass written to {path}")

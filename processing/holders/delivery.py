@@ -38,7 +38,7 @@ from processing.presentation import Presentation
 from processing.schema.holders import Channel, EventKind, MessageState, holder_events, messages
 from processing.schema.registry import holders
 from purse.errors import UserError
-from purse.settings import IssuerSettings, NotifySettings
+from purse.settings import IssuerSettings, NotifySettings, WalletSettings
 
 __all__ = ["Deliverer", "DeliveryRun", "QuietHours", "queue_status"]
 
@@ -88,6 +88,9 @@ class DeliveryRun:
     suppressed: int = 0
     retried: int = 0
     quiet_until: int | None = None  # unix seconds: quiet hours held the rest back
+    passes_updated: int = 0  # Wallet passes whose figures changed with this run's events
+    pushes_sent: int = 0
+    pushes_failed: int = 0
     reasons: dict[str, int] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
@@ -99,8 +102,10 @@ class Deliverer:
 
     def __init__(self, engine: Engine, settings: NotifySettings, issuer: IssuerSettings, *,
                  clock: Callable[[], float] = time.time, lease: int = DEFAULT_LEASE,
-                 worker: str | None = None) -> None:
+                 worker: str | None = None, wallet: WalletSettings | None = None) -> None:
         self.engine, self.s, self.issuer, self.clock, self.lease = engine, settings, issuer, clock, lease
+        self.wallet = wallet
+        self._touched: set[str] = set()  # cards whose events this run planned: their Wallet passes may change
         self.worker = worker or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         try:
             self.zone = ZoneInfo(settings.timezone)
@@ -119,6 +124,12 @@ class Deliverer:
         out = DeliveryRun()
         out.interrupted = self.recover()
         out.planned = self.plan()
+        if self.wallet is not None and self.wallet.pass_type_id:
+            from processing.holders.wallet import refresh_passes, send_pushes
+
+            with self.engine.begin() as conn:
+                out.passes_updated = refresh_passes(conn, self._touched, self.now())
+                out.pushes_sent, out.pushes_failed = send_pushes(conn, self.wallet, self.now())
         done = 0
         while limit is None or done < limit:
             quiet = self.quiet.until(dt.datetime.fromtimestamp(self.now(), self.zone))
@@ -150,12 +161,14 @@ class Deliverer:
         now, made = self.now(), 0
         while True:
             with self.engine.begin() as conn:
-                due = conn.execute(select(e.id, e.kind, e.due_at, e.data, e.holder_id, h.email, h.phone)
+                due = conn.execute(select(e.id, e.kind, e.due_at, e.data, e.holder_id, h.email, h.phone,
+                                          e.card_number)
                                    .select_from(holder_events.outerjoin(holders, h.id == e.holder_id))
                                    .where(e.planned == 0, e.due_at <= now).order_by(e.id).limit(500)).all()
                 if not due:
                     return made
-                for event_id, kind, due_at, data, holder_id, email, phone in due:
+                for event_id, kind, due_at, data, holder_id, email, phone, card_number in due:
+                    self._touched.add(card_number)
                     not_before = self._not_before(EventKind(kind), int(due_at))
                     stale = self._stale(EventKind(kind), dict(data), now)
                     for channel, address in ((Channel.EMAIL, email), (Channel.SMS, phone)):

@@ -148,3 +148,48 @@ def insert_event(conn: Connection, key: str, kind: EventKind, card_number: str, 
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return conn.execute(dialect.insert(holder_events).values(row).on_conflict_do_nothing(index_elements=["event_key"])
                         .returning(holder_events.c.id)).scalar() is not None
+
+
+# -- Wallet cards (processing.holders.wallet) ------------------------------------------------------------
+# A card's Wallet pass: its serial number is the card number; what it showed last, and when that changed
+# (the PassKit web service answers "updated since" from it).
+wallet_passes = Table(
+    "wallet_passes",
+    metadata,
+    Column("serial", RegistryCardNumber, primary_key=True),
+    Column("updated_at", BigInteger, nullable=False),  # unix seconds
+    Column("shown", JSON, nullable=False),  # balance, points, as of: what the pass shows
+)
+
+# The authentication tokens of the passes handed out (each download gets its own), kept as SHA-256 only.
+wallet_tokens = Table(
+    "wallet_tokens",
+    metadata,
+    Column("token_hash", LargeBinary(32), primary_key=True),
+    Column("serial", RegistryCardNumber, ForeignKey("wallet_passes.serial"), nullable=False, index=True),
+)
+
+# Devices that registered a pass for updates (PassKit web service), with their push tokens.
+wallet_registrations = Table(
+    "wallet_registrations",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("device", String(200), nullable=False),
+    Column("serial", RegistryCardNumber, ForeignKey("wallet_passes.serial"), nullable=False),
+    Column("push_token", String(200), nullable=False),
+    UniqueConstraint("device", "serial", name="uq_wallet_registrations_device_serial"),
+)
+
+# Pushes requested when a pass changed: one per registration and change, sent by `notify run`.
+wallet_pushes = Table(
+    "wallet_pushes",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("serial", RegistryCardNumber, nullable=False),
+    Column("push_token", String(200), nullable=False),
+    Column("requested_at", BigInteger, nullable=False),
+    Column("state", String(12), nullable=False),  # queued, sent, failed
+    Column("reason", String(300), nullable=True),
+    Column("sent_at", BigInteger, nullable=True),
+    Index("ix_wallet_pushes_state", "state"),
+)

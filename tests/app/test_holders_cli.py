@@ -92,3 +92,15 @@ def test_a_campaign_dry_run_counts_reach_and_cost_then_launches_once(personaliza
     assert ok_json(capsys, *args)["launched"] == 3
     assert ok_json(capsys, *args)["launched"] == 0
     fails(capsys, "LANG=TEXT", "notify", "campaign", "x", "--subject", "de=Hallo", "--text", "en=hi")
+
+
+def test_wallet_cards_say_what_is_missing_in_one_line(personalization_home: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    number = ok_json(capsys, "cards", "issue", "--count", "1", "--show-pins")["cards"][0]["card_number"]
+    fails(capsys, "Apple Wallet cards are not set up", "notify", "wallet", number)
+    fails(capsys, "Google Wallet is not set up", "notify", "wallet", number, "--google")
+    fails(capsys, "is not in the registry", "notify", "wallet", "6277000000009999")
+    (personalization_home / "smartpurse.toml").write_text(
+        '[wallet]\npass_type_id = "pass.x"\ncertificate = "/nonexistent.pem"\nkey = "/nonexistent.key"\n'
+        'wwdr_certificate = "/nonexistent.pem"\n', encoding="utf-8")
+    fails(capsys, "cannot read the pass certificate or key", "notify", "wallet", number)
