@@ -615,16 +615,15 @@ class ProcessingRun:
 
 
 def name_programs(conn: Connection, verified: dict[int, Any]) -> None:
-    """Keep the name and version of each verified program (the newest version seen wins)."""
+    """Keep the name, version and points expiry of each verified program (the newest version seen wins)."""
     p = programs_table.c
     for program_id, program in verified.items():
         row = conn.execute(select(p.version).where(p.program_id == program_id)).first()
+        values = {"name": program.name, "version": program.version, "expiry_days": program.expiry_days}
         if row is None:
-            conn.execute(insert(programs_table).values(program_id=program_id, name=program.name,
-                                                       version=program.version))
+            conn.execute(insert(programs_table).values(program_id=program_id, **values))
         elif program.version >= row.version:
-            conn.execute(update(programs_table).where(p.program_id == program_id)
-                         .values(name=program.name, version=program.version))
+            conn.execute(update(programs_table).where(p.program_id == program_id).values(**values))
 
 
 def process_files(engine: Engine, files: Sequence[Path], keys: ProcessingKeys, options: ImportOptions,

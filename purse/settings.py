@@ -66,6 +66,7 @@ class NotifySettings:
     digest_hour: int = 9  # the hour (local) a day's purchases digest goes out, the day after
     stale_days: int = 3  # a digest or a load older than this when processing learns of it is not sent
     low_balance: int = 0  # minor units: a card falling below it tells its holder (0: never)
+    expiry_warning_days: int = 7  # a holder hears this many days before a program's points lapse (0: never)
     max_attempts: int = 5  # tries on temporary failures before a message fails for good
     retry_seconds: int = 60  # the first retry's wait; each next one waits twice as long
     public_url: str = "http://127.0.0.1:8025"  # where `smartpurse notify serve` answers unsubscribe links

@@ -28,6 +28,7 @@ _SAMPLE: dict[EventKind, dict[str, Any]] = {
     EventKind.REPLACEMENT_READY: {"old": "6277000000000011"},
     EventKind.VALUE_MOVED: {"amount": 38_000, "balance": 38_000},
     EventKind.RETURNED: {"amount": 18_000, "balance": 0},
+    EventKind.POINTS_EXPIRING: {"points": 240, "program": "Coffee club", "lapses_at": int(time.time()) + 6 * 86_400},
     EventKind.CAMPAIGN: {"campaign": "sample", "subject": {"en": "Autumn sale", "ru": "Осенняя распродажа"},
                          "text": {"en": "Double points on every coffee this week.",
                                   "ru": "Двойные баллы за кофе всю неделю."}},

@@ -32,6 +32,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from processing.holders.channels import ChannelMissing, DeliveryError, EmailChannel, SmsGateway
 from processing.holders.consent import consented
 from processing.holders.events import DAY
+from processing.holders.expiry import expiring_points
 from processing.holders.render import Rendered, event_context, render
 from processing.holders.sms import sms_length
 from processing.presentation import Presentation
@@ -123,6 +124,8 @@ class Deliverer:
         """Recover, plan, deliver everything due now (at most ``limit`` messages)."""
         out = DeliveryRun()
         out.interrupted = self.recover()
+        with self.engine.begin() as conn:  # the clock's own events: points about to lapse
+            expiring_points(conn, self.now(), self.s.expiry_warning_days)
         out.planned = self.plan()
         if self.wallet is not None and self.wallet.pass_type_id:
             from processing.holders.wallet import refresh_passes, send_pushes

@@ -88,6 +88,12 @@ def event_context(conn: Connection, kind: EventKind, card_number: str, data: dic
         ctx.update(by=data.get("by", "issuer"), reason=data.get("reason", ""))
     elif kind == EventKind.REPLACEMENT_READY:
         ctx["old"] = mask(data["old"])
+    elif kind == EventKind.POINTS_EXPIRING:
+        from babel.dates import format_date
+
+        ctx.update(points=data["points"], program=data["program"], lapses=format_date(
+            dt.datetime.fromtimestamp(data["lapses_at"], dt.UTC).astimezone(zone).date(), "d MMMM yyyy",
+            locale=look.locale))
     elif kind == EventKind.CAMPAIGN:  # the issuer's own words, in the holder's language (else any given)
         fallback = next(iter(data["text"]))
         ctx.update(subject=data["subject"].get(look.language) or data["subject"][fallback],

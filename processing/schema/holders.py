@@ -132,6 +132,7 @@ class EventKind(StrEnum):
     VALUE_MOVED = "value_moved"  # the replaced card's value was loaded onto the new card
     RETURNED = "returned"  # the card was given back: its balance and deposit paid out
     CAMPAIGN = "campaign"  # the issuer's message to a segment of holders (processing.holders.campaigns)
+    POINTS_EXPIRING = "points_expiring"  # the card's points lapse within [notify] expiry_warning_days
 
 
 EVENT_KINDS = tuple(k.value for k in EventKind)

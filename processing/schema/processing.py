@@ -238,6 +238,9 @@ programs = Table(
     Column("program_id", Integer, primary_key=True, autoincrement=False),
     Column("name", String(200), nullable=False),
     Column("version", Integer, nullable=False),
+    # Days without a visit after which the program's points lapse (0: never): holders are told before
+    # (processing.holders.expiry). Migration 0010.
+    Column("expiry_days", Integer, nullable=False, server_default="0"),
 )
 
 

@@ -159,3 +159,32 @@ def test_retries_failures_quiet_hours_and_the_daily_cap(processing_db: World,
     reasons = {r["reason"] for r in queue_status(w.engine, later + 2 * DAY)["reasons"]}
     assert "the SMTP server refused the login: 535" in reasons
     assert "the SMS gateway refused it: 207 cannot send to it" in reasons
+
+
+def test_holders_hear_before_their_points_lapse_once(processing_db: World,
+                                                     servers: tuple[SmtpServer, LocalSmsGateway]) -> None:
+    """A program whose points lapse after 30 days without a visit: a week before, the holder is told."""
+    from sqlalchemy import insert
+
+    from processing.schema.processing import programs
+
+    w = processing_db
+    smtp, gateway = servers
+    w.merchant(42)
+    t = w.terminal(7, 42)
+    card = w.card(1, load=20_000)
+    w.register_card(card)
+    add_holder(w.engine, card.number, language="ru")
+    t.purchase(card, 300, NOW + 10, program_id=5, earned=240)
+    w.process(t.close(w.tmp / "b.spb"))
+    with w.engine.begin() as conn:
+        conn.execute(insert(programs).values(program_id=5, name="Кофейный клуб", version=1, expiry_days=30))
+    settings = smtp.settings(gateway, expiry_warning_days=7, stale_days=3650)
+    early = Deliverer(w.engine, settings, ISSUER, clock=lambda: NOW + 10 + 22 * DAY).run()
+    expiring = [s.text for s in gateway.received if "сгорят" in s.text]
+    assert expiring == []  # eight days before: not yet
+    Deliverer(w.engine, settings, ISSUER, clock=lambda: NOW + 10 + 24 * DAY).run()
+    Deliverer(w.engine, settings, ISSUER, clock=lambda: NOW + 10 + 25 * DAY).run()  # the same wait: once
+    expiring = [s.text for s in gateway.received if "сгорят" in s.text]
+    assert expiring == [f"Coffee House: 240 баллов по карте **** {card.number[-4:]} сгорят 14 декабря 2023."]
+    assert early.failed == 0 and any("сгорят 14 декабря 2023" in str(m["Subject"]) for m in smtp.received)
