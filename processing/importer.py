@@ -271,7 +271,7 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
                                                                 duplicates=result.duplicates))
     anomaly_store.save(conn, rec.found, batch_id, now=options.now())
     if result.accepted:
-        batch_events(conn, batch_id, now, options.low_balance)
+        batch_events(conn, batch_id, touched, now, options.low_balance)
     cache.stage(conn, rec.cards)
     result.status, result.batch_id = ImportStatus.ACCEPTED, batch_id
     result.anomalies = [a.as_dict() for a in rec.found]

@@ -25,44 +25,46 @@ __all__ = ["batch_events", "desk_events", "DAY"]
 DAY = 86_400
 
 
+_IN = 500  # card numbers per IN list
+
+
 def _holders(conn: Connection, numbers: Iterable[str]) -> dict[str, int]:
     """The holder of each of these cards that has one."""
     wanted = sorted(set(numbers))
-    if not wanted:
-        return {}
     c = cards.c
-    return {n: int(h) for n, h in conn.execute(select(c.number, c.holder_id)
-                                                .where(c.number.in_(wanted), c.holder_id.is_not(None)))}
+    found: dict[str, int] = {}
+    for i in range(0, len(wanted), _IN):
+        found.update({n: int(h) for n, h in conn.execute(select(c.number, c.holder_id).where(
+            c.number.in_(wanted[i : i + _IN]), c.holder_id.is_not(None)))})
+    return found
 
 
-def batch_events(conn: Connection, batch_id: int, now: int, low_balance: int) -> int:
-    """The events of one accepted batch: each card-day's purchases (a digest), prizes, blocks at a
-    terminal, and cards that fell below ``low_balance``; how many were new."""
-    r = records.c
-    held = (select(r.card_number).where(r.batch_id == batch_id).distinct())
-    holders = _holders(conn, conn.execute(held).scalars())
+def batch_events(conn: Connection, batch_id: int, touched: Sequence[str], now: int, low_balance: int) -> int:
+    """The events of one accepted batch, for the cards it ``touched`` that have holders: each card-day's
+    purchases (a digest), prizes, blocks at a terminal, and cards that fell below ``low_balance``; how
+    many were new. The records are read by card (the key's prefix), never by scanning the table."""
+    holders = _holders(conn, touched)
     if not holders:
         return 0
+    r = records.c
     new = 0
-    for number, day in conn.execute(
-            select(r.card_number, r.day).where(
-                r.batch_id == batch_id, r.card_number.in_(holders),
-                r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL])).group_by(r.card_number, r.day)):
-        new += insert_event(conn, f"purchases:{number}:{int(day)}", EventKind.PURCHASES, number, holders[number],
-                            now, {"day": int(day)}, due_at=(int(day) + 1) * DAY)
-    for number, counter, kind, raw in conn.execute(
-            select(r.card_number, r.counter, r.record_type, r.raw).where(
-                r.batch_id == batch_id, r.card_number.in_(holders),
-                r.record_type.in_([RecordType.PURCHASE, RecordType.BLOCK]))):
-        if kind == RecordType.BLOCK:
-            new += insert_event(conn, f"blocked:{number}", EventKind.BLOCKED, number, holders[number], now,
-                                {"by": "terminal", "terminal_id": record_details(bytes(raw)).terminal_id})
-            continue
-        d = record_details(bytes(raw))
-        if d.prizes:
-            new += insert_event(conn, f"prize:{number}:{counter}", EventKind.PRIZE, number, holders[number], now,
-                                {"counter": int(counter), "prizes": d.prizes, "program_id": d.program_id,
-                                 "terminal_id": d.terminal_id, "time": d.time})
+    numbers = sorted(holders)
+    for i in range(0, len(numbers), _IN):
+        rows = conn.execute(select(r.card_number, r.counter, r.record_type, r.day, r.raw).where(
+            r.card_number.in_(numbers[i : i + _IN]), r.batch_id == batch_id,
+            r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL, RecordType.BLOCK]))).all()
+        for number, day in sorted({(n, int(d)) for n, _, kind, d, _ in rows if kind != RecordType.BLOCK}):
+            new += insert_event(conn, f"purchases:{number}:{day}", EventKind.PURCHASES, number, holders[number],
+                                now, {"day": day}, due_at=(day + 1) * DAY)
+        for number, counter, kind, _, raw in rows:
+            d = record_details(bytes(raw))
+            if kind == RecordType.BLOCK:
+                new += insert_event(conn, f"blocked:{number}", EventKind.BLOCKED, number, holders[number], now,
+                                    {"by": "terminal", "terminal_id": d.terminal_id})
+            elif kind == RecordType.PURCHASE and d.prizes:
+                new += insert_event(conn, f"prize:{number}:{counter}", EventKind.PRIZE, number, holders[number], now,
+                                    {"counter": int(counter), "prizes": d.prizes, "program_id": d.program_id,
+                                     "terminal_id": d.terminal_id, "time": d.time})
     if low_balance > 0:
         new += _low_balances(conn, holders, now, low_balance)
     return new
@@ -72,16 +74,15 @@ def _low_balances(conn: Connection, holders: dict[str, int], now: int, low_balan
     """Cards whose shadow balance is below the threshold: once per load (the key names the card's last
     load), so a holder hears it once until the card is topped up."""
     r, a = records.c, card_accounts.c
-    last_load = (select(r.card_number.label("n"), func.max(r.counter).label("c"))
-                 .where(r.card_number.in_(holders), r.record_type == RecordType.LOAD)
-                 .group_by(r.card_number).subquery())
+    numbers = sorted(holders)
     new = 0
-    for number, balance, load in conn.execute(
-            select(a.card_number, a.balance, last_load.c.c).select_from(
-                card_accounts.outerjoin(last_load, last_load.c.n == a.card_number))
-            .where(a.card_number.in_(holders), a.balance < low_balance)):
-        new += insert_event(conn, f"low_balance:{number}:{int(load or 0)}", EventKind.LOW_BALANCE, number,
-                            holders[number], now, {"balance": int(balance), "threshold": low_balance})
+    for i in range(0, len(numbers), _IN):
+        for number, balance in conn.execute(select(a.card_number, a.balance).where(
+                a.card_number.in_(numbers[i : i + _IN]), a.balance < low_balance)).all():
+            load = conn.execute(select(func.max(r.counter)).where(r.card_number == number,
+                                                                  r.record_type == RecordType.LOAD)).scalar()
+            new += insert_event(conn, f"low_balance:{number}:{int(load or 0)}", EventKind.LOW_BALANCE, number,
+                                holders[number], now, {"balance": int(balance), "threshold": low_balance})
     return new
 
 

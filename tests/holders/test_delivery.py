@@ -188,3 +188,13 @@ def test_holders_hear_before_their_points_lapse_once(processing_db: World,
     expiring = [s.text for s in gateway.received if "сгорят" in s.text]
     assert expiring == [f"Coffee House: 240 баллов по карте **** {card.number[-4:]} сгорят 14 декабря 2023."]
     assert early.failed == 0 and any("сгорят 14 декабря 2023" in str(m["Subject"]) for m in smtp.received)
+
+
+def test_a_card_falling_below_the_threshold_tells_once_per_top_up(processing_db: World) -> None:
+    w = processing_db
+    anna, boris, batch = _sales(w)  # Anna ends at 480.00, Boris at 99.00
+    w.process(batch, low_balance=100_00)
+    w.process(batch, low_balance=100_00)
+    with w.engine.connect() as conn:
+        keys = sorted(k for k in conn.execute(select(holder_events.c.event_key)).scalars() if k.startswith("low"))
+    assert keys == [f"low_balance:{boris.number}:1"]
