@@ -107,7 +107,8 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, object]) -> dict[st
     from processing.batchfile import BatchFile, open_batch
     from processing.columns import EntryColumns
     from processing.db import open_database
-    from processing.importer import ImportOptions, import_batch, import_transaction, ingest_loads
+    from processing.desk_posting import post_desk_records
+    from processing.importer import ImportOptions, import_batch, import_transaction
     from processing.keys import CardMacs
     from processing.schema.loads import loads
     from processing.schema.registry import merchants, terminals
@@ -121,13 +122,13 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, object]) -> dict[st
                                          for t in spec["terminals"]])  # type: ignore[attr-defined]
         rows = [json.loads(line) for line in open(folder / "loads.jsonl")]
         conn.execute(insert(loads), [{**r, "record": bytes.fromhex(r["record"])} for r in rows])
-    options = ImportOptions(quarantine_dir=folder / "quarantine", now=lambda: NOW + 86_400, ingest_loads=False)
+    options = ImportOptions(quarantine_dir=folder / "quarantine", now=lambda: NOW + 86_400, post_desk=False)
     macs = CardMacs(keys)
     files = [Path(p) for p in spec["files"]]  # type: ignore[attr-defined]
     n = 0
     if mode == "import":
         with import_transaction(engine) as conn:
-            ingest_loads(conn, macs, options)
+            post_desk_records(conn, macs, now=NOW + 86_400, gap_seconds=options.gap_seconds)
         start = time.perf_counter()
         for path in files:
             result = import_batch(engine, path, keys, options, macs)
