@@ -98,7 +98,7 @@ def load_at_desk(engine: Engine, terminal: CreditTerminal, number: str, amount: 
     due = pending_transfer(engine, number) if amount is None else None
     value = due.amount if due is not None else int(amount or 0)
     try:
-        receipt = terminal.load(value, again=again and due is None)
+        receipt = terminal.load(value, again=again and due is None, number=number)
         before = False
         recovered = receipt.recovered
     except CompletedBefore as e:

@@ -11,15 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from purse import cardnumber
+from purse.cardsession import WrongCard
 from purse.errors import UserError
 from purse.home import Home
 from purse.profiles import select_card
 from purse.sam import SoftwareSam
 from purse.transport import Transport
-
-
-class WrongCard(UserError):
-    """The card presented is not the card the command was given."""
 
 
 def open_card(home: Home, number: str, *, reader: str | None = None, image: Path | None = None) -> Transport:

@@ -17,13 +17,18 @@ from purse.errors import ExitCode, SmartpurseError, UserError
 from purse.protocol import CardState, KeyRef
 from purse.records import CardWrite, PointsSlot, TransactionRecord
 
-__all__ = ["CardInfo", "OpenedSession", "TxnResult", "CardSession", "CardNotGenuine", "ValueOutOfRange"]
+__all__ = ["CardInfo", "OpenedSession", "TxnResult", "CardSession", "CardNotGenuine", "ValueOutOfRange",
+           "WrongCard"]
 
 
 class CardNotGenuine(SmartpurseError):
     """The card's cryptogram or response MAC is wrong: not one of the issuer's cards."""
 
     exit_code = ExitCode.CARD_REFUSED
+
+
+class WrongCard(UserError):
+    """The card presented is not the card the command was given."""
 
 
 class ValueOutOfRange(UserError, ValueError):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from purse.apdu import ApduError, CardBlocked, CardReturned, NothingToCancel
 from purse.batch import BatchSummary, export_batch
-from purse.cardsession import CardInfo, CardNotGenuine, CardSession, TxnResult
+from purse.cardsession import CardInfo, CardNotGenuine, CardSession, TxnResult, WrongCard
 from purse.errors import ExitCode, SmartpurseError
 from purse.points import PointsPolicy, PointsUpdate
 from purse.profiles import select_card
@@ -39,7 +39,6 @@ __all__ = [
     "TransactionInterrupted",
     "CompletedBefore",
     "CardHotlisted",
-    "WrongCard",
 ]
 
 log = logging.getLogger(__name__)
@@ -73,12 +72,6 @@ class CardHotlisted(SmartpurseError):
     def __init__(self, number: str, receipt: Receipt | None) -> None:
         self.receipt = receipt
         super().__init__(f"card {number} is hotlisted: blocked by this terminal")
-
-
-class WrongCard(SmartpurseError):
-    """The card in the field is not the one the desk means to act on."""
-
-    exit_code = ExitCode.CARD_REFUSED
 
 
 class ReceiptKind(StrEnum):
@@ -403,14 +396,22 @@ class CreditTerminal(_CardTerminal):
 
     key_ref = KeyRef.CREDIT
 
-    def load(self, amount: int, *, again: bool = False) -> Receipt:
-        """CREDIT: add ``amount`` minor units; the receipt carries the card's certificate.
+    def _present_named(self, number: str | None) -> tuple[CardInfo, list[Receipt]]:
+        """Present the card; refuse it, before anything is sent, if it is not card ``number``."""
+        info, recovered = self.present()
+        if number is not None and info.number != number:
+            raise WrongCard(f"the card in the field is {info.number}, not {number}: present card {number}")
+        return info, recovered
+
+    def load(self, amount: int, *, again: bool = False, number: str | None = None) -> Receipt:
+        """CREDIT: add ``amount`` minor units; the receipt carries the card's certificate. ``number``: the
+        card the desk means to load (another card in the field is refused before anything is sent).
 
         A load of the same amount that a pulled card had committed is not loaded again:
         ``CompletedBefore`` carries its receipt (``again=True`` loads anyway)."""
         if amount <= 0:
             raise ValueError("a load must be positive")
-        info, recovered = self.present()
+        info, recovered = self._present_named(number)
         self._refuse_repeat(recovered, ReceiptKind.LOAD, amount, again)
         _refuse_unusable(info)
         opened = self.session.open(KeyRef.CREDIT, self.terminal_id, 0)
@@ -431,9 +432,7 @@ class CreditTerminal(_CardTerminal):
         the cash-out (pulled after the card committed it, or returned at another desk): the caller decides
         from its own books whether that cash was handed over. A blocked card is refused (``CardBlocked``):
         its value moves to a replacement card instead (docs/books.md, "Deposits and cash-out")."""
-        info, recovered = self.present()
-        if number is not None and info.number != number:
-            raise WrongCard(f"the card in the field is {info.number}, not {number}: present card {number}")
+        info, recovered = self._present_named(number)
         self._refuse_repeat(recovered, ReceiptKind.CASH_OUT, None, False)
         if info.state == CardState.RETURNED:
             newest = self.session.read_log(0, 1)[0] if info.counter else None

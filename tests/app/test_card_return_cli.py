@@ -7,6 +7,7 @@ import csv
 from pathlib import Path
 
 import pytest
+from support import pcsc as pcsc_env
 from support.cli import fails, ok_json, run
 from support.issuer import PASSPHRASE
 
@@ -86,3 +87,20 @@ def test_cards_are_returned_their_money_and_deposits_paid_out_and_booked(
 
     floated = json.loads((tmp_path / "float.json").read_text())
     assert floated["totals"]["cash_outs"] == 780_00 and floated["totals"]["loads"] == 900_00
+
+
+def test_the_desk_refuses_another_card_on_the_reader(pcsc: pcsc_env.PcscEnv, personalization_home: Path,
+                                                     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Two cards on the desk, the wrong one on the reader: nothing is loaded or paid out on it."""
+    monkeypatch.chdir(tmp_path)
+    ok_json(capsys, "keys", "export", "--role", "credit")
+    ok_json(capsys, "cards", "issue", "--count", "2", "--show-pins")
+    other = personalization_home / "cards" / f"{DESFIRE}.card"  # the second reference card, this time
+    pcsc.serve(other)
+    code, _, err = run(capsys, "load", REFERENCE, "10.00", "--reader", pcsc.reader)
+    assert code == 6 and f"the card presented is {DESFIRE}, not {REFERENCE}" in err
+    code, _, err = run(capsys, "cash-out", REFERENCE, "--reader", pcsc.reader)
+    assert code == 6 and f"the card presented is {DESFIRE}, not {REFERENCE}" in err
+    assert ok_json(capsys, "load", DESFIRE, "10.00", "--reader", pcsc.reader)["balance"] == 10_00
+    assert image_state(other.read_bytes()).balance == 10_00

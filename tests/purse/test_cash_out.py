@@ -14,8 +14,8 @@ from support.cards import CARD_NUMBER, NOW, Issuer, RawCard
 
 from purse import crypto
 from purse.apdu import CardBlocked, CardExpired, CardReturned, SecurityStatusNotSatisfied
+from purse.cardsession import WrongCard
 from purse.desfire.tmac import card_tmac_key, record_verifies
-from purse.errors import SmartpurseError
 from purse.protocol import CASH_OUT_CMD, DEFAULT_SYSTEM_IDENTIFIER, CardState, Ins, KeyRef, RecordType
 from purse.records import CERTIFIED_SIZE
 from purse.terminal import CompletedBefore, ReceiptKind, TransactionInterrupted
@@ -128,8 +128,12 @@ def test_only_the_credit_key_cashes_out(purse_issuer: Issuer) -> None:
     assert sw == 0x9000
 
 
-def test_the_desk_cashes_out_only_the_card_it_means(purse_issuer: Issuer, make_card: CardMaker) -> None:
+def test_the_desk_loads_and_cashes_out_only_the_card_it_means(purse_issuer: Issuer, make_card: CardMaker) -> None:
     card = make_card(balance=800)
-    with pytest.raises(SmartpurseError, match="not 6001000000000024"):
-        purse_issuer.credit_terminal(card).cash_out("6001000000000024")
-    assert purse_issuer.credit_terminal(card).cash_out(CARD_NUMBER).amount == 800
+    desk = purse_issuer.credit_terminal(card)
+    with pytest.raises(WrongCard, match="not 6001000000000024"):
+        desk.cash_out("6001000000000024")
+    with pytest.raises(WrongCard, match="not 6001000000000024"):
+        desk.load(500, number="6001000000000024")
+    assert desk.load(500, number=CARD_NUMBER).balance == 1_300  # nothing was sent to the card before
+    assert desk.cash_out(CARD_NUMBER).amount == 1_300
