@@ -14,7 +14,7 @@ records sub-ledger and the card's chain like any record from a batch (docs/books
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Table, delete, select, update
@@ -89,7 +89,8 @@ def _store(conn: Connection, rows: list[StoredRow], found: list[Anomaly], entry_
 
 
 def _post(conn: Connection, kind: str, description: str, now: int, rows: list[StoredRow], found: list[Anomaly],
-          gap_seconds: int, lines: Any, transfers: set[tuple[str, int]] | None = None) -> int:
+          gap_seconds: int, lines: Callable[[list[tuple[Any, ...]]], list[tuple[str, int]]],
+          transfers: set[tuple[str, int]] | None = None) -> int:
     """One entry for ``rows``: stored, walked, posted with ``lines(new rows)``, their holders' events
     written; the entry is dropped if nothing was new. How many rows were."""
     if not rows and not found:

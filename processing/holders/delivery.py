@@ -27,7 +27,6 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import Connection, Engine, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 
 from processing.holders.channels import ChannelMissing, DeliveryError, EmailChannel, SmsGateway
 from processing.holders.consent import consented
@@ -36,6 +35,7 @@ from processing.holders.expiry import expiring_points
 from processing.holders.render import Rendered, event_context, render
 from processing.holders.sms import sms_length
 from processing.presentation import Presentation
+from processing.schema import insert_once
 from processing.schema.holders import Channel, EventKind, MessageState, holder_events, messages
 from processing.schema.registry import holders
 from purse.errors import UserError
@@ -176,10 +176,10 @@ class Deliverer:
                     stale = self._stale(EventKind(kind), dict(data), now)
                     for channel, address in ((Channel.EMAIL, email), (Channel.SMS, phone)):
                         reason = stale or (None if address else f"the holder has no {_ADDRESS[channel]}")
-                        made += _insert_message(conn, {
+                        made += insert_once(conn, messages, {
                             "event_id": event_id, "channel": channel, "holder_id": holder_id, "recipient": address,
                             "state": MessageState.SUPPRESSED if reason else MessageState.QUEUED,
-                            "reason": reason, "not_before": not_before})
+                            "reason": reason, "not_before": not_before}, ["event_id", "channel"])
                 conn.execute(update(holder_events).where(e.id.in_([d[0] for d in due])).values(planned=1))
 
     def _stale(self, kind: EventKind, data: dict[str, Any], now: int) -> str | None:
@@ -311,13 +311,6 @@ class Deliverer:
 
 
 _ADDRESS = {Channel.EMAIL: "e-mail address", Channel.SMS: "phone number"}
-
-
-def _insert_message(conn: Connection, row: dict[str, Any]) -> int:
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return int(conn.execute(dialect.insert(messages).values(row)
-                            .on_conflict_do_nothing(index_elements=["event_id", "channel"])
-                            .returning(messages.c.id)).scalar() is not None)
 
 
 def queue_status(engine: Engine, now: int) -> dict[str, Any]:

@@ -85,16 +85,21 @@ class LocalSmsGateway:
 class LocalSmtpServer:
     """A local SMTP server (aiosmtpd) on 127.0.0.1 that keeps every e-mail it accepts: the demo's mailbox.
 
-    Plain SMTP without TLS or AUTH, as a relay on the same machine is (``smtp_security = "none"``); the
-    tests use the same server with STARTTLS and AUTH (tests/support/holders.py)."""
+    Plain SMTP without TLS or AUTH, as a relay on the same machine is (``smtp_security = "none"``);
+    ``start`` passes other aiosmtpd options on (the tests add STARTTLS and AUTH, tests/support/holders.py)."""
 
     received: list[Any] = field(default_factory=list)  # email.message.EmailMessage, as parsed
     port: int = 0
     _controller: Any = None
 
-    def start(self) -> LocalSmtpServer:
-        import socket
+    async def accept(self, envelope: Any) -> None:
+        """Keep one accepted e-mail (a subclass may hold it back first)."""
         from email import message_from_bytes, policy
+
+        self.received.append(message_from_bytes(envelope.content, policy=policy.default))
+
+    def start(self, **options: Any) -> LocalSmtpServer:
+        import socket
 
         from aiosmtpd.controller import Controller
 
@@ -102,13 +107,13 @@ class LocalSmtpServer:
 
         class Handler:
             async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
-                server.received.append(message_from_bytes(envelope.content, policy=policy.default))
+                await server.accept(envelope)
                 return "250 OK"
 
         with socket.socket() as probe:  # the controller connects to its own port once started: pick one
             probe.bind(("127.0.0.1", 0))
             self.port = probe.getsockname()[1]
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
+        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, **options)
         self._controller.start()
         return self
 

@@ -6,7 +6,10 @@ registers them all, which is what Alembic and ``processing.db`` need.
 
 from __future__ import annotations
 
-from sqlalchemy import MetaData, String
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Connection, MetaData, String, Table
 from sqlalchemy.types import TypeEngine
 
 metadata = MetaData(
@@ -36,6 +39,19 @@ def card_number_type(length: int) -> TypeEngine[str]:
 
 CardNumber = card_number_type(16)  # processing and loads: the 16 digits a card carries
 RegistryCardNumber = card_number_type(19)  # the registry allows ISO/IEC 7812's longest numbers
+
+
+def insert_once(conn: Connection, table: Table, row: dict[str, Any], key: Sequence[str]) -> bool:
+    """Insert ``row`` unless a row with its unique ``key`` columns is there already; whether it was new.
+
+    ``INSERT … ON CONFLICT DO NOTHING RETURNING``, which SQLite (3.35+) and PostgreSQL both answer
+    truthfully for one row (a bare rowcount is -1 on SQLite)."""
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    returned = next(iter(table.primary_key.columns))
+    return conn.execute(dialect.insert(table).values(row).on_conflict_do_nothing(index_elements=list(key))
+                        .returning(returned)).scalar() is not None
 
 
 def load_all_tables() -> MetaData:

@@ -33,9 +33,8 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
-from processing.schema import RegistryCardNumber, metadata
+from processing.schema import RegistryCardNumber, insert_once, metadata
 
 
 class Channel(StrEnum):
@@ -146,9 +145,7 @@ def insert_event(conn: Connection, key: str, kind: EventKind, card_number: str, 
     transaction: the event stands or falls with the posting that learned it."""
     row = {"event_key": key, "kind": kind, "card_number": card_number, "holder_id": holder_id,
            "occurred_at": occurred_at, "due_at": occurred_at if due_at is None else due_at, "data": data}
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return conn.execute(dialect.insert(holder_events).values(row).on_conflict_do_nothing(index_elements=["event_key"])
-                        .returning(holder_events.c.id)).scalar() is not None
+    return insert_once(conn, holder_events, row, ["event_key"])
 
 
 # -- Wallet cards (processing.holders.wallet) ------------------------------------------------------------

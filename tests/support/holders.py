@@ -5,16 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import email.policy
-import socket
 import ssl
 import subprocess
 import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from email import message_from_bytes
+from dataclasses import dataclass
 from email.message import Message
 from pathlib import Path
 from typing import Any
@@ -22,7 +19,7 @@ from typing import Any
 from sqlalchemy import Engine, insert, update
 
 from processing.holders.consent import record_consent
-from processing.holders.localgateway import LocalSmsGateway
+from processing.holders.localgateway import LocalSmsGateway, LocalSmtpServer
 from processing.schema.holders import Channel, ConsentSource
 from processing.schema.registry import cards, holders
 from purse.settings import NotifySettings
@@ -44,19 +41,23 @@ def add_holder(engine: Engine, number: str, *, name: str = "Anna", email: str | 
 
 
 @dataclass
-class SmtpServer:
-    """aiosmtpd on 127.0.0.1 with STARTTLS (a self-signed certificate) and AUTH; ``stall`` holds DATA."""
+class SmtpServer(LocalSmtpServer):
+    """The local SMTP server with STARTTLS (a self-signed certificate) and AUTH; ``stall`` holds DATA."""
 
-    folder: Path
-    received: list[Message] = field(default_factory=list)
+    folder: Path = Path(".")
     stall: threading.Event | None = None
     in_data: int = 0  # DATA commands begun (a stalled one included)
-    port: int = 0
-    ca_file: Path = field(init=False)
-    _controller: Any = None
+    ca_file: Path = Path(".")
 
-    def start(self) -> SmtpServer:
-        from aiosmtpd.controller import Controller
+    async def accept(self, envelope: Any) -> None:
+        import asyncio
+
+        self.in_data += 1
+        while self.stall is not None and not self.stall.is_set():
+            await asyncio.sleep(0.05)
+        await super().accept(envelope)
+
+    def start(self, **options: Any) -> SmtpServer:
         from aiosmtpd.smtp import AuthResult, LoginPassword
 
         cert, key = self.folder / "smtp.crt", self.folder / "smtp.key"
@@ -66,36 +67,15 @@ class SmtpServer:
         self.ca_file = cert
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         context.load_cert_chain(cert, key)
-        server = self
-
-        class Handler:
-            async def handle_DATA(self, _server: Any, _session: Any, envelope: Any) -> str:  # noqa: N802
-                server.in_data += 1
-                if server.stall is not None:
-                    import asyncio
-
-                    while not server.stall.is_set():
-                        await asyncio.sleep(0.05)
-                server.received.append(message_from_bytes(envelope.content, policy=email.policy.default))
-                return "250 OK"
 
         def authenticate(_server: Any, _session: Any, _envelope: Any, mechanism: str, data: Any) -> AuthResult:
             ok = isinstance(data, LoginPassword) and (data.login, data.password) == (SMTP_USER.encode(),
                                                                                       SMTP_PASSWORD.encode())
             return AuthResult(success=ok, handled=False)  # a refusal answers 535
 
-        with socket.socket() as probe:  # aiosmtpd's controller connects to its own port once started: pick one
-            probe.bind(("127.0.0.1", 0))
-            self.port = probe.getsockname()[1]
-        self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, tls_context=context,
-                                      require_starttls=True, authenticator=authenticate, auth_require_tls=True,
-                                      auth_exclude_mechanism=["LOGIN"])  # its LOGIN waits out smtplib's retry
-        self._controller.start()
+        super().start(tls_context=context, require_starttls=True, authenticator=authenticate, auth_require_tls=True,
+                      auth_exclude_mechanism=["LOGIN"], **options)  # aiosmtpd's LOGIN waits out smtplib's retry
         return self
-
-    def stop(self) -> None:
-        if self._controller is not None:
-            self._controller.stop()
 
     def settings(self, gateway: LocalSmsGateway, **overrides: Any) -> NotifySettings:
         """[notify] pointing at this server and ``gateway``."""
@@ -115,7 +95,7 @@ class SmtpServer:
 
 @contextmanager
 def channels(tmp_path: Path) -> Iterator[tuple[SmtpServer, LocalSmsGateway]]:
-    smtp, gateway = SmtpServer(tmp_path).start(), LocalSmsGateway().start()
+    smtp, gateway = SmtpServer(folder=tmp_path).start(), LocalSmsGateway().start()
     try:
         yield smtp, gateway
     finally:
