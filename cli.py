@@ -42,7 +42,7 @@ class Lazy:
 # The optional parts (pyproject.toml extras) by the top-level module a command misses without them.
 EXTRAS = {"sqlalchemy": "backoffice", "alembic": "backoffice", "numpy": "backoffice", "openpyxl": "backoffice",
           "rich": "backoffice", "segno": "faces", "barcode": "faces", "PIL": "faces", "psycopg": "postgres",
-          "click_man": "docs", "pdoc": "docs"}
+          "click_man": "docs", "pdoc": "docs", "flask": "portal", "waitress": "portal", "fpdf": "portal"}
 
 
 def missing_part(error: ModuleNotFoundError) -> str | None:
@@ -147,6 +147,8 @@ ROOT_COMMANDS = {
                     "Card holders as contacts: their consent per channel, and its record."),
     "notify": Lazy("processing._cli.notify:notify",
                    "The messages card holders get: deliver the outbox, see the queue, preview a message."),
+    "portal": Lazy("portal._cli:portal",
+                   "The holder's own page: balance, points, statement, a lost card, behind a one-time code."),
     "process": Lazy("processing._cli.backoffice:process",
                     "Import terminal batch FILES: verify, post once, reconcile; bad batches go to quarantine."),
     "check": Lazy("processing._cli.backoffice:check",
@@ -161,6 +163,8 @@ _CARDS = "personalization._cli.cards"
 CARD_COMMANDS = {
     "issue": Lazy(f"{_CARDS}:issue", "Personalize cards (virtual images by default) and record them in the registry."),
     "list": Lazy(f"{_CARDS}:list_cards", "Cards in the registry."),
+    "requests": Lazy(f"{_CARDS}:requests_list",
+                     "What holders asked for on their page: replacements to issue, payouts when the card comes back."),
     "find": Lazy(f"{_CARDS}:find", "The cards of the holder with this phone or e-mail (a holder may hold several)."),
     "show": Lazy(f"{_CARDS}:show",
                  "Registry data of card NUMBER (and its shadow balance once processing provides it)."),

@@ -74,6 +74,9 @@ def card_details(engine: Engine, number: str) -> dict[str, Any]:
     if transfer is not None:
         row["transfer"] = transfer
     row.update(registry.card_return(engine, number))
+    requests = registry.card_requests(engine, number)
+    if requests:
+        row["requests"] = requests
     return row
 
 

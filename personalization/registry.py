@@ -21,7 +21,7 @@ from personalization.counterparty import MerchantDetails
 from personalization.holders_csv import HolderRow
 from personalization.numbering import allocate, insert_or_ignore
 from processing.schema.desk import DepositMove, card_deposits, cash_outs
-from processing.schema.holders import EventKind, insert_event
+from processing.schema.holders import EventKind, RequestKind, fulfil_request, holder_requests, insert_event
 from processing.schema.loads import loads
 from processing.schema.registry import (
     CardStatus,
@@ -269,8 +269,9 @@ def record_replacement(engine: Engine, old: dict[str, Any], new: str, reason: st
         conn.execute(update(cards).where(cards.c.number == number).values(state=CardStatus.REPLACED, replaced_by=new))
         conn.execute(insert(card_transfers).values(from_number=number, to_number=new, reason=reason[:200],
                                                    balance_on_card=balance_on_card, requested_at=at or now()))
+        when = at or now()
+        fulfil_request(conn, number, RequestKind.REPLACEMENT, int(when.timestamp()), f"replaced by {new}")
         if old["holder_id"] is not None:
-            when = at or now()
             insert_event(conn, f"replacement_ready:{new}", EventKind.REPLACEMENT_READY, new, old["holder_id"],
                          int(when.timestamp()), {"old": number, "reason": reason[:200]})
 
@@ -288,6 +289,32 @@ def card_return(engine: Engine, number: str) -> dict[str, Any]:
         out["returned"] = {"balance_paid_out": int(paid.amount), "deposit_refunded": moves.get(DepositMove.REFUNDED, 0),
                            "at": paid.recorded_at}
     return out
+
+
+def card_requests(engine: Engine, number: str) -> dict[str, dict[str, Any]]:
+    """What the card's holder asked for on their page (a replacement, a payout at return), by kind."""
+    q = holder_requests.c
+    with engine.connect() as conn:
+        rows = conn.execute(select(q.kind, q.requested_at, q.source, q.done_at, q.note)
+                            .where(q.card_number == number).order_by(q.id)).all()
+    return {str(r.kind): {"requested_at": datetime.fromtimestamp(r.requested_at, UTC), "source": r.source,
+                          "done_at": datetime.fromtimestamp(r.done_at, UTC) if r.done_at else None,
+                          "note": r.note} for r in rows}
+
+
+def holder_requests_list(engine: Engine, include_done: bool = False) -> list[dict[str, Any]]:
+    """Holders' requests, oldest first: the open ones (replacements to issue, payouts waiting for the card),
+    or every one."""
+    q, h = holder_requests.c, holders.c
+    query = (select(q.card_number, q.kind, q.requested_at, q.source, q.done_at, q.note, h.name, h.phone)
+             .outerjoin(holders, h.id == q.holder_id).order_by(q.requested_at, q.id))
+    if not include_done:
+        query = query.where(q.done_at.is_(None))
+    with engine.connect() as conn:
+        return [{"number": r.card_number, "kind": r.kind, "requested_at": datetime.fromtimestamp(r.requested_at, UTC),
+                 "source": r.source, "holder": r.name, "phone": r.phone,
+                 "done_at": datetime.fromtimestamp(r.done_at, UTC) if r.done_at else None, "note": r.note}
+                for r in conn.execute(query)]
 
 
 def card_transfer(engine: Engine, number: str) -> dict[str, Any] | None:

@@ -11,12 +11,14 @@ books know as returned is refused before it is touched, so no holder is paid twi
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from processing.issuer_loads import record_loads
 from processing.schema.desk import DepositMove, card_deposits, cash_outs
+from processing.schema.holders import RequestKind, fulfil_request
 from processing.schema.registry import CardStatus
 from processing.schema.registry import cards as registry_cards
 from purse.errors import UserError
@@ -101,4 +103,6 @@ def _record(engine: Engine, receipt: Receipt) -> int:
             conn.execute(insert(card_deposits).values(card_number=number, move=DepositMove.REFUNDED, amount=deposit))
         conn.execute(update(registry_cards).where(registry_cards.c.number == number)
                      .values(state=CardStatus.RETURNED))
+        fulfil_request(conn, number, RequestKind.PAYOUT, int(time.time()),
+                       f"paid out {receipt.amount} + deposit {max(deposit, 0)}")
     return max(deposit, 0)

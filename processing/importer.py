@@ -615,11 +615,15 @@ class ProcessingRun:
 
 
 def name_programs(conn: Connection, verified: dict[int, Any]) -> None:
-    """Keep the name, version and points expiry of each verified program (the newest version seen wins)."""
+    """Keep the name, version, points expiry, prize and tiers of each verified program (the newest version seen
+    wins): what the holders' messages and page say of its rules, without opening the signed files."""
     p = programs_table.c
     for program_id, program in verified.items():
         row = conn.execute(select(p.version).where(p.program_id == program_id)).first()
-        values = {"name": program.name, "version": program.version, "expiry_days": program.expiry_days}
+        values = {"name": program.name, "version": program.version, "expiry_days": program.expiry_days,
+                  "prize_threshold": program.prize.threshold if program.prize else None,
+                  "prize_text": program.prize.text[:200] if program.prize else None,
+                  "tiers": [[t.name, t.min_spend, t.discount_bp] for t in program.tiers]}
         if row is None:
             conn.execute(insert(programs_table).values(program_id=program_id, **values))
         elif program.version >= row.version:

@@ -109,11 +109,26 @@ class WalletSettings:
 
 
 @dataclass(frozen=True)
+class PortalSettings:
+    """The holder's own page (docs/portal.md): how long codes and sessions live, when a login locks."""
+
+    trusted_proxy: str = ""  # the reverse proxy's address: its X-Forwarded-For/-Proto are believed ("": none)
+    code_minutes: int = 10  # a login code is good this long, once
+    codes_per_hour: int = 3  # codes one card or phone may ask for an hour (an address: 5 times that)
+    max_wrong_codes: int = 5  # wrong codes that lock a card, a phone or a client address out ...
+    lock_minutes: int = 15  # ... for this long
+    idle_minutes: int = 20  # a session unused this long is over
+    session_hours: int = 12  # and any session after this long
+    pdf_font: str = ""  # a TrueType font with Cyrillic for PDF statements ("": DejaVu Sans or Liberation Sans)
+
+
+@dataclass(frozen=True)
 class Settings:
     issuer: IssuerSettings = field(default_factory=IssuerSettings)
     merchants: MerchantSettings = field(default_factory=MerchantSettings)
     notify: NotifySettings = field(default_factory=NotifySettings)
     wallet: WalletSettings = field(default_factory=WalletSettings)
+    portal: PortalSettings = field(default_factory=PortalSettings)
 
 
 DEFAULTS = Settings()
@@ -140,7 +155,7 @@ def _section(cls: type[Any], raw: Any, where: str) -> Any:
 def parse_settings(document: dict[str, Any], source: str = "smartpurse.toml") -> Settings:
     """Typed settings from a parsed TOML document; unknown sections and keys are refused by name."""
     sections = {"issuer": IssuerSettings, "merchants": MerchantSettings, "notify": NotifySettings,
-                "wallet": WalletSettings}
+                "wallet": WalletSettings, "portal": PortalSettings}
     values: dict[str, Any] = {}
     for name, raw in document.items():
         if name not in sections:

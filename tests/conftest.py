@@ -20,6 +20,9 @@ from support import backoffice as processing_env
 from support import cards as purse_env
 from support import issuer as personalization_env
 from support import pcsc as pcsc_env
+from support.holders import SMTP_PASSWORD, SmtpServer, channels
+
+from processing.holders.localgateway import LocalSmsGateway
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -69,3 +72,13 @@ def processing_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[pr
     """A fresh processing world on SQLite, then on PostgreSQL (own schema; skipped without SMARTPURSE_TEST_PG)."""
     with processing_env.world(request.param, tmp_path) as w:
         yield w
+
+
+@pytest.fixture
+def servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SmtpServer, LocalSmsGateway]]:
+    """A real SMTP server (STARTTLS, AUTH) and the local SMS gateway, on 127.0.0.1, for one test: where the
+    holder channels (tests/holders) and the portal's login codes (tests/portal) are delivered."""
+    with channels(tmp_path) as both:
+        monkeypatch.setenv("SMARTPURSE_SMTP_PASSWORD", SMTP_PASSWORD)
+        monkeypatch.setenv("SMARTPURSE_SMS_KEY", both[1].api_id)
+        yield both

@@ -176,6 +176,10 @@ def issue(cli: CliContext, count: int | None, csv_path: Path | None, batch: str 
 
 
 # -- cards life cycle -------------------------------------------------------------------------------
+# What fulfils each kind of holder request (docs/portal.md).
+REQUEST_COMMANDS = {"replacement": "smartpurse cards replace {number}", "payout": "smartpurse cash-out {number}"}
+
+
 def _card_text(row: dict[str, Any], exponent: int) -> str:
     lines = [f"card {cardnumber.format(row['number'])}: {row['state']}"]
     for label, key in (("profile", "profile"), ("holder", "holder_name"), ("e-mail", "email"), ("phone", "phone"),
@@ -211,6 +215,10 @@ def _card_text(row: dict[str, Any], exponent: int) -> str:
         else:
             status = "pending (processing moves it once the old card's last batches are in)"
         lines.append(f"  transfer {t['from_number']} -> {t['to_number']}: {status}")
+    for kind, q in row.get("requests", {}).items():
+        done = f"done {q['done_at']:%Y-%m-%d} ({q['note']})" if q["done_at"] else \
+            f"open: {REQUEST_COMMANDS.get(kind, '').format(number=row['number'])}"
+        lines.append(f"  {kind} asked for {q['requested_at']:%Y-%m-%d %H:%M} ({q['source']}): {done}")
     return "\n".join(lines)
 
 
@@ -228,6 +236,25 @@ def list_cards(cli: CliContext, state: str | None, limit: int | None) -> None:
         return table(("number", "state", "holder", "key v", "program", "issued"),
                      [(cardnumber.format(r["number"]), r["state"], r["holder_name"] or "", str(r["key_version"]),
                        str(r["program"] or ""), r["issued_at"].strftime("%Y-%m-%d %H:%M")) for r in rs])
+
+    emit(cli, rows, text)
+
+
+@click.command("requests")
+@click.option("--all", "include_done", is_flag=True, help="Done requests too, with what fulfilled them.")
+@pass_cli
+def requests_list(cli: CliContext, include_done: bool) -> None:
+    """What holders asked for on their page: replacements to issue, payouts when the card comes back."""
+    rows = registry.holder_requests_list(engine(cli), include_done)
+
+    def text(rs: list[dict[str, Any]]) -> str:
+        if not rs:
+            return "no requests" if include_done else "no open requests"
+        return table(("card", "asked for", "when", "holder", "phone", "next" if not include_done else "done"),
+                     [(cardnumber.format(r["number"]), r["kind"], r["requested_at"].strftime("%Y-%m-%d %H:%M"),
+                       r["holder"] or "", r["phone"] or "",
+                       f"{r['done_at']:%Y-%m-%d} ({r['note']})" if r["done_at"] else
+                       REQUEST_COMMANDS.get(r["kind"], "").format(number=r["number"])) for r in rs])
 
     emit(cli, rows, text)
 

@@ -70,7 +70,9 @@ def _summary_text(data: dict[str, Any]) -> str:
     return (buf.getvalue() + f"\nreports and dashboard: {out}/reports  (open {out}/reports/dashboard.html)\n"
             f"messages to holders: {out}/messages/mailbox.mbox and sms.txt\n"
             f"the demo home is {out}/home (passphrase 'demo'): try\n"
-            f"  SMARTPURSE_PASSPHRASE=demo smartpurse --home {out}/home cards list")
+            f"  SMARTPURSE_PASSPHRASE=demo smartpurse --home {out}/home cards list\n"
+            f"the holders' own page: smartpurse --home {out}/home portal serve --local-delivery {out}/codes\n"
+            f"  then open http://localhost:8030 and log in with a card a holder has (the code lands in {out}/codes)")
 
 
 @click.command("demo")

@@ -5,7 +5,6 @@ gateway the demo starts itself (docs/holders.md)."""
 from __future__ import annotations
 
 import datetime as dt
-import mailbox
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -48,7 +47,11 @@ def deliver(engine: Engine, issuer: IssuerSettings, now: int, out: Path) -> dict
     """Run the delivery worker against a local SMTP server and SMS gateway; what was sent, suppressed, why.
 
     The e-mails land in ``out/mailbox.mbox`` and the SMS in ``out/sms.txt``, to read."""
-    smtp, gateway = LocalSmtpServer().start(), LocalSmsGateway().start()
+    out.mkdir(parents=True, exist_ok=True)
+    for old in ("mailbox.mbox", "sms.txt"):
+        (out / old).write_bytes(b"")  # a run of its own: what an earlier demo delivered is not kept
+    smtp = LocalSmtpServer(keep_in=out / "mailbox.mbox").start()
+    gateway = LocalSmsGateway(keep_in=out / "sms.txt").start()
     previous = os.environ.get("SMARTPURSE_SMS_KEY")
     os.environ["SMARTPURSE_SMS_KEY"] = gateway.api_id
     try:
@@ -64,14 +67,6 @@ def deliver(engine: Engine, issuer: IssuerSettings, now: int, out: Path) -> dict
             os.environ["SMARTPURSE_SMS_KEY"] = previous
         smtp.stop()
         gateway.stop()
-    out.mkdir(parents=True, exist_ok=True)
-    box = mailbox.mbox(out / "mailbox.mbox")
-    try:
-        for message in smtp.received:
-            box.add(message)
-    finally:
-        box.close()
-    (out / "sms.txt").write_text("".join(f"+{s.to}: {s.text}\n" for s in gateway.received), encoding="utf-8")
     sent = {r["channel"]: r["count"] for r in status["messages"] if r["state"] == "sent"}
     return {"emails": len(smtp.received), "sms": len(gateway.received), "sent": sent,
             "sms_cost": sum(r["cost"] for r in status["messages"] if r["channel"] == "sms"),

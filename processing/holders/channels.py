@@ -58,13 +58,15 @@ class EmailChannel:
         return ssl.create_default_context(cafile=self.s.smtp_ca_file or None)
 
     def message(self, to: str, rendered: Rendered, unsubscribe_url: str) -> EmailMessage:
-        """The e-mail: plain and HTML parts, and the one-click unsubscribe headers (RFC 2369, RFC 8058)."""
+        """The e-mail: plain and HTML parts, and the one-click unsubscribe headers (RFC 2369, RFC 8058) when
+        ``unsubscribe_url`` is given."""
         msg = EmailMessage()
         msg["From"], msg["To"], msg["Subject"] = self.s.mail_from, to, rendered.subject
         msg["Date"] = formatdate(localtime=False)
         msg["Message-ID"] = make_msgid(domain=self.s.mail_from.rpartition("@")[2].strip("> ") or "localhost")
-        msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
-        msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        if unsubscribe_url:  # a message the holder asked for (a login code) has nothing to unsubscribe from
+            msg["List-Unsubscribe"] = f"<{unsubscribe_url}>"
+            msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         msg.set_content(rendered.text)
         msg.add_alternative(rendered.html, subtype="html")
         return msg

@@ -12,6 +12,7 @@ import json
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -31,6 +32,7 @@ class LocalSmsGateway:
     received: list[ReceivedSms] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)  # numbers answered 207 ("cannot send to this number")
     busy: int = 0  # the next requests answered HTTP 503
+    keep_in: Path | None = None  # a text file each accepted SMS is added to as it comes ("+phone: text")
     _server: ThreadingHTTPServer | None = None
 
     @property
@@ -71,6 +73,9 @@ class LocalSmsGateway:
             return 200, {"status": "OK", "status_code": 100, "sms": {to: {"status": "ERROR", "status_code": 207,
                                                                           "status_text": "cannot send to it"}}}
         self.received.append(ReceivedSms(to, form.get("msg", ""), form.get("from", "")))
+        if self.keep_in is not None:
+            with self.keep_in.open("a", encoding="utf-8") as out:
+                out.write(f"+{to}: {form.get('msg', '')}\n")
         return 200, {"status": "OK", "status_code": 100,
                      "sms": {to: {"status": "OK", "status_code": 100, "sms_id": f"local-{len(self.received)}"}}}
 
@@ -90,6 +95,7 @@ class LocalSmtpServer:
 
     received: list[Any] = field(default_factory=list)  # email.message.EmailMessage, as parsed
     port: int = 0
+    keep_in: Path | None = None  # an mbox file each accepted e-mail is added to as it comes
     _controller: Any = None
 
     async def accept(self, envelope: Any) -> None:
@@ -97,6 +103,15 @@ class LocalSmtpServer:
         from email import message_from_bytes, policy
 
         self.received.append(message_from_bytes(envelope.content, policy=policy.default))
+        if self.keep_in is not None:
+            import mailbox
+
+            box = mailbox.mbox(self.keep_in)
+            try:
+                box.add(envelope.content)
+                box.flush()
+            finally:
+                box.close()
 
     def start(self, **options: Any) -> LocalSmtpServer:
         import socket

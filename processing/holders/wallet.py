@@ -28,9 +28,10 @@ from typing import Any
 
 from sqlalchemy import Connection, func, insert, select, update
 
+from processing.holders.figures import card_balance, processed_as_of
 from processing.presentation import Presentation
 from processing.schema.holders import wallet_passes, wallet_pushes, wallet_registrations, wallet_tokens
-from processing.schema.processing import batches, card_accounts, card_points
+from processing.schema.processing import card_points
 from purse.errors import UserError
 from purse.settings import IssuerSettings, WalletSettings
 
@@ -60,12 +61,9 @@ class PassContent:
 
 
 def pass_content(conn: Connection, number: str, holder: str) -> PassContent:
-    balance = conn.execute(select(card_accounts.c.balance).where(card_accounts.c.card_number == number)).scalar()
     points = conn.execute(select(func.coalesce(func.sum(card_points.c.points), 0))
                           .where(card_points.c.card_number == number)).scalar_one()
-    last = conn.execute(select(func.max(batches.c.imported_at)).where(batches.c.status == "accepted")).scalar()
-    as_of = int(last.replace(tzinfo=last.tzinfo or dt.UTC).timestamp()) if last is not None else 0
-    return PassContent(number, holder, int(balance or 0), int(points), as_of)
+    return PassContent(number, holder, card_balance(conn, number) or 0, int(points), processed_as_of(conn))
 
 
 def _locations(text: str) -> list[dict[str, Any]]:

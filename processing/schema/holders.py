@@ -148,6 +148,51 @@ def insert_event(conn: Connection, key: str, kind: EventKind, card_number: str, 
     return insert_once(conn, holder_events, row, ["event_key"])
 
 
+class RequestKind(StrEnum):
+    """What a holder asks the issuer for on their own page (docs/portal.md)."""
+
+    REPLACEMENT = "replacement"  # the card was reported lost or stolen: staff issue the new one (`cards replace`)
+    PAYOUT = "payout"  # pay the balance and the deposit out when the card is brought back (`cash-out`)
+
+
+REQUEST_KINDS = tuple(k.value for k in RequestKind)
+
+# A holder's request, made once per card and kind (a second click finds the first); ``done_at`` is
+# stamped by the command that fulfils it, in the same transaction.
+holder_requests = Table(
+    "holder_requests",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("card_number", RegistryCardNumber, ForeignKey("cards.number"), nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("holder_id", Integer, ForeignKey("holders.id"), nullable=True),
+    Column("requested_at", BigInteger, nullable=False),  # unix seconds
+    Column("source", String(20), nullable=False),  # a ConsentSource-like origin: self-service, desk
+    Column("done_at", BigInteger, nullable=True),
+    Column("note", String(200), nullable=True),  # what fulfilled it: the new card's number, the cash-out
+    UniqueConstraint("card_number", "kind", name="uq_holder_requests_card_kind"),
+    CheckConstraint(f"kind IN {REQUEST_KINDS!r}", name="kind"),
+)
+
+
+def request_once(conn: Connection, number: str, kind: RequestKind, holder_id: int | None, at: int,
+                 source: str) -> bool:
+    """Record a holder's request unless that card has one of that kind already; whether it is new."""
+    return insert_once(conn, holder_requests, {"card_number": number, "kind": kind, "holder_id": holder_id,
+                                               "requested_at": at, "source": source}, ["card_number", "kind"])
+
+
+def fulfil_request(conn: Connection, number: str, kind: RequestKind, at: int, note: str) -> bool:
+    """Stamp the card's open request of ``kind`` done, in the caller's transaction (the issuer station's
+    ``cards replace`` and the desk's ``cash-out`` alike); whether there was one."""
+    from sqlalchemy import update
+
+    q = holder_requests.c
+    return bool(conn.execute(update(holder_requests).where(q.card_number == number, q.kind == kind,
+                                                           q.done_at.is_(None)).values(done_at=at, note=note[:200]))
+                .rowcount)
+
+
 # -- Wallet cards (processing.holders.wallet) ------------------------------------------------------------
 # A card's Wallet pass: its serial number is the card number; what it showed last, and when that changed
 # (the PassKit web service answers "updated since" from it).

@@ -241,6 +241,11 @@ programs = Table(
     # Days without a visit after which the program's points lapse (0: never): holders are told before
     # (processing.holders.expiry). Migration 0010.
     Column("expiry_days", Integer, nullable=False, server_default="0"),
+    # What the holder's page shows of the rules (docs/portal.md): the prize threshold and its text, and
+    # the tiers as [name, minimum spend, discount in basis points]. Migration 0011.
+    Column("prize_threshold", BigInteger, nullable=True),
+    Column("prize_text", String(200), nullable=True),
+    Column("tiers", JSON, nullable=True),
 )
 
 

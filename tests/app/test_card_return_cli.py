@@ -11,6 +11,8 @@ from support import pcsc as pcsc_env
 from support.cli import fails, ok_json, run
 from support.issuer import PASSPHRASE
 
+from processing.db import open_database
+from processing.schema.holders import RequestKind, request_once
 from purse.cardaccess import open_card
 from purse.home import Home
 from purse.profiles import image_state
@@ -42,6 +44,12 @@ def test_cards_are_returned_their_money_and_deposits_paid_out_and_booked(
         ok_json(capsys, "load", number, "300.00")
     ok_json(capsys, "pos", "sell", REFERENCE, "120.00", "--terminal", "1")
 
+    # The holder asked on their page for a payout at return (docs/portal.md): the desk sees it, cash-out fulfils it.
+    with open_database(f"sqlite:///{personalization_home / 'smartpurse.db'}").begin() as conn:
+        request_once(conn, REFERENCE, RequestKind.PAYOUT, None, 1_700_000_000, "self-service")
+    code, out, _ = run(capsys, "cards", "show", REFERENCE)
+    assert code == 0 and f"payout asked for 2023-11-14 22:13 (self-service): open: smartpurse cash-out {REFERENCE}" \
+        in out
     paid = ok_json(capsys, "cash-out", REFERENCE)
     assert (paid["kind"], paid["amount"], paid["deposit"], paid["paid_out"], paid["balance"]) == (
         "cash_out", 180_00, 750, 187_50, 0)
@@ -59,8 +67,9 @@ def test_cards_are_returned_their_money_and_deposits_paid_out_and_booked(
     shown = ok_json(capsys, "cards", "show", REFERENCE)
     assert (shown["state"], shown["deposit"], shown["returned"]["balance_paid_out"],
             shown["returned"]["deposit_refunded"]) == ("returned", 750, 180_00, 750)
+    assert shown["requests"]["payout"]["note"] == "paid out 18000 + deposit 750"
     code, out, _ = run(capsys, "cards", "show", REFERENCE)
-    assert code == 0 and "paid out 180.00 and the deposit 7.50" in out
+    assert code == 0 and "paid out 180.00 and the deposit 7.50" in out and "(self-service): done" in out
 
     # A crash after the card paid out and before the desk wrote it down: the retry finds it on the card.
     keys = open_role_keys(Home.open(personalization_home), Role.CREDIT, PASSPHRASE)

@@ -4,7 +4,6 @@ and a Google Wallet save link whose JWT verifies (docs/holders.md, "Wallet cards
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import json
@@ -20,65 +19,22 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
-from cryptography.x509.oid import NameOID
 from support.backoffice import DAY, NOW, World
 from support.holders import add_holder
+from support.wallet import PASS_TYPE, PASSPHRASE, make_pki, wallet_settings
 
 from processing.holders.delivery import Deliverer
 from processing.holders.wallet import barcode_images, google_save_link, issue_pass, pass_content
 from processing.holders.web import holder_app
 from processing.synthetic import SynthCard
-from purse.settings import IssuerSettings, NotifySettings, WalletSettings
+from purse.settings import IssuerSettings, NotifySettings
 
 ISSUER = IssuerSettings(name="Coffee House")
-PASSPHRASE = "pass-key-passphrase"
-PASS_TYPE = "pass.example.coffee.cards"
-
-
-def _cert(subject: str, key: Any, issuer_name: str, issuer_key: Any, ca: bool) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    return (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)]))
-            .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_name)]))
-            .public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + dt.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-            .sign(issuer_key, hashes.SHA256()))
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """A root, a WWDR-like intermediate, the issuer's pass certificate and its encrypted key; a Google
-    service-account key, encrypted too."""
-    folder = tmp_path_factory.mktemp("pki")
-    keys = {name: rsa.generate_private_key(public_exponent=65537, key_size=2048) for name in
-            ("root", "wwdr", "pass", "google")}
-    root = _cert("Test Root CA", keys["root"], "Test Root CA", keys["root"], True)
-    wwdr = _cert("Test WWDR", keys["wwdr"], "Test Root CA", keys["root"], True)
-    cert = _cert(f"Pass Type ID: {PASS_TYPE}", keys["pass"], "Test WWDR", keys["wwdr"], False)
-    out = {}
-    for name, c in (("root", root), ("wwdr", wwdr), ("pass", cert)):
-        out[name] = folder / f"{name}.pem"
-        out[name].write_bytes(c.public_bytes(serialization.Encoding.PEM))
-    for name in ("pass", "google"):
-        out[f"{name}_key"] = folder / f"{name}.key"
-        out[f"{name}_key"].write_bytes(keys[name].private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-            serialization.BestAvailableEncryption(PASSPHRASE.encode())))
-    out["google_public"] = folder / "google.pub"
-    out["google_public"].write_bytes(keys["google"].public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo))
-    return out
-
-
-def _wallet(pki: dict[str, Path], **extra: str) -> WalletSettings:
-    return WalletSettings(pass_type_id=PASS_TYPE, team_id="TEAM123456", certificate=str(pki["pass"]),
-                          key=str(pki["pass_key"]), wwdr_certificate=str(pki["wwdr"]),
-                          locations="55.7558,37.6173,Coffee House on Tverskaya; 55.7601,37.6187,Coffee House Arbat",
-                          google_issuer_id="3388000000022", google_service_account="wallet@coffee.iam.example",
-                          google_key=str(pki["google_key"]), **extra)
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 def _card(w: World) -> SynthCard:
@@ -103,7 +59,7 @@ def test_a_pkpass_verifies_with_openssl_and_its_barcodes_scan(processing_db: Wor
     w = processing_db
     number = _card(w).number
     with w.engine.begin() as conn:
-        data = issue_pass(conn, number, "Anna", _wallet(pki), ISSUER, "https://cards.example/notify")
+        data = issue_pass(conn, number, "Anna", wallet_settings(pki), ISSUER, "https://cards.example/notify")
     files = zipfile.ZipFile(io.BytesIO(data))
     assert set(files.namelist()) == {"pass.json", "icon.png", "icon@2x.png", "logo.png", "manifest.json",
                                      "signature"}
@@ -185,7 +141,7 @@ def test_the_passkit_web_service_registers_updates_and_pushes(processing_db: Wor
     card = _card(w)
     number = card.number
     push_url = push_server.pop(0)[1]
-    wallet = _wallet(pki, push_url=push_url)
+    wallet = wallet_settings(pki, push_url=push_url)
     with w.engine.begin() as conn:
         token = json.loads(zipfile.ZipFile(io.BytesIO(issue_pass(conn, number, "Anna", wallet, ISSUER, "x")))
                            .read("pass.json"))["authenticationToken"]
@@ -237,7 +193,7 @@ def test_a_google_wallet_save_link_carries_a_verifiable_loyalty_object(processin
     w = processing_db
     number = _card(w).number
     with w.engine.connect() as conn:
-        link = google_save_link(pass_content(conn, number, "Anna"), _wallet(pki), ISSUER)
+        link = google_save_link(pass_content(conn, number, "Anna"), wallet_settings(pki), ISSUER)
     assert link.startswith("https://pay.google.com/gp/v/save/")
     claims = jwt.decode(link.rsplit("/", 1)[1], pki["google_public"].read_bytes(), algorithms=["RS256"],
                         audience="google")

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
@@ -25,6 +24,7 @@ from sqlalchemy import insert
 from stdnum import luhn
 from support import cards as purse_env
 from support.backoffice import World
+from support.browser import CHROMIUM, chrome
 
 import cli as smartpurse_cli
 from processing.dashboard import (
@@ -288,7 +288,6 @@ def test_negative_day_goes_below_the_zero_line() -> None:
 
 # --- headless Chromium -------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium")
 
 # Measures what the browser really drew, and counts what the page fetched (must be nothing).
 PROBE = """<script>
@@ -390,28 +389,9 @@ return {viewport: window.innerWidth, scrollWidth: document.documentElement.scrol
 
 def phone(html_path: Path, tmp_path: Path) -> dict[str, object]:
     """The page in Debian's Chromium through chromedriver, emulating a 390 px phone; what PHONE_PROBE measured."""
-    chromedriver = shutil.which("chromedriver")
-    if CHROMIUM is None or chromedriver is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium or chromedriver is not installed (apt-get install -y chromium chromium-driver)")
-        pytest.skip("chromium or chromedriver is not installed")
-    os.environ.setdefault("SE_OFFLINE", "true")  # Selenium Manager must never fetch a driver or a browser
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM  # Debian's browser and driver: nothing is downloaded
-    for arg in ("--headless", "--no-sandbox", "--disable-gpu", "--host-resolver-rules=MAP * ~NOTFOUND",
-                f"--user-data-dir={tmp_path / 'phone-profile'}"):
-        options.add_argument(arg)
-    options.add_experimental_option("mobileEmulation", {"deviceMetrics": {"width": 390, "height": 844,
-                                                                          "pixelRatio": 3.0}})
-    driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
-    try:
+    with chrome(tmp_path / "phone-profile", phone=True) as driver:
         driver.get(html_path.as_uri())
         return dict(driver.execute_script(PHONE_PROBE))
-    finally:
-        driver.quit()
 
 
 def test_a_phone_reads_the_dashboard_without_zoom_or_sideways_scrolling(tmp_path: Path) -> None:
