@@ -374,8 +374,7 @@ def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOpti
         result.accepted += h.record_count
         return posted
     del rec.found[found_before:]
-    for number in numbers:  # the database still holds every card's state from before this batch
-        del rec.cards[number]
+    rec.forget(numbers)  # the database still holds every card's state from before this batch
     rec.prepare_cards(sorted(numbers))
     posted = _Posted()
     for _, data in batch.chunks(options.chunk_records):

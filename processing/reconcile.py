@@ -201,8 +201,9 @@ class Reconciler(ChainWalker):
         self.now = now
         self.gap_seconds = gap_seconds
         self.batch_id = batch_id
-        for w in self.cards.values():  # the terminal-order check is per batch
-            w.last_seen = -1
+        # The cards of this import: only they can have moved, so only they are reset, walked and written
+        # back. The cache may hold hundreds of thousands of others; a batch must cost what it touches.
+        self.seen: set[str] = set()
 
     # -- before storing: card state, order within the batch, hotlist ---------------------------
     def prepare(self, rows: Sequence[Row], check: bool = True) -> None:
@@ -215,10 +216,22 @@ class Reconciler(ChainWalker):
             self.check_order(rows)
 
     def prepare_cards(self, numbers: Sequence[str]) -> None:
-        """Load the card accounts of the cards not seen yet."""
-        missing = sorted(set(numbers) - self.cards.keys())
+        """Load the card accounts of the cards not known yet; start this import's order check for cached ones."""
+        new = set(numbers) - self.seen
+        if not new:
+            return
+        self.seen |= new
+        for number in new & self.cards.keys():  # the terminal-order check is per import
+            self.cards[number].last_seen = -1
+        missing = sorted(new - self.cards.keys())
         if missing:
             self._load(missing)
+
+    def forget(self, numbers: set[str]) -> None:
+        """Drop these cards' states: the next ``prepare_cards`` reads them from the database again."""
+        for number in numbers:
+            self.cards.pop(number, None)
+        self.seen -= numbers
 
     def _load(self, numbers: list[str]) -> None:
         for row in select_in(self.conn, "SELECT card_number, chain_counter, chain_balance, chain_time, max_counter, "
@@ -249,8 +262,9 @@ class Reconciler(ChainWalker):
     # -- at the end: write the card accounts back -------------------------------------------------
     def finish(self) -> list[str]:
         """Walk detached cards from the database, record gaps, write accounts; the touched cards."""
-        touched = [w for w in self.cards.values() if w.delta or w.detached or w.max_counter > w.chain_counter
-                   or not w.exists]
+        cards = self.cards
+        touched = [w for w in (cards[n] for n in sorted(self.seen)) if w.delta or w.detached
+                   or w.max_counter > w.chain_counter or not w.exists]
         for w in touched:
             if w.detached or w.max_counter > w.chain_counter:
                 self._walk_stored(w)

@@ -1,0 +1,281 @@
+"""A day of a city-sized network: many small batches, many cards, a database that already holds a history.
+
+    python benchmarks/city_day.py [--terminals T] [--per-batch R] [--cards C] [--touched N] [--history H]
+                                  [--importers 1,2] [--repeat K] [--db sqlite|URL ...]
+
+The issue's full shape is ``--terminals 5000 --per-batch 400 --cards 5000000 --touched 1000000
+--history 20000000``; the defaults are a tenth of the cards and a hundredth of the history, so the script
+runs in minutes on a laptop. Everything is real: each card's records are certified under its diversified
+TXN key, each terminal's batches are chained under its log key, and the loads are the desk's certified
+records (processing.synthetic), so the import verifies exactly what it verifies in production.
+
+For each database, in fresh child processes on a fresh database each:
+
+* **history**: the loads of every card and H purchases (at 20 history terminals) are imported before the
+  clock starts, as ``smartpurse process`` imports them;
+* **import**: the day, T batches of R purchases from N of the C cards, imported one batch at a time
+  (``processing.importer.import_batch``); the time of each batch is kept, to compare the first tenth
+  with the last (a cost that grows with the rows stored shows here);
+* **bare**: the same day's rows stored by the bulk path alone (``RecordStore.insert_batch``, no MAC,
+  reconciliation or posting) into a database holding the same history: the storage limit;
+* **importers K** (PostgreSQL): the day split among K ``import`` processes started together, against one
+  database; the speed-up is one importer's time over K's.
+
+It prints records/s, the ratio to the bare insert, the first and last tenth's mean batch time, the peak
+memory of each child, and the speed-up of K importers; ``--json`` prints the measurements as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from throughput import _fresh_db  # noqa: E402  (the same fresh SQLite file / scratch schema)
+
+NOW = 1_700_000_000
+HISTORY_TERMINALS = 20
+MERCHANT = 42
+
+
+def generate(folder: Path, a: argparse.Namespace) -> dict[str, Any]:
+    """The loads, the history batches and the day's batches as files; what the children need to know."""
+    from processing import synthetic
+
+    rng = random.Random(a.seed)
+    keys, _ = synthetic.make_keys()
+    deck = [synthetic.make_card(keys, i) for i in range(a.cards)]
+    with open(folder / "loads.jsonl", "w") as f:
+        for i, card in enumerate(deck):
+            row = synthetic.load_row(card, 1_000_000_000, NOW, i + 1)
+            f.write(json.dumps({**row, "record": bytes(row["record"]).hex()}) + "\n")  # type: ignore[call-overload]
+    history = []
+    per_history = a.history // HISTORY_TERMINALS
+    for t in range(HISTORY_TERMINALS):
+        term = synthetic.SynthTerminal(keys, 1 + t, MERCHANT)
+        for i in range(per_history):
+            term.purchase(deck[(i * HISTORY_TERMINALS + t) % a.cards], 1 + i % 300, NOW + 60 + i // 50)
+        history.append(str(term.close(folder / f"history-{t}.spb")))
+    touched = rng.sample(range(a.cards), a.touched)
+    day = []
+    for t in range(a.terminals):
+        term = synthetic.SynthTerminal(keys, 10_000 + t, MERCHANT)
+        for i in range(a.per_batch):
+            term.purchase(deck[touched[rng.randrange(a.touched)]], 1 + i % 500, NOW + 86_400 + i)
+        day.append(str(term.close(folder / f"day-{t}.spb")))
+    return {"history": history, "day": day, "records": a.terminals * a.per_batch,
+            "terminals": [1 + t for t in range(HISTORY_TERMINALS)] + [10_000 + t for t in range(a.terminals)]}
+
+
+def _prepare(url: str, folder: Path, spec: dict[str, Any], bare: bool) -> Any:
+    """A database with the registry, the loads and the history in it; its engine."""
+    from sqlalchemy import insert
+
+    from processing import synthetic
+    from processing.db import open_database
+    from processing.desk_posting import post_desk_records
+    from processing.importer import import_batch, import_transaction
+    from processing.keys import CardMacs
+    from processing.schema.loads import loads
+    from processing.schema.registry import merchants, terminals
+
+    keys, _ = synthetic.make_keys()
+    engine = open_database(url)
+    with engine.begin() as conn:
+        conn.execute(insert(merchants).values(merchant_id=MERCHANT, name="City", fee_bps=100))
+        conn.execute(insert(terminals), [{"terminal_id": t, "merchant_id": MERCHANT, "log_key_version": 1}
+                                         for t in spec["terminals"]])
+        with open(folder / "loads.jsonl") as f:
+            batch: list[dict[str, Any]] = []
+            for line in f:
+                r = json.loads(line)
+                batch.append({**r, "record": bytes.fromhex(r["record"])})
+                if len(batch) == 50_000:
+                    conn.execute(insert(loads), batch)
+                    batch = []
+            if batch:
+                conn.execute(insert(loads), batch)
+    if bare:
+        _bare(engine, [Path(p) for p in spec["history"]])
+    else:
+        with import_transaction(engine) as conn:
+            post_desk_records(conn, CardMacs(keys), now=NOW + 86_400, gap_seconds=86_400)
+        options = _options(folder)
+        for path in spec["history"]:
+            result = import_batch(engine, Path(path), keys, options)
+            if result.status != "accepted":
+                raise SystemExit(f"history {path}: {result.reason}")
+    return engine
+
+
+def _options(folder: Path) -> Any:
+    from processing.importer import ImportOptions
+
+    return ImportOptions(quarantine_dir=folder / "quarantine", now=lambda: NOW + 2 * 86_400, post_desk=False)
+
+
+def _bare(engine: Any, files: list[Path]) -> int:
+    import datetime as dt
+    from collections.abc import Iterator
+
+    from processing import ledger
+    from processing.batchfile import BatchFile, open_batch
+    from processing.columns import EntryColumns
+    from processing.store import RecordStore
+
+    n = 0
+    with engine.begin() as conn:
+        entry = ledger.open_entry(conn, "batch", "bare insert", dt.date(2023, 11, 14))
+        store = RecordStore(conn)
+        for path in files:
+            batch = open_batch(path)
+
+            def chunks(first: bool, batch: BatchFile = batch) -> Iterator[EntryColumns]:
+                for _, data in batch.chunks():
+                    yield EntryColumns(data, batch.header.terminal_id, batch.header.merchant_id, 0, entry)
+
+            store.insert_batch(chunks)
+            n += batch.header.record_count
+    return n
+
+
+def child(mode: str, url: str, folder: Path, spec: dict[str, Any], share: list[str] | None) -> dict[str, Any]:
+    """One measurement in this process: ``prepare`` (history only), ``import``, ``bare`` or ``worker``."""
+    from processing import synthetic
+    from processing.db import open_database
+    from processing.importer import import_batch
+    from processing.keys import CardMacs
+
+    keys, _ = synthetic.make_keys()
+    if mode == "worker":  # one of K importers on a prepared database: its share of the day's files
+        engine = open_database(url)
+        files = [Path(p) for p in share or []]
+    else:
+        engine = _prepare(url, folder, spec, bare=mode == "bare")
+        files = [Path(p) for p in spec["day"]]
+    if mode == "prepare":
+        return {"mode": mode}
+    times, n = [], 0
+    start = time.perf_counter()
+    if mode == "bare":
+        n = _bare(engine, files)
+    else:
+        options, macs = _options(folder), CardMacs(keys)
+        for path in files:
+            t0 = time.perf_counter()
+            result = import_batch(engine, path, keys, options, macs)
+            if result.status != "accepted":
+                raise SystemExit(f"{path}: {result.reason}")
+            times.append(time.perf_counter() - t0)
+            n += result.accepted
+    elapsed = time.perf_counter() - start
+    engine.dispose()
+    tenth = max(1, len(times) // 10)
+    return {"mode": mode, "records": n, "seconds": round(elapsed, 3), "rate": round(n / elapsed),
+            "first_tenth_ms": round(1000 * statistics.mean(times[:tenth]), 2) if times else None,
+            "last_tenth_ms": round(1000 * statistics.mean(times[-tenth:]), 2) if times else None,
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def _run(folder: Path, *args: str) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, __file__, "--child", *args, str(folder)], capture_output=True, text=True,
+                          check=False)
+    if proc.returncode:
+        raise SystemExit(f"{args[0]} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def importers(db: str, folder: Path, spec: dict[str, Any], k: int) -> float:
+    """Seconds for K importer processes, started together, to import the day into one prepared database."""
+    with _fresh_db(db, folder) as url:
+        _run(folder, "prepare", url)
+        shares = [spec["day"][i::k] for i in range(k)]
+        for i, share in enumerate(shares):
+            (folder / f"share-{i}.json").write_text(json.dumps(share))
+        start = time.perf_counter()
+        procs = [subprocess.Popen([sys.executable, __file__, "--child", "worker", url, str(folder),
+                                   "--share", str(folder / f"share-{i}.json")],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(k)]
+        for proc in procs:
+            _, err = proc.communicate()
+            if proc.returncode:
+                raise SystemExit(f"importer failed: {(err.strip().splitlines() or ['?'])[-1]}")
+        return time.perf_counter() - start
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--terminals", type=int, default=500)
+    ap.add_argument("--per-batch", type=int, default=400)
+    ap.add_argument("--cards", type=int, default=500_000)
+    ap.add_argument("--touched", type=int, default=100_000)
+    ap.add_argument("--history", type=int, default=200_000)
+    ap.add_argument("--importers", default="1,2", help="K values for the parallel importers (PostgreSQL)")
+    ap.add_argument("--repeat", type=int, default=1, help="measure each mode this many times (min/median/max)")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--db", action="append", help="'sqlite' or a PostgreSQL URL; repeatable")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--child", nargs=3, metavar=("MODE", "URL", "FOLDER"), help=argparse.SUPPRESS)
+    ap.add_argument("--share", help=argparse.SUPPRESS)
+    a = ap.parse_args()
+    if a.child:
+        mode, url, folder = a.child
+        spec = json.loads((Path(folder) / "spec.json").read_text())
+        share = json.loads(Path(a.share).read_text()) if a.share else None
+        print(json.dumps(child(mode, url, Path(folder), spec, share)))
+        return
+    if a.touched > a.cards:
+        raise SystemExit("--touched cannot exceed --cards")
+    dbs = a.db or ["sqlite"] + ([os.environ["SMARTPURSE_TEST_PG"]] if os.environ.get("SMARTPURSE_TEST_PG") else [])
+    report: dict[str, Any] = {"shape": {k: getattr(a, k) for k in ("terminals", "per_batch", "cards", "touched",
+                                                                   "history")},
+                              "load": os.getloadavg(), "databases": {}}
+    with tempfile.TemporaryDirectory(prefix="sp-city-") as tmp:
+        folder = Path(tmp)
+        t0 = time.perf_counter()
+        spec = generate(folder, a)
+        (folder / "spec.json").write_text(json.dumps(spec))
+        if not a.json:
+            print(f"generated {a.cards:,} cards' loads, {a.history:,} history records and a day of "
+                  f"{spec['records']:,} records in {a.terminals:,} batches from {a.touched:,} cards in "
+                  f"{time.perf_counter() - t0:.0f} s; load average {os.getloadavg()[0]:.2f}")
+        for db in dbs:
+            name = "sqlite" if db == "sqlite" else "postgresql"
+            runs: dict[str, list[dict[str, Any]]] = {"import": [], "bare": []}
+            for _ in range(a.repeat):
+                for mode in ("import", "bare"):
+                    with _fresh_db(db, folder) as url:
+                        runs[mode].append(_run(folder, mode, url))
+            out: dict[str, Any] = {"runs": runs}
+            ratios = [i["rate"] / b["rate"] for i, b in zip(runs["import"], runs["bare"], strict=True)]
+            out["ratio"] = {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)}
+            if name == "postgresql":
+                ks = [int(k) for k in a.importers.split(",")]
+                seconds = {k: importers(db, folder, spec, k) for k in ks}
+                out["importers_seconds"] = seconds
+                out["speedup"] = {k: seconds[ks[0]] / s for k, s in seconds.items()}
+            report["databases"][name] = out
+            if not a.json:
+                imp = runs["import"][len(runs["import"]) // 2]
+                print(f"{name:10s} import {imp['rate']:>8,} records/s, batches {imp['first_tenth_ms']} ms (first "
+                      f"tenth) -> {imp['last_tenth_ms']} ms (last tenth), peak RSS {imp['peak_rss_mib']} MiB | "
+                      f"import/bare {out['ratio']['min']:.2f}/{out['ratio']['median']:.2f}/{out['ratio']['max']:.2f}"
+                      " (min/median/max)" + (f" | importers speed-up {out['speedup']}" if "speedup" in out else ""))
+    if a.json:
+        print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
