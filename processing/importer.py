@@ -40,11 +40,12 @@ from processing.columns import CANCEL, LOAD, PURCHASE, EntryColumns, distinct_ca
 from processing.desk_posting import post_desk_records
 from processing.holders.events import batch_events
 from processing.keys import CardMacs, ProcessingKeys
+from processing.points_replay import replay_cards
 from processing.reconcile import CardCache, Reconciler, open_gaps
 from processing.rows import AMOUNT, RECORD_TYPE, Row, StoredRow
 from processing.sales import record_sales, sales_by_day
 from processing.schema.loads import loads
-from processing.schema.processing import batches, records
+from processing.schema.processing import batches
 from processing.schema.processing import programs as programs_table
 from processing.schema.registry import terminals
 from processing.store import RecordStore
@@ -258,7 +259,7 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
                                  "load desk", {"record": record_evidence(r)}, r.card_number, r.counter,
                                  r.terminal_id))
     touched = rec.finish()
-    rec.found.extend(_recompute_points(conn, touched, options.programs))
+    rec.found.extend(replay_cards(conn, touched, options.programs))
     rec.found.extend(open_gaps(conn, now, options.gap_seconds))
     if posted.days:
         record_sales(conn, batch_id, h.merchant_id, h.terminal_id, posted.days)
@@ -550,35 +551,6 @@ def _looks_like_a_batch(path: Path) -> bool:
             return f.read(len(BATCH_MAGIC)) == BATCH_MAGIC
     except OSError:
         return False
-
-
-def _recompute_points(conn: Connection, numbers: list[str], programs: dict[int, Any]) -> list[Anomaly]:
-    """Replay each touched card's records through its program's rules (purse.loyalty)."""
-    if not programs or not numbers:
-        return []
-    from purse.loyalty import recompute_points
-    from purse.records import TransactionRecord
-
-    out: list[Anomaly] = []
-    c = records.c
-    for number in numbers:
-        # Replay only the gap-free start of the card's history: a record after a gap depends on
-        # records still in a batch not imported yet, and would be flagged for nothing.
-        complete: list[TransactionRecord] = []
-        for raw in conn.execute(select(c.raw).where(c.card_number == number).order_by(c.counter)).scalars():
-            rec = TransactionRecord.from_bytes(bytes(raw))
-            if rec.counter != len(complete) + 1:
-                break
-            complete.append(rec)
-        history = [rec for rec in complete if rec.program_id in programs]
-        for program_id in {rec.program_id for rec in history}:
-            for d in recompute_points(programs[program_id], history):
-                out.append(Anomaly(AnomalyKind.POINTS_MISMATCH, f"pointsrule:{d.card_number}:{d.counter}",
-                                   f"card {d.card_number} counter {d.counter}: {d.reason}",
-                                   {"expected_earned": d.expected_earned, "recorded_earned": d.recorded_earned,
-                                    "expected_after": d.expected_after, "recorded_after": d.recorded_after,
-                                    "program_id": program_id}, d.card_number, d.counter))
-    return out
 
 
 ProgressFactory = Callable[[Path], AbstractContextManager[Callable[[int], None] | None]]

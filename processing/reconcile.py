@@ -204,6 +204,7 @@ class Reconciler(ChainWalker):
         # The cards of this import: only they can have moved, so only they are reset, walked and written
         # back. The cache may hold hundreds of thousands of others; a batch must cost what it touches.
         self.seen: set[str] = set()
+        self._heads: dict[str, tuple[int, int]] = {}  # (chain, highest) counter of each seen card before it
 
     # -- before storing: card state, order within the batch, hotlist ---------------------------
     def prepare(self, rows: Sequence[Row], check: bool = True) -> None:
@@ -226,11 +227,15 @@ class Reconciler(ChainWalker):
         missing = sorted(new - self.cards.keys())
         if missing:
             self._load(missing)
+        for number in new:
+            w = self.cards[number]
+            self._heads[number] = (w.chain_counter, w.max_counter)
 
     def forget(self, numbers: set[str]) -> None:
         """Drop these cards' states: the next ``prepare_cards`` reads them from the database again."""
         for number in numbers:
             self.cards.pop(number, None)
+            self._heads.pop(number, None)
         self.seen -= numbers
 
     def _load(self, numbers: list[str]) -> None:
@@ -262,9 +267,12 @@ class Reconciler(ChainWalker):
     # -- at the end: write the card accounts back -------------------------------------------------
     def finish(self) -> list[str]:
         """Walk detached cards from the database, record gaps, write accounts; the touched cards."""
-        cards = self.cards
+        cards, heads = self.cards, self._heads
+        # Moved: money (delta), a record off the head (detached), a gap, a new card, or records whose money
+        # nets to nothing (a purchase and its cancellation): their chain moved all the same.
         touched = [w for w in (cards[n] for n in sorted(self.seen)) if w.delta or w.detached
-                   or w.max_counter > w.chain_counter or not w.exists]
+                   or w.max_counter > w.chain_counter or not w.exists
+                   or heads.get(w.number) != (w.chain_counter, w.max_counter)]
         for w in touched:
             if w.detached or w.max_counter > w.chain_counter:
                 self._walk_stored(w)

@@ -194,6 +194,18 @@ card_points = Table(
     Column("counter", BigInteger, nullable=False),
 )
 
+# Where the points replay of each card stands (processing.importer, "_recompute_points"): the card's
+# records 1..counter have been replayed, and ``state`` holds, per program, the program version it ran
+# and the replay state (purse.loyalty.Replay, hex). The next batch replays only the card's new records
+# instead of its whole history (migration 0013).
+points_replay = Table(
+    "points_replay",
+    metadata,
+    Column("card_number", CardNumber, primary_key=True),
+    Column("counter", BigInteger, nullable=False),
+    Column("state", JSON, nullable=False),
+)
+
 anomalies = Table(
     "anomalies",
     metadata,

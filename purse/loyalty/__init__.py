@@ -15,7 +15,7 @@ from purse.loyalty.program import (
     parse_program_bytes,
     parse_program_text,
 )
-from purse.loyalty.recompute import PointsDiscrepancy, recompute_points
+from purse.loyalty.recompute import PointsDiscrepancy, Replay, recompute_points, replay_points
 from purse.loyalty.rules import ProgramPolicy, RedemptionRefused, earn
 from purse.loyalty.signed import KIND, load_signed_program, read_program_file, sign_program, verify_program
 
@@ -23,5 +23,5 @@ __all__ = [
     "KIND", "PointsDiscrepancy", "Program", "ProgramError", "ProgramPolicy", "RedemptionRefused", "earn",
     "example_program_bytes",
     "load_signed_program", "parse_program_bytes", "parse_program_text", "read_program_file", "recompute_points",
-    "sign_program", "verify_program",
+    "Replay", "replay_points", "sign_program", "verify_program",
 ]

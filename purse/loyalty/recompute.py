@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from purse.loyalty.program import Program
 from purse.loyalty.rules import earn, lapse
+from purse.protocol import POINTS_SLOT_SIZE as SLOT_SIZE
 from purse.protocol import RecordType
 from purse.records import PointsSlot, TransactionRecord
 
@@ -33,6 +34,29 @@ class PointsDiscrepancy:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """Where the replay of one card's program stands after its records so far: resume it with the next ones.
+
+    ``undo`` is the last purchase and the slot before it, while a cancellation may still follow it. Both
+    are 32 and 72 bytes on the card, so a replay state is ``to_bytes``-small and processing keeps one per
+    card and program instead of reading the card's whole history again at every batch."""
+
+    slot: PointsSlot
+    undo: tuple[PointsSlot, TransactionRecord] | None = None
+
+    def to_bytes(self) -> bytes:
+        return self.slot.to_bytes() + (self.undo[0].to_bytes() + self.undo[1].to_bytes() if self.undo else b"")
+
+    @classmethod
+    def from_bytes(cls, raw: bytes) -> Replay:
+        slot = PointsSlot.from_bytes(raw[:SLOT_SIZE])
+        if len(raw) == SLOT_SIZE:
+            return cls(slot)
+        return cls(slot, (PointsSlot.from_bytes(raw[SLOT_SIZE:2 * SLOT_SIZE]),
+                          TransactionRecord.from_bytes(raw[2 * SLOT_SIZE:])))
+
+
 def recompute_points(program: Program, records: Iterable[TransactionRecord]) -> list[PointsDiscrepancy]:
     """Every record of ``program`` among one card's ``records`` whose points disagree.
 
@@ -41,10 +65,20 @@ def recompute_points(program: Program, records: Iterable[TransactionRecord]) -> 
     the replay continues from the points the record shows, so one bad record is
     reported once, not with every record after it.
     """
+    return replay_points(program, records)[0]
+
+
+def replay_points(program: Program, records: Iterable[TransactionRecord],
+                  start: Replay | None = None) -> tuple[list[PointsDiscrepancy], Replay]:
+    """``recompute_points`` from where an earlier replay stopped (``start``), over the card's next records;
+    the discrepancies and where this replay stops. Replaying a history in two parts gives exactly what
+    replaying it whole gives."""
     mine = sorted((r for r in records if r.program_id == program.program_id
                    and r.record_type in (RecordType.PURCHASE, RecordType.CANCEL)), key=lambda r: r.counter)
-    slot = PointsSlot(program_id=program.program_id)
+    slot = start.slot if start is not None else PointsSlot(program_id=program.program_id)
     undo: dict[int, tuple[PointsSlot, TransactionRecord]] = {}  # purchase counter -> slot before it
+    if start is not None and start.undo is not None:
+        undo[start.undo[1].counter] = start.undo
     out: list[PointsDiscrepancy] = []
 
     def flag(record: TransactionRecord, earned: int, after: int, why: str) -> None:
@@ -84,4 +118,4 @@ def recompute_points(program: Program, records: Iterable[TransactionRecord]) -> 
         if problems:
             flag(record, result.earned, result.slot.points, "points mismatch: " + "; ".join(problems))
         slot = replace(result.slot, points=record.points_after)
-    return out
+    return out, Replay(slot, next(iter(undo.values()), None))
