@@ -121,9 +121,16 @@ def _prepare(url: str, folder: Path, spec: dict[str, Any], bare: bool) -> Any:
 
 
 def _options(folder: Path) -> Any:
+    """Import options; with a programs folder (``--programs``, the CLI's default) points are replayed too."""
     from processing.importer import ImportOptions
+    from purse.loyalty import example_program_bytes, parse_program_bytes
 
-    return ImportOptions(quarantine_dir=folder / "quarantine", now=lambda: NOW + 2 * 86_400, post_desk=False)
+    programs = {}
+    if (folder / "programs").exists():
+        program = parse_program_bytes(example_program_bytes())
+        programs = {program.program_id: program}
+    return ImportOptions(quarantine_dir=folder / "quarantine", now=lambda: NOW + 2 * 86_400, post_desk=False,
+                         programs=programs)
 
 
 def _bare(engine: Any, files: list[Path]) -> int:
@@ -225,6 +232,7 @@ def main() -> None:
     ap.add_argument("--importers", default="1,2", help="K values for the parallel importers (PostgreSQL)")
     ap.add_argument("--repeat", type=int, default=1, help="measure each mode this many times (min/median/max)")
     ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--programs", action="store_true", help="import with a loyalty program (points replayed)")
     ap.add_argument("--db", action="append", help="'sqlite' or a PostgreSQL URL; repeatable")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", nargs=3, metavar=("MODE", "URL", "FOLDER"), help=argparse.SUPPRESS)
@@ -240,13 +248,15 @@ def main() -> None:
         raise SystemExit("--touched cannot exceed --cards")
     dbs = a.db or ["sqlite"] + ([os.environ["SMARTPURSE_TEST_PG"]] if os.environ.get("SMARTPURSE_TEST_PG") else [])
     report: dict[str, Any] = {"shape": {k: getattr(a, k) for k in ("terminals", "per_batch", "cards", "touched",
-                                                                   "history")},
+                                                                   "history", "programs")},
                               "load": os.getloadavg(), "databases": {}}
     with tempfile.TemporaryDirectory(prefix="sp-city-") as tmp:
         folder = Path(tmp)
         t0 = time.perf_counter()
         spec = generate(folder, a)
         (folder / "spec.json").write_text(json.dumps(spec))
+        if a.programs:
+            (folder / "programs").touch()
         if not a.json:
             print(f"generated {a.cards:,} cards' loads, {a.history:,} history records and a day of "
                   f"{spec['records']:,} records in {a.terminals:,} batches from {a.touched:,} cards in "

@@ -54,17 +54,32 @@ def _resume(row: tuple[Any, ...] | None, programs: dict[int, Program]) -> tuple[
     return int(row[1]), replays
 
 
-def _records_after(conn: Connection, number: str, counter: int) -> list[TransactionRecord]:
-    """The card's records after ``counter``, as far as they run without a gap."""
-    c = records.c
+def _gap_free(raws: list[bytes], counter: int) -> list[TransactionRecord]:
+    """The records (in counter order) that continue ``counter`` without a gap."""
     out: list[TransactionRecord] = []
-    for raw in conn.execute(select(c.raw).where(c.card_number == number, c.counter > counter)
-                            .order_by(c.counter)).scalars():
+    for raw in raws:
         record = TransactionRecord.from_bytes(bytes(raw))
         if record.counter != counter + len(out) + 1:
             break
         out.append(record)
     return out
+
+
+def _records_after(conn: Connection, number: str, counter: int) -> list[TransactionRecord]:
+    """The card's records after ``counter``, as far as they run without a gap."""
+    c = records.c
+    return _gap_free(list(conn.execute(select(c.raw).where(c.card_number == number, c.counter > counter)
+                                       .order_by(c.counter)).scalars()), counter)
+
+
+def _new_records(conn: Connection, numbers: list[str]) -> dict[str, list[bytes]]:
+    """Each card's records after where its replay stopped, in one query for all the cards."""
+    found: dict[str, list[tuple[int, bytes]]] = {}
+    for number, counter, raw in select_in(conn, "SELECT r.card_number, r.counter, r.raw FROM records r "
+                                                "LEFT JOIN points_replay p ON p.card_number = r.card_number "
+                                                "WHERE r.counter > COALESCE(p.counter, 0) AND r.card_number", numbers):
+        found.setdefault(number, []).append((counter, raw))
+    return {number: [raw for _, raw in sorted(rows)] for number, rows in found.items()}
 
 
 def replay_cards(conn: Connection, numbers: list[str], programs: dict[int, Program]) -> list[Anomaly]:
@@ -73,6 +88,7 @@ def replay_cards(conn: Connection, numbers: list[str], programs: dict[int, Progr
         return []
     saved = {row[0]: row for row in select_in(conn, "SELECT card_number, counter, state FROM points_replay "
                                                     "WHERE card_number", numbers)}
+    fetched = _new_records(conn, numbers)
     out: list[Anomaly] = []
     rows = []
     for number in numbers:
@@ -80,7 +96,10 @@ def replay_cards(conn: Connection, numbers: list[str], programs: dict[int, Progr
         if row is not None and isinstance(row[2], str):  # select_in bypasses SQLAlchemy: SQLite hands JSON as text
             row = (row[0], row[1], json.loads(row[2]))
         counter, replays = _resume(row, programs)
-        new = _records_after(conn, number, counter)
+        if row is not None and counter == 0 and row[1]:  # a program's version changed: the whole history again
+            new = _records_after(conn, number, 0)
+        else:
+            new = _gap_free(fetched.get(number, []), counter)
         if not new:
             continue
         if counter and {r.program_id for r in new if r.program_id in programs} - replays.keys():
