@@ -213,37 +213,53 @@ def points_report(conn: Connection, start: dt.date | None, end: dt.date | None) 
     # card's points move by exactly earned - redeemed - lapsed - to_prizes from one record to the next.
     first = day_number(start) if start is not None else None
     moved: dict[int, list[int]] = {}
-    opening: dict[tuple[str, int], int] = {}  # (card, program) -> points after its last record before the period
-    closing: dict[tuple[str, int], int] = {}  # ... and at the period's end
+    # Per program, the points on cards at the period's opening (each card's last record before it) and at its
+    # closing. The scan is ordered by card, so one card's state is held at a time and added in when the next
+    # card begins: memory is the programs, not the cards, and the rows stream (a server-side cursor on
+    # PostgreSQL), not the records (docs/performance.md, "Reports and check").
+    at_opening: dict[int, int] = {}
+    at_closing: dict[int, int] = {}
+    card: str | None = None
+    opening: dict[int, int] = {}  # program -> points after the card's last record before the period
+    closing: dict[int, int] = {}  # ... and at the period's end
+    took_prize: dict[int, bool] = {}  # a cancel gives back what its purchase took: to the prizes column when
+    # that purchase won one (the card's previous record, in this scan ordered by counter), else to lapsed.
+
+    def add_card() -> None:
+        for program, points in opening.items():
+            at_opening[program] = at_opening.get(program, 0) + points
+        for program, points in closing.items():
+            at_closing[program] = at_closing.get(program, 0) + points
+
     upto = [r.day <= day_number(end)] if end is not None else []
-    # A cancel gives back what its purchase took: to the prizes column when that purchase won one (the
-    # card's previous record, in this scan ordered by counter), else to the lapsed column.
-    took_prize: dict[tuple[str, int], bool] = {}
-    for number, kind, day, raw in conn.execute(
-            select(r.card_number, r.record_type, r.day, r.raw)
+    scan = (select(r.card_number, r.record_type, r.day, r.raw)
             .where(r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL]), *upto)
-            .order_by(r.card_number, r.counter)):
+            .order_by(r.card_number, r.counter).execution_options(yield_per=20_000))
+    for number, kind, day, raw in conn.execute(scan):
         d = record_details(bytes(raw))
         if not d.program_id:
             continue
-        key = (number, d.program_id)
-        closing[key] = d.points_after
-        prize = bool(d.prizes) if kind == RecordType.PURCHASE else took_prize.get(key, False)
-        took_prize[key] = prize
+        if number != card:
+            add_card()
+            card, opening, closing, took_prize = number, {}, {}, {}
+        program = d.program_id
+        closing[program] = d.points_after
+        prize = bool(d.prizes) if kind == RecordType.PURCHASE else took_prize.get(program, False)
+        took_prize[program] = prize
         if first is not None and day < first:
-            opening[key] = d.points_after
+            opening[program] = d.points_after
             continue
-        m = moved.setdefault(d.program_id, [0, 0, 0, 0])
+        m = moved.setdefault(program, [0, 0, 0, 0])
         taken = d.points_before + d.points_earned - d.points_redeemed - d.points_after
         m[0] += d.points_earned
         m[1] += d.points_redeemed
         m[3 if prize else 2] += taken
+    add_card()
     names = {int(i): n for i, n in conn.execute(select(programs.c.program_id, programs.c.name))}
     rows = []
-    for p in sorted(set(outstanding) | set(moved) | {k[1] for k in closing}):
+    for p in sorted(set(outstanding) | set(moved) | set(at_closing)):
         earned, redeemed, lapsed, prizes = moved.get(p, [0, 0, 0, 0])
-        at_open = sum(v for (_, prog), v in opening.items() if prog == p)
-        at_close = sum(v for (_, prog), v in closing.items() if prog == p)
+        at_open, at_close = at_opening.get(p, 0), at_closing.get(p, 0)
         rows.append([p, names.get(p, f"Program {p}"), outstanding.get(p, (0, 0))[0], outstanding.get(p, (0, 0))[1],
                      at_open, earned, redeemed, lapsed, prizes, at_close,
                      at_close - (at_open + earned - redeemed - lapsed - prizes)])
