@@ -62,6 +62,9 @@ def serve(cli: CliContext, host: str, port: int, threads: int, local_delivery: P
         settings = replace(settings, notify=replace(settings.notify, smtp_host="127.0.0.1", smtp_port=smtp.port,
                                                     smtp_security="none", smtp_user="", sms_url=gateway.url,
                                                     sms_api="smsru"))
+    if not settings.notify.smtp_host and not settings.notify.sms_url:
+        click.echo("warning: [notify] has no SMTP server and no SMS gateway: no login code can be sent "
+                   "(--local-delivery DIR tries the page out with local ones)", err=True)
     app = create_app(engine, settings)
     proxy = settings.portal.trusted_proxy
     try:

@@ -223,3 +223,16 @@ def test_the_pages_read_at_desktop_width_too(demo: Path, portal: tuple[str, Path
         assert len(rows) == stored > 0
         shoot(driver, "statement-desktop")
 
+
+
+def test_serve_warns_when_no_code_could_be_sent(demo: Path) -> None:
+    """The demo's home has no [notify] channels: without --local-delivery, serve says so at once."""
+    server = subprocess.Popen([sys.executable, "-c", "import cli; cli.main()", "--home", str(demo), "portal",
+                               "serve", "--port", "0"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert server.stderr is not None and server.stdout is not None
+        assert "no login code can be sent" in server.stderr.readline()
+        assert server.stdout.readline().startswith("the holders' page at http://localhost:")
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) == 0
