@@ -80,10 +80,10 @@ def serve(cli: CliContext, host: str, port: int, threads: int, local_delivery: P
     shown = "localhost" if host in ("127.0.0.1", "localhost") else host
     url = f"http://{shown}:{server.effective_port}"  # type: ignore[union-attr]
     where = f"; codes go to {local_delivery}/mailbox.mbox and sms.txt" if local_delivery else ""
-    emit(cli, {"url": url, "local_delivery": str(local_delivery) if local_delivery else None},
-         f"the holders' page at {url}{where} (Ctrl-C to stop)")
-    previous = signal.signal(signal.SIGTERM, _stop)
+    previous = signal.signal(signal.SIGTERM, _stop)  # before the address is said: a supervisor may stop it at once
     try:
+        emit(cli, {"url": url, "local_delivery": str(local_delivery) if local_delivery else None},
+             f"the holders' page at {url}{where} (Ctrl-C to stop)")
         server.run()
     except KeyboardInterrupt:
         pass

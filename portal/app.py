@@ -62,6 +62,7 @@ def create_app(engine: Engine, settings: Settings, *, sender: CodeSender | None 
     @app.before_request
     def load_session() -> Response | None:
         g.now, g.client, g.new_cookie = int(clock()), (request.remote_addr or "-")[:64], None
+        g.language = issuer.locale if issuer.locale in WORDS else "en"  # until the session says (errors need it)
         with engine.begin() as conn:
             g.session = find_session(conn, request.cookies.get(COOKIE, ""), g.now, s)
         g.language = (g.session.language if g.session and g.session.language else
@@ -84,7 +85,8 @@ def create_app(engine: Engine, settings: Settings, *, sender: CodeSender | None 
 
     @app.errorhandler(HTTPException)
     def http_error(error: HTTPException) -> Response:
-        key = {404: "not_found", 405: "method", 413: "too_large"}.get(error.code or 500, "server_error")
+        key = {400: "bad_request", 404: "not_found", 405: "method", 413: "too_large"}.get(error.code or 500,
+                                                                                          "server_error")
         return _page("message.html", error.code or 500, text=_w(key))
 
     @app.errorhandler(Exception)

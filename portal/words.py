@@ -20,6 +20,7 @@ _EN = {
     "throttled": "Too many codes asked for. Try again in {minutes} minutes.",
     "csrf": "This form has expired. Open the page again and retry.",
     "not_found": "Not found.", "too_large": "That is more than this page takes.",
+    "bad_request": "That request could not be read.",
     "method": "That is not how this page is used.", "server_error": "Something went wrong on our side. "
     "Nothing was changed. Please try again later.",
     "logout": "Log out", "logged_out": "You are logged out.",
@@ -73,6 +74,7 @@ _RU = {
     "throttled": "Слишком много запросов кода. Попробуйте через {minutes} мин.",
     "csrf": "Форма устарела. Откройте страницу снова и повторите.",
     "not_found": "Не найдено.", "too_large": "Слишком много данных для этой страницы.",
+    "bad_request": "Запрос не удалось прочитать.",
     "method": "Эта страница так не работает.", "server_error": "У нас что-то пошло не так. Ничего не изменено. "
     "Попробуйте позже.",
     "logout": "Выйти", "logged_out": "Вы вышли.",

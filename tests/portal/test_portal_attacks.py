@@ -215,3 +215,18 @@ def test_every_page_carries_the_security_headers_and_the_cookie_its_flags(portal
     assert browser.request("PUT", "/login").status == 405
     big = browser.post("/login", {"identifier": "1" * 20_000})
     assert big.status == 413
+
+
+def test_a_request_the_server_cannot_read_gets_a_page_not_a_traceback(portal: Portal) -> None:
+    """A form body that is no form (a multipart body without its end): read as an empty form, so refused as a
+    form without its token, with the page that says so."""
+    import http.client
+    import urllib.parse
+
+    url = urllib.parse.urlsplit(portal.url)
+    conn = http.client.HTTPConnection(url.hostname or "", url.port, timeout=30)
+    conn.request("POST", "/login", body=b"--x\r\nContent-Disposition: broken\r\n\r\nno end",
+                 headers={"Content-Type": "multipart/form-data; boundary=x"})
+    answer = conn.getresponse()
+    text = answer.read().decode()
+    assert (answer.status, "This form has expired" in text, "Traceback" in text) == (403, True, False)
