@@ -224,9 +224,10 @@ def list_cards(engine: Engine, state: str | None = None, limit: int | None = Non
         return [dict(r) for r in conn.execute(query).mappings()]
 
 
-def set_blocked(engine: Engine, number: str, reason: str, at: datetime | None = None) -> dict[str, Any]:
+def set_blocked(engine: Engine, number: str, reason: str, at: datetime | None = None, *,
+                by: str = "issuer") -> dict[str, Any]:
     """Block in the registry (the hotlist reads it), now or ``at``. Blocking a blocked card keeps the first
-    time."""
+    time. ``by`` says who asked, for the holder's message: the issuer's staff, or the holder on their page."""
     with engine.begin() as conn:
         when = at or now()
         result = conn.execute(update(cards).where(cards.c.number == number, cards.c.state == CardStatus.ISSUED)
@@ -234,7 +235,7 @@ def set_blocked(engine: Engine, number: str, reason: str, at: datetime | None = 
         holder = conn.execute(select(cards.c.holder_id).where(cards.c.number == number)).scalar()
         if result.rowcount and holder is not None:
             insert_event(conn, f"blocked:{number}", EventKind.BLOCKED, number, holder, int(when.timestamp()),
-                         {"by": "issuer", "reason": reason[:200]})
+                         {"by": by, "reason": reason[:200]})
         if result.rowcount == 0:
             state = conn.execute(select(cards.c.state).where(cards.c.number == number)).scalar()
             if state is None:

@@ -34,7 +34,7 @@ def report_lost(engine: Engine, card: CardView, why: str, now: int) -> bool:
     if card.state not in (CardStatus.ISSUED, CardStatus.BLOCKED):
         raise UserError(f"this card is {card.state}: there is nothing to block")
     set_blocked(engine, card.number, f"{why} (reported by the holder, self-service)",
-                dt.datetime.fromtimestamp(now, dt.UTC))
+                dt.datetime.fromtimestamp(now, dt.UTC), by="holder")
     with engine.begin() as conn:
         return request_once(conn, card.number, RequestKind.REPLACEMENT, card.holder_id, now, SOURCE)
 

@@ -157,3 +157,26 @@ def test_the_holder_downloads_their_wallet_card(wallet_portal: Portal) -> None:
     assert card["serialNumber"] == number
     fields = {f["key"]: f["value"] for f in card["storeCard"]["primaryFields"] + card["storeCard"]["secondaryFields"]}
     assert (fields["balance"], fields["points"]) == (480.0, 70)
+
+
+def test_a_card_reported_lost_tells_its_holder_the_replacement_is_on_its_way(portal: Portal) -> None:
+    """The blocked event says who blocked it: the holder's message does not send them to the desk for a card
+    the page has already requested."""
+    from processing.holders.delivery import Deliverer
+    from purse.settings import IssuerSettings
+
+    p, number = portal, portal.holders.anna.number
+    anna = p.client()
+    anna.log_in(number, p.smtp, p.holders.anna_email)
+    anna.get(f"/cards/{number}/lost")
+    assert "blocked" in anna.post(f"/cards/{number}/lost", {"why": "lost"}).text
+    had = len(p.smtp.received)
+    Deliverer(p.world.engine, p.smtp.settings(p.gateway), IssuerSettings(name="Coffee House"),
+              clock=lambda: p.clock.now + 60).run()
+    mail = [m for m in p.smtp.received[had:] if "is blocked" in m["Subject"]]
+    assert len(mail) == 1
+    body = mail[0].get_body(("plain",)).get_content()
+    assert "as you reported it on your page" in body and "A replacement card is requested" in body
+    sms = [s.text for s in p.gateway.received if "blocked" in s.text]
+    assert sms == [f"Coffee House: card **** {number[-4:]} is blocked. A new card is requested: we will tell you "
+                   "when it is ready."]
