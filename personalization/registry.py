@@ -294,23 +294,21 @@ def card_return(engine: Engine, number: str) -> dict[str, Any]:
 
 def card_requests(engine: Engine, number: str) -> dict[str, dict[str, Any]]:
     """What the card's holder asked for on their page (a replacement, a payout at return), by kind."""
-    q = holder_requests.c
-    with engine.connect() as conn:
-        rows = conn.execute(select(q.kind, q.requested_at, q.source, q.done_at, q.note)
-                            .where(q.card_number == number).order_by(q.id)).all()
-    return {str(r.kind): {"requested_at": datetime.fromtimestamp(r.requested_at, UTC), "source": r.source,
-                          "done_at": datetime.fromtimestamp(r.done_at, UTC) if r.done_at else None,
-                          "note": r.note} for r in rows}
+    return {r["kind"]: {k: r[k] for k in ("requested_at", "source", "done_at", "note")}
+            for r in holder_requests_list(engine, include_done=True, number=number)}
 
 
-def holder_requests_list(engine: Engine, include_done: bool = False) -> list[dict[str, Any]]:
+def holder_requests_list(engine: Engine, include_done: bool = False, number: str | None = None
+                         ) -> list[dict[str, Any]]:
     """Holders' requests, oldest first: the open ones (replacements to issue, payouts waiting for the card),
-    or every one."""
+    or every one; of card ``number`` only, when given."""
     q, h = holder_requests.c, holders.c
     query = (select(q.card_number, q.kind, q.requested_at, q.source, q.done_at, q.note, h.name, h.phone)
              .outerjoin(holders, h.id == q.holder_id).order_by(q.requested_at, q.id))
     if not include_done:
         query = query.where(q.done_at.is_(None))
+    if number is not None:
+        query = query.where(q.card_number == number)
     with engine.connect() as conn:
         return [{"number": r.card_number, "kind": r.kind, "requested_at": datetime.fromtimestamp(r.requested_at, UTC),
                  "source": r.source, "holder": r.name, "phone": r.phone,

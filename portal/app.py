@@ -26,6 +26,7 @@ from portal.statement import KINDS, MAX_LINES, find_font, statement_csv, stateme
 from portal.subjects import read_subject
 from portal.words import LANGUAGES, WORDS, pick_language
 from processing.holders.figures import processed_as_of
+from processing.holders.render import date_text, when_text
 from processing.presentation import Presentation
 from purse.errors import UserError
 from purse.settings import Settings
@@ -109,16 +110,10 @@ def create_app(engine: Engine, settings: Settings, *, sender: CodeSender | None 
         return Response(body, status, content_type="text/html; charset=utf-8")
 
     def _when(unix: int) -> str:
-        from babel.dates import format_datetime
-
-        return format_datetime(dt.datetime.fromtimestamp(unix, dt.UTC).astimezone(zone), "d MMM yyyy, HH:mm",
-                               locale=Presentation.for_issuer(issuer, g.language).locale)
+        return when_text(unix, Presentation.for_issuer(issuer, g.language), zone)
 
     def _day(unix: int) -> str:
-        from babel.dates import format_date
-
-        return format_date(dt.datetime.fromtimestamp(unix, dt.UTC).astimezone(zone).date(), "d MMMM yyyy",
-                           locale=Presentation.for_issuer(issuer, g.language).locale)
+        return date_text(unix, Presentation.for_issuer(issuer, g.language), zone)
 
     def _anonymous_session() -> None:
         """A session for the login forms' CSRF token, when the browser has none."""

@@ -201,10 +201,10 @@ class Reconciler(ChainWalker):
         self.now = now
         self.gap_seconds = gap_seconds
         self.batch_id = batch_id
-        # The cards of this import: only they can have moved, so only they are reset, walked and written
-        # back. The cache may hold hundreds of thousands of others; a batch must cost what it touches.
-        self.seen: set[str] = set()
-        self._heads: dict[str, tuple[int, int]] = {}  # (chain, highest) counter of each seen card before it
+        # The cards of this import, each with its (chain, highest) counter before it: only they can have moved,
+        # so only they are reset, walked and written back. The cache may hold hundreds of thousands of others;
+        # a batch must cost what it touches.
+        self.heads: dict[str, tuple[int, int]] = {}
 
     # -- before storing: card state, order within the batch, hotlist ---------------------------
     def prepare(self, rows: Sequence[Row], check: bool = True) -> None:
@@ -218,10 +218,9 @@ class Reconciler(ChainWalker):
 
     def prepare_cards(self, numbers: Sequence[str]) -> None:
         """Load the card accounts of the cards not known yet; start this import's order check for cached ones."""
-        new = set(numbers) - self.seen
+        new = set(numbers) - self.heads.keys()
         if not new:
             return
-        self.seen |= new
         for number in new & self.cards.keys():  # the terminal-order check is per import
             self.cards[number].last_seen = -1
         missing = sorted(new - self.cards.keys())
@@ -229,14 +228,13 @@ class Reconciler(ChainWalker):
             self._load(missing)
         for number in new:
             w = self.cards[number]
-            self._heads[number] = (w.chain_counter, w.max_counter)
+            self.heads[number] = (w.chain_counter, w.max_counter)
 
     def forget(self, numbers: set[str]) -> None:
         """Drop these cards' states: the next ``prepare_cards`` reads them from the database again."""
         for number in numbers:
             self.cards.pop(number, None)
-            self._heads.pop(number, None)
-        self.seen -= numbers
+            self.heads.pop(number, None)
 
     def _load(self, numbers: list[str]) -> None:
         for row in select_in(self.conn, "SELECT card_number, chain_counter, chain_balance, chain_time, max_counter, "
@@ -267,10 +265,10 @@ class Reconciler(ChainWalker):
     # -- at the end: write the card accounts back -------------------------------------------------
     def finish(self) -> list[str]:
         """Walk detached cards from the database, record gaps, write accounts; the touched cards."""
-        cards, heads = self.cards, self._heads
+        cards, heads = self.cards, self.heads
         # Moved: money (delta), a record off the head (detached), a gap, a new card, or records whose money
         # nets to nothing (a purchase and its cancellation): their chain moved all the same.
-        touched = [w for w in (cards[n] for n in sorted(self.seen)) if w.delta or w.detached
+        touched = [w for w in (cards[n] for n in sorted(heads)) if w.delta or w.detached
                    or w.max_counter > w.chain_counter or not w.exists
                    or heads.get(w.number) != (w.chain_counter, w.max_counter)]
         for w in touched:

@@ -23,7 +23,7 @@ from processing.schema.processing import card_accounts, records
 from purse.protocol import RecordType
 from purse.records import record_details
 
-__all__ = ["Rendered", "render", "event_context", "mask"]
+__all__ = ["Rendered", "render", "event_context", "mask", "when_text", "date_text"]
 
 _ENV = Environment(loader=PackageLoader("processing.holders", "templates"), undefined=StrictUndefined,
                    autoescape=select_autoescape(["html"]), keep_trailing_newline=False)
@@ -45,11 +45,20 @@ def mask(number: str) -> str:
     return f"**** {number[-4:]}"
 
 
-def _when(unix: int, look: Presentation, zone: ZoneInfo) -> str:
+def when_text(unix: int, look: Presentation, zone: ZoneInfo) -> str:
+    """A moment as holders read it, in their zone: "1 Nov 2026, 03:53" (the messages and the holder's page)."""
     from babel.dates import format_datetime
 
     return format_datetime(dt.datetime.fromtimestamp(unix, dt.UTC).astimezone(zone), "d MMM yyyy, HH:mm",
                            locale=look.locale)
+
+
+def date_text(unix: int, look: Presentation, zone: ZoneInfo) -> str:
+    """The day of a moment, in the holders' zone: "1 November 2026"."""
+    from babel.dates import format_date
+
+    return format_date(dt.datetime.fromtimestamp(unix, dt.UTC).astimezone(zone).date(), "d MMMM yyyy",
+                       locale=look.locale)
 
 
 def _day(day: int, look: Presentation) -> str:
@@ -68,7 +77,7 @@ def event_context(conn: Connection, kind: EventKind, card_number: str, data: dic
         ctx["amount"] = m(data["amount"])
     if "balance" in data:
         ctx["balance"] = m(data["balance"])
-    ctx["when"] = _when(int(data.get("time") or occurred_at), look, zone)
+    ctx["when"] = when_text(int(data.get("time") or occurred_at), look, zone)
     if kind == EventKind.PURCHASES:
         r = records.c
         is_p, is_c = r.record_type == RecordType.PURCHASE, r.record_type == RecordType.CANCEL
@@ -89,11 +98,7 @@ def event_context(conn: Connection, kind: EventKind, card_number: str, data: dic
     elif kind == EventKind.REPLACEMENT_READY:
         ctx["old"] = mask(data["old"])
     elif kind == EventKind.POINTS_EXPIRING:
-        from babel.dates import format_date
-
-        ctx.update(points=data["points"], program=data["program"], lapses=format_date(
-            dt.datetime.fromtimestamp(data["lapses_at"], dt.UTC).astimezone(zone).date(), "d MMMM yyyy",
-            locale=look.locale))
+        ctx.update(points=data["points"], program=data["program"], lapses=date_text(data["lapses_at"], look, zone))
     elif kind == EventKind.CAMPAIGN:  # the issuer's own words, in the holder's language (else any given)
         fallback = next(iter(data["text"]))
         ctx.update(subject=data["subject"].get(look.language) or data["subject"][fallback],
