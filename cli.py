@@ -150,7 +150,8 @@ ROOT_COMMANDS = {
     "portal": Lazy("portal._cli:portal",
                    "The holder's own page: balance, points, statement, a lost card, behind a one-time code."),
     "process": Lazy("processing._cli.backoffice:process",
-                    "Import terminal batch FILES: verify, post once, reconcile; bad batches go to quarantine."),
+                    "Import terminal batch FILES (or those waiting in an --inbox): verify, post once, reconcile; bad "
+                    "batches go to quarantine."),
     "check": Lazy("processing._cli.backoffice:check",
                   "Verify the ledger's invariants; exit non-zero with the evidence when one fails."),
     "settle": Lazy("processing._cli.backoffice:settle",

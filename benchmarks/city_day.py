@@ -18,11 +18,13 @@ For each database, in fresh child processes on a fresh database each:
   with the last (a cost that grows with the rows stored shows here);
 * **bare**: the same day's rows stored by the bulk path alone (``RecordStore.insert_batch``, no MAC,
   reconciliation or posting) into a database holding the same history: the storage limit;
-* **importers K** (PostgreSQL): the day split among K ``import`` processes started together, against one
-  database; the speed-up is one importer's time over K's.
+* **importers K** (PostgreSQL): K importer processes started together, taking the day's files from one
+  shared inbox (``smartpurse process --inbox``: processing.run.process_inbox), against one database; the
+  speed-up is one importer's time over K's. Each file must be taken once and every record stored once.
 
 It prints records/s, the ratio to the bare insert, the first and last tenth's mean batch time, the peak
-memory of each child, and the speed-up of K importers; ``--json`` prints the measurements as JSON.
+memory of the day's import (the setup's peak, loading millions of cards, is reported apart), and the
+speed-up of K importers; ``--json`` prints the measurements as JSON.
 """
 
 from __future__ import annotations
@@ -75,7 +77,8 @@ def generate(folder: Path, a: argparse.Namespace) -> dict[str, Any]:
         for i in range(a.per_batch):
             term.purchase(deck[touched[rng.randrange(a.touched)]], 1 + i % 500, NOW + 86_400 + i)
         day.append(str(term.close(folder / f"day-{t}.spb")))
-    return {"history": history, "day": day, "records": a.terminals * a.per_batch,
+    return {"history": history, "day": day, "records": a.terminals * a.per_batch, "cards": a.cards,
+            "history_records": per_history * HISTORY_TERMINALS,
             "terminals": [1 + t for t in range(HISTORY_TERMINALS)] + [10_000 + t for t in range(a.terminals)]}
 
 
@@ -86,8 +89,9 @@ def _prepare(url: str, folder: Path, spec: dict[str, Any], bare: bool) -> Any:
     from processing import synthetic
     from processing.db import open_database
     from processing.desk_posting import post_desk_records
-    from processing.importer import import_batch, import_transaction
+    from processing.importer import import_batch
     from processing.keys import CardMacs
+    from processing.locks import import_transaction
     from processing.schema.loads import loads
     from processing.schema.registry import merchants, terminals
 
@@ -158,31 +162,37 @@ def _bare(engine: Any, files: list[Path]) -> int:
     return n
 
 
-def child(mode: str, url: str, folder: Path, spec: dict[str, Any], share: list[str] | None) -> dict[str, Any]:
+def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | None) -> dict[str, Any]:
     """One measurement in this process: ``prepare`` (history only), ``import``, ``bare`` or ``worker``."""
     from processing import synthetic
     from processing.db import open_database
     from processing.importer import import_batch
+    from processing.inbox import Inbox
     from processing.keys import CardMacs
+    from processing.run import process_inbox
 
     keys, _ = synthetic.make_keys()
-    if mode == "worker":  # one of K importers on a prepared database: its share of the day's files
+    if mode == "worker":  # one of K importers on a prepared database, taking files from the shared inbox
         engine = open_database(url)
-        files = [Path(p) for p in share or []]
     else:
         engine = _prepare(url, folder, spec, bare=mode == "bare")
-        files = [Path(p) for p in spec["day"]]
     if mode == "prepare":
         return {"mode": mode}
+    setup_peak = _peak_rss_mib()
+    _reset_peak_rss()  # from here the peak is the day's own: the working set of the import, not the setup's
     times, n = [], 0
     start = time.perf_counter()
     if mode == "bare":
-        n = _bare(engine, files)
+        n = _bare(engine, [Path(p) for p in spec["day"]])
+    elif mode == "worker":
+        run = process_inbox(engine, Inbox(engine, Path(inbox or "")), keys, _options(folder))
+        n = run.accepted
+        times = [0.0]
     else:
         options, macs = _options(folder), CardMacs(keys)
-        for path in files:
+        for path in spec["day"]:
             t0 = time.perf_counter()
-            result = import_batch(engine, path, keys, options, macs)
+            result = import_batch(engine, Path(path), keys, options, macs)
             if result.status != "accepted":
                 raise SystemExit(f"{path}: {result.reason}")
             times.append(time.perf_counter() - t0)
@@ -193,7 +203,26 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, Any], share: list[s
     return {"mode": mode, "records": n, "seconds": round(elapsed, 3), "rate": round(n / elapsed),
             "first_tenth_ms": round(1000 * statistics.mean(times[:tenth]), 2) if times else None,
             "last_tenth_ms": round(1000 * statistics.mean(times[-tenth:]), 2) if times else None,
-            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+            "peak_rss_mib": _peak_rss_mib(), "setup_peak_rss_mib": setup_peak}
+
+
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory since start, or since ``_reset_peak_rss``."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    except OSError:
+        pass
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def _reset_peak_rss() -> None:
+    """Start the peak over from what is resident now (Linux: ``5`` into /proc/self/clear_refs)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
 
 
 def _run(folder: Path, *args: str) -> dict[str, Any]:
@@ -205,21 +234,43 @@ def _run(folder: Path, *args: str) -> dict[str, Any]:
 
 
 def importers(db: str, folder: Path, spec: dict[str, Any], k: int) -> float:
-    """Seconds for K importer processes, started together, to import the day into one prepared database."""
+    """Seconds for K importer processes, started together on one shared inbox holding the day, to import it
+    into one prepared database. Checks that each file was taken by exactly one of them and every record
+    stored once, as a serial import would."""
+    import shutil
+
+    from sqlalchemy import func, select
+
+    from processing.db import open_database
+    from processing.schema.processing import records
+
     with _fresh_db(db, folder) as url:
         _run(folder, "prepare", url)
-        shares = [spec["day"][i::k] for i in range(k)]
-        for i, share in enumerate(shares):
-            (folder / f"share-{i}.json").write_text(json.dumps(share))
+        inbox = folder / f"inbox-{k}"
+        shutil.rmtree(inbox, ignore_errors=True)
+        inbox.mkdir()
+        for path in spec["day"]:
+            shutil.copy(path, inbox)
         start = time.perf_counter()
         procs = [subprocess.Popen([sys.executable, __file__, "--child", "worker", url, str(folder),
-                                   "--share", str(folder / f"share-{i}.json")],
-                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(k)]
+                                   "--inbox", str(inbox)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(k)]
+        accepted = 0
         for proc in procs:
-            _, err = proc.communicate()
+            out, err = proc.communicate()
             if proc.returncode:
                 raise SystemExit(f"importer failed: {(err.strip().splitlines() or ['?'])[-1]}")
-        return time.perf_counter() - start
+            accepted += json.loads(out.strip().splitlines()[-1])["records"]
+        elapsed = time.perf_counter() - start
+        engine = open_database(url)
+        with engine.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(records)).scalar_one()
+        engine.dispose()
+        expected = spec["records"] + spec["history_records"] + spec["cards"]  # the day, the history, a load per card
+        if accepted != spec["records"] or stored != expected \
+                or any(inbox.glob("*.spb")) or len(list((inbox / "done").iterdir())) != len(spec["day"]):
+            raise SystemExit(f"{k} importers: {accepted} records accepted, {stored} stored: not the serial import's")
+        return elapsed
 
 
 def main() -> None:
@@ -236,13 +287,12 @@ def main() -> None:
     ap.add_argument("--db", action="append", help="'sqlite' or a PostgreSQL URL; repeatable")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", nargs=3, metavar=("MODE", "URL", "FOLDER"), help=argparse.SUPPRESS)
-    ap.add_argument("--share", help=argparse.SUPPRESS)
+    ap.add_argument("--inbox", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a.child:
         mode, url, folder = a.child
         spec = json.loads((Path(folder) / "spec.json").read_text())
-        share = json.loads(Path(a.share).read_text()) if a.share else None
-        print(json.dumps(child(mode, url, Path(folder), spec, share)))
+        print(json.dumps(child(mode, url, Path(folder), spec, a.inbox)))
         return
     if a.touched > a.cards:
         raise SystemExit("--touched cannot exceed --cards")

@@ -108,8 +108,9 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, object]) -> dict[st
     from processing.columns import EntryColumns
     from processing.db import open_database
     from processing.desk_posting import post_desk_records
-    from processing.importer import ImportOptions, import_batch, import_transaction
+    from processing.importer import ImportOptions, import_batch
     from processing.keys import CardMacs
+    from processing.locks import import_transaction
     from processing.schema.loads import loads
     from processing.schema.registry import merchants, terminals
     from processing.store import RecordStore

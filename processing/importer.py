@@ -9,9 +9,10 @@ The exception is a record whose card certificate alone fails in a batch whose ch
 batch MAC verify: it is held (a ``bad_certificate`` anomaly naming the card, with the
 record's bytes), and the rest of the batch is posted (docs/processing.md, "Held records").
 
-Imports are serialized at the database (PostgreSQL advisory lock, SQLite's write lock):
-two ``smartpurse process`` runs on overlapping batches take turns, and the unique keys
-of ``records`` make a record posted once even if that lock were bypassed.
+On PostgreSQL several ``smartpurse process`` runs import side by side: a batch locks its file,
+its terminal and its cards (processing.locks), so two batches wait for each other only where
+they share a card or a terminal. On SQLite they take turns at its write lock. Either way the
+unique keys of ``records`` make a record posted once even if those locks were bypassed.
 """
 
 from __future__ import annotations
@@ -24,13 +25,13 @@ import weakref
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, delete, insert, select, text, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 
 from processing import anomalies as anomaly_store
 from processing import ledger, lifeline
@@ -40,13 +41,13 @@ from processing.columns import CANCEL, LOAD, PURCHASE, EntryColumns, distinct_ca
 from processing.desk_posting import post_desk_records
 from processing.holders.events import batch_events
 from processing.keys import CardMacs, ProcessingKeys
+from processing.locks import BatchLocks, import_transaction
 from processing.points_replay import replay_cards
 from processing.reconcile import CardCache, Reconciler, open_gaps
 from processing.rows import AMOUNT, RECORD_TYPE, Row, StoredRow
 from processing.sales import record_sales, sales_by_day
 from processing.schema.loads import loads
 from processing.schema.processing import batches
-from processing.schema.processing import programs as programs_table
 from processing.schema.registry import terminals
 from processing.store import RecordStore
 from processing.verify import BatchVerifier, HeldRecord, check_envelope
@@ -55,7 +56,6 @@ from purse.batch import BATCH_MAGIC, ENTRY_SIZE
 from purse.errors import SmartpurseError
 from purse.files import PRIVATE, copy_atomic
 
-IMPORT_LOCK = 0x5350_0001  # PostgreSQL advisory lock key: "SP" + 1
 DEFAULT_GAP_SECONDS = 72 * 3600
 
 
@@ -112,24 +112,6 @@ def file_digest(path: Path) -> str:
 
 
 @contextmanager
-def import_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction holding the import lock until it ends."""
-    with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.begin()
-            conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": IMPORT_LOCK})
-        try:
-            yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        else:
-            conn.commit()
-
-
-@contextmanager
 def _gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a batch is imported.
 
@@ -155,8 +137,12 @@ class _HoldsRecords(Exception):
 
 
 def import_batch(engine: Engine, path: Path, keys: ProcessingKeys, options: ImportOptions,
-                 card_macs: CardMacs | None = None, progress: Callable[[int], None] | None = None) -> ImportResult:
-    """Import one batch file; never raises for a bad batch (it is rejected and quarantined)."""
+                 card_macs: CardMacs | None = None, progress: Callable[[int], None] | None = None,
+                 wait: bool = True) -> ImportResult:
+    """Import one batch file; never raises for a bad batch (it is rejected and quarantined).
+
+    ``wait=False``: raise ``BatchBusy``, with nothing written, when another importer holds the batch's
+    terminal or one of its cards (PostgreSQL), instead of waiting for it."""
     path = Path(path)
     result = ImportResult(str(path), ImportStatus.REJECTED)
     try:
@@ -177,9 +163,10 @@ def import_batch(engine: Engine, path: Path, keys: ProcessingKeys, options: Impo
                                   gap_seconds=options.gap_seconds)
         cache = _card_cache(engine)
         macs = card_macs or CardMacs(keys)
+        locks = _batch_locks(engine, batch, digest, options)
 
         def attempt(opts: ImportOptions, into: ImportResult, advance: Callable[[int], None] | None) -> None:
-            with import_transaction(engine) as conn, _gc_paused():
+            with import_transaction(engine, locks, wait) as conn, _gc_paused():
                 try:
                     _import(conn, batch, digest, log_key, macs, opts, into, advance, cache)
                 except BatchRejected as e:
@@ -200,6 +187,17 @@ def import_batch(engine: Engine, path: Path, keys: ProcessingKeys, options: Impo
     except _Rejected as e:
         _quarantine(engine, path, digest, e.header, e.error, options, result)
     return result
+
+
+def _batch_locks(engine: Engine, batch: BatchFile, digest: str, options: ImportOptions) -> BatchLocks | None:
+    """What this batch locks to be imported alongside others (PostgreSQL), or None to run alone: SQLite,
+    and a batch large enough to take the verifying worker (its cards are not even counted)."""
+    if engine.dialect.name != "postgresql" or batch.header.record_count >= options.parallel_min_records:
+        return None
+    numbers: set[str] = set()
+    for _, data in batch.chunks(options.chunk_records):
+        numbers.update(distinct_card_numbers(data))
+    return BatchLocks(digest, batch.header.terminal_id, frozenset(numbers))
 
 
 def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, card_macs: CardMacs,
@@ -227,7 +225,7 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
         .returning(b.id)).scalar_one()
     entry_id = ledger.open_entry(conn, "batch", f"batch {h.batch_seq} of terminal {h.terminal_id}",
                                  ledger.entry_day(h.created), batch_id)
-    store = RecordStore(conn)
+    store = RecordStore(conn, versioned=False)  # counted at the end, by the cache (CardCache.stage)
     rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, batch_id=batch_id, cards=cache.take(conn))
     rec.found.extend(found)
     if h.record_count >= options.parallel_min_records:
@@ -273,7 +271,7 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
     anomaly_store.save(conn, rec.found, batch_id, now=options.now())
     if result.accepted:
         batch_events(conn, batch_id, touched, now, options.low_balance)
-    cache.stage(conn, rec.cards)
+    cache.stage(conn, rec.cards, rec.heads.keys())
     result.status, result.batch_id = ImportStatus.ACCEPTED, batch_id
     result.anomalies = [a.as_dict() for a in rec.found]
 
@@ -551,78 +549,3 @@ def _looks_like_a_batch(path: Path) -> bool:
             return f.read(len(BATCH_MAGIC)) == BATCH_MAGIC
     except OSError:
         return False
-
-
-ProgressFactory = Callable[[Path], AbstractContextManager[Callable[[int], None] | None]]
-
-
-@dataclass
-class ProcessingRun:
-    """What one ``smartpurse process`` run did: each batch's outcome and the replacement transfers it posted."""
-
-    batches: list[ImportResult]
-    transfers: list[dict[str, Any]]
-
-    @property
-    def accepted(self) -> int:
-        return sum(r.accepted for r in self.batches)
-
-    @property
-    def duplicates(self) -> int:
-        return sum(r.duplicates for r in self.batches)
-
-    @property
-    def rejected(self) -> int:
-        return sum(r.status == ImportStatus.REJECTED for r in self.batches)
-
-    @property
-    def anomalies(self) -> int:
-        return sum(len(r.anomalies) for r in self.batches)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"batches": [r.as_dict() for r in self.batches], "accepted": self.accepted,
-                "duplicates": self.duplicates, "rejected": self.rejected, "anomalies": self.anomalies,
-                "transfers": self.transfers}
-
-
-def name_programs(conn: Connection, verified: dict[int, Any]) -> None:
-    """Keep the name, version, points expiry, prize and tiers of each verified program (the newest version seen
-    wins): what the holders' messages and page say of its rules, without opening the signed files."""
-    p = programs_table.c
-    for program_id, program in verified.items():
-        row = conn.execute(select(p.version).where(p.program_id == program_id)).first()
-        values = {"name": program.name, "version": program.version, "expiry_days": program.expiry_days,
-                  "prize_threshold": program.prize.threshold if program.prize else None,
-                  "prize_text": program.prize.text[:200] if program.prize else None,
-                  "tiers": [[t.name, t.min_spend, t.discount_bp] for t in program.tiers]}
-        if row is None:
-            conn.execute(insert(programs_table).values(program_id=program_id, **values))
-        elif program.version >= row.version:
-            conn.execute(update(programs_table).where(p.program_id == program_id).values(**values))
-
-
-def process_files(engine: Engine, files: Sequence[Path], keys: ProcessingKeys, options: ImportOptions,
-                  progress: ProgressFactory | None = None) -> ProcessingRun:
-    """What ``smartpurse process`` does: desk loads, each batch, then due replacement transfers.
-
-    Loads are posted before the batches (their counters precede the purchases) and again
-    after (loads made while importing); each batch is its own transaction. A batch that fails
-    verification does not raise: it is quarantined and its result says why (``REJECTED``).
-    Raises ``SmartpurseError`` for what stops the whole run: an unreadable file, a database
-    that cannot be written, a verifying worker that died.
-    """
-    from processing.transfers import post_due_transfers
-
-    macs = CardMacs(keys)
-    options = replace(options, post_desk=False)
-    with import_transaction(engine) as conn:
-        name_programs(conn, options.programs)
-        post_desk_records(conn, macs, now=int(options.now()), gap_seconds=options.gap_seconds)
-    results = []
-    for path in files:
-        with (progress(path) if progress is not None else nullcontext()) as advance:
-            results.append(import_batch(engine, path, keys, options, macs, advance))
-    with import_transaction(engine) as conn:
-        post_desk_records(conn, macs, now=int(options.now()), gap_seconds=options.gap_seconds)
-        transfers = post_due_transfers(conn, int(options.now()), options.gap_seconds)
-    return ProcessingRun(results, transfers)

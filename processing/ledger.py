@@ -14,6 +14,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import Connection, func, insert, select
 
+from processing.schema import insert_once
 from processing.schema.processing import accounts, journal_entries, postings
 
 CASH = "cash"  # money taken at the issuer's load desks
@@ -58,8 +59,10 @@ def account_id(conn: Connection, code: str) -> int:
         name, kind, merchant_id = f"Payable to merchant {merchant}", "liability", merchant
     else:
         (name, kind), merchant_id = _CHART[code], None
-    return int(conn.execute(insert(accounts).values(code=code, name=name, kind=kind, merchant_id=merchant_id)
-                            .returning(accounts.c.id)).scalar_one())
+    # Once, even if two importers open a new merchant's account at the same moment: the second waits
+    # for the first's row and then reads it.
+    insert_once(conn, accounts, {"code": code, "name": name, "kind": kind, "merchant_id": merchant_id}, ["code"])
+    return int(conn.execute(select(accounts.c.id).where(accounts.c.code == code)).scalar_one())
 
 
 def entry_day(unix: int) -> dt.date:

@@ -16,7 +16,7 @@ the card, in whatever order they came, so money is conserved whatever arrives la
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ from processing.rows import (
 )
 from processing.schema.processing import anomalies, card_accounts, card_points, records
 from processing.schema.registry import cards
-from processing.store import records_version, select_in, write_card_accounts
+from processing.store import bump_records_version, records_version, select_in, write_card_accounts
 from purse.records import RECORD_LAYOUT, money_effect, record_details
 
 _IN = 500
@@ -329,9 +329,9 @@ class CardCache:
     A ``process`` run of many batches touches the same cards again and again; reading their
     accounts back per batch cost as much as storing the records. The states are valid while no
     one else stored a record since our commit: chain states only move when records are stored,
-    and every transaction that stores records counts a new ``records_version``
-    (processing.store, under the import lock). So the version, read in our transaction before it
-    commits, is the token; any other version, a rollback or a failure empties the cache.
+    and every transaction that stores records counts a new ``records_version`` (processing.store)
+    while it holds its locks, so the versions count commits in order. Our own count is the token;
+    finding any other version at the next batch, a rollback or a failure empties the cache.
     Bounded: beyond ``limit`` cards nothing is kept.
     """
 
@@ -339,19 +339,27 @@ class CardCache:
         self.limit = limit
         self._cards: dict[str, CardWalk] | None = None
         self._token: int | None = None
+        self._taken: int | None = None
         self._staged: tuple[dict[str, CardWalk], int] | None = None
 
     def take(self, conn: Connection) -> dict[str, CardWalk]:
         """The cached states if still valid (else empty); the caller owns them until ``stage``."""
         cards, token = self._cards, self._token
         self._cards = self._token = self._staged = None
-        if cards is None or token != records_version(conn):
+        self._taken = records_version(conn)
+        if cards is None or token != self._taken:
             return {}
         return cards
 
-    def stage(self, conn: Connection, cards: dict[str, CardWalk]) -> None:
-        """Offer the states as written by this (not yet committed) transaction."""
-        self._staged = (cards, records_version(conn)) if len(cards) <= self.limit else None
+    def stage(self, conn: Connection, cards: dict[str, CardWalk], mine: Iterable[str]) -> None:
+        """Count this transaction's new records version and offer the states as it wrote them.
+
+        ``mine`` are the cards this transaction holds locked (its batch's). If another importer committed
+        since ``take``, the other cached states may be stale and only ``mine`` are kept."""
+        version = bump_records_version(conn)
+        if version != (self._taken or 0) + 1:
+            cards = {n: cards[n] for n in mine}
+        self._staged = (cards, version) if len(cards) <= self.limit else None
 
     def committed(self) -> None:
         """The transaction committed: the staged states are the database's."""

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, func, insert, select, update
 
 from processing import ledger
-from processing.importer import import_transaction
+from processing.locks import import_transaction
 from processing.schema.processing import sales, settlements
 from processing.schema.registry import merchants
 

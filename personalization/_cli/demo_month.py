@@ -35,10 +35,11 @@ from processing.check import run_check
 from processing.dashboard import dashboard_options, write_dashboard
 from processing.db import open_database
 from processing.hotlist_export import export_hotlist
-from processing.importer import ImportOptions, process_files
+from processing.importer import ImportOptions
 from processing.issuer_loads import load_at_desk, record_loads
 from processing.keys import load_processing_keys
 from processing.presentation import Presentation
+from processing.run import process_files
 from processing.schema.processing import anomalies
 from processing.schema.registry import card_transfers
 from processing.schema.registry import cards as cards_table

@@ -8,6 +8,8 @@ processing``).
 from __future__ import annotations
 
 import datetime as dt
+import signal
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -20,12 +22,14 @@ import click
 from processing import reportfmt, reports
 from processing.check import run_check
 from processing.db import open_database
-from processing.importer import DEFAULT_GAP_SECONDS, ImportOptions, process_files
+from processing.importer import DEFAULT_GAP_SECONDS, ImportOptions, ImportResult
+from processing.inbox import DEFAULT_LEASE_SECONDS, Inbox
 from processing.keys import load_processing_keys
 from processing.labels import LANGUAGES
 from processing.presentation import Presentation
 from processing.programs import load_verified_programs
 from processing.reconcile import open_gaps
+from processing.run import ProcessingRun, process_files, process_inbox
 from processing.settlement import settle as settle_until
 from purse._cli.util import CliContext, emit, pass_cli, passphrase, progress, table
 from purse.batch import ENTRY_SIZE, HEADER_SIZE, TRAILER_SIZE
@@ -46,29 +50,44 @@ def _day(value: dt.datetime | None) -> dt.date | None:
     return value.date() if value is not None else None
 
 
-def _summary_text(data: dict[str, Any], look: Presentation) -> str:
-    lines = []
-    for b in data["batches"]:
-        if b["status"] == "accepted":
-            lines.append(f"{b['file']}: accepted batch {b['batch_seq']} of terminal {b['terminal_id']}: "
-                         f"{b['accepted']} new records posted, {b['duplicates']} duplicates, "
-                         + (f"{b['held']} held (card certificate does not verify), " if b["held"] else "")
-                         + f"{len(b['anomalies'])} anomalies")
-            lines += [f"  anomaly {a['kind']}: {a['detail']}" for a in b["anomalies"]]
-        elif b["status"] == "duplicate":
-            lines.append(f"{b['file']}: {b['reason']}")
-        else:
-            kept = f"kept in {b['quarantine']}" if b["quarantine"] else "not a batch file: not kept"
-            lines.append(f"{b['file']}: REJECTED: {b['reason']}; {kept}")
+def _batch_lines(b: dict[str, Any]) -> list[str]:
+    """What a person reads of one batch's outcome."""
+    if b["status"] == "accepted":
+        return [f"{b['file']}: accepted batch {b['batch_seq']} of terminal {b['terminal_id']}: "
+                f"{b['accepted']} new records posted, {b['duplicates']} duplicates, "
+                + (f"{b['held']} held (card certificate does not verify), " if b["held"] else "")
+                + f"{len(b['anomalies'])} anomalies"] \
+            + [f"  anomaly {a['kind']}: {a['detail']}" for a in b["anomalies"]]
+    if b["status"] == "duplicate":
+        return [f"{b['file']}: {b['reason']}"]
+    kept = f"kept in {b['quarantine']}" if b["quarantine"] else "not a batch file: not kept"
+    return [f"{b['file']}: REJECTED: {b['reason']}; {kept}"]
+
+
+def _totals_line(data: dict[str, Any]) -> str:
+    return (f"accepted {data['accepted']}, duplicates {data['duplicates']}, rejected {data['rejected']}, "
+            f"anomalies {data['anomalies']}")
+
+
+def _summary_text(data: dict[str, Any], look: Presentation, batches: bool = True) -> str:
+    lines = [line for b in data["batches"] for line in _batch_lines(b)] if batches else []
     for t in data["transfers"]:
         lines.append(f"transfer: card {t['from']} -> {t['to']}: {look.money(t['amount'])}, {t['points']} points")
-    lines.append(f"accepted {data['accepted']}, duplicates {data['duplicates']}, rejected {data['rejected']}, "
-                 f"anomalies {data['anomalies']}")
+    lines.append(_totals_line(data))
     return "\n".join(lines)
 
 
 @click.command("process")
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--inbox", type=click.Path(file_okay=False, path_type=Path),
+              help="Take the batch files waiting in this folder, shared with other importers (on this host or "
+              "others); each file is claimed in the database and moved to done/ or rejected/ once imported.")
+@click.option("--watch", type=click.FloatRange(min=0.1), metavar="SECONDS",
+              help="With --inbox: look again every SECONDS until stopped (SIGTERM or Ctrl-C ends it after the "
+              "batch being imported).")
+@click.option("--lease-minutes", type=click.FloatRange(min=0.1), default=DEFAULT_LEASE_SECONDS / 60,
+              show_default=True, help="With --inbox: a claim not finished in this time is taken over (its importer "
+              "died).")
 @click.option("--gap-hours", type=click.FloatRange(min=0), default=DEFAULT_GAP_SECONDS / 3600, show_default=True,
               help="Report a card's counter gap still open after this long.")
 @click.option("--programs", type=click.Path(file_okay=False, path_type=Path),
@@ -79,12 +98,21 @@ def _summary_text(data: dict[str, Any], look: Presentation) -> str:
               show_default=True, help="Batches of this many records or more: a second process verifies the MACs "
               "while this one stores.")
 @pass_cli
-def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs: Path | None,
-            quarantine: Path | None, parallel_from: int) -> None:
-    """Import terminal batch FILES: verify, post once, reconcile; bad batches go to quarantine."""
+def process(cli: CliContext, files: tuple[Path, ...], inbox: Path | None, watch: float | None, lease_minutes: float,
+            gap_hours: float, programs: Path | None, quarantine: Path | None, parallel_from: int) -> None:
+    """Import terminal batch FILES (or those waiting in an --inbox): verify, post once, reconcile; bad batches go
+    to quarantine."""
+    if not files and inbox is None:
+        raise click.UsageError("give batch FILES or --inbox DIR")
+    if files and inbox is not None:
+        raise click.UsageError("give batch FILES or --inbox DIR, not both")
+    if watch is not None and inbox is None:
+        raise click.UsageError("--watch needs --inbox")
     for path in files:
         if not path.is_file():
             raise UserError(f"no batch file {path}")
+    if inbox is not None and not inbox.is_dir():
+        raise UserError(f"no inbox folder {inbox}")
     cli.home.ensure()  # a wrong folder is said before a passphrase is asked for
     keys = load_processing_keys(cli.home, passphrase())
     engine = open_database(cli.db_url)
@@ -100,13 +128,43 @@ def process(cli: CliContext, files: tuple[Path, ...], gap_hours: float, programs
         with progress(cli, records, path.name, at_least=PROGRESS_MIN_RECORDS) as advance:
             yield advance
 
-    run = process_files(engine, files, keys, options, file_progress)
-    data = run.as_dict()
     look = _presentation(cli, None)
-    emit(cli, data, lambda d: _summary_text(d, look))
+    if inbox is None:
+        run = process_files(engine, files, keys, options, file_progress)
+    else:
+        run = _process_inbox(cli, engine, Inbox(engine, inbox, lease_seconds=int(lease_minutes * 60)), keys, options,
+                             file_progress, watch)
+    data = run.as_dict()
+    if watch is not None and not cli.json:  # each batch was said as it was done
+        emit(cli, data, lambda d: _summary_text(d, look, batches=False))
+    else:
+        emit(cli, data, lambda d: _summary_text(d, look))
     if data["rejected"]:
-        raise BatchesRejected(f"{data['rejected']} of {len(files)} batches rejected (batch files kept in "
+        raise BatchesRejected(f"{data['rejected']} of {len(data['batches'])} batches rejected (batch files kept in "
                               "quarantine)")
+
+
+def _process_inbox(cli: CliContext, engine: Any, inbox: Inbox, keys: Any, options: ImportOptions,
+                   file_progress: Any, watch: float | None) -> ProcessingRun:
+    """The inbox, once or watched; while watching, each batch is said as it is done and SIGTERM ends the run
+    after the batch being imported, as Ctrl-C does."""
+    if watch is None:
+        return process_inbox(engine, inbox, keys, options, file_progress)
+    stop = threading.Event()
+
+    def said(result: ImportResult) -> None:
+        if not cli.json:
+            click.echo("\n".join(_batch_lines(result.as_dict())))
+
+    previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    previous_int = signal.signal(signal.SIGINT, lambda *_: stop.set())
+    try:
+        if not cli.json:
+            click.echo(f"watching {inbox.folder} every {watch:g} s as {inbox.claimant} (Ctrl-C to stop)")
+        return process_inbox(engine, inbox, keys, options, file_progress, watch=watch, stop=stop, on_result=said)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_int)
 
 
 @click.command("check")

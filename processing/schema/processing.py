@@ -266,6 +266,21 @@ programs = Table(
 )
 
 
+inbox_claims = Table(
+    "inbox_claims",
+    metadata,
+    # Who is importing which file of a shared inbox (processing.inbox): one row per file content. A claim
+    # not finished within its lease is taken over (its importer died); a finished one is the file's log.
+    # Migration 0014.
+    Column("sha256", String(64), primary_key=True),
+    Column("file_name", String(255), nullable=False),
+    Column("claimed_by", String(200), nullable=False),
+    Column("claimed_at", DateTime(timezone=True), nullable=False),
+    Column("done_at", DateTime(timezone=True), nullable=True),
+    Column("outcome", String(20), nullable=True),
+)
+
+
 processing_state = Table(
     "processing_state",
     metadata,

@@ -3,41 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
-from support import REPO
-from support.backoffice import NOW, world
+from support.backoffice import NOW, processing_home, run_cli, world
 
-from personalization.keyfiles import write_role_keys
 from processing.check import run_check
 from processing.schema.processing import records
-from purse.home import Home
-from purse.protocol import DEFAULT_SYSTEM_IDENTIFIER, KeyRef
-from purse.rolekeys import RoleKeys, role_key_path
-
-PASSPHRASE = "processing test passphrase"
-
-
-def processing_home(path: Path, keys: object) -> Path:
-    """A home whose processing key file holds the synthetic masters."""
-    home = Home.open(path)
-    role = RoleKeys("processing", 1, DEFAULT_SYSTEM_IDENTIFIER, {KeyRef.TXN: dict(keys.txn_masters)},  # type: ignore[attr-defined]
-                    dict(keys.term_masters), None, None, {}, 1, bytes(32))  # type: ignore[attr-defined]
-    target = role_key_path(home, "processing")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    write_role_keys(target, role, PASSPHRASE)
-    return path
-
-
-def run_cli(home: Path, db: str, *args: str) -> subprocess.Popen[str]:
-    env = dict(os.environ, SMARTPURSE_PASSPHRASE=PASSPHRASE, SMARTPURSE_HOME=str(home), SMARTPURSE_DB=db)
-    return subprocess.Popen([sys.executable, str(REPO / "cli.py"), "--json", *args], env=env, cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 @pytest.mark.slow

@@ -174,7 +174,7 @@ def test_cards_report_counts_states_and_the_cards_used_in_the_period(processing_
 
 
 def test_the_points_report_names_the_programs_processing_verified(processing_db: World) -> None:
-    from processing.importer import name_programs, process_files
+    from processing.run import name_programs, process_files
     from purse.loyalty import example_program_bytes, parse_program_bytes
 
     w = processing_db

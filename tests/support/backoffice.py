@@ -7,6 +7,9 @@ synthetic (``processing.synthetic``): real certificates and chain MACs, written 
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -14,13 +17,19 @@ from pathlib import Path
 
 from sqlalchemy import Engine, insert
 
+from personalization.keyfiles import write_role_keys
 from processing import synthetic
 from processing.db import open_database
 from processing.desk_posting import post_desk_records
-from processing.importer import ImportOptions, ImportResult, import_batch, import_transaction
+from processing.importer import ImportOptions, ImportResult, import_batch
 from processing.keys import CardMacs, ProcessingKeys
+from processing.locks import import_transaction
 from processing.schema.loads import loads
 from processing.schema.registry import card_transfers, cards, merchants, terminals
+from purse.home import Home
+from purse.protocol import DEFAULT_SYSTEM_IDENTIFIER, KeyRef
+from purse.rolekeys import RoleKeys, role_key_path
+from support import REPO
 from support import postgres as pg_env
 
 NOW = 1_700_000_000
@@ -152,3 +161,24 @@ def two_merchants_sales(w: World) -> tuple[synthetic.SynthCard, synthetic.SynthC
     assert w.process(t7.close(w.tmp / "t7.spb")).accepted == 4
     assert w.process(t8.close(w.tmp / "t8.spb")).accepted == 1
     return a, b
+
+
+PASSPHRASE = "processing test passphrase"
+
+
+def processing_home(path: Path, keys: ProcessingKeys) -> Path:
+    """A home whose processing key file holds the synthetic masters."""
+    home = Home.open(path)
+    role = RoleKeys("processing", 1, DEFAULT_SYSTEM_IDENTIFIER, {KeyRef.TXN: dict(keys.txn_masters)},
+                    dict(keys.term_masters), None, None, {}, 1, bytes(32))
+    target = role_key_path(home, "processing")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_role_keys(target, role, PASSPHRASE)
+    return path
+
+
+def run_cli(home: Path, db: str, *args: str, as_json: bool = True) -> subprocess.Popen[str]:
+    """``smartpurse [--json] ARGS`` as its own process on ``home`` and database ``db``, the passphrase given."""
+    env = dict(os.environ, SMARTPURSE_PASSPHRASE=PASSPHRASE, SMARTPURSE_HOME=str(home), SMARTPURSE_DB=db)
+    return subprocess.Popen([sys.executable, str(REPO / "cli.py"), *(["--json"] if as_json else []), *args], env=env,
+                            cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

@@ -20,7 +20,7 @@ from email.message import Message
 from sqlalchemy import Engine, select
 
 from processing.holders.localgateway import LocalSmsGateway
-from processing.importer import name_programs
+from processing.run import name_programs
 from processing.schema.portal import portal_log
 from processing.synthetic import SynthCard
 from purse.loyalty.program import Prize, Program, Tier

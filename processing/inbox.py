@@ -1,0 +1,116 @@
+"""A folder of batch files that several importers share: ``smartpurse process --inbox DIR``.
+
+Terminals (or the collector that fetches their batches) drop files into the folder; any number of
+importers, on this host or others mounting the same folder, take them. A file is *claimed* in the
+database before it is imported (``inbox_claims``, keyed by the file's SHA-256): the claim is one
+``INSERT … ON CONFLICT`` statement, so of two importers reaching for the same file exactly one gets it,
+and the other goes on to the next. After the import the file moves to ``done/`` (accepted or already
+imported) or ``rejected/`` (its reason is in ``batches`` and a copy in the quarantine folder), and its
+claim records the outcome.
+
+An importer that dies (killed, its host lost) leaves its batch's transaction rolled back and its claim
+open; when the claim's lease ends another importer takes the file over. Even if the first one were still
+alive, the batch would be posted once: the file's own lock and the ``records`` keys see to that
+(processing.locks).
+
+Files whose names start with a dot or end in ``.part`` are not taken: a collector writes a file under such
+a name and renames it when it is complete, so no importer reads half a batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, delete, update
+from sqlalchemy.dialects import postgresql, sqlite
+
+from processing.importer import ImportResult, ImportStatus, file_digest
+from processing.schema.processing import inbox_claims
+from purse.errors import UserError
+
+DONE, REJECTED = "done", "rejected"  # where a file goes once imported
+DEFAULT_LEASE_SECONDS = 600
+
+
+def this_importer() -> str:
+    """Who claims: the host and process, as the claims table and its log show it."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class Inbox:
+    """One shared folder of batch files and the claims on them."""
+
+    engine: Engine
+    folder: Path
+    lease_seconds: int = DEFAULT_LEASE_SECONDS
+    claimant: str = field(default_factory=this_importer)
+    now: Callable[[], float] = time.time
+
+    def waiting(self) -> list[Path]:
+        """The files ready to import, by name (a terminal's batches are named in order by most collectors)."""
+        try:
+            entries = list(os.scandir(self.folder))
+        except OSError as e:
+            raise InboxError(f"cannot read the inbox {self.folder}: {e.strerror}") from None
+        return sorted(Path(e.path) for e in entries if e.is_file() and not e.name.startswith(".")
+                      and not e.name.endswith(".part"))
+
+    def claim(self, path: Path) -> str | None:
+        """The file's digest if this importer now holds it; None if another does, or it is gone already."""
+        try:
+            digest = file_digest(path)
+        except OSError:
+            return None  # another importer moved it away between the listing and now
+        now = self._stamp(self.now())
+        c = inbox_claims.c
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(inbox_claims).values(sha256=digest, file_name=path.name[:255],
+                                                   claimed_by=self.claimant, claimed_at=now)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[c.sha256],
+            set_={"file_name": stmt.excluded.file_name, "claimed_by": stmt.excluded.claimed_by,
+                  "claimed_at": stmt.excluded.claimed_at, "done_at": None, "outcome": None},
+            # a finished file dropped again is a new delivery; an open claim past its lease, a dead importer's
+            where=c.done_at.is_not(None) | (c.claimed_at < self._stamp(self.now() - self.lease_seconds)))
+        with self.engine.begin() as conn:
+            won = conn.execute(stmt.returning(c.sha256)).scalar() is not None
+        return digest if won and path.exists() else None
+
+    def finish(self, path: Path, digest: str, result: ImportResult) -> Path:
+        """Move the imported file out of the way and close its claim; where it went."""
+        target_dir = self.folder / (REJECTED if result.status == ImportStatus.REJECTED else DONE)
+        target_dir.mkdir(exist_ok=True)
+        target = target_dir / path.name
+        if target.exists():  # the same name delivered before with other content: keep both
+            target = target_dir / f"{digest[:16]}-{path.name}"
+        try:
+            os.replace(path, target)
+        except OSError as e:
+            raise InboxError(f"cannot move {path} to {target_dir}: {e.strerror}") from None
+        c = inbox_claims.c
+        with self.engine.begin() as conn:
+            conn.execute(update(inbox_claims).where(c.sha256 == digest, c.claimed_by == self.claimant)
+                         .values(done_at=self._stamp(self.now()), outcome=str(result.status)))
+        return target
+
+    def release(self, digest: str) -> None:
+        """Give up a claim without importing (the run stops): another importer may take the file at once."""
+        c = inbox_claims.c
+        with self.engine.begin() as conn:
+            conn.execute(delete(inbox_claims).where(c.sha256 == digest, c.claimed_by == self.claimant,
+                                                    c.done_at.is_(None)))
+
+    @staticmethod
+    def _stamp(unix: float) -> dt.datetime:
+        return dt.datetime.fromtimestamp(unix, dt.UTC)
+
+
+class InboxError(UserError):
+    """The inbox folder cannot be read or written (exit 6, as for any file that cannot be used)."""

@@ -1,0 +1,174 @@
+"""One ``smartpurse process`` run: the desks' records, the batches, the replacement transfers that fell due.
+
+The batches are the files given, or those waiting in a shared inbox (processing.inbox), taken once or
+watched for. Either way the desks' records (loads, cash-outs, deposits) are posted before the batches
+(their counters precede the purchases) and again after a pass (loads made while importing), and each
+batch is its own transaction. On PostgreSQL a batch another importer is busy with, sharing a card or a
+terminal with it, is put back and taken after the others (processing.locks), so importers side by side
+do not queue behind each other; the results come in the order the batches were imported.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, Engine, insert, select, update
+
+from processing.desk_posting import post_desk_records
+from processing.importer import ImportOptions, ImportResult, ImportStatus, import_batch
+from processing.inbox import Inbox
+from processing.keys import CardMacs, ProcessingKeys
+from processing.locks import BatchBusy, import_transaction
+from processing.schema.processing import programs as programs_table
+
+ProgressFactory = Callable[[Path], AbstractContextManager[Callable[[int], None] | None]]
+OnResult = Callable[[ImportResult], None]
+
+
+@dataclass
+class ProcessingRun:
+    """What one ``smartpurse process`` run did: each batch's outcome and the replacement transfers it posted."""
+
+    batches: list[ImportResult]
+    transfers: list[dict[str, Any]]
+
+    @property
+    def accepted(self) -> int:
+        return sum(r.accepted for r in self.batches)
+
+    @property
+    def duplicates(self) -> int:
+        return sum(r.duplicates for r in self.batches)
+
+    @property
+    def rejected(self) -> int:
+        return sum(r.status == ImportStatus.REJECTED for r in self.batches)
+
+    @property
+    def anomalies(self) -> int:
+        return sum(len(r.anomalies) for r in self.batches)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"batches": [r.as_dict() for r in self.batches], "accepted": self.accepted,
+                "duplicates": self.duplicates, "rejected": self.rejected, "anomalies": self.anomalies,
+                "transfers": self.transfers}
+
+
+def name_programs(conn: Connection, verified: dict[int, Any]) -> None:
+    """Keep the name, version, points expiry, prize and tiers of each verified program (the newest version seen
+    wins): what the holders' messages and page say of its rules, without opening the signed files."""
+    p = programs_table.c
+    for program_id, program in verified.items():
+        row = conn.execute(select(p.version).where(p.program_id == program_id)).first()
+        values = {"name": program.name, "version": program.version, "expiry_days": program.expiry_days,
+                  "prize_threshold": program.prize.threshold if program.prize else None,
+                  "prize_text": program.prize.text[:200] if program.prize else None,
+                  "tiers": [[t.name, t.min_spend, t.discount_bp] for t in program.tiers]}
+        if row is None:
+            conn.execute(insert(programs_table).values(program_id=program_id, **values))
+        elif program.version >= row.version:
+            conn.execute(update(programs_table).where(p.program_id == program_id).values(**values))
+
+
+def process_files(engine: Engine, files: Sequence[Path], keys: ProcessingKeys, options: ImportOptions,
+                  progress: ProgressFactory | None = None) -> ProcessingRun:
+    """What ``smartpurse process FILES`` does: desk records, each batch, desk records and due transfers.
+
+    A batch that fails verification does not raise: it is quarantined and its result says why
+    (``REJECTED``). Raises ``SmartpurseError`` for what stops the whole run: an unreadable file, a
+    database that cannot be written, a verifying worker that died.
+    """
+    run = _Run(engine, keys, options, progress, None)
+    for _ in run.batches(files):
+        pass
+    run.end_of_pass()
+    return ProcessingRun(run.results, run.transfers)
+
+
+def process_inbox(engine: Engine, inbox: Inbox, keys: ProcessingKeys, options: ImportOptions,
+                  progress: ProgressFactory | None = None, *, watch: float | None = None,
+                  stop: threading.Event | None = None, on_result: OnResult | None = None) -> ProcessingRun:
+    """What ``smartpurse process --inbox DIR`` does: the files waiting in the inbox that no other importer
+    holds, claimed one by one; with ``watch`` (seconds), again and again until ``stop`` is set.
+
+    ``stop`` is looked at between batches: the batch being imported is finished, the files claimed but not
+    begun are released for other importers. ``on_result`` hears of each batch as it is done."""
+    stop = stop or threading.Event()
+    run = _Run(engine, keys, options, progress, on_result)
+    while True:
+        claimed: dict[Path, str] = {}  # path -> digest, until the file is finished
+        try:
+            for path, result in run.batches(_claim_each(inbox, stop, claimed), stop):
+                inbox.finish(path, claimed.pop(path), result)
+        finally:
+            for digest in claimed.values():  # put back and not retaken, or not begun, when the run stopped or failed
+                inbox.release(digest)
+        run.end_of_pass()
+        if watch is None or stop.wait(watch):
+            return ProcessingRun(run.results, run.transfers)
+
+
+def _claim_each(inbox: Inbox, stop: threading.Event, claimed: dict[Path, str]) -> Iterator[Path]:
+    """The waiting files this importer wins, claimed one at a time as the run reaches them (noted in ``claimed``)."""
+    for path in inbox.waiting():
+        if stop.is_set():
+            return
+        digest = inbox.claim(path)
+        if digest is not None:
+            claimed[path] = digest
+            yield path
+
+
+class _Run:
+    """The steps every run takes: programs named and desk records posted first, then batches, then a pass's end."""
+
+    def __init__(self, engine: Engine, keys: ProcessingKeys, options: ImportOptions,
+                 progress: ProgressFactory | None, on_result: OnResult | None) -> None:
+        self.engine, self.keys, self.macs = engine, keys, CardMacs(keys)
+        self.options = replace(options, post_desk=False)
+        self.progress, self.on_result = progress, on_result
+        self.results: list[ImportResult] = []
+        self.transfers: list[dict[str, Any]] = []
+        with import_transaction(engine) as conn:
+            name_programs(conn, self.options.programs)
+            self._post_desk(conn)
+
+    def batches(self, files: Iterable[Path], stop: threading.Event | None = None
+                ) -> Iterator[tuple[Path, ImportResult]]:
+        """Import each file, yielding it with its result; a file busy at another importer comes again at the end.
+
+        Waiting only for the files put back guarantees progress: the second time a batch waits for its locks."""
+        put_back: list[Path] = []
+        for path in files:
+            try:
+                yield path, self._one(path, wait=False)
+            except BatchBusy:
+                put_back.append(path)
+        for path in put_back:
+            if stop is not None and stop.is_set():
+                return
+            yield path, self._one(path, wait=True)
+
+    def _one(self, path: Path, wait: bool) -> ImportResult:
+        with (self.progress(path) if self.progress is not None else nullcontext()) as advance:
+            result = import_batch(self.engine, path, self.keys, self.options, self.macs, advance, wait=wait)
+        self.results.append(result)
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
+
+    def end_of_pass(self) -> None:
+        """The desk records made while importing, and the replacement transfers now due."""
+        from processing.transfers import post_due_transfers
+
+        with import_transaction(self.engine) as conn:
+            self._post_desk(conn)
+            self.transfers += post_due_transfers(conn, int(self.options.now()), self.options.gap_seconds)
+
+    def _post_desk(self, conn: Connection) -> None:
+        post_desk_records(conn, self.macs, now=int(self.options.now()), gap_seconds=self.options.gap_seconds)
