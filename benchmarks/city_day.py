@@ -22,9 +22,11 @@ For each database, in fresh child processes on a fresh database each:
   shared inbox (``smartpurse process --inbox``: processing.run.process_inbox), against one database; the
   speed-up is one importer's time over K's. Each file must be taken once and every record stored once.
 
-It prints records/s, the ratio to the bare insert, the first and last tenth's mean batch time, the peak
-memory of the day's import (the setup's peak, loading millions of cards, is reported apart), and the
-speed-up of K importers; ``--json`` prints the measurements as JSON.
+After the day, ``check`` runs as an accountant runs it (the history was checked before the clock, so it
+reads the day's records), then ``check --full`` (every record). It prints records/s, the ratio to the bare
+insert, the first and last tenth's mean batch time, the peak memory of the day's import (the setup's peak,
+loading millions of cards, is reported apart), the two checks' seconds and the speed-up of K importers;
+``--json`` prints the measurements as JSON.
 """
 
 from __future__ import annotations
@@ -121,7 +123,20 @@ def _prepare(url: str, folder: Path, spec: dict[str, Any], bare: bool) -> Any:
             result = import_batch(engine, Path(path), keys, options)
             if result.status != "accepted":
                 raise SystemExit(f"history {path}: {result.reason}")
+        _check(engine, full=True)  # the history was checked before: the day's check reads the day
     return engine
+
+
+def _check(engine: Any, full: bool) -> float:
+    """Seconds ``smartpurse check`` takes (``--full``: every record); it must find the books in order."""
+    from processing.check import check_snapshot, run_check
+
+    start = time.perf_counter()
+    with check_snapshot(engine) as conn:
+        rep = run_check(conn, full=full, prove=True)
+    if not rep.ok:
+        raise SystemExit(f"check failed: {rep.failures}")
+    return round(time.perf_counter() - start, 3)
 
 
 def _options(folder: Path) -> Any:
@@ -198,12 +213,14 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | 
             times.append(time.perf_counter() - t0)
             n += result.accepted
     elapsed = time.perf_counter() - start
+    checks = {"check_new_s": _check(engine, full=False), "check_full_s": _check(engine, full=True)} \
+        if mode == "import" else {}
     engine.dispose()
     tenth = max(1, len(times) // 10)
     return {"mode": mode, "records": n, "seconds": round(elapsed, 3), "rate": round(n / elapsed),
             "first_tenth_ms": round(1000 * statistics.mean(times[:tenth]), 2) if times else None,
             "last_tenth_ms": round(1000 * statistics.mean(times[-tenth:]), 2) if times else None,
-            "peak_rss_mib": _peak_rss_mib(), "setup_peak_rss_mib": setup_peak}
+            "peak_rss_mib": _peak_rss_mib(), "setup_peak_rss_mib": setup_peak, **checks}
 
 
 def _peak_rss_mib() -> float:

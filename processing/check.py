@@ -19,20 +19,48 @@ The invariants (docs/design.md, "Invariants"; docs/processing.md, "Check"):
 8. the card deposits held equal the deposits posted as taken at issue less those refunded at
    card return.
 Each failure carries its evidence (which entry, card or merchant, expected and found).
+
+What reads the records (invariants 2, 3, 5 and 6) reads, by default, only the records of the journal
+entries no check has proven yet, found through their index by entry; the proven entries are kept in
+``checked_entries`` with what their records net to. A check then costs what was imported since the
+last one, plus the aggregates (postings, card accounts, sales), not the whole history: records are
+never changed once stored, so a proven entry stays proven. ``full`` reads every record again, as an
+audit would, and also proves that no proven entry's records changed since.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, case, func, or_, select
+from sqlalchemy import (
+    CompoundSelect,
+    Connection,
+    Engine,
+    Integer,
+    Select,
+    String,
+    any_,
+    case,
+    exists,
+    func,
+    literal,
+    or_,
+    select,
+    true,
+    union,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
 
 from processing import ledger
 from processing.anomalies import AnomalyKind
 from processing.batchfile import BatchRejected, open_batch
+from processing.db import committed
 from processing.schema.desk import DepositMove, card_deposits, cash_outs
 from processing.schema.loads import loads
 from processing.schema.processing import (
@@ -40,6 +68,8 @@ from processing.schema.processing import (
     anomalies,
     batches,
     card_accounts,
+    checked_entries,
+    checked_sales,
     journal_entries,
     money_effect_sql,
     postings,
@@ -69,8 +99,56 @@ def _delta() -> ColumnElement[int]:
     return money_effect_sql(records.c.record_type, records.c.amount)
 
 
-def run_check(conn: Connection) -> CheckReport:
+@dataclass(frozen=True)
+class _Scope:
+    """Which records a check reads: every one (``full``), or those of the entries not proven before."""
+
+    full: bool
+    ids: tuple[int, ...] | None = None  # PostgreSQL: the entries to prove, sent as one array
+
+    @classmethod
+    def of(cls, conn: Connection, full: bool) -> _Scope:
+        """On PostgreSQL the entries to prove are read first: given as an array, the planner knows how few
+        they are and reads their records through the entry index (a subquery it may misjudge into a scan)."""
+        if full or conn.dialect.name != "postgresql":
+            return cls(full)
+        return cls(full, tuple(int(row[0]) for row in conn.execute(cls(full).entries())))
+
+    def entries(self) -> Select[Any]:
+        """The journal entries to prove now."""
+        je, ce = journal_entries.c, checked_entries.c
+        stmt = select(je.id)
+        return stmt if self.full else stmt.where(~exists().where(ce.entry_id == je.id))
+
+    def records(self) -> ColumnElement[bool]:
+        """The condition on ``records`` for the records to read now."""
+        if self.full:
+            return true()
+        if self.ids is not None:
+            return records.c.entry_id == any_(literal(list(self.ids), postgresql.ARRAY(Integer)))
+        return records.c.entry_id.in_(self.entries())
+
+
+@contextmanager
+def check_snapshot(engine: Engine) -> Iterator[Connection]:
+    """One consistent view of the books for a check, in which it may record what it proved (committed at
+    the end). PostgreSQL: a repeatable-read transaction, so imports committing meanwhile are not half
+    seen; SQLite: the write lock, taken at once (a check reads in seconds what changed)."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn = conn.execution_options(isolation_level="REPEATABLE READ")
+            conn.begin()
+        with committed(conn):
+            yield conn
+
+
+def run_check(conn: Connection, *, full: bool = True, prove: bool = False) -> CheckReport:
+    """Check every invariant. ``full=False`` reads only the records of entries not yet proven; ``prove``
+    records the entries proven when every invariant holds (in the caller's transaction)."""
     rep = CheckReport()
+    scope = _Scope.of(conn, full)
     p = postings.c
     debits, credits = conn.execute(select(func.coalesce(func.sum(p.debit), 0),
                                           func.coalesce(func.sum(p.credit), 0))).one()
@@ -85,22 +163,65 @@ def run_check(conn: Connection) -> CheckReport:
 
     ledger_float = ledger.card_float(conn)
     shadow = int(conn.execute(select(func.coalesce(func.sum(card_accounts.c.balance), 0))).scalar_one())
-    sub = int(conn.execute(select(func.coalesce(func.sum(_delta()), 0))).scalar_one())
-    rep.figures.update(card_float=ledger_float, shadow_balances=shadow, records_net=sub)
+    read, sub = conn.execute(select(func.count(), func.coalesce(func.sum(_delta()), 0))
+                             .where(scope.records())).one()
+    if not full:
+        sub += int(conn.execute(select(func.coalesce(func.sum(checked_entries.c.records_net), 0))).scalar_one())
+    rep.figures.update(card_float=ledger_float, shadow_balances=shadow, records_net=int(sub), records_read=int(read),
+                       full=int(full))
     if ledger_float != shadow:
         rep.fail("card float == sum of shadow balances",
                  f"ledger card float {ledger_float} != sum of shadow balances {shadow}",
                  {"card_float": ledger_float, "shadow_balances": shadow, "records_net": sub})
-    _per_card(conn, rep)
+    _per_card(conn, rep, scope)
     _replacements(conn, rep)
     _deposits(conn, rep)
-    _per_entry(conn, rep)
+    _per_entry(conn, rep, scope)
     _merchants(conn, rep)
-    _sales_ledger(conn, rep)
-    _references(conn, rep)
+    _sales_ledger(conn, rep, scope)
+    _references(conn, rep, scope)
     _quarantine(conn, rep)
     _held_records(conn, rep)
+    if full:
+        _proven_unchanged(conn, rep)
+    if prove and rep.ok:
+        rep.figures["entries_proved"] = _prove(conn, scope)
     return rep
+
+
+def _prove(conn: Connection, scope: _Scope) -> int:
+    """Keep the entries just proven, with their records' count and net, and their batches' sales as their
+    records sum to; how many entries were new. The sales first: the scope is the entries not yet kept."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    d = _records_as_sales(scope).subquery().c
+    conn.execute(dialect.insert(checked_sales).from_select(
+        ["batch_id", "day", "merchant_id", "terminal_id", *_SALES_FIGURES[2:]],
+        select(d.batch_id, d.day, d.merchant_id, d.terminal_id, *[d[n] for n in _SALES_FIGURES[2:]])
+        .where(d.batch_id.is_not(None)))  # a WHERE, so SQLite does not read ON CONFLICT as a join's ON
+        .on_conflict_do_nothing(index_elements=["batch_id", "day"]))
+    je, r, ce = journal_entries.c, records.c, checked_entries.c
+    proven = (select(je.id, func.count(r.entry_id), func.coalesce(func.sum(_delta()), 0))
+              .select_from(journal_entries.outerjoin(records, r.entry_id == je.id))
+              .where(je.id.in_(scope.entries()), ~exists().where(ce.entry_id == je.id)).group_by(je.id))
+    stmt = dialect.insert(checked_entries).from_select(["entry_id", "records", "records_net"], proven)
+    stmt = stmt.on_conflict_do_nothing(index_elements=["entry_id"]).returning(checked_entries.c.entry_id)
+    return len(conn.execute(stmt).all())
+
+
+def _proven_unchanged(conn: Connection, rep: CheckReport) -> None:
+    """An entry proven before still has the records it had then (a full check's audit of the proofs)."""
+    r, ce = records.c, checked_entries.c
+    now = (select(r.entry_id.label("e"), func.count().label("n"), func.sum(_delta()).label("s"))
+           .group_by(r.entry_id).subquery())
+    bad = conn.execute(select(ce.entry_id, ce.records, ce.records_net, func.coalesce(now.c.n, 0),
+                              func.coalesce(now.c.s, 0))
+                       .select_from(checked_entries.outerjoin(now, now.c.e == ce.entry_id))
+                       .where((func.coalesce(now.c.n, 0) != ce.records) | (func.coalesce(now.c.s, 0) != ce.records_net))
+                       .limit(_EVIDENCE_LIMIT)).all()
+    if bad:
+        rep.fail("proven entries unchanged", f"{len(bad)} journal entries' records changed since a check proved them",
+                 [{"entry_id": e, "proven_records": int(n0), "proven_net": int(s0), "records": int(n1),
+                   "records_net": int(s1)} for e, n0, s0, n1, s1 in bad])
 
 
 def _quarantine(conn: Connection, rep: CheckReport) -> None:
@@ -150,14 +271,14 @@ def _held_records(conn: Connection, rep: CheckReport) -> None:
                        held_cancellations=totals[RecordType.CANCEL], held_loads=totals[RecordType.LOAD])
 
 
-def _references(conn: Connection, rep: CheckReport) -> None:
+def _references(conn: Connection, rep: CheckReport, scope: _Scope) -> None:
     """What foreign keys would enforce on ``records`` (left out for bulk speed, see the schema),
     and the settlement named by a ``sales`` row (declared there; checked too, as SQLite's
     enforcement depends on a connection pragma)."""
     r, b, s, sa = records.c, batches.c, settlements.c, sales.c
     lost_batch = conn.execute(select(r.card_number, r.counter, r.batch_id).select_from(
         records.outerjoin(batches, (b.id == r.batch_id) & (b.status == "accepted")))
-        .where(r.batch_id.is_not(None), b.id.is_(None)).limit(_EVIDENCE_LIMIT)).all()
+        .where(r.batch_id.is_not(None), b.id.is_(None), scope.records()).limit(_EVIDENCE_LIMIT)).all()
     lost_settlement = conn.execute(select(sa.batch_id, sa.day, sa.settlement_id).select_from(
         sales.outerjoin(settlements, s.id == sa.settlement_id))
         .where(sa.settlement_id.is_not(None), s.id.is_(None)).limit(_EVIDENCE_LIMIT)).all()
@@ -171,19 +292,34 @@ def _references(conn: Connection, rep: CheckReport) -> None:
 _SALES_FIGURES = ("merchant_id", "terminal_id", "purchase_count", "purchase_total", "cancel_count", "cancel_total")
 
 
-def _sales_ledger(conn: Connection, rep: CheckReport) -> None:
-    """Each ``sales`` row is the sum of its records: the aggregate may never drift from its detail."""
-    r, sa = records.c, sales.c
+def _records_as_sales(scope: _Scope) -> Select[Any]:
+    """Per (batch, day), the purchases and cancellations of the records to read now, as ``sales`` would
+    have them (with the highest merchant and terminal beside the lowest: they must be one)."""
+    r = records.c
     is_p, is_c = r.record_type == RecordType.PURCHASE, r.record_type == RecordType.CANCEL
-    detail = (select(r.batch_id.label("batch_id"), r.day.label("day"),
-                     func.min(r.merchant_id).label("merchant_id"), func.max(r.merchant_id).label("merchant_hi"),
-                     func.min(r.terminal_id).label("terminal_id"), func.max(r.terminal_id).label("terminal_hi"),
-                     func.sum(case((is_p, 1), else_=0)).label("purchase_count"),
-                     func.sum(case((is_p, r.amount), else_=0)).label("purchase_total"),
-                     func.sum(case((is_c, 1), else_=0)).label("cancel_count"),
-                     func.sum(case((is_c, r.amount), else_=0)).label("cancel_total"))
-              .where(r.batch_id.is_not(None), r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL]))
-              .group_by(r.batch_id, r.day).subquery())
+    return (select(r.batch_id.label("batch_id"), r.day.label("day"),
+                   func.min(r.merchant_id).label("merchant_id"), func.max(r.merchant_id).label("merchant_hi"),
+                   func.min(r.terminal_id).label("terminal_id"), func.max(r.terminal_id).label("terminal_hi"),
+                   func.sum(case((is_p, 1), else_=0)).label("purchase_count"),
+                   func.sum(case((is_p, r.amount), else_=0)).label("purchase_total"),
+                   func.sum(case((is_c, 1), else_=0)).label("cancel_count"),
+                   func.sum(case((is_c, r.amount), else_=0)).label("cancel_total"))
+            .where(r.batch_id.is_not(None), r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL]),
+                   scope.records())
+            .group_by(r.batch_id, r.day))
+
+
+def _sales_ledger(conn: Connection, rep: CheckReport, scope: _Scope) -> None:
+    """Each ``sales`` row is the sum of its records: the aggregate may never drift from its detail. The
+    detail of batches proven before is what their records summed to then (``checked_sales``): every sales
+    row is compared at every check, but only the new records are read."""
+    sa, cs = sales.c, checked_sales.c
+    detail_rows: Select[Any] | CompoundSelect[Any] = _records_as_sales(scope)
+    if not scope.full:  # the batches proven before, as their records were then (a sales row may drift since)
+        detail_rows = union_all(detail_rows, select(cs.batch_id, cs.day, cs.merchant_id, cs.merchant_id,
+                                                    cs.terminal_id, cs.terminal_id, cs.purchase_count,
+                                                    cs.purchase_total, cs.cancel_count, cs.cancel_total))
+    detail = detail_rows.subquery()
     d = detail.c
     differs = or_(sa.batch_id.is_(None), d.merchant_hi != d.merchant_id, d.terminal_hi != d.terminal_id,
                   *[d[name] != sa[name] for name in _SALES_FIGURES])
@@ -210,9 +346,24 @@ def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
-def _per_card(conn: Connection, rep: CheckReport) -> None:
+def _per_card(conn: Connection, rep: CheckReport, scope: _Scope) -> None:
+    """Each card's shadow balance is the sum of its records and transfers: of every card, or of the cards the
+    entries to prove now touched (their records and transfers, all of them, through the card key)."""
     r, ca, tp = records.c, card_accounts.c, transfers_posted.c
-    per_record = select(r.card_number.label("n"), func.sum(_delta()).label("s")).group_by(r.card_number).subquery()
+    per_record_rows = select(r.card_number.label("n"), func.sum(_delta()).label("s"))
+    of_records: ColumnElement[bool] = true()  # which cards: every one, or those touched since the last check
+    of_accounts: ColumnElement[bool] = true()
+    if not scope.full:
+        numbers = union(select(r.card_number).where(scope.records()),
+                        select(tp.old_card).where(tp.entry_id.in_(scope.entries())),
+                        select(tp.new_card).where(tp.entry_id.in_(scope.entries())))
+        if conn.dialect.name == "postgresql":  # as one array, so that the planner reads them through the key
+            array = literal([row[0] for row in conn.execute(numbers)], postgresql.ARRAY(String))
+            of_records, of_accounts = r.card_number == any_(array), ca.card_number == any_(array)
+        else:
+            of_records, of_accounts = r.card_number.in_(numbers), ca.card_number.in_(numbers)
+    per_record_rows = per_record_rows.where(of_records)
+    per_record = per_record_rows.group_by(r.card_number).subquery()
     moved_out = select(tp.old_card.label("n"), func.sum(tp.amount).label("s")).group_by(tp.old_card).subquery()
     moved_in = select(tp.new_card.label("n"), func.sum(tp.amount).label("s")).where(tp.to_chip.is_(False)) \
         .group_by(tp.new_card).subquery()  # since 0003 the money reaches the new card as a load record
@@ -222,7 +373,7 @@ def _per_card(conn: Connection, rep: CheckReport) -> None:
             .select_from(card_accounts.outerjoin(per_record, per_record.c.n == ca.card_number)
                          .outerjoin(moved_in, moved_in.c.n == ca.card_number)
                          .outerjoin(moved_out, moved_out.c.n == ca.card_number))
-            .where(ca.balance != expected).limit(_EVIDENCE_LIMIT))
+            .where(ca.balance != expected, of_accounts).limit(_EVIDENCE_LIMIT))
     bad = conn.execute(stmt).all()
     orphans = conn.execute(select(per_record.c.n).select_from(
         per_record.outerjoin(card_accounts, ca.card_number == per_record.c.n))
@@ -278,18 +429,18 @@ def _deposits(conn: Connection, rep: CheckReport) -> None:
                  f"desks' posted deposits say {expected}", {"card_deposits": held, "expected": expected})
 
 
-def _per_entry(conn: Connection, rep: CheckReport) -> None:
-    """Each entry's card-float movement must equal the sum of the records it posted."""
+def _per_entry(conn: Connection, rep: CheckReport, scope: _Scope) -> None:
+    """Each entry's card-float movement must equal the sum of the records it posted (each entry to prove now)."""
     r, p, a, je = records.c, postings.c, accounts.c, journal_entries.c
     float_move = (select(p.entry_id.label("e"), func.sum(p.credit - p.debit).label("m"))
                   .select_from(postings.join(accounts, a.id == p.account_id))
                   .where(a.code == ledger.CARD_FLOAT).group_by(p.entry_id).subquery())
     posted = select(r.entry_id.label("e"), func.sum(_delta()).label("s"), func.count().label("n")) \
-        .group_by(r.entry_id).subquery()
+        .where(scope.records()).group_by(r.entry_id).subquery()
     stmt = (select(je.id, je.kind, func.coalesce(float_move.c.m, 0), func.coalesce(posted.c.s, 0))
             .select_from(journal_entries.outerjoin(float_move, float_move.c.e == je.id)
                          .outerjoin(posted, posted.c.e == je.id))
-            .where(je.kind.in_(ledger.RECORD_ENTRY_KINDS),
+            .where(je.kind.in_(ledger.RECORD_ENTRY_KINDS), je.id.in_(scope.entries()),
                    func.coalesce(float_move.c.m, 0) != func.coalesce(posted.c.s, 0)).limit(_EVIDENCE_LIMIT))
     bad = conn.execute(stmt).all()
     stray = conn.execute(select(posted.c.e, posted.c.n).select_from(

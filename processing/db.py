@@ -160,6 +160,18 @@ def _sqlite_foreign_keys_off(conn: Connection) -> Iterator[None]:
         conn.commit()
 
 
+@contextmanager
+def committed(conn: Connection) -> Iterator[Connection]:
+    """The transaction begun on ``conn``, committed when the block ends and rolled back if it raises."""
+    try:
+        yield conn
+    except BaseException:
+        conn.rollback()
+        raise
+    else:
+        conn.commit()
+
+
 def _safe(engine: Engine) -> str:
     return engine.url.render_as_string(hide_password=True)
 

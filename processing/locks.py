@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 from sqlalchemy import Connection, Engine, text
 
+from processing.db import committed
+
 IMPORT_LOCK = 0x5350_0001  # the import lock's key: "SP" + 1
 _FILE, _TERMINAL, _CARD = 0x5350_0002, 0x5350_0003, 0x5350_0004  # the classes of the two-key advisory locks
 CARD_LOCKS_UP_TO = 2_000  # a batch with more distinct cards runs alone (the lock table is shared and small)
@@ -70,13 +72,8 @@ def import_transaction(engine: Engine, batch: BatchLocks | None = None, wait: bo
                     raise BatchBusy(batch.digest)
             else:
                 conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": IMPORT_LOCK})
-        try:
+        with committed(conn):
             yield conn
-        except BaseException:
-            conn.rollback()
-            raise
-        else:
-            conn.commit()
 
 
 def _lock_batch(conn: Connection, batch: BatchLocks, wait: bool) -> bool:

@@ -145,6 +145,38 @@ records = Table(
     # The certified record, byte for byte: every other field (balance, points, time, UID, certificate)
     # is read from here (purse.records layout), so a row stays narrow and bulk inserts stay fast.
     Column("raw", LargeBinary(72), nullable=False),
+    # By the entry that posted them: ``smartpurse check`` proves only the entries not proven before
+    # (processing.check). Entry ids rise as batches come, so each insert lands at the index's right
+    # edge, not at a random page as the card key does. Migration 0015.
+    Index("ix_records_entry", "entry_id"),
+)
+
+checked_entries = Table(
+    "checked_entries",
+    metadata,
+    # The journal entries ``smartpurse check`` proved against their records, with what their records
+    # net to: the next check reads only the records of entries not here (``check --full`` reads all).
+    # Records are never changed once stored, so a proven entry stays proven. Migration 0015.
+    Column("entry_id", Integer, primary_key=True, autoincrement=False),
+    Column("records", BigInteger, nullable=False),
+    Column("records_net", BigInteger, nullable=False),
+    Column("checked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+)
+
+checked_sales = Table(
+    "checked_sales",
+    metadata,
+    # What the records of each proven batch sum to per day, as ``sales`` has it: a check compares every
+    # sales row (settlement stamps them later) with this instead of reading those records again.
+    # Migration 0015.
+    Column("batch_id", Integer, primary_key=True, autoincrement=False),
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("merchant_id", BigInteger),
+    Column("terminal_id", BigInteger),
+    Column("purchase_count", BigInteger, nullable=False),
+    Column("purchase_total", BigInteger, nullable=False),
+    Column("cancel_count", BigInteger, nullable=False),
+    Column("cancel_total", BigInteger, nullable=False),
 )
 
 sales = Table(
