@@ -106,7 +106,9 @@ def save(conn: Connection, found: Iterable[Anomaly], batch_id: int | None = None
     rows = [{"detected_at": detected, "kind": a.kind, "fingerprint": a.fingerprint[:200],
              "card_number": a.card_number, "counter": a.counter,
              "terminal_id": a.terminal_id, "batch_id": batch_id, "detail": a.detail, "evidence": a.evidence}
-            for a in found]
+            for a in sorted(found, key=lambda a: a.fingerprint)]
+    # Sorted, one order everywhere: importers side by side may report the same finding (an old counter gap),
+    # and each waits on the other's uncommitted row; inserted in the same order, those waits form no cycle.
     if not rows:
         return 0
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite

@@ -42,7 +42,6 @@ from sqlalchemy import (
     Engine,
     Integer,
     Select,
-    String,
     any_,
     case,
     exists,
@@ -56,6 +55,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.selectable import Subquery
 
 from processing import ledger
 from processing.anomalies import AnomalyKind
@@ -68,6 +68,7 @@ from processing.schema.processing import (
     anomalies,
     batches,
     card_accounts,
+    checked_cards,
     checked_entries,
     checked_sales,
     journal_entries,
@@ -82,6 +83,7 @@ from processing.transfers import transfer_key
 from purse.protocol import RecordType
 
 _EVIDENCE_LIMIT = 20
+_CHECK_LOCK = 0x5350_0005  # PostgreSQL advisory lock key: proving checks run one at a time
 
 
 @dataclass
@@ -137,11 +139,20 @@ def check_snapshot(engine: Engine) -> Iterator[Connection]:
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
+            with committed(conn):
+                yield conn
+            return
+        # One check at a time, waited for before the snapshot is taken: two would prove the same entries.
+        conn.exec_driver_sql(f"SELECT pg_advisory_lock({_CHECK_LOCK})")
+        conn.commit()
+        try:
             conn = conn.execution_options(isolation_level="REPEATABLE READ")
             conn.begin()
-        with committed(conn):
-            yield conn
+            with committed(conn):
+                yield conn
+        finally:
+            conn.exec_driver_sql(f"SELECT pg_advisory_unlock({_CHECK_LOCK})")
+            conn.commit()
 
 
 def run_check(conn: Connection, *, full: bool = True, prove: bool = False) -> CheckReport:
@@ -185,13 +196,15 @@ def run_check(conn: Connection, *, full: bool = True, prove: bool = False) -> Ch
     if full:
         _proven_unchanged(conn, rep)
     if prove and rep.ok:
-        rep.figures["entries_proved"] = _prove(conn, scope)
+        rep.figures["entries_proved"] = _prove(conn, scope if not full else _Scope.of(conn, False))
     return rep
 
 
 def _prove(conn: Connection, scope: _Scope) -> int:
-    """Keep the entries just proven, with their records' count and net, and their batches' sales as their
-    records sum to; how many entries were new. The sales first: the scope is the entries not yet kept."""
+    """Keep the entries just proven, with their records' count and net, their batches' sales and their cards'
+    nets as their records sum to; how many entries were new. ``scope`` is the entries not proven yet (also
+    after a full check: a proven entry must not be added to a card twice), so the entries go in last.
+    Two checks never prove at once (``check_snapshot``)."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     d = _records_as_sales(scope).subquery().c
     conn.execute(dialect.insert(checked_sales).from_select(
@@ -199,6 +212,11 @@ def _prove(conn: Connection, scope: _Scope) -> int:
         select(d.batch_id, d.day, d.merchant_id, d.terminal_id, *[d[n] for n in _SALES_FIGURES[2:]])
         .where(d.batch_id.is_not(None)))  # a WHERE, so SQLite does not read ON CONFLICT as a join's ON
         .on_conflict_do_nothing(index_elements=["batch_id", "day"]))
+    new = _new_per_card(scope).c
+    upsert = dialect.insert(checked_cards).from_select(["card_number", "records_net"],
+                                                       select(new.n, new.s).where(new.n.is_not(None)))
+    conn.execute(upsert.on_conflict_do_update(index_elements=["card_number"], set_={
+        "records_net": checked_cards.c.records_net + upsert.excluded.records_net}))
     je, r, ce = journal_entries.c, records.c, checked_entries.c
     proven = (select(je.id, func.count(r.entry_id), func.coalesce(func.sum(_delta()), 0))
               .select_from(journal_entries.outerjoin(records, r.entry_id == je.id))
@@ -218,10 +236,19 @@ def _proven_unchanged(conn: Connection, rep: CheckReport) -> None:
                        .select_from(checked_entries.outerjoin(now, now.c.e == ce.entry_id))
                        .where((func.coalesce(now.c.n, 0) != ce.records) | (func.coalesce(now.c.s, 0) != ce.records_net))
                        .limit(_EVIDENCE_LIMIT)).all()
-    if bad:
-        rep.fail("proven entries unchanged", f"{len(bad)} journal entries' records changed since a check proved them",
+    cc = checked_cards.c
+    per_card = (select(r.card_number.label("n"), func.sum(_delta()).label("s"))
+                .select_from(records.join(checked_entries, ce.entry_id == r.entry_id)).group_by(r.card_number)
+                .subquery())
+    cards = conn.execute(select(cc.card_number, cc.records_net, func.coalesce(per_card.c.s, 0))
+                         .select_from(checked_cards.outerjoin(per_card, per_card.c.n == cc.card_number))
+                         .where(func.coalesce(per_card.c.s, 0) != cc.records_net).limit(_EVIDENCE_LIMIT)).all()
+    if bad or cards:
+        rep.fail("proven entries unchanged", f"{len(bad)} journal entries' and {len(cards)} cards' records changed "
+                 "since a check proved them",
                  [{"entry_id": e, "proven_records": int(n0), "proven_net": int(s0), "records": int(n1),
-                   "records_net": int(s1)} for e, n0, s0, n1, s1 in bad])
+                   "records_net": int(s1)} for e, n0, s0, n1, s1 in bad]
+                 + [{"card_number": n, "proven_net": int(p), "records_net": int(q)} for n, p, q in cards])
 
 
 def _quarantine(conn: Connection, rep: CheckReport) -> None:
@@ -346,37 +373,44 @@ def _int(value: Any) -> int | None:
     return None if value is None else int(value)
 
 
+def _new_per_card(scope: _Scope) -> Subquery:
+    """Per card, what the records to read now net to."""
+    r = records.c
+    return (select(r.card_number.label("n"), func.sum(_delta()).label("s")).where(scope.records())
+            .group_by(r.card_number).subquery())
+
+
 def _per_card(conn: Connection, rep: CheckReport, scope: _Scope) -> None:
-    """Each card's shadow balance is the sum of its records and transfers: of every card, or of the cards the
-    entries to prove now touched (their records and transfers, all of them, through the card key)."""
-    r, ca, tp = records.c, card_accounts.c, transfers_posted.c
-    per_record_rows = select(r.card_number.label("n"), func.sum(_delta()).label("s"))
-    of_records: ColumnElement[bool] = true()  # which cards: every one, or those touched since the last check
-    of_accounts: ColumnElement[bool] = true()
-    if not scope.full:
-        numbers = union(select(r.card_number).where(scope.records()),
-                        select(tp.old_card).where(tp.entry_id.in_(scope.entries())),
-                        select(tp.new_card).where(tp.entry_id.in_(scope.entries())))
-        if conn.dialect.name == "postgresql":  # as one array, so that the planner reads them through the key
-            array = literal([row[0] for row in conn.execute(numbers)], postgresql.ARRAY(String))
-            of_records, of_accounts = r.card_number == any_(array), ca.card_number == any_(array)
-        else:
-            of_records, of_accounts = r.card_number.in_(numbers), ca.card_number.in_(numbers)
-    per_record_rows = per_record_rows.where(of_records)
-    per_record = per_record_rows.group_by(r.card_number).subquery()
+    """Each card's shadow balance is the sum of its records and transfers: of every card from all its records,
+    or of the cards the entries to prove now touched, from what their proven records netted to
+    (``checked_cards``) and their new records: the cost is what changed, not the cards' histories."""
+    r, ca, tp, cc = records.c, card_accounts.c, transfers_posted.c, checked_cards.c
     moved_out = select(tp.old_card.label("n"), func.sum(tp.amount).label("s")).group_by(tp.old_card).subquery()
     moved_in = select(tp.new_card.label("n"), func.sum(tp.amount).label("s")).where(tp.to_chip.is_(False)) \
         .group_by(tp.new_card).subquery()  # since 0003 the money reaches the new card as a load record
+    if scope.full:
+        per_record = select(r.card_number.label("n"), func.sum(_delta()).label("s")).group_by(r.card_number).subquery()
+        cards = card_accounts.outerjoin(per_record, per_record.c.n == ca.card_number)
+        with_records = per_record
+    else:  # the cards touched since: what their proven records net to, plus their new records
+        with_records = _new_per_card(scope)
+        new = with_records.c
+        touched = union(select(new.n), select(tp.old_card).where(tp.entry_id.in_(scope.entries())),
+                        select(tp.new_card).where(tp.entry_id.in_(scope.entries()))).subquery()
+        per_record = (select(touched.c[0].label("n"),
+                             (func.coalesce(cc.records_net, 0) + func.coalesce(new.s, 0)).label("s"))
+                      .select_from(touched.outerjoin(checked_cards, cc.card_number == touched.c[0])
+                                   .outerjoin(with_records, new.n == touched.c[0])).subquery())
+        cards = per_record.join(card_accounts, ca.card_number == per_record.c.n)
     expected = (func.coalesce(per_record.c.s, 0) + func.coalesce(moved_in.c.s, 0)
                 - func.coalesce(moved_out.c.s, 0))
     stmt = (select(ca.card_number, ca.balance, expected)
-            .select_from(card_accounts.outerjoin(per_record, per_record.c.n == ca.card_number)
-                         .outerjoin(moved_in, moved_in.c.n == ca.card_number)
+            .select_from(cards.outerjoin(moved_in, moved_in.c.n == ca.card_number)
                          .outerjoin(moved_out, moved_out.c.n == ca.card_number))
-            .where(ca.balance != expected, of_accounts).limit(_EVIDENCE_LIMIT))
+            .where(ca.balance != expected).limit(_EVIDENCE_LIMIT))
     bad = conn.execute(stmt).all()
-    orphans = conn.execute(select(per_record.c.n).select_from(
-        per_record.outerjoin(card_accounts, ca.card_number == per_record.c.n))
+    orphans = conn.execute(select(with_records.c.n).select_from(
+        with_records.outerjoin(card_accounts, ca.card_number == with_records.c.n))
         .where(ca.card_number.is_(None)).limit(_EVIDENCE_LIMIT)).scalars().all()
     if bad or orphans:
         rep.fail("shadow balance == sum of the card's records",

@@ -306,7 +306,7 @@ def open_gaps(conn: Connection, now: int, gap_seconds: int) -> list[Anomaly]:
     ca = card_accounts.c
     out = []
     stmt = select(ca.card_number, ca.chain_counter, ca.max_counter, ca.gap_since).where(
-        and_(ca.gap_since.is_not(None), or_(ca.gap_since <= now - gap_seconds)))
+        and_(ca.gap_since.is_not(None), or_(ca.gap_since <= now - gap_seconds))).order_by(ca.card_number)
     for number, head, top, since in conn.execute(stmt):
         nxt = conn.execute(select(records.c.counter).where(records.c.card_number == number,
                                                            records.c.counter > head)

@@ -163,6 +163,15 @@ checked_entries = Table(
     Column("checked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 
+checked_cards = Table(
+    "checked_cards",
+    metadata,
+    # Per card, what its records in proven entries net to: a check proves a touched card's shadow balance
+    # from this and the card's new records, without reading its history again. Migration 0015.
+    Column("card_number", CardNumber, primary_key=True),
+    Column("records_net", BigInteger, nullable=False),
+)
+
 checked_sales = Table(
     "checked_sales",
     metadata,

@@ -63,6 +63,9 @@ def test_preview_shows_the_messages_and_what_an_sms_costs(personalization_home: 
 
 def test_without_channels_set_up_messages_are_suppressed_and_said(personalization_home: Path, tmp_path: Path,
                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    # No quiet hours: the run is at the wall clock's hour, and from 22:00 to 08:00 (the default) it would hold
+    # the messages back instead of suppressing them.
+    (personalization_home / "smartpurse.toml").write_text('[notify]\nquiet_hours = ""\n', encoding="utf-8")
     holders = tmp_path / "holders.csv"
     holders.write_text(CSV, encoding="utf-8")
     issued = ok_json(capsys, "cards", "issue", "--from", str(holders), "--show-pins")

@@ -1,4 +1,4 @@
-"""checked_entries, checked_sales and an index of records by entry: smartpurse check proves what is new
+"""checked_entries, checked_cards, checked_sales and an index of records by entry: smartpurse check proves what is new
 
 Revision ID: 0015
 Revises: 0014
@@ -29,6 +29,11 @@ def upgrade() -> None:
     sa.Column('checked_at', sa.DateTime(timezone=True), server_default=sa.text('(CURRENT_TIMESTAMP)'), nullable=False),
     sa.PrimaryKeyConstraint('entry_id', name=op.f('pk_checked_entries'))
     )
+    op.create_table('checked_cards',
+    sa.Column('card_number', sa.String(length=16).with_variant(sa.String(length=16, collation='C'), 'postgresql'), nullable=False),
+    sa.Column('records_net', sa.BigInteger(), nullable=False),
+    sa.PrimaryKeyConstraint('card_number', name=op.f('pk_checked_cards'))
+    )
     op.create_table('checked_sales',
     sa.Column('batch_id', sa.Integer(), autoincrement=False, nullable=False),
     sa.Column('day', sa.Integer(), autoincrement=False, nullable=False),
@@ -46,4 +51,5 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_index('ix_records_entry', table_name='records')
     op.drop_table('checked_sales')
+    op.drop_table('checked_cards')
     op.drop_table('checked_entries')
