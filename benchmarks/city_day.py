@@ -347,7 +347,8 @@ def main() -> None:
             if not a.json:
                 imp = runs["import"][len(runs["import"]) // 2]
                 print(f"{name:10s} import {imp['rate']:>8,} records/s, batches {imp['first_tenth_ms']} ms (first "
-                      f"tenth) -> {imp['last_tenth_ms']} ms (last tenth), peak RSS {imp['peak_rss_mib']} MiB | "
+                      f"tenth) -> {imp['last_tenth_ms']} ms (last tenth), peak RSS {imp['peak_rss_mib']} MiB, check "
+                      f"{imp['check_new_s']} s (--full {imp['check_full_s']} s) | "
                       f"import/bare {out['ratio']['min']:.2f}/{out['ratio']['median']:.2f}/{out['ratio']['max']:.2f}"
                       " (min/median/max)" + (f" | importers speed-up {out['speedup']}" if "speedup" in out else ""))
     if a.json:
