@@ -18,18 +18,19 @@ from pathlib import Path
 from typing import Any
 
 import click
+from sqlalchemy import Engine
 
 from processing import reportfmt, reports
 from processing.check import check_snapshot, run_check
 from processing.db import open_database
 from processing.importer import DEFAULT_GAP_SECONDS, ImportOptions, ImportResult
 from processing.inbox import DEFAULT_LEASE_SECONDS, Inbox
-from processing.keys import load_processing_keys
+from processing.keys import ProcessingKeys, load_processing_keys
 from processing.labels import LANGUAGES
 from processing.presentation import Presentation
 from processing.programs import load_verified_programs
 from processing.reconcile import open_gaps
-from processing.run import ProcessingRun, process_files, process_inbox
+from processing.run import ProcessingRun, ProgressFactory, process_files, process_inbox
 from processing.settlement import settle as settle_until
 from purse._cli.util import CliContext, emit, pass_cli, passphrase, progress, table
 from purse.batch import ENTRY_SIZE, HEADER_SIZE, TRAILER_SIZE
@@ -144,8 +145,8 @@ def process(cli: CliContext, files: tuple[Path, ...], inbox: Path | None, watch:
                               "quarantine)")
 
 
-def _process_inbox(cli: CliContext, engine: Any, inbox: Inbox, keys: Any, options: ImportOptions,
-                   file_progress: Any, watch: float | None) -> ProcessingRun:
+def _process_inbox(cli: CliContext, engine: Engine, inbox: Inbox, keys: ProcessingKeys, options: ImportOptions,
+                   file_progress: ProgressFactory, watch: float | None) -> ProcessingRun:
     """The inbox, once or watched; while watching, each batch is said as it is done and SIGTERM ends the run
     after the batch being imported, as Ctrl-C does."""
     if watch is None:
