@@ -32,6 +32,7 @@ loading millions of cards, is reported apart), the two checks' seconds and the s
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
@@ -139,7 +140,7 @@ def _check(engine: Any, full: bool) -> float:
     return round(time.perf_counter() - start, 3)
 
 
-def _options(folder: Path) -> Any:
+def _options(folder: Path, group: int | None = None) -> Any:
     """Import options; with a programs folder (``--programs``, the CLI's default) points are replayed too."""
     from processing.importer import ImportOptions
     from purse.loyalty import example_program_bytes, parse_program_bytes
@@ -148,8 +149,9 @@ def _options(folder: Path) -> Any:
     if (folder / "programs").exists():
         program = parse_program_bytes(example_program_bytes())
         programs = {program.program_id: program}
+    grouping = {} if group is None else {"group_records": group}
     return ImportOptions(quarantine_dir=folder / "quarantine", now=lambda: NOW + 2 * 86_400, post_desk=False,
-                         programs=programs)
+                         programs=programs, **grouping)
 
 
 def _bare(engine: Any, files: list[Path]) -> int:
@@ -177,14 +179,13 @@ def _bare(engine: Any, files: list[Path]) -> int:
     return n
 
 
-def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | None) -> dict[str, Any]:
+def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | None,
+          group: int | None) -> dict[str, Any]:
     """One measurement in this process: ``prepare`` (history only), ``import``, ``bare`` or ``worker``."""
     from processing import synthetic
     from processing.db import open_database
-    from processing.importer import import_batch
     from processing.inbox import Inbox
-    from processing.keys import CardMacs
-    from processing.run import process_inbox
+    from processing.run import process_files, process_inbox
 
     keys, _ = synthetic.make_keys()
     if mode == "worker":  # one of K importers on a prepared database, taking files from the shared inbox
@@ -200,18 +201,20 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | 
     if mode == "bare":
         n = _bare(engine, [Path(p) for p in spec["day"]])
     elif mode == "worker":
-        run = process_inbox(engine, Inbox(engine, Path(inbox or "")), keys, _options(folder))
+        run = process_inbox(engine, Inbox(engine, Path(inbox or "")), keys, _options(folder, group))
         n = run.accepted
         times = [0.0]
-    else:
-        options, macs = _options(folder), CardMacs(keys)
-        for path in spec["day"]:
-            t0 = time.perf_counter()
-            result = import_batch(engine, Path(path), keys, options, macs)
+    else:  # as ``smartpurse process FILES`` runs: small batches in groups, a transaction each
+        done = [start]
+
+        def heard(result: Any) -> None:  # the batches of a group are heard of together, when it commits
             if result.status != "accepted":
-                raise SystemExit(f"{path}: {result.reason}")
-            times.append(time.perf_counter() - t0)
-            n += result.accepted
+                raise SystemExit(f"{result.file}: {result.reason}")
+            done.append(time.perf_counter())
+
+        run = process_files(engine, [Path(p) for p in spec["day"]], keys, _options(folder, group), on_result=heard)
+        n = run.accepted
+        times = [b - a for a, b in itertools.pairwise(done)]
     elapsed = time.perf_counter() - start
     checks = {"check_new_s": _check(engine, full=False), "check_full_s": _check(engine, full=True)} \
         if mode == "import" else {}
@@ -242,15 +245,15 @@ def _reset_peak_rss() -> None:
         pass
 
 
-def _run(folder: Path, *args: str) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, __file__, "--child", *args, str(folder)], capture_output=True, text=True,
-                          check=False)
+def _run(folder: Path, mode: str, url: str, *options: str) -> dict[str, Any]:
+    proc = subprocess.run([sys.executable, __file__, "--child", mode, url, str(folder), *options], capture_output=True,
+                          text=True, check=False)
     if proc.returncode:
-        raise SystemExit(f"{args[0]} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        raise SystemExit(f"{mode} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def importers(db: str, folder: Path, spec: dict[str, Any], k: int) -> float:
+def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str) -> float:
     """Seconds for K importer processes, started together on one shared inbox holding the day, to import it
     into one prepared database. Checks that each file was taken by exactly one of them and every record
     stored once, as a serial import would."""
@@ -270,7 +273,7 @@ def importers(db: str, folder: Path, spec: dict[str, Any], k: int) -> float:
             shutil.copy(path, inbox)
         start = time.perf_counter()
         procs = [subprocess.Popen([sys.executable, __file__, "--child", "worker", url, str(folder),
-                                   "--inbox", str(inbox)],
+                                   "--inbox", str(inbox), *options],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(k)]
         accepted = 0
         for proc in procs:
@@ -305,17 +308,20 @@ def main() -> None:
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", nargs=3, metavar=("MODE", "URL", "FOLDER"), help=argparse.SUPPRESS)
     ap.add_argument("--inbox", help=argparse.SUPPRESS)
+    ap.add_argument("--group-records", type=int, help="import small batches in groups of about this many records "
+                    "(ImportOptions.group_records; 0: a transaction per batch)")
     a = ap.parse_args()
     if a.child:
         mode, url, folder = a.child
         spec = json.loads((Path(folder) / "spec.json").read_text())
-        print(json.dumps(child(mode, url, Path(folder), spec, a.inbox)))
+        print(json.dumps(child(mode, url, Path(folder), spec, a.inbox, a.group_records)))
         return
     if a.touched > a.cards:
         raise SystemExit("--touched cannot exceed --cards")
+    grouping = [] if a.group_records is None else ["--group-records", str(a.group_records)]
     dbs = a.db or ["sqlite"] + ([os.environ["SMARTPURSE_TEST_PG"]] if os.environ.get("SMARTPURSE_TEST_PG") else [])
     report: dict[str, Any] = {"shape": {k: getattr(a, k) for k in ("terminals", "per_batch", "cards", "touched",
-                                                                   "history", "programs")},
+                                                                   "history", "programs", "group_records")},
                               "load": os.getloadavg(), "databases": {}}
     with tempfile.TemporaryDirectory(prefix="sp-city-") as tmp:
         folder = Path(tmp)
@@ -334,13 +340,13 @@ def main() -> None:
             for _ in range(a.repeat):
                 for mode in ("import", "bare"):
                     with _fresh_db(db, folder) as url:
-                        runs[mode].append(_run(folder, mode, url))
+                        runs[mode].append(_run(folder, mode, url, *grouping))
             out: dict[str, Any] = {"runs": runs}
             ratios = [i["rate"] / b["rate"] for i, b in zip(runs["import"], runs["bare"], strict=True)]
             out["ratio"] = {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)}
             if name == "postgresql":
                 ks = [int(k) for k in a.importers.split(",")]
-                seconds = {k: importers(db, folder, spec, k) for k in ks}
+                seconds = {k: importers(db, folder, spec, k, *grouping) for k in ks}
                 out["importers_seconds"] = seconds
                 out["speedup"] = {k: seconds[ks[0]] / s for k, s in seconds.items()}
             report["databases"][name] = out

@@ -67,6 +67,9 @@ class ImportOptions:
     chunk_records: int = 32_768
     programs: dict[int, Any] = field(default_factory=dict)  # program id -> purse.loyalty.Program
     parallel_min_records: int = 50_000  # from this size a second process verifies the MACs
+    # a ``process`` run imports smaller batches in groups of about this many records, a transaction each
+    # (processing.group_import); 0 imports every batch in its own transaction
+    group_records: int = 20_000
     # ... and walks the card chains too when the batch has at least this many records per card:
     # sending a card's chain state to the worker and back costs about three records' walk
     worker_walk_records_per_card: float = 3.0
@@ -112,7 +115,7 @@ def file_digest(path: Path) -> str:
 
 
 @contextmanager
-def _gc_paused() -> Iterator[None]:
+def gc_paused() -> Iterator[None]:
     """No cyclic garbage collection while a batch is imported.
 
     An import allocates millions of tuples (one row per record, one walk state per card) that
@@ -161,12 +164,12 @@ def import_batch(engine: Engine, path: Path, keys: ProcessingKeys, options: Impo
             with import_transaction(engine) as conn:
                 post_desk_records(conn, card_macs or CardMacs(keys), now=int(options.now()),
                                   gap_seconds=options.gap_seconds)
-        cache = _card_cache(engine)
+        cache = card_cache(engine)
         macs = card_macs or CardMacs(keys)
         locks = _batch_locks(engine, batch, digest, options)
 
         def attempt(opts: ImportOptions, into: ImportResult, advance: Callable[[int], None] | None) -> None:
-            with import_transaction(engine, locks, wait) as conn, _gc_paused():
+            with import_transaction(engine, locks, wait) as conn, gc_paused():
                 try:
                     _import(conn, batch, digest, log_key, macs, opts, into, advance, cache)
                 except BatchRejected as e:
@@ -183,9 +186,9 @@ def import_batch(engine: Engine, path: Path, keys: ProcessingKeys, options: Impo
         cache.committed()
         return result
     except BatchRejected as e:
-        _quarantine(engine, path, digest, header, e, options, result)
+        quarantine(engine, path, digest, header, e, options, result)
     except _Rejected as e:
-        _quarantine(engine, path, digest, e.header, e.error, options, result)
+        quarantine(engine, path, digest, e.header, e.error, options, result)
     return result
 
 
@@ -204,6 +207,50 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
             options: ImportOptions, result: ImportResult, progress: Callable[[int], None] | None,
             cache: CardCache) -> None:
     h = batch.header
+    opened = open_batch_row(conn, batch, digest, options, result)
+    if opened is None:
+        return
+    now = int(options.now())
+    store = RecordStore(conn, versioned=False)  # counted at the end, by the cache (CardCache.stage)
+    rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, cards=cache.take(conn))
+    rec.found.extend(opened.found)
+    if h.record_count >= options.parallel_min_records:
+        posted = _post_in_parallel(batch, card_macs, options, store, rec, result, opened.batch_id, opened.entry_id,
+                                   progress)
+    else:
+        posted = Posted()
+        verifier = BatchVerifier(batch, log_key, card_macs, opened.batch_id, opened.entry_id)
+        for start, data in batch.chunks(options.chunk_records):
+            post_rows(verifier.chunk(start, data), store, rec, posted, result, opened.entry_id)
+            if progress is not None:
+                progress(len(data) // ENTRY_SIZE)
+        verifier.finish()
+        rec.found.extend(held_anomalies(verifier.held, h.terminal_id))
+        result.held = len(verifier.held)
+    match_loads(conn, posted, rec.found)
+    touched = rec.finish()
+    rec.found.extend(replay_cards(conn, touched, options.programs))
+    rec.found.extend(open_gaps(conn, now, options.gap_seconds))
+    book(conn, batch, opened, posted, rec.found, touched, options, result)
+    cache.stage(conn, rec.cards, rec.heads.keys())
+
+
+@dataclass
+class OpenedBatch:
+    """A batch's row and journal entry, written once its header fits what is stored."""
+
+    batch_id: int
+    entry_id: int
+    found: list[Anomaly]  # what its header alone says (a batch number sent again, a new terminal log)
+
+
+def open_batch_row(conn: Connection, batch: BatchFile, digest: str, options: ImportOptions,
+                   result: ImportResult) -> OpenedBatch | None:
+    """The batch's ``batches`` row and journal entry; None for a file accepted before (``result`` says so).
+
+    Raises ``BatchRejected`` (an unknown terminal, a broken chain between batches) before writing anything,
+    so a batch of a group can be rejected without undoing the others'."""
+    h = batch.header
     b = batches.c
     existing = conn.execute(select(b.id, b.status, b.imported_at).where(b.sha256 == digest)).first()
     if existing is not None and existing.status == "accepted":
@@ -211,12 +258,11 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
         result.reason = f"already imported as batch {existing.id} on {existing.imported_at:%Y-%m-%d %H:%M}: " \
                         "nothing changed"
         result.duplicates = h.record_count
-        return
-    if existing is not None:  # quarantined before: try again (a terminal or key may have been added since)
-        conn.execute(delete(batches).where(b.id == existing.id))
+        return None
     _check_terminal(conn, h)
     found = _check_continuity(conn, h, batch.trailer.final_chain_mac, digest)
-    now = int(options.now())
+    if existing is not None:  # quarantined before: try again (a terminal or key may have been added since)
+        conn.execute(delete(batches).where(b.id == existing.id))
     batch_id = conn.execute(insert(batches).values(
         sha256=digest, status="accepted", file_name=batch.path.name, terminal_id=h.terminal_id,
         merchant_id=h.merchant_id, batch_seq=h.batch_seq, first_index=h.first_index, record_count=h.record_count,
@@ -225,65 +271,59 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
         .returning(b.id)).scalar_one()
     entry_id = ledger.open_entry(conn, "batch", f"batch {h.batch_seq} of terminal {h.terminal_id}",
                                  ledger.entry_day(h.created), batch_id)
-    store = RecordStore(conn, versioned=False)  # counted at the end, by the cache (CardCache.stage)
-    rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, batch_id=batch_id, cards=cache.take(conn))
-    rec.found.extend(found)
-    if h.record_count >= options.parallel_min_records:
-        posted = _post_in_parallel(batch, card_macs, options, store, rec, result, batch_id, entry_id, progress)
-    else:
-        posted = _Posted()
-        verifier = BatchVerifier(batch, log_key, card_macs, batch_id, entry_id)
-        for start, data in batch.chunks(options.chunk_records):
-            _post_rows(verifier.chunk(start, data), store, rec, posted, result, entry_id)
-            if progress is not None:
-                progress(len(data) // ENTRY_SIZE)
-        verifier.finish()
-        rec.found.extend(_held(verifier.held, h.terminal_id))
-        result.held = len(verifier.held)
-    matched_loads = matched_transfers = 0
-    for row in posted.load_rows:  # a load in a batch: the desk's record (not yet ingested) or an anomaly
+    return OpenedBatch(batch_id, entry_id, found)
+
+
+def match_loads(conn: Connection, posted: Posted, found: list[Anomaly]) -> None:
+    """Match each load in a batch with the desk's record of it (not yet ingested); the rest are anomalies."""
+    lo = loads.c
+    for row in posted.load_rows:
         r = StoredRow._make(row)
-        lo = loads.c
         desk = conn.execute(select(lo.record, lo.transfer_id).where(lo.card_number == r.card_number,
                                                                      lo.counter == r.counter)).first()
         if desk is not None and bytes(desk.record) == r.raw:
             if desk.transfer_id is None:
-                matched_loads += r.amount
+                posted.matched_loads += r.amount
             else:
-                matched_transfers += r.amount
+                posted.matched_transfers += r.amount
             continue
-        rec.found.append(Anomaly(AnomalyKind.UNMATCHED_LOAD, f"unmatched_load:{r.card_number}:{r.counter}",
-                                 f"card {r.card_number} counter {r.counter}: load of {r.amount} not recorded by any "
-                                 "load desk", {"record": record_evidence(r)}, r.card_number, r.counter,
-                                 r.terminal_id))
-    touched = rec.finish()
-    rec.found.extend(replay_cards(conn, touched, options.programs))
-    rec.found.extend(open_gaps(conn, now, options.gap_seconds))
+        found.append(Anomaly(AnomalyKind.UNMATCHED_LOAD, f"unmatched_load:{r.card_number}:{r.counter}",
+                             f"card {r.card_number} counter {r.counter}: load of {r.amount} not recorded by any "
+                             "load desk", {"record": record_evidence(r)}, r.card_number, r.counter, r.terminal_id))
+
+
+def book(conn: Connection, batch: BatchFile, opened: OpenedBatch, posted: Posted, found: list[Anomaly],
+         touched: Sequence[str], options: ImportOptions, result: ImportResult) -> None:
+    """What a batch's new records add to the books once its cards' accounts are written: its sales per
+    day, its journal entry's postings (none: the entry goes), its counts, its anomalies, its holders' events."""
+    h, b = batch.header, batches.c
     if posted.days:
-        record_sales(conn, batch_id, h.merchant_id, h.terminal_id, posted.days)
-    ledger.post(conn, entry_id, ledger.batch_lines(h.merchant_id, posted.purchases, posted.cancellations,
-                                                   matched_loads, posted.loads - matched_loads - matched_transfers,
-                                                   transfer_loads=matched_transfers))
+        record_sales(conn, opened.batch_id, h.merchant_id, h.terminal_id, posted.days)
+    unmatched = posted.loads - posted.matched_loads - posted.matched_transfers
+    ledger.post(conn, opened.entry_id, ledger.batch_lines(h.merchant_id, posted.purchases, posted.cancellations,
+                                                          posted.matched_loads, unmatched,
+                                                          transfer_loads=posted.matched_transfers))
     if not result.accepted:
-        conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == entry_id))
-    conn.execute(update(batches).where(b.id == batch_id).values(accepted=result.accepted,
-                                                                duplicates=result.duplicates))
-    anomaly_store.save(conn, rec.found, batch_id, now=options.now())
+        conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == opened.entry_id))
+    conn.execute(update(batches).where(b.id == opened.batch_id).values(accepted=result.accepted,
+                                                                       duplicates=result.duplicates))
+    anomaly_store.save(conn, found, opened.batch_id, now=options.now())
     if result.accepted:
-        batch_events(conn, batch_id, touched, now, options.low_balance)
-    cache.stage(conn, rec.cards, rec.heads.keys())
-    result.status, result.batch_id = ImportStatus.ACCEPTED, batch_id
-    result.anomalies = [a.as_dict() for a in rec.found]
+        batch_events(conn, opened.batch_id, touched, int(options.now()), options.low_balance)
+    result.status, result.batch_id = ImportStatus.ACCEPTED, opened.batch_id
+    result.anomalies = [a.as_dict() for a in found]
 
 
 @dataclass
-class _Posted:
+class Posted:
     """What a batch's new records add up to: the ledger lines, the loads to match, the sales per day."""
 
     purchases: int = 0
     cancellations: int = 0
     loads: int = 0
     load_rows: list[Row] = field(default_factory=list)
+    matched_loads: int = 0  # of ``loads``, those the desk recorded (``match_loads``) ...
+    matched_transfers: int = 0  # ... and those that paid a replacement transfer
     days: dict[int, list[int]] = field(default_factory=dict)  # day -> purchases, total, cancels, total
 
     def add_rows(self, rows: Sequence[Row]) -> None:
@@ -311,7 +351,7 @@ class _Posted:
                 mine[i] += v
 
 
-def _post_rows(rows: Sequence[Row], store: RecordStore, rec: Reconciler, posted: _Posted, result: ImportResult,
+def post_rows(rows: Sequence[Row], store: RecordStore, rec: Reconciler, posted: Posted, result: ImportResult,
                entry_id: int) -> None:
     """Store a chunk given as rows, walk what is new, add it up."""
     rec.prepare(rows, check=False)
@@ -329,7 +369,7 @@ def _post_rows(rows: Sequence[Row], store: RecordStore, rec: Reconciler, posted:
 
 def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOptions, store: RecordStore,
                       rec: Reconciler, result: ImportResult, batch_id: int, entry_id: int,
-                      progress: Callable[[int], None] | None) -> _Posted:
+                      progress: Callable[[int], None] | None) -> Posted:
     """A large batch: a worker verifies every MAC (processing.worker) while this process stores it,
     PostgreSQL as one COPY stream of prebuilt chunks, SQLite binding each chunk's rows.
 
@@ -347,7 +387,7 @@ def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOpti
     job = None if walk_here else WalkJob({n: rec.cards[n] for n in numbers}, rec.hotlist, batch_id, entry_id)
     worker = _submit(verify_and_walk, str(batch.path), card_macs.keys, options.chunk_records, job)
     found_before = len(rec.found)
-    posted = _Posted()
+    posted = Posted()
 
     def chunks(first: bool) -> Iterator[EntryColumns]:
         for _, data in batch.chunks(options.chunk_records):
@@ -375,7 +415,7 @@ def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOpti
     del rec.found[found_before:]
     rec.forget(numbers)  # the database still holds every card's state from before this batch
     rec.prepare_cards(sorted(numbers))
-    posted = _Posted()
+    posted = Posted()
     for _, data in batch.chunks(options.chunk_records):
         cols = EntryColumns(data, h.terminal_id, h.merchant_id, batch_id, entry_id)
         stored = store.classify(cols.rows, entry_id)
@@ -393,7 +433,7 @@ _EXECUTOR: ProcessPoolExecutor | None = None
 _CARD_CACHES: weakref.WeakKeyDictionary[Engine, CardCache] = weakref.WeakKeyDictionary()
 
 
-def _card_cache(engine: Engine) -> CardCache:
+def card_cache(engine: Engine) -> CardCache:
     """One card-state cache per database engine, for the batches of one run (``CardCache``)."""
     cache = _CARD_CACHES.get(engine)
     if cache is None:
@@ -441,7 +481,7 @@ def _raise_if_rejected(verdict: Verdict) -> None:
         raise BatchRejected(*verdict.rejected)
 
 
-def _held(held: Sequence[HeldRecord], terminal_id: int) -> list[Anomaly]:
+def held_anomalies(held: Sequence[HeldRecord], terminal_id: int) -> list[Anomaly]:
     """One ``bad_certificate`` anomaly per held record, naming its card and carrying its bytes."""
     return [Anomaly(AnomalyKind.BAD_CERTIFICATE, f"badcert:{r.card_number}:{r.counter}:{r.raw.hex()[-16:]}",
                     f"record {r.index}: {r.reason()}: held, not posted",
@@ -509,7 +549,7 @@ def _log_started(conn: Connection, h: Any) -> list[Anomaly]:
                      "previous_last_batch": last.batch_seq}, terminal_id=h.terminal_id)]
 
 
-def _quarantine(engine: Engine, path: Path, digest: str, header: Any, error: BatchRejected,
+def quarantine(engine: Engine, path: Path, digest: str, header: Any, error: BatchRejected,
                 options: ImportOptions, result: ImportResult) -> None:
     """Keep the file (owner-only: a batch names cards) and the reason; nothing of the batch is posted.
 

@@ -63,7 +63,8 @@ class Inbox:
                       and not e.name.endswith(".part"))
 
     def claim(self, path: Path) -> str | None:
-        """The file's digest if this importer now holds it; None if another does, or it is gone already."""
+        """The file's digest if this importer now holds it (or held it already: a copy of a file it is importing);
+        None if another does, or it is gone already."""
         try:
             digest = file_digest(path)
         except OSError:
@@ -77,8 +78,10 @@ class Inbox:
             index_elements=[c.sha256],
             set_={"file_name": stmt.excluded.file_name, "claimed_by": stmt.excluded.claimed_by,
                   "claimed_at": stmt.excluded.claimed_at, "done_at": None, "outcome": None},
-            # a finished file dropped again is a new delivery; an open claim past its lease, a dead importer's
-            where=c.done_at.is_not(None) | (c.claimed_at < self._stamp(self.now() - self.lease_seconds)))
+            # a finished file dropped again is a new delivery; an open claim past its lease, a dead importer's;
+            # a copy of a file this importer holds already comes in the same group, to be found a duplicate
+            where=c.done_at.is_not(None) | (c.claimed_at < self._stamp(self.now() - self.lease_seconds))
+            | (c.claimed_by == self.claimant))
         with self.engine.begin() as conn:
             won = conn.execute(stmt.returning(c.sha256)).scalar() is not None
         return digest if won and path.exists() else None

@@ -76,6 +76,29 @@ def import_transaction(engine: Engine, batch: BatchLocks | None = None, wait: bo
             yield conn
 
 
+@contextmanager
+def group_transaction(engine: Engine, alone: bool) -> Iterator[Connection]:
+    """A transaction for a group of batches (processing.group_import). SQLite: its one writer. PostgreSQL:
+    ``alone``, the import lock exclusively, for a group of more cards than ``CARD_LOCKS_UP_TO`` (too many
+    to lock one by one); else shared, each batch then locked with ``try_lock_batch``."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+        else:
+            conn.begin()
+            take = "pg_advisory_xact_lock" if alone else "pg_advisory_xact_lock_shared"
+            conn.execute(text(f"SELECT {take}(:k)"), {"k": IMPORT_LOCK})
+        with committed(conn):
+            yield conn
+
+
+def try_lock_batch(conn: Connection, batch: BatchLocks, alone: bool) -> bool:
+    """Take one batch's locks in a ``group_transaction`` without waiting; whether they were all taken (always
+    on SQLite and in a group that runs ``alone``). Locks taken before a refusal stay held until the end of the
+    transaction: they cost another importer a retry, never a deadlock, since a group never waits."""
+    return alone or conn.dialect.name == "sqlite" or _lock_batch(conn, batch, wait=False)
+
+
 def _lock_batch(conn: Connection, batch: BatchLocks, wait: bool) -> bool:
     """The batch's file, terminal and card locks, in that order, the cards in ascending key order; whether
     all were taken (always, with ``wait``; without, the caller rolls back what was).
@@ -87,7 +110,7 @@ def _lock_batch(conn: Connection, batch: BatchLocks, wait: bool) -> bool:
                for cls, key in ((_FILE, _int4(bytes.fromhex(batch.digest))), (_TERMINAL, _wrap(batch.terminal_id)))]
     keys = card_keys(batch.cards)
     if keys and (wait or all(answers)):
-        answers.append(conn.exec_driver_sql(f"SELECT {every}({take}(%(class)s, k)) FROM unnest(%(keys)s::int4[]) k",
+        answers.append(conn.exec_driver_sql(f"SELECT {every}({take}(%(class)s, k)) FROM unnest(%(keys)b::int4[]) k",
                                             {"class": _CARD, "keys": keys}).scalar())
     return wait or all(answers)
 

@@ -2,14 +2,19 @@
 
 The batches are the files given, or those waiting in a shared inbox (processing.inbox), taken once or
 watched for. Either way the desks' records (loads, cash-outs, deposits) are posted before the batches
-(their counters precede the purchases) and again after a pass (loads made while importing), and each
-batch is its own transaction. On PostgreSQL a batch another importer is busy with, sharing a card or a
-terminal with it, is put back and taken after the others (processing.locks), so importers side by side
-do not queue behind each other; the results come in the order the batches were imported.
+(their counters precede the purchases) and again after a pass (loads made while importing).
+
+Small batches are imported in groups, one transaction for several (processing.group_import): a city's
+terminals send thousands of batches of a few hundred records, and a transaction's fixed cost is then
+paid once a group. A large batch has its own. On PostgreSQL a batch another importer is busy with,
+sharing a card or a terminal with it, is put back and taken after the others (processing.locks), so
+importers side by side do not queue behind each other; the results come in the order the batches
+were imported.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -20,11 +25,13 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from processing.desk_posting import post_desk_records
+from processing.group_import import import_group
 from processing.importer import ImportOptions, ImportResult, ImportStatus, import_batch
 from processing.inbox import Inbox
 from processing.keys import CardMacs, ProcessingKeys
-from processing.locks import BatchBusy, import_transaction
+from processing.locks import CARD_LOCKS_UP_TO, BatchBusy, import_transaction
 from processing.schema.processing import programs as programs_table
+from purse.batch import ENTRY_SIZE
 
 ProgressFactory = Callable[[Path], AbstractContextManager[Callable[[int], None] | None]]
 OnResult = Callable[[ImportResult], None]
@@ -76,14 +83,15 @@ def name_programs(conn: Connection, verified: dict[int, Any]) -> None:
 
 
 def process_files(engine: Engine, files: Sequence[Path], keys: ProcessingKeys, options: ImportOptions,
-                  progress: ProgressFactory | None = None) -> ProcessingRun:
+                  progress: ProgressFactory | None = None, on_result: OnResult | None = None) -> ProcessingRun:
     """What ``smartpurse process FILES`` does: desk records, each batch, desk records and due transfers.
 
     A batch that fails verification does not raise: it is quarantined and its result says why
     (``REJECTED``). Raises ``SmartpurseError`` for what stops the whole run: an unreadable file, a
-    database that cannot be written, a verifying worker that died.
+    database that cannot be written, a verifying worker that died. ``on_result`` hears of each batch
+    as it is done (the batches of a group when the group commits).
     """
-    run = _Run(engine, keys, options, progress, None)
+    run = _Run(engine, keys, options, progress, on_result)
     for _ in run.batches(files):
         pass
     run.end_of_pass()
@@ -142,25 +150,67 @@ class _Run:
                 ) -> Iterator[tuple[Path, ImportResult]]:
         """Import each file, yielding it with its result; a file busy at another importer comes again at the end.
 
-        Waiting only for the files put back guarantees progress: the second time a batch waits for its locks."""
+        Small files go in groups of up to ``ImportOptions.group_records`` records, one transaction each
+        (processing.group_import); a large one alone, in its own. Waiting only for the files put back
+        guarantees progress: the second time a batch waits for its locks."""
         put_back: list[Path] = []
+        group: list[Path] = []
+        records = 0
         for path in files:
-            try:
-                yield path, self._one(path, wait=False)
-            except BatchBusy:
-                put_back.append(path)
+            size = self._small(path)
+            if size is None:
+                yield from self._group(group, put_back)
+                group, records = [], 0
+                try:
+                    yield path, self._one(path, wait=False)
+                except BatchBusy:
+                    put_back.append(path)
+                continue
+            group.append(path)
+            records += size
+            if records >= self.options.group_records:
+                yield from self._group(group, put_back)
+                group, records = [], 0
+        yield from self._group(group, put_back)
         for path in put_back:
             if stop is not None and stop.is_set():
                 return
             yield path, self._one(path, wait=True)
 
+    def _small(self, path: Path) -> int | None:
+        """About how many records a file holds if it is small enough to go in a group, else None: too many
+        to verify before storing (``parallel_min_records``) or to lock card by card, or not readable."""
+        try:
+            records = os.path.getsize(path) // ENTRY_SIZE
+        except OSError:
+            return None
+        return records if records < min(self.options.parallel_min_records, CARD_LOCKS_UP_TO) else None
+
+    def _group(self, paths: list[Path], put_back: list[Path]) -> Iterator[tuple[Path, ImportResult]]:
+        if len(paths) == 1:
+            try:
+                yield paths[0], self._one(paths[0], wait=False)
+            except BatchBusy:
+                put_back.append(paths[0])
+            return
+        if not paths:
+            return
+        outcome = import_group(self.engine, paths, self.keys, self.options, self.macs)
+        put_back += outcome.busy
+        for path, result in outcome.results:
+            self._done(result)
+            yield path, result
+
     def _one(self, path: Path, wait: bool) -> ImportResult:
         with (self.progress(path) if self.progress is not None else nullcontext()) as advance:
             result = import_batch(self.engine, path, self.keys, self.options, self.macs, advance, wait=wait)
+        self._done(result)
+        return result
+
+    def _done(self, result: ImportResult) -> None:
         self.results.append(result)
         if self.on_result is not None:
             self.on_result(result)
-        return result
 
     def end_of_pass(self) -> None:
         """The desk records made while importing, and the replacement transfers now due."""

@@ -211,7 +211,7 @@ def select_in(conn: Connection, head: str, keys: Sequence[str]) -> list[tuple[An
     if conn.dialect.name == "sqlite":
         return list(dbapi.execute(f"{head} IN (SELECT value FROM json_each(?))", (json.dumps(list(keys)),)))
     cur = dbapi.cursor()
-    cur.execute(f"{head} = ANY(%s)", (list(keys),))
+    cur.execute(f"{head} = ANY(%b)", (list(keys),))  # %b: a binary array, no quoting per element
     return list(cur.fetchall())
 
 
@@ -246,6 +246,6 @@ def write_card_accounts(conn: Connection, new: Sequence[Row], changed: Sequence[
         columns = [list(c) for c in zip(*changed, strict=True)]
         cur.execute("UPDATE card_accounts ca SET balance = ca.balance + i.balance, chain_counter = i.chain_counter, "
                     "chain_balance = i.chain_balance, chain_time = i.chain_time, max_counter = i.max_counter, "
-                    "gap_since = i.gap_since FROM unnest(%s::text[], %s::int8[], %s::int8[], %s::int8[], "
-                    "%s::int8[], %s::int8[], %s::int8[]) AS i(card_number, balance, chain_counter, chain_balance, "
+                    "gap_since = i.gap_since FROM unnest(%b::text[], %b::int8[], %b::int8[], %b::int8[], "
+                    "%b::int8[], %b::int8[], %b::int8[]) AS i(card_number, balance, chain_counter, chain_balance, "
                     "chain_time, max_counter, gap_since) WHERE ca.card_number = i.card_number", columns)

@@ -1,0 +1,171 @@
+"""Importing several small batches in one transaction: a group commit.
+
+A city network sends thousands of small batches a day, each touching a few hundred cards. Imported one
+transaction each, a batch of 400 records cost ten times what storing its rows costs: the commit (on
+SQLite it writes every index page the batch dirtied, and records of random cards dirty one page each),
+the cards' states read and written back, the records version counted, a dozen statements. A group
+pays these once for all its batches: the card states of all its cards are read in one query, walked
+batch after batch in file order and written once, the version is counted once, and one commit makes
+the group durable.
+
+Each batch keeps what makes it a batch: its own ``batches`` row, journal entry, sales, anomalies and
+holders' events, and its own verdict. A batch is verified whole before the transaction begins, and a
+batch whose header does not fit what is stored is refused before anything of it is written
+(``importer.open_batch_row``), so one bad batch is quarantined without undoing the others. If anything
+else fails, the whole group rolls back and its files are still where they were: importing them again
+is idempotent, as for a single batch.
+
+On PostgreSQL a group of a few cards takes the import lock shared and each batch's own locks without
+waiting (processing.locks): a batch another importer holds is left out of the group and given back to
+the caller, who imports it alone and waits for it then. Such a group never waits for a batch's lock, so
+two cannot deadlock, whatever order their cards come in. A group of more cards than ``CARD_LOCKS_UP_TO``
+(the lock table is small and shared) takes the import lock exclusively: importers then take turns at
+storing, while each verifies its next group, which is done before the transaction begins.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine
+
+from processing.anomalies import Anomaly
+from processing.batchfile import BatchFile, BatchRejected, open_batch
+from processing.importer import (
+    ImportOptions,
+    ImportResult,
+    ImportStatus,
+    OpenedBatch,
+    Posted,
+    book,
+    card_cache,
+    file_digest,
+    gc_paused,
+    held_anomalies,
+    match_loads,
+    open_batch_row,
+    post_rows,
+    quarantine,
+)
+from processing.keys import CardMacs, ProcessingKeys
+from processing.locks import CARD_LOCKS_UP_TO, BatchLocks, group_transaction, try_lock_batch
+from processing.points_replay import replay_cards
+from processing.reconcile import Reconciler, open_gaps
+from processing.rows import BATCH_ID, CARD_NUMBER, ENTRY_ID, Row
+from processing.store import RecordStore
+from processing.verify import BatchVerifier, HeldRecord, check_envelope
+
+
+@dataclass
+class GroupOutcome:
+    """What became of a group's files: each one's result, in the order given, except those another
+    importer holds (PostgreSQL), which are given back untouched to be imported alone."""
+
+    results: list[tuple[Path, ImportResult]]
+    busy: list[Path]
+
+
+@dataclass
+class _Member:
+    path: Path
+    result: ImportResult
+    digest: str = ""
+    batch: BatchFile | None = None  # None: the file could not be read (nothing stored, nothing quarantined)
+    rows: list[Row] = field(default_factory=list)
+    held: list[HeldRecord] = field(default_factory=list)
+    rejected: BatchRejected | None = None
+    opened: OpenedBatch | None = None
+    posted: Posted = field(default_factory=Posted)
+    found: list[Anomaly] = field(default_factory=list)
+    cards: set[str] = field(default_factory=set)
+
+
+def import_group(engine: Engine, paths: list[Path], keys: ProcessingKeys, options: ImportOptions,
+                 card_macs: CardMacs) -> GroupOutcome:
+    """Import these batch files (each small: below ``options.parallel_min_records``) in one transaction.
+
+    Never raises for a bad batch: it is rejected and quarantined as ``import_batch`` would. Raises for what
+    stops the whole group (a database that cannot be written), with nothing of it stored."""
+    members = [_verified(path, keys, card_macs, options) for path in paths]
+    busy: list[Path] = []
+    cache = card_cache(engine)
+    now = int(options.now())
+    ready = [m for m in members if m.batch is not None and m.rejected is None]
+    cards = sorted(set().union(*(m.cards for m in ready)))
+    alone = len(cards) > CARD_LOCKS_UP_TO
+    with group_transaction(engine, alone) as conn, gc_paused():
+        store = RecordStore(conn, versioned=False)  # counted once, by the cache (CardCache.stage)
+        rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, cards=cache.take(conn))
+        rec.prepare_cards(cards)
+        booked: list[_Member] = []
+        for m in ready:
+            assert m.batch is not None
+            locks = BatchLocks(m.digest, m.batch.header.terminal_id, frozenset(m.cards))
+            if not try_lock_batch(conn, locks, alone):
+                busy.append(m.path)
+                continue
+            try:
+                m.opened = open_batch_row(conn, m.batch, m.digest, options, m.result)
+            except BatchRejected as e:
+                m.rejected = e
+                continue
+            if m.opened is not None:
+                _post(m, m.opened, store, rec)
+                match_loads(conn, m.posted, m.found)
+                booked.append(m)
+        if booked:  # the cards walked again from the database at the end speak with the last batch
+            rec.found = booked[-1].found
+        touched = rec.finish()
+        if booked:  # what the cards say as a whole is told with the group's last batch, as a serial import would
+            booked[-1].found.extend(replay_cards(conn, touched, options.programs))
+            booked[-1].found.extend(open_gaps(conn, now, options.gap_seconds))
+        moved = set(touched)
+        for m in booked:
+            assert m.batch is not None and m.opened is not None
+            book(conn, m.batch, m.opened, m.posted, m.found, sorted(m.cards & moved), options, m.result)
+        cache.stage(conn, rec.cards, rec.heads.keys())
+    cache.committed()
+    for m in members:
+        if m.rejected is not None:
+            quarantine(engine, m.path, m.digest, m.batch.header if m.batch is not None else None, m.rejected,
+                        options, m.result)
+    return GroupOutcome([(m.path, m.result) for m in members if m.path not in busy], busy)
+
+
+def _verified(path: Path, keys: ProcessingKeys, card_macs: CardMacs, options: ImportOptions) -> _Member:
+    """A batch file read and verified whole (no database): its rows, or why it is rejected."""
+    m = _Member(path, ImportResult(str(path), ImportStatus.REJECTED))
+    try:
+        m.digest = file_digest(path)
+    except OSError as e:  # as import_batch: a file that cannot be read is neither stored nor quarantined
+        m.result.reason = f"file: cannot read {path}: {e.strerror}"
+        return m
+    try:
+        m.batch = batch = open_batch(path)
+        h = batch.header
+        m.result.terminal_id, m.result.batch_seq, m.result.records = h.terminal_id, h.batch_seq, h.record_count
+        verifier = BatchVerifier(batch, check_envelope(batch, keys), card_macs)
+        for start, data in batch.chunks(options.chunk_records):
+            m.rows += verifier.chunk(start, data)
+        verifier.finish()
+    except BatchRejected as e:
+        m.rejected = e
+        return m
+    m.held = verifier.held
+    m.cards = {r[CARD_NUMBER] for r in m.rows} | {r.card_number for r in m.held}
+    return m
+
+
+def _post(m: _Member, opened: OpenedBatch, store: RecordStore, rec: Reconciler) -> None:
+    """Store a member's rows under its batch and entry, walk what is new, add it up."""
+    assert m.batch is not None
+    head, tail = slice(0, min(BATCH_ID, ENTRY_ID)), slice(max(BATCH_ID, ENTRY_ID) + 1, None)
+    ids = (opened.batch_id, opened.entry_id) if BATCH_ID < ENTRY_ID else (opened.entry_id, opened.batch_id)
+    rows = [(*r[head], *ids, *r[tail]) for r in m.rows]  # verified before the batch had its row and entry
+    rec.next_batch(m.cards)
+    rec.found = m.found
+    m.found.extend(opened.found)
+    post_rows(rows, store, rec, m.posted, m.result, opened.entry_id)
+    m.found.extend(held_anomalies(m.held, m.batch.header.terminal_id))
+    m.result.held = len(m.held)

@@ -1,0 +1,201 @@
+"""Small batches imported in groups, a transaction for several: the books come out as a serial import's."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select, text
+from support.backoffice import NOW, World, world
+
+from processing import ledger
+from processing.check import run_check
+from processing.group_import import import_group
+from processing.keys import CardMacs
+from processing.locks import card_keys, group_transaction
+from processing.run import process_files
+from processing.schema.processing import anomalies, batches, card_accounts, records, sales
+from purse.batch import ENTRY_SIZE, HEADER_SIZE
+
+
+def _mixed_day(w: World, folder: Path) -> list[Path]:
+    """Three terminals' batches over shared cards, in the order a collector lists them, with what goes wrong
+    in a real day: a copy of a file, a damaged file, a batch from an unregistered terminal, a record whose
+    card certificate fails, and a lost batch (its cards' later records open a gap, walked from storage)."""
+    folder.mkdir()
+    w.merchant(42)
+    w.merchant(43, fee_bps=0)
+    deck = [w.card(i, load=100_000) for i in range(12)]
+    files: list[Path] = []
+    for b in range(2):
+        for t_id, merchant in ((1, 42), (2, 42), (3, 43)):
+            t = w.terminals.get(t_id) or w.terminal(t_id, merchant)
+            for i in range(8):
+                t.purchase(deck[(i * 5 + t_id + b) % len(deck)], 10 + i + b, NOW + 100 * b + 10 * t_id + i)
+            if t_id == 2 and b == 1:  # one record of a damaged card: the terminal chains what it received
+                raw = t.purchase(deck[11], 77, NOW + 500)
+                t.entries.pop()
+                t._mac = t.entries[-1][1]
+                t.add(raw[:-8] + bytes(8))
+            files.append(t.close(folder / f"t{t_id}-{b + 1}.spb"))
+    lost = w.terminal(9, 42)
+    for i in range(3):
+        lost.purchase(deck[i], 5, NOW + 900 + i)
+    lost.close(folder / "lost.spb")  # never delivered
+    late = w.terminal(4, 43)
+    for i in range(4):
+        late.purchase(deck[i], 6, NOW + 1000 + i)  # after the lost batch: counters jump
+    files.append(late.close(folder / "t4-1.spb"))
+    stranger = w.terminal(8, 42, register=False)
+    stranger.purchase(deck[5], 9, NOW + 1100)
+    files.append(stranger.close(folder / "t8-1.spb"))
+    damaged = bytearray(files[0].read_bytes())
+    damaged[HEADER_SIZE + 2 * ENTRY_SIZE + 25] ^= 1
+    (folder / "t1-1-damaged.spb").write_bytes(bytes(damaged))
+    (folder / "t2-1-copy.spb").write_bytes(files[1].read_bytes())
+    return [*files[:2], folder / "t1-1-damaged.spb", folder / "t2-1-copy.spb", *files[2:]]
+
+
+def _books(w: World) -> dict[str, Any]:
+    """Everything the import decides, without the ids and clocks that differ between two databases."""
+    with w.engine.connect() as conn:
+        accounts = {r[0]: tuple(r[1:]) for r in conn.execute(select(
+            card_accounts.c.card_number, card_accounts.c.balance, card_accounts.c.chain_counter,
+            card_accounts.c.chain_balance, card_accounts.c.max_counter, card_accounts.c.gap_since))}
+        b = batches.c
+        by_id = {r.id: r.file_name for r in conn.execute(select(b.id, b.file_name))}
+        state = {r.file_name: (r.status, r.accepted, r.duplicates, r.reason)
+                 for r in conn.execute(select(b.file_name, b.status, b.accepted, b.duplicates, b.reason))}
+        found = sorted((r.kind, r.card_number or "", r.counter or 0, by_id.get(r.batch_id, ""), r.fingerprint)
+                       for r in conn.execute(select(anomalies)))
+        r = records.c
+        stored = sorted((n, counter, by_id[batch_id]) for n, counter, batch_id in conn.execute(
+            select(r.card_number, r.counter, r.batch_id).where(r.batch_id.is_not(None))))
+        sold = sorted((by_id[s.batch_id], s.day, s.purchase_count, s.purchase_total)
+                      for s in conn.execute(select(sales)))
+        money = sorted((code, ledger.balance(conn, code)) for code in {ledger.CARD_FLOAT, ledger.merchant_payable(42),
+                                                                     ledger.merchant_payable(43), ledger.CASH})
+        lines = conn.execute(text("SELECT count(*) FROM postings")).scalar_one()
+        report = run_check(conn)
+    assert report.ok, report.failures
+    return {"accounts": accounts, "batches": state, "anomalies": found, "records": stored, "sales": sold,
+            "money": money, "postings": lines}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_day_imported_in_groups_books_what_the_serial_import_books(kind: str, tmp_path: Path,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from processing import run as run_module
+
+    groups: list[int] = []
+    real_import_group = run_module.import_group
+
+    def counted(engine: Any, paths: list[Path], *args: Any) -> Any:
+        groups.append(len(paths))
+        return real_import_group(engine, paths, *args)
+
+    monkeypatch.setattr(run_module, "import_group", counted)
+    outcomes = {}
+    books = {}
+    for how, group_records in (("serial", 0), ("grouped", 20_000)):
+        (tmp_path / how).mkdir()
+        with world(kind, tmp_path / how) as w:
+            files = _mixed_day(w, tmp_path / how / "inbox")
+            w.ingest_loads()
+            run = process_files(w.engine, files, w.keys, w.options(group_records=group_records))
+            outcomes[how] = [(Path(r.file).name, r.status, r.accepted, r.duplicates, r.held, r.reason)
+                             for r in run.batches]
+            books[how] = _books(w)
+    assert groups == [10]  # the serial run had none; the grouped run, one of every file
+    assert outcomes["grouped"] == outcomes["serial"]
+    assert [o[1] for o in outcomes["serial"]] == ["accepted", "accepted", "rejected", "duplicate", "accepted",
+                                                  "accepted", "accepted", "accepted", "accepted", "rejected"]
+    assert books["grouped"] == books["serial"]
+    kinds = {a[0] for a in books["serial"]["anomalies"]}
+    assert {"bad_certificate"} <= kinds and books["serial"]["accounts"]  # the day had its troubles
+    assert any(gap is not None for *_, gap in books["serial"]["accounts"].values())  # the lost batch's gap
+
+
+def test_a_batch_another_importer_holds_is_given_back_and_the_rest_imported(tmp_path: Path) -> None:
+    """PostgreSQL: a card of one batch is locked by another importer's open transaction; the group imports
+    the others without waiting and gives that one back, which imports once the lock is gone."""
+    with world("postgresql", tmp_path) as w:
+        w.merchant(42)
+        a, b, c = (w.card(i, load=10_000) for i in range(3))
+        files = []
+        for t_id, card in ((1, a), (2, b), (3, c)):
+            t = w.terminal(t_id, 42)
+            t.purchase(card, 100 * t_id, NOW + t_id)
+            files.append(t.close(tmp_path / f"t{t_id}.spb"))
+        w.ingest_loads()
+        options, macs = w.options(), CardMacs(w.keys)
+        held, release = threading.Event(), threading.Event()
+
+        def other_importer() -> None:
+            with group_transaction(w.engine, alone=False) as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(:cls, :key)"),
+                             {"cls": 0x5350_0004, "key": card_keys([b.number])[0]})  # as a batch of card b would
+                held.set()
+                release.wait(30)
+
+        thread = threading.Thread(target=other_importer)
+        thread.start()
+        assert held.wait(30)
+        try:
+            outcome = import_group(w.engine, files, w.keys, options, macs)
+        finally:
+            release.set()
+            thread.join()
+        assert outcome.busy == [files[1]]
+        assert [(p.name, r.status, r.accepted) for p, r in outcome.results] == [("t1.spb", "accepted", 1),
+                                                                                ("t3.spb", "accepted", 1)]
+        with w.engine.connect() as conn:
+            assert conn.execute(select(batches.c.file_name).where(batches.c.file_name == "t2.spb")).first() is None
+        again = import_group(w.engine, outcome.busy, w.keys, options, macs)
+        assert [(p.name, r.status, r.accepted) for p, r in again.results] == [("t2.spb", "accepted", 1)]
+        with w.engine.connect() as conn:
+            assert ledger.balance(conn, ledger.merchant_payable(42)) == -600
+            assert run_check(conn).ok
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_group_that_fails_leaves_nothing_of_any_of_its_batches(kind: str, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A failure that is no batch's fault (here the database refusing the holders' events of the last batch)
+    rolls the whole group back: no batch row, record or posting of any member; the files import afterwards."""
+    from processing import importer
+
+    with world(kind, tmp_path) as w:
+        w.merchant(42)
+        deck = [w.card(i, load=10_000) for i in range(4)]
+        files = []
+        for t_id in (1, 2, 3):
+            t = w.terminal(t_id, 42)
+            for card in deck:
+                t.purchase(card, t_id, NOW + t_id)
+            files.append(t.close(tmp_path / f"t{t_id}.spb"))
+        w.ingest_loads()
+        calls = []
+
+        def failing_events(*args: object) -> int:
+            calls.append(args)
+            if len(calls) == 3:
+                raise RuntimeError("the disk is full")
+            return 0
+
+        monkeypatch.setattr(importer, "batch_events", failing_events)
+        with pytest.raises(RuntimeError, match="the disk is full"):
+            import_group(w.engine, files, w.keys, w.options(), CardMacs(w.keys))
+        with w.engine.connect() as conn:
+            assert conn.execute(select(batches.c.id)).first() is None
+            assert conn.execute(select(records.c.counter).where(records.c.batch_id.is_not(None))).first() is None
+            assert conn.execute(text("SELECT count(*) FROM postings p JOIN journal_entries e ON e.id = p.entry_id "
+                                     "WHERE e.kind = 'batch'")).scalar_one() == 0
+        monkeypatch.undo()
+        outcome = import_group(w.engine, files, w.keys, w.options(), CardMacs(w.keys))
+        assert [r.status for _, r in outcome.results] == ["accepted"] * 3
+        with w.engine.connect() as conn:
+            assert ledger.balance(conn, ledger.merchant_payable(42)) == -4 * (1 + 2 + 3)
+            assert run_check(conn).ok
