@@ -25,6 +25,7 @@ storing, while each verifies its next group, which is done before the transactio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,16 +46,17 @@ from processing.importer import (
     held_anomalies,
     match_loads,
     open_batch_row,
-    post_rows,
     quarantine,
+    take_stored,
 )
 from processing.keys import CardMacs, ProcessingKeys
 from processing.locks import CARD_LOCKS_UP_TO, BatchLocks, group_transaction, try_lock_batch
 from processing.points_replay import replay_cards
 from processing.reconcile import Reconciler, open_gaps
 from processing.rows import BATCH_ID, CARD_NUMBER, ENTRY_ID, Row
-from processing.store import RecordStore
+from processing.store import RecordStore, Stored
 from processing.verify import BatchVerifier, HeldRecord, check_envelope
+from processing.worker import card_macs as worker_card_macs
 
 
 @dataclass
@@ -67,38 +69,49 @@ class GroupOutcome:
 
 
 @dataclass
-class _Member:
+class VerifiedBatch:
+    """A batch file read and verified whole, with no database (here or in the verifying worker): its rows
+    to store, or why it is refused; then what its import made of it."""
+
     path: Path
     result: ImportResult
     digest: str = ""
     batch: BatchFile | None = None  # None: the file could not be read (nothing stored, nothing quarantined)
     rows: list[Row] = field(default_factory=list)
     held: list[HeldRecord] = field(default_factory=list)
-    rejected: BatchRejected | None = None
+    refusal: tuple[str, str, int | None] | None = None  # (check, detail, record): ``BatchRejected``'s
+    cards: set[str] = field(default_factory=set)
     opened: OpenedBatch | None = None
     posted: Posted = field(default_factory=Posted)
     found: list[Anomaly] = field(default_factory=list)
-    cards: set[str] = field(default_factory=set)
+
+    def refuse(self, e: BatchRejected) -> None:
+        self.refusal = (e.check, e.detail, e.record)
 
 
-def import_group(engine: Engine, paths: list[Path], keys: ProcessingKeys, options: ImportOptions,
-                 card_macs: CardMacs) -> GroupOutcome:
-    """Import these batch files (each small: below ``options.parallel_min_records``) in one transaction.
+def verify_batches(paths: Sequence[Path], keys: ProcessingKeys, card_macs: CardMacs | None,
+                   chunk_records: int) -> list[VerifiedBatch]:
+    """Read and verify each file whole; ``card_macs`` None in the verifying worker, which keeps its own."""
+    macs = card_macs or worker_card_macs(keys)
+    return [_verified(Path(path), keys, macs, chunk_records) for path in paths]
+
+
+def import_group(engine: Engine, members: list[VerifiedBatch], options: ImportOptions) -> GroupOutcome:
+    """Import these verified batches (each small: below ``options.parallel_min_records``) in one transaction.
 
     Never raises for a bad batch: it is rejected and quarantined as ``import_batch`` would. Raises for what
     stops the whole group (a database that cannot be written), with nothing of it stored."""
-    members = [_verified(path, keys, card_macs, options) for path in paths]
     busy: list[Path] = []
     cache = card_cache(engine)
     now = int(options.now())
-    ready = [m for m in members if m.batch is not None and m.rejected is None]
+    ready = [m for m in members if m.batch is not None and m.refusal is None]
     cards = sorted(set().union(*(m.cards for m in ready)))
     alone = len(cards) > CARD_LOCKS_UP_TO
     with group_transaction(engine, alone) as conn, gc_paused():
         store = RecordStore(conn, versioned=False)  # counted once, by the cache (CardCache.stage)
         rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, cards=cache.take(conn))
         rec.prepare_cards(cards)
-        booked: list[_Member] = []
+        booked: list[VerifiedBatch] = []
         for m in ready:
             assert m.batch is not None
             locks = BatchLocks(m.digest, m.batch.header.terminal_id, frozenset(m.cards))
@@ -108,12 +121,15 @@ def import_group(engine: Engine, paths: list[Path], keys: ProcessingKeys, option
             try:
                 m.opened = open_batch_row(conn, m.batch, m.digest, options, m.result)
             except BatchRejected as e:
-                m.rejected = e
+                m.refuse(e)
                 continue
             if m.opened is not None:
-                _post(m, m.opened, store, rec)
-                match_loads(conn, m.posted, m.found)
+                m.rows = _with_ids(m.rows, m.opened)
                 booked.append(m)
+        stored = store.store_entries([(m.rows, m.opened.entry_id) for m in booked if m.opened is not None])
+        for m, outcome in zip(booked, stored, strict=True):
+            _walk(m, outcome, rec)
+            match_loads(conn, m.posted, m.found)
         if booked:  # the cards walked again from the database at the end speak with the last batch
             rec.found = booked[-1].found
         touched = rec.finish()
@@ -121,21 +137,21 @@ def import_group(engine: Engine, paths: list[Path], keys: ProcessingKeys, option
             booked[-1].found.extend(replay_cards(conn, touched, options.programs))
             booked[-1].found.extend(open_gaps(conn, now, options.gap_seconds))
         moved = set(touched)
+        accounts: dict[str, int] = {}  # the ledger accounts' ids, read once a group
         for m in booked:
             assert m.batch is not None and m.opened is not None
-            book(conn, m.batch, m.opened, m.posted, m.found, sorted(m.cards & moved), options, m.result)
+            book(conn, m.batch, m.opened, m.posted, m.found, sorted(m.cards & moved), options, m.result, accounts)
         cache.stage(conn, rec.cards, rec.heads.keys())
     cache.committed()
     for m in members:
-        if m.rejected is not None:
-            quarantine(engine, m.path, m.digest, m.batch.header if m.batch is not None else None, m.rejected,
-                        options, m.result)
+        if m.refusal is not None:
+            quarantine(engine, m.path, m.digest, m.batch.header if m.batch is not None else None,
+                       BatchRejected(*m.refusal), options, m.result)
     return GroupOutcome([(m.path, m.result) for m in members if m.path not in busy], busy)
 
 
-def _verified(path: Path, keys: ProcessingKeys, card_macs: CardMacs, options: ImportOptions) -> _Member:
-    """A batch file read and verified whole (no database): its rows, or why it is rejected."""
-    m = _Member(path, ImportResult(str(path), ImportStatus.REJECTED))
+def _verified(path: Path, keys: ProcessingKeys, card_macs: CardMacs, chunk_records: int) -> VerifiedBatch:
+    m = VerifiedBatch(path, ImportResult(str(path), ImportStatus.REJECTED))
     try:
         m.digest = file_digest(path)
     except OSError as e:  # as import_batch: a file that cannot be read is neither stored nor quarantined
@@ -146,26 +162,30 @@ def _verified(path: Path, keys: ProcessingKeys, card_macs: CardMacs, options: Im
         h = batch.header
         m.result.terminal_id, m.result.batch_seq, m.result.records = h.terminal_id, h.batch_seq, h.record_count
         verifier = BatchVerifier(batch, check_envelope(batch, keys), card_macs)
-        for start, data in batch.chunks(options.chunk_records):
+        for start, data in batch.chunks(chunk_records):
             m.rows += verifier.chunk(start, data)
         verifier.finish()
     except BatchRejected as e:
-        m.rejected = e
+        m.refuse(e)
         return m
     m.held = verifier.held
     m.cards = {r[CARD_NUMBER] for r in m.rows} | {r.card_number for r in m.held}
     return m
 
 
-def _post(m: _Member, opened: OpenedBatch, store: RecordStore, rec: Reconciler) -> None:
-    """Store a member's rows under its batch and entry, walk what is new, add it up."""
-    assert m.batch is not None
+def _with_ids(rows: list[Row], opened: OpenedBatch) -> list[Row]:
+    """The rows of a batch verified before it had its row and journal entry, carrying their ids."""
     head, tail = slice(0, min(BATCH_ID, ENTRY_ID)), slice(max(BATCH_ID, ENTRY_ID) + 1, None)
     ids = (opened.batch_id, opened.entry_id) if BATCH_ID < ENTRY_ID else (opened.entry_id, opened.batch_id)
-    rows = [(*r[head], *ids, *r[tail]) for r in m.rows]  # verified before the batch had its row and entry
+    return [(*r[head], *ids, *r[tail]) for r in rows]
+
+
+def _walk(m: VerifiedBatch, stored: Stored, rec: Reconciler) -> None:
+    """Walk a member's new records after the members before it, and tell what its header and held records say."""
+    assert m.batch is not None and m.opened is not None
     rec.next_batch(m.cards)
     rec.found = m.found
-    m.found.extend(opened.found)
-    post_rows(rows, store, rec, m.posted, m.result, opened.entry_id)
+    m.found.extend(m.opened.found)
+    take_stored(m.rows, stored, rec, m.posted, m.result)
     m.found.extend(held_anomalies(m.held, m.batch.header.terminal_id))
     m.result.held = len(m.held)

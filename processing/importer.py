@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 
@@ -49,7 +49,7 @@ from processing.sales import record_sales, sales_by_day
 from processing.schema.loads import loads
 from processing.schema.processing import batches
 from processing.schema.registry import terminals
-from processing.store import RecordStore
+from processing.store import RecordStore, Stored
 from processing.verify import BatchVerifier, HeldRecord, check_envelope
 from processing.worker import Verdict, WalkJob, verify_and_walk
 from purse.batch import BATCH_MAGIC, ENTRY_SIZE
@@ -57,6 +57,7 @@ from purse.errors import SmartpurseError
 from purse.files import PRIVATE, copy_atomic
 
 DEFAULT_GAP_SECONDS = 72 * 3600
+T = TypeVar("T")
 
 
 @dataclass
@@ -293,16 +294,18 @@ def match_loads(conn: Connection, posted: Posted, found: list[Anomaly]) -> None:
 
 
 def book(conn: Connection, batch: BatchFile, opened: OpenedBatch, posted: Posted, found: list[Anomaly],
-         touched: Sequence[str], options: ImportOptions, result: ImportResult) -> None:
+         touched: Sequence[str], options: ImportOptions, result: ImportResult,
+         accounts: dict[str, int] | None = None) -> None:
     """What a batch's new records add to the books once its cards' accounts are written: its sales per
-    day, its journal entry's postings (none: the entry goes), its counts, its anomalies, its holders' events."""
+    day, its journal entry's postings (none: the entry goes), its counts, its anomalies, its holders' events.
+    ``accounts``: the ledger account ids the transaction knows already (``ledger.account_id``)."""
     h, b = batch.header, batches.c
     if posted.days:
         record_sales(conn, opened.batch_id, h.merchant_id, h.terminal_id, posted.days)
     unmatched = posted.loads - posted.matched_loads - posted.matched_transfers
     ledger.post(conn, opened.entry_id, ledger.batch_lines(h.merchant_id, posted.purchases, posted.cancellations,
                                                           posted.matched_loads, unmatched,
-                                                          transfer_loads=posted.matched_transfers))
+                                                          transfer_loads=posted.matched_transfers), accounts)
     if not result.accepted:
         conn.execute(delete(ledger.journal_entries).where(ledger.journal_entries.c.id == opened.entry_id))
     conn.execute(update(batches).where(b.id == opened.batch_id).values(accepted=result.accepted,
@@ -352,10 +355,14 @@ class Posted:
 
 
 def post_rows(rows: Sequence[Row], store: RecordStore, rec: Reconciler, posted: Posted, result: ImportResult,
-               entry_id: int) -> None:
+              entry_id: int) -> None:
     """Store a chunk given as rows, walk what is new, add it up."""
     rec.prepare(rows, check=False)
-    stored = store.store(rows, entry_id)
+    take_stored(rows, store.store(rows, entry_id), rec, posted, result)
+
+
+def take_stored(rows: Sequence[Row], stored: Stored, rec: Reconciler, posted: Posted, result: ImportResult) -> None:
+    """Walk what storing ``rows`` found new (their cards prepared), tell the clones, add it up."""
     result.duplicates += stored.duplicates
     all_new = len(stored.new) == len(rows)  # the usual case: order checks ride along the walk
     if not all_new:
@@ -385,7 +392,7 @@ def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOpti
     rec.prepare_cards(sorted(numbers))
     walk_here = h.record_count < len(numbers) * options.worker_walk_records_per_card
     job = None if walk_here else WalkJob({n: rec.cards[n] for n in numbers}, rec.hotlist, batch_id, entry_id)
-    worker = _submit(verify_and_walk, str(batch.path), card_macs.keys, options.chunk_records, job)
+    worker = submit_to_worker(verify_and_walk, str(batch.path), card_macs.keys, options.chunk_records, job)
     found_before = len(rec.found)
     posted = Posted()
 
@@ -441,7 +448,7 @@ def card_cache(engine: Engine) -> CardCache:
     return cache
 
 
-def _submit(fn: Callable[..., Verdict], *args: Any) -> Future[Verdict]:
+def submit_to_worker(fn: Callable[..., T], *args: Any) -> Future[T]:
     """Run ``fn`` in the one verifying worker process of this ``smartpurse process`` run, started on the
     first large batch (again if it died since). forkserver, not fork: the worker must not inherit the
     open database connection."""
@@ -465,15 +472,24 @@ class WorkerStopped(SmartpurseError):
 def _verdict(worker: Future[Verdict], batch: BatchFile) -> Verdict:
     """The worker's verdict; if the worker process died, a new one is started for the next batch and this
     batch fails as a whole (its transaction rolls back: nothing of it is posted, nothing is quarantined)."""
+    verdict = worker_answer(worker)
+    if verdict is None:
+        raise WorkerStopped(f"{batch.path}: the verifying worker process stopped (killed or out of memory); "
+                            "nothing of this batch was posted: process it again")
+    return verdict
+
+
+def worker_answer(job: Future[T]) -> T | None:
+    """What the worker answered, or None if its process died (killed, out of memory): a new one is
+    started for the next job."""
     global _EXECUTOR
     try:
-        return worker.result()
+        return job.result()
     except BrokenProcessPool:
         if _EXECUTOR is not None:
             _EXECUTOR.shutdown(wait=False, cancel_futures=True)
         _EXECUTOR = None
-        raise WorkerStopped(f"{batch.path}: the verifying worker process stopped (killed or out of memory); "
-                            "nothing of this batch was posted: process it again") from None
+        return None
 
 
 def _raise_if_rejected(verdict: Verdict) -> None:

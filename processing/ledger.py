@@ -49,11 +49,20 @@ def merchant_payable(merchant_id: int) -> str:
     return f"merchant_payable:{merchant_id}"
 
 
-def account_id(conn: Connection, code: str) -> int:
-    """The account's id, creating it from the chart on first use."""
+def account_id(conn: Connection, code: str, known: dict[str, int] | None = None) -> int:
+    """The account's id, creating it from the chart on first use. ``known``: the ids this transaction has
+    read already (a group of batches posts to the same few accounts), kept up to date."""
+    if known is not None and code in known:
+        return known[code]
     found = conn.execute(select(accounts.c.id).where(accounts.c.code == code)).scalar()
-    if found is not None:
-        return int(found)
+    if found is None:
+        found = _open_account(conn, code)
+    if known is not None:
+        known[code] = int(found)
+    return int(found)
+
+
+def _open_account(conn: Connection, code: str) -> int:
     if code.startswith("merchant_payable:"):
         merchant = int(code.split(":", 1)[1])
         name, kind, merchant_id = f"Payable to merchant {merchant}", "liability", merchant
@@ -77,14 +86,16 @@ def open_entry(conn: Connection, kind: str, description: str, day: dt.date, batc
                .scalar_one())
 
 
-def post(conn: Connection, entry_id: int, lines: Iterable[tuple[str, int]]) -> None:
-    """Write ``(account code, signed amount)`` lines; zero lines are dropped; must balance."""
+def post(conn: Connection, entry_id: int, lines: Iterable[tuple[str, int]],
+         known: dict[str, int] | None = None) -> None:
+    """Write ``(account code, signed amount)`` lines; zero lines are dropped; must balance. ``known``: as
+    ``account_id``'s."""
     lines = [(code, amount) for code, amount in lines if amount]
     if sum(amount for _, amount in lines) != 0:
         raise UnbalancedEntry(f"entry {entry_id} does not balance: {lines}")
     if lines:
         conn.execute(insert(postings), [
-            {"entry_id": entry_id, "account_id": account_id(conn, code),
+            {"entry_id": entry_id, "account_id": account_id(conn, code, known),
              "debit": amount if amount > 0 else 0, "credit": -amount if amount < 0 else 0}
             for code, amount in lines])
 

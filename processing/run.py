@@ -17,6 +17,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -25,8 +26,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, insert, select, update
 
 from processing.desk_posting import post_desk_records
-from processing.group_import import import_group
-from processing.importer import ImportOptions, ImportResult, ImportStatus, import_batch
+from processing.group_import import VerifiedBatch, import_group, verify_batches
+from processing.importer import ImportOptions, ImportResult, ImportStatus, import_batch, submit_to_worker, worker_answer
 from processing.inbox import Inbox
 from processing.keys import CardMacs, ProcessingKeys
 from processing.locks import CARD_LOCKS_UP_TO, BatchBusy, import_transaction
@@ -132,6 +133,14 @@ def _claim_each(inbox: Inbox, stop: threading.Event, claimed: dict[Path, str]) -
             yield path
 
 
+@dataclass
+class _Group:
+    """Files to import as one group, and their verification if the worker is doing it."""
+
+    paths: list[Path]
+    verifying: Future[list[VerifiedBatch]] | None = None
+
+
 class _Run:
     """The steps every run takes: programs named and desk records posted first, then batches, then a pass's end."""
 
@@ -151,16 +160,19 @@ class _Run:
         """Import each file, yielding it with its result; a file busy at another importer comes again at the end.
 
         Small files go in groups of up to ``ImportOptions.group_records`` records, one transaction each
-        (processing.group_import); a large one alone, in its own. Waiting only for the files put back
-        guarantees progress: the second time a batch waits for its locks."""
+        (processing.group_import), and a full group is verified by the worker process while the one
+        before it is stored; a large file goes alone, in its own transaction. Waiting only for the files
+        put back guarantees progress: the second time a batch waits for its locks."""
         put_back: list[Path] = []
         group: list[Path] = []
         records = 0
+        verifying: _Group | None = None  # a full group the worker verifies while the one before is stored
         for path in files:
             size = self._small(path)
             if size is None:
-                yield from self._group(group, put_back)
-                group, records = [], 0
+                yield from self._group(verifying, put_back)
+                yield from self._group(_Group(group), put_back)
+                verifying, group, records = None, [], 0
                 try:
                     yield path, self._one(path, wait=False)
                 except BatchBusy:
@@ -169,9 +181,11 @@ class _Run:
             group.append(path)
             records += size
             if records >= self.options.group_records:
-                yield from self._group(group, put_back)
-                group, records = [], 0
-        yield from self._group(group, put_back)
+                full = _Group(group, self._verify_in_worker(group) if len(group) > 1 else None)
+                yield from self._group(verifying, put_back)
+                verifying, group, records = full, [], 0
+        yield from self._group(verifying, put_back)
+        yield from self._group(_Group(group), put_back)
         for path in put_back:
             if stop is not None and stop.is_set():
                 return
@@ -186,16 +200,22 @@ class _Run:
             return None
         return records if records < min(self.options.parallel_min_records, CARD_LOCKS_UP_TO) else None
 
-    def _group(self, paths: list[Path], put_back: list[Path]) -> Iterator[tuple[Path, ImportResult]]:
-        if len(paths) == 1:
+    def _verify_in_worker(self, paths: list[Path]) -> Future[list[VerifiedBatch]]:
+        return submit_to_worker(verify_batches, paths, self.keys, None, self.options.chunk_records)
+
+    def _group(self, group: _Group | None, put_back: list[Path]) -> Iterator[tuple[Path, ImportResult]]:
+        if group is None or not group.paths:
+            return
+        if len(group.paths) == 1:
             try:
-                yield paths[0], self._one(paths[0], wait=False)
+                yield group.paths[0], self._one(group.paths[0], wait=False)
             except BatchBusy:
-                put_back.append(paths[0])
+                put_back.append(group.paths[0])
             return
-        if not paths:
-            return
-        outcome = import_group(self.engine, paths, self.keys, self.options, self.macs)
+        members = worker_answer(group.verifying) if group.verifying is not None else None
+        if members is None:  # verified here: a last, partial group, or the worker died (the files are still there)
+            members = verify_batches(group.paths, self.keys, self.macs, self.options.chunk_records)
+        outcome = import_group(self.engine, members, self.options)
         put_back += outcome.busy
         for path, result in outcome.results:
             self._done(result)

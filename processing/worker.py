@@ -49,7 +49,7 @@ class Verdict:
 
 def verify_and_walk(path: str, keys: ProcessingKeys, chunk_records: int, job: WalkJob | None) -> Verdict:
     """Verify the batch at ``path``, and walk its records from ``job``'s card states (no job: verify only)."""
-    macs = _card_macs(keys)
+    macs = card_macs(keys)
     walker = ChainWalker(job.cards, job.hotlist) if job is not None else None
     try:
         batch = open_batch(Path(path))
@@ -67,7 +67,8 @@ def verify_and_walk(path: str, keys: ProcessingKeys, chunk_records: int, job: Wa
     return Verdict(None, walker.cards, walker.found, verifier.held)
 
 
-def _card_macs(keys: ProcessingKeys) -> CardMacs:
+def card_macs(keys: ProcessingKeys) -> CardMacs:
+    """This worker's card MAC contexts for ``keys``, kept from job to job."""
     identity = hash((tuple(sorted(keys.txn_masters.items())), keys.system_identifier))
     macs = _MACS.get(identity)
     if macs is None:

@@ -98,9 +98,13 @@ def _summary_text(data: dict[str, Any], look: Presentation, batches: bool = True
 @click.option("--parallel-from", type=click.IntRange(min=1), default=ImportOptions.parallel_min_records,
               show_default=True, help="Batches of this many records or more: a second process verifies the MACs "
               "while this one stores.")
+@click.option("--group-records", type=click.IntRange(min=0), default=ImportOptions.group_records, show_default=True,
+              help="Import smaller batches in groups of about this many records, one transaction a group (0: one "
+              "transaction a batch).")
 @pass_cli
 def process(cli: CliContext, files: tuple[Path, ...], inbox: Path | None, watch: float | None, lease_minutes: float,
-            gap_hours: float, programs: Path | None, quarantine: Path | None, parallel_from: int) -> None:
+            gap_hours: float, programs: Path | None, quarantine: Path | None, parallel_from: int,
+            group_records: int) -> None:
     """Import terminal batch FILES (or those waiting in an --inbox): verify, post once, reconcile; bad batches go
     to quarantine."""
     if not files and inbox is None:
@@ -121,7 +125,8 @@ def process(cli: CliContext, files: tuple[Path, ...], inbox: Path | None, watch:
                             gap_seconds=int(gap_hours * 3600),
                             programs=load_verified_programs(programs or cli.home.path / "programs",
                                                             keys.issuer_public_key),
-                            parallel_min_records=parallel_from, low_balance=cli.home.settings.notify.low_balance)
+                            parallel_min_records=parallel_from, group_records=group_records,
+                            low_balance=cli.home.settings.notify.low_balance)
 
     @contextmanager
     def file_progress(path: Path) -> Iterator[Callable[[int], None] | None]:

@@ -12,7 +12,7 @@ from support.backoffice import NOW, World, world
 
 from processing import ledger
 from processing.check import run_check
-from processing.group_import import import_group
+from processing.group_import import import_group, verify_batches
 from processing.keys import CardMacs
 from processing.locks import card_keys, group_transaction
 from processing.run import process_files
@@ -90,17 +90,26 @@ def test_a_day_imported_in_groups_books_what_the_serial_import_books(kind: str, 
     from processing import run as run_module
 
     groups: list[int] = []
-    real_import_group = run_module.import_group
+    real_import_group, real_verify = run_module.import_group, run_module.submit_to_worker
+    in_worker: list[int] = []
 
-    def counted(engine: Any, paths: list[Path], *args: Any) -> Any:
-        groups.append(len(paths))
-        return real_import_group(engine, paths, *args)
+    def counted(engine: Any, members: list[Any], *args: Any) -> Any:
+        groups.append(len(members))
+        return real_import_group(engine, members, *args)
+
+    def verified_there(fn: Any, paths: list[Path], *args: Any) -> Any:
+        in_worker.append(len(paths))
+        return real_verify(fn, paths, *args)
 
     monkeypatch.setattr(run_module, "import_group", counted)
-    outcomes = {}
-    books = {}
-    for how, group_records in (("serial", 0), ("grouped", 20_000)):
+    monkeypatch.setattr(run_module, "submit_to_worker", verified_there)
+    outcomes, books, shapes = {}, {}, {}
+    # serial: a transaction per batch; grouped: one group of all; pipelined: groups of two or three files, the
+    # worker verifying each full group while the one before is stored
+    for how, group_records in (("serial", 0), ("grouped", 20_000), ("pipelined", 20)):
         (tmp_path / how).mkdir()
+        groups.clear()
+        in_worker.clear()
         with world(kind, tmp_path / how) as w:
             files = _mixed_day(w, tmp_path / how / "inbox")
             w.ingest_loads()
@@ -108,11 +117,14 @@ def test_a_day_imported_in_groups_books_what_the_serial_import_books(kind: str, 
             outcomes[how] = [(Path(r.file).name, r.status, r.accepted, r.duplicates, r.held, r.reason)
                              for r in run.batches]
             books[how] = _books(w)
-    assert groups == [10]  # the serial run had none; the grouped run, one of every file
-    assert outcomes["grouped"] == outcomes["serial"]
+            shapes[how] = (list(groups), list(in_worker))
+    assert shapes["serial"] == ([], []) and shapes["grouped"] == ([10], [])
+    sizes, verified = shapes["pipelined"]
+    assert len(sizes) >= 3 and all(n > 1 for n in sizes) and len(verified) >= 2, shapes
+    assert outcomes["grouped"] == outcomes["serial"] == outcomes["pipelined"]
     assert [o[1] for o in outcomes["serial"]] == ["accepted", "accepted", "rejected", "duplicate", "accepted",
                                                   "accepted", "accepted", "accepted", "accepted", "rejected"]
-    assert books["grouped"] == books["serial"]
+    assert books["grouped"] == books["serial"] == books["pipelined"]
     kinds = {a[0] for a in books["serial"]["anomalies"]}
     assert {"bad_certificate"} <= kinds and books["serial"]["accounts"]  # the day had its troubles
     assert any(gap is not None for *_, gap in books["serial"]["accounts"].values())  # the lost batch's gap
@@ -144,7 +156,7 @@ def test_a_batch_another_importer_holds_is_given_back_and_the_rest_imported(tmp_
         thread.start()
         assert held.wait(30)
         try:
-            outcome = import_group(w.engine, files, w.keys, options, macs)
+            outcome = import_group(w.engine, verify_batches(files, w.keys, macs, options.chunk_records), options)
         finally:
             release.set()
             thread.join()
@@ -153,7 +165,7 @@ def test_a_batch_another_importer_holds_is_given_back_and_the_rest_imported(tmp_
                                                                                 ("t3.spb", "accepted", 1)]
         with w.engine.connect() as conn:
             assert conn.execute(select(batches.c.file_name).where(batches.c.file_name == "t2.spb")).first() is None
-        again = import_group(w.engine, outcome.busy, w.keys, options, macs)
+        again = import_group(w.engine, verify_batches(outcome.busy, w.keys, macs, options.chunk_records), options)
         assert [(p.name, r.status, r.accepted) for p, r in again.results] == [("t2.spb", "accepted", 1)]
         with w.engine.connect() as conn:
             assert ledger.balance(conn, ledger.merchant_payable(42)) == -600
@@ -187,14 +199,14 @@ def test_a_group_that_fails_leaves_nothing_of_any_of_its_batches(kind: str, tmp_
 
         monkeypatch.setattr(importer, "batch_events", failing_events)
         with pytest.raises(RuntimeError, match="the disk is full"):
-            import_group(w.engine, files, w.keys, w.options(), CardMacs(w.keys))
+            import_group(w.engine, verify_batches(files, w.keys, CardMacs(w.keys), 32_768), w.options())
         with w.engine.connect() as conn:
             assert conn.execute(select(batches.c.id)).first() is None
             assert conn.execute(select(records.c.counter).where(records.c.batch_id.is_not(None))).first() is None
             assert conn.execute(text("SELECT count(*) FROM postings p JOIN journal_entries e ON e.id = p.entry_id "
                                      "WHERE e.kind = 'batch'")).scalar_one() == 0
         monkeypatch.undo()
-        outcome = import_group(w.engine, files, w.keys, w.options(), CardMacs(w.keys))
+        outcome = import_group(w.engine, verify_batches(files, w.keys, CardMacs(w.keys), 32_768), w.options())
         assert [r.status for _, r in outcome.results] == ["accepted"] * 3
         with w.engine.connect() as conn:
             assert ledger.balance(conn, ledger.merchant_payable(42)) == -4 * (1 + 2 + 3)

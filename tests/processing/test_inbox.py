@@ -118,7 +118,8 @@ def test_three_importers_share_one_inbox_and_post_every_record_once(tmp_path: Pa
         inbox.mkdir()
         expected, balances = _day(w, inbox, terminals=8, batches_each=5, per_batch=80, cards=60)
         home = processing_home(tmp_path / "home", w.keys)
-        procs = [run_cli(home, w.url, "process", "--inbox", str(inbox)) for _ in range(3)]
+        # groups of five batches, so that three importers share forty (a group claims its files before it imports)
+        procs = [run_cli(home, w.url, "process", "--inbox", str(inbox), "--group-records", "400") for _ in range(3)]
         outs = []
         for proc in procs:
             out, err = proc.communicate(timeout=300)
