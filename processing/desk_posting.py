@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, select, update
+from sqlalchemy import Connection, Table, delete, false, select, update
 
 from processing import anomalies as anomaly_store
 from processing import ledger
@@ -28,7 +28,6 @@ from processing.reconcile import Reconciler
 from processing.rows import AMOUNT, CARD_NUMBER, COUNTER, StoredRow
 from processing.schema.desk import DepositMove, card_deposits, cash_outs
 from processing.schema.loads import loads
-from processing.schema.processing import records
 from processing.store import RecordStore
 from purse.protocol import RecordType
 from purse.records import RECORD_LAYOUT
@@ -51,12 +50,17 @@ def post_desk_records(conn: Connection, card_macs: CardMacs, *, now: int, gap_se
 
 
 def _unposted(conn: Connection, table: Table, *extra: Any) -> Sequence[Any]:
-    """The rows of a desk table whose record is not in the sub-ledger yet, in card and counter order."""
-    t, r = table.c, records.c
-    return conn.execute(
-        select(t.record, *extra).select_from(table.outerjoin(records, (r.card_number == t.card_number)
-                                                             & (r.counter == t.counter)))
-        .where(r.counter.is_(None)).order_by(t.card_number, t.counter)).all()
+    """(id, record, *extra) of the rows of a desk table not posted yet, in card and counter order, read
+    through the partial index of those rows: a pass costs what is left to post, not every load ever made."""
+    t = table.c
+    return conn.execute(select(t.id, t.record, *extra).where(t.posted.is_(false()))
+                        .order_by(t.card_number, t.counter)).all()
+
+
+def _mark_posted(conn: Connection, table: Table, ids: list[int]) -> None:
+    """Their records are in ``records`` now (stored here, or by a batch that carried them first): posted."""
+    for i in range(0, len(ids), 500):
+        conn.execute(update(table).where(table.c.id.in_(ids[i : i + 500])).values(posted=True))
 
 
 def _verified(raw: bytes, kind: RecordType, card_macs: CardMacs, found: list[Anomaly]) -> StoredRow | None:
@@ -109,10 +113,12 @@ def _post_loads(conn: Connection, card_macs: CardMacs, now: int, gap_seconds: in
     found: list[Anomaly] = []
     rows: list[StoredRow] = []
     transfer_loads: set[tuple[str, int]] = set()  # paid a replacement transfer: no cash came in
-    for raw, transfer_id in _unposted(conn, loads, loads.c.transfer_id):
+    verified: list[int] = []  # a load whose certificate fails stays unposted, and is said again each pass
+    for load_id, raw, transfer_id in _unposted(conn, loads, loads.c.transfer_id):
         row = _verified(bytes(raw), RecordType.LOAD, card_macs, found)
         if row is not None:
             rows.append(row)
+            verified.append(load_id)
             if transfer_id is not None:
                 transfer_loads.add((row.card_number, row.counter))
 
@@ -121,22 +127,29 @@ def _post_loads(conn: Connection, card_macs: CardMacs, now: int, gap_seconds: in
         cash = sum(r[AMOUNT] for r in new) - paid
         return ledger.batch_lines(None, 0, 0, cash, 0, transfer_loads=paid)
 
-    return _post(conn, "load", f"{len(rows)} loads at the issuer's desks", now, rows, found, gap_seconds, lines,
-                 transfer_loads)
+    new = _post(conn, "load", f"{len(rows)} loads at the issuer's desks", now, rows, found, gap_seconds, lines,
+                transfer_loads)
+    _mark_posted(conn, loads, verified)
+    return new
 
 
 def _post_cash_outs(conn: Connection, card_macs: CardMacs, now: int, gap_seconds: int) -> int:
     """Cash-outs at card return: Dr card float / Cr cash, the balance each card paid out."""
     found: list[Anomaly] = []
-    rows = [row for (raw,) in _unposted(conn, cash_outs)
-            if (row := _verified(bytes(raw), RecordType.CASH_OUT, card_macs, found)) is not None]
+    rows, verified = [], []
+    for cash_out_id, raw in _unposted(conn, cash_outs):
+        if (row := _verified(bytes(raw), RecordType.CASH_OUT, card_macs, found)) is not None:
+            rows.append(row)
+            verified.append(cash_out_id)
 
     def lines(new: list[tuple[Any, ...]]) -> list[tuple[str, int]]:
         paid = sum(r[AMOUNT] for r in new)
         return [(ledger.CARD_FLOAT, paid), (ledger.CASH, -paid)]
 
-    return _post(conn, "cash_out", f"{len(rows)} cards returned at the issuer's desks: their balance paid out", now,
-                 rows, found, gap_seconds, lines)
+    new = _post(conn, "cash_out", f"{len(rows)} cards returned at the issuer's desks: their balance paid out", now,
+                rows, found, gap_seconds, lines)
+    _mark_posted(conn, cash_outs, verified)
+    return new
 
 
 def _post_deposits(conn: Connection, now: int) -> None:

@@ -147,11 +147,13 @@ class RecordStore:
         insert of them all when none was stored before (the usual case), else each entry's in turn, in
         the order given, exactly as one ``store`` call per entry would decide."""
         rows = [row for part, _ in parts for row in part]
+        staging = self._staging
         self._dbapi.execute("SAVEPOINT entries_records")
         if self.insert(rows) == len(rows):
             self._dbapi.execute("RELEASE SAVEPOINT entries_records")
             return [Stored(new=list(part)) for part, _ in parts]
         self._dbapi.execute("ROLLBACK TO SAVEPOINT entries_records")
+        self._staging = staging  # a staging table made since is gone with the savepoint
         return [self.store(part, entry_id) for part, entry_id in parts]
 
     def classify(self, rows: Sequence[Row], entry_id: int) -> Stored:

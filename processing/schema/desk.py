@@ -12,15 +12,18 @@ from enum import StrEnum
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     String,
     Table,
     UniqueConstraint,
+    false,
     func,
 )
 
@@ -49,6 +52,9 @@ cash_outs = Table(
     Column("time", BigInteger, nullable=False),  # unix seconds, as on the card
     Column("record", LargeBinary(72), nullable=False),  # the certified record, raw
     Column("recorded_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("posted", Boolean, nullable=False, server_default=false()),  # as ``loads.posted``
+    Index("ix_cash_outs_unposted", "card_number", "counter", sqlite_where=Column("posted") == false(),
+          postgresql_where=Column("posted") == false()),
 )
 
 # A card's deposit: taken once at issue, refunded once at return. ``entry_id`` is set when

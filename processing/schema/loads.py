@@ -7,7 +7,20 @@ that come back from cards against this table (docs/design.md, "Reconcile").
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, DateTime, ForeignKey, Integer, LargeBinary, Table, UniqueConstraint, func
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    Table,
+    UniqueConstraint,
+    false,
+    func,
+)
 
 from processing.schema import CardNumber, metadata
 
@@ -27,6 +40,11 @@ loads = Table(
     # Set when the load paid a replacement transfer onto the new card (``smartpurse load --transfer``):
     # no cash came in, so processing posts it against ``replacement_payable``. Once per transfer.
     Column("transfer_id", Integer, ForeignKey("card_transfers.id"), nullable=True),
+    # Set once processing has its record in ``records`` (processing.desk_posting): each pass reads the
+    # loads still to post through the partial index, not every load ever made.
+    Column("posted", Boolean, nullable=False, server_default=false()),
+    Index("ix_loads_unposted", "card_number", "counter", sqlite_where=Column("posted") == false(),
+          postgresql_where=Column("posted") == false()),
     UniqueConstraint("card_number", "counter", name="uq_loads_card_counter"),
     UniqueConstraint("transfer_id", name="uq_loads_transfer_id"),
 )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,20 @@ def _mixed_day(w: World, folder: Path) -> list[Path]:
     for i in range(4):
         late.purchase(deck[i], 6, NOW + 1000 + i)  # after the lost batch: counters jump
     files.append(late.close(folder / "t4-1.spb"))
+    resender = w.terminal(5, 42)  # a log restored from backup sends batch 1 again, longer: two records twice
+    resender.purchase(deck[6], 3, NOW + 1200)
+    resender.purchase(deck[7], 4, NOW + 1201)
+    saved = (list(resender.entries), resender._mac)
+    files.append(resender.close(folder / "t5-1.spb"))
+    resender.entries, resender._mac, resender.batch_seq, resender.next_index, resender.prev_mac = \
+        saved[0], saved[1], 0, 1, bytes(8)
+    resender.purchase(deck[8], 5, NOW + 1202)
+    files.append(resender.close(folder / "t5-1-again.spb"))
+    clone = dataclasses.replace(deck[9])  # a cloned card spends its counter at two terminals
+    w.terminals[1].purchase(deck[9], 11, NOW + 1300)
+    files.append(w.terminals[1].close(folder / "t1-3.spb"))
+    w.terminals[3].purchase(clone, 12, NOW + 1301)
+    files.append(w.terminals[3].close(folder / "t3-3.spb"))
     stranger = w.terminal(8, 42, register=False)
     stranger.purchase(deck[5], 9, NOW + 1100)
     files.append(stranger.close(folder / "t8-1.spb"))
@@ -118,15 +133,17 @@ def test_a_day_imported_in_groups_books_what_the_serial_import_books(kind: str, 
                              for r in run.batches]
             books[how] = _books(w)
             shapes[how] = (list(groups), list(in_worker))
-    assert shapes["serial"] == ([], []) and shapes["grouped"] == ([10], [])
+    assert shapes["serial"] == ([], []) and shapes["grouped"] == ([14], [])
     sizes, verified = shapes["pipelined"]
     assert len(sizes) >= 3 and all(n > 1 for n in sizes) and len(verified) >= 2, shapes
     assert outcomes["grouped"] == outcomes["serial"] == outcomes["pipelined"]
     assert [o[1] for o in outcomes["serial"]] == ["accepted", "accepted", "rejected", "duplicate", "accepted",
-                                                  "accepted", "accepted", "accepted", "accepted", "rejected"]
+                                                  "accepted", "accepted", "accepted", "accepted", "accepted",
+                                                  "accepted", "accepted", "accepted", "rejected"]
+    assert [o[2:4] for o in outcomes["serial"] if o[0].startswith("t5-1")] == [(2, 0), (1, 2)]
     assert books["grouped"] == books["serial"] == books["pipelined"]
     kinds = {a[0] for a in books["serial"]["anomalies"]}
-    assert {"bad_certificate"} <= kinds and books["serial"]["accounts"]  # the day had its troubles
+    assert {"bad_certificate", "clone", "batch_seq_reused"} <= kinds  # the day had its troubles
     assert any(gap is not None for *_, gap in books["serial"]["accounts"].values())  # the lost batch's gap
 
 

@@ -14,7 +14,7 @@ from processing.check import run_check
 from processing.desk_posting import post_desk_records
 from processing.keys import CardMacs
 from processing.schema.loads import loads
-from processing.schema.processing import card_accounts, postings, records, sales, settlements
+from processing.schema.processing import anomalies, card_accounts, postings, records, sales, settlements
 from processing.schema.registry import card_transfers
 from processing.settlement import fee_for, settle
 from processing.synthetic import card_record
@@ -200,3 +200,29 @@ def test_a_transfer_load_of_the_wrong_amount_fails_the_check(processing_db: Worl
     assert (evidence["replacement_payable"], evidence["expected"]) == (1, 1)
     assert evidence["transfer_loads"] == [{"transfer": f"card_transfers:{transfer_id}", "new_card": new.number,
                                            "amount": 10_000, "loaded_to": new.number, "loaded": 9_999}]
+
+
+def test_a_pass_posts_each_desk_load_once_and_keeps_a_forged_one_unposted(processing_db: World) -> None:
+    """Desk loads are posted once and flagged; one that came back in a terminal's batch first is flagged without
+    a second posting; a load whose certificate fails stays unposted, said again each pass, never posted."""
+    w = processing_db
+    w.merchant(42)
+    t = w.terminal(7, 42)
+    plain, carried, forged = w.card(1, load=1_000), w.card(2), w.card(3, load=300)
+    t.add(card_record(carried, RecordType.LOAD, 2_000, 7, t.next_seq(), NOW + 5))
+    with w.engine.begin() as conn:
+        # the desk's record of the load the terminal's batch carries, and a forged one (its certificate zeroed)
+        conn.execute(insert(loads).values(card_number=carried.number, counter=carried.counter, amount=2_000,
+                                          balance_after=carried.balance, terminal_id=7, terminal_seq=t.seq,
+                                          time=NOW + 5, record=t.entries[-1][0]))
+        raw = conn.execute(select(loads.c.record).where(loads.c.card_number == forged.number)).scalar_one()
+        conn.execute(update(loads).where(loads.c.card_number == forged.number).values(record=raw[:-8] + bytes(8)))
+    assert w.process(t.close(w.tmp / "b.spb"), post_desk=False).accepted == 1  # matched with the desk's record
+    for posted_now in (1, 0):  # the plain load on the first pass; the carried one is stored; the forged never
+        assert w.ingest_loads() == posted_now
+        with w.engine.connect() as conn:
+            flags = {n: bool(p) for n, p in conn.execute(select(loads.c.card_number, loads.c.posted))}
+            assert flags == {plain.number: True, carried.number: True, forged.number: False}
+            kinds = [k for (k,) in conn.execute(select(anomalies.c.kind))]
+            assert kinds.count("bad_load_certificate") == 1
+            assert ledger.card_float(conn) == 3_000 and ledger.balance(conn, ledger.CASH) == 3_000

@@ -229,3 +229,30 @@ def test_0007_rebuilds_cards_under_their_references_and_back(kind: str, tmp_path
                 assert "cash_outs" not in inspect(conn).get_table_names()
         finally:
             engine.dispose()
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_0016_marks_the_desk_records_already_stored_as_posted(kind: str, tmp_path: Path) -> None:
+    """The upgrade sets ``posted`` on the loads whose record is in ``records``; a load made while the
+    database was at 0015 stays unposted and is posted by the next pass, once."""
+    with world(kind, tmp_path) as w:
+        stored = w.card(1, load=5_000)
+        w.ingest_loads()
+        _migrate(w.engine, "0015", down=True)
+        later = w.card(2)
+        with w.engine.begin() as conn:  # a desk of the 0015 schema, which has no posted column
+            from processing import synthetic
+            row = synthetic.load_row(later, 700, NOW + 5, 99)
+            conn.execute(text("INSERT INTO loads (card_number, counter, amount, balance_after, terminal_id, "
+                              "terminal_seq, time, record) VALUES (:card_number, :counter, :amount, :balance_after, "
+                              ":terminal_id, :terminal_seq, :time, :record)"), row)
+        _migrate(w.engine, "head")
+        with w.engine.connect() as conn:
+            flags = dict(conn.execute(text("SELECT card_number, posted FROM loads")).all())
+        assert {n: bool(f) for n, f in flags.items()} == {stored.number: True, later.number: False}
+        assert w.ingest_loads() == 1
+        assert w.ingest_loads() == 0
+        with w.engine.connect() as conn:
+            assert all(bool(f) for (f,) in conn.execute(text("SELECT posted FROM loads")))
+            assert ledger.card_float(conn) == 5_700
+            assert run_check(conn).ok
