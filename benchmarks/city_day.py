@@ -13,9 +13,11 @@ For each database, in fresh child processes on a fresh database each:
 
 * **history**: the loads of every card and H purchases (at 20 history terminals) are imported before the
   clock starts, as ``smartpurse process`` imports them;
-* **import**: the day, T batches of R purchases from N of the C cards, imported one batch at a time
-  (``processing.importer.import_batch``); the time of each batch is kept, to compare the first tenth
-  with the last (a cost that grows with the rows stored shows here);
+* **import**: the day, T batches of R purchases from N of the C cards, imported as ``smartpurse process``
+  imports them (``processing.run.process_files``: small batches in groups, ``--group-records``), in the
+  order an inbox lists them (by name: a card's records from several terminals arrive out of counter
+  order, as in a real day); the time of each batch is kept as its result comes (a group's together), to
+  compare the first tenth with the last (a cost that grows with the rows stored shows here);
 * **bare**: the same day's rows stored by the bulk path alone (``RecordStore.insert_batch``, no MAC,
   reconciliation or posting) into a database holding the same history: the storage limit;
 * **importers K** (PostgreSQL): K importer processes started together, taking the day's files from one
@@ -212,7 +214,9 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | 
                 raise SystemExit(f"{result.file}: {result.reason}")
             done.append(time.perf_counter())
 
-        run = process_files(engine, [Path(p) for p in spec["day"]], keys, _options(folder, group), on_result=heard)
+        # by name, as an inbox lists them: a card's records from several terminals arrive out of counter order
+        arrival = sorted(Path(p) for p in spec["day"])
+        run = process_files(engine, arrival, keys, _options(folder, group), on_result=heard)
         n = run.accepted
         times = [b - a for a, b in itertools.pairwise(done)]
     elapsed = time.perf_counter() - start

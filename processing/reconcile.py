@@ -30,14 +30,13 @@ from processing.rows import (
     COUNTER,
     RAW,
     RECORD_TYPE,
-    ROW_FIELDS,
     TERMINAL_ID,
     TERMINAL_SEQ,
     Row,
 )
 from processing.schema.processing import anomalies, card_accounts, card_points, records
 from processing.schema.registry import cards
-from processing.store import bump_records_version, records_version, select_in, write_card_accounts
+from processing.store import bump_records_version, records_after, records_version, select_in, write_card_accounts
 from purse.records import RECORD_LAYOUT, money_effect, record_details
 
 _IN = 500
@@ -262,15 +261,14 @@ class Reconciler(ChainWalker):
             w.points[program] = points
             w.points_counter[program] = counter
 
-    def _walk_stored(self, w: CardWalk) -> None:
-        """Continue the head through records that arrived before the gap closed."""
-        c = records.c
-        stmt = (select(*[c[n] for n in ROW_FIELDS])
-                .where(c.card_number == w.number, c.counter > w.chain_counter).order_by(c.counter))
-        for r in self.conn.execute(stmt):
-            if r[COUNTER] != w.chain_counter + 1:
-                break
-            self._step(w, (*r[:RAW], bytes(r[RAW])))
+    def _walk_stored(self, walks: list[CardWalk]) -> None:
+        """Continue each head through records that arrived before its gap closed (one query for all)."""
+        stored = records_after(self.conn, [(w.number, w.chain_counter) for w in walks])
+        for w in walks:
+            for r in stored.get(w.number, ()):
+                if r[COUNTER] != w.chain_counter + 1:
+                    break
+                self._step(w, r)
 
     # -- at the end: write the card accounts back -------------------------------------------------
     def finish(self) -> list[str]:
@@ -281,9 +279,8 @@ class Reconciler(ChainWalker):
         touched = [w for w in (cards[n] for n in sorted(heads)) if w.delta or w.detached
                    or w.max_counter > w.chain_counter or not w.exists
                    or heads.get(w.number) != (w.chain_counter, w.max_counter)]
+        self._walk_stored([w for w in touched if w.detached or w.max_counter > w.chain_counter])
         for w in touched:
-            if w.detached or w.max_counter > w.chain_counter:
-                self._walk_stored(w)
             if w.max_counter > w.chain_counter:
                 if w.gap_since is None:
                     w.gap_since = self.now
