@@ -257,10 +257,11 @@ def _run(folder: Path, mode: str, url: str, *options: str) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str) -> float:
+def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str) -> tuple[float, float]:
     """Seconds for K importer processes, started together on one shared inbox holding the day, to import it
-    into one prepared database. Checks that each file was taken by exactly one of them and every record
-    stored once, as a serial import would."""
+    into one prepared database, and the largest peak memory (MiB) of one of them: a fresh process, as a
+    ``process --inbox`` run is, so its peak is the import's working set alone. Checks that each file was
+    taken by exactly one of them and every record stored once, as a serial import would."""
     import shutil
 
     from sqlalchemy import func, select
@@ -279,12 +280,14 @@ def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str
         procs = [subprocess.Popen([sys.executable, __file__, "--child", "worker", url, str(folder),
                                    "--inbox", str(inbox), *options],
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(k)]
-        accepted = 0
+        accepted, peak = 0, 0.0
         for proc in procs:
             out, err = proc.communicate()
             if proc.returncode:
                 raise SystemExit(f"importer failed: {(err.strip().splitlines() or ['?'])[-1]}")
-            accepted += json.loads(out.strip().splitlines()[-1])["records"]
+            said = json.loads(out.strip().splitlines()[-1])
+            accepted += said["records"]
+            peak = max(peak, said["peak_rss_mib"])
         elapsed = time.perf_counter() - start
         engine = open_database(url)
         with engine.connect() as conn:
@@ -294,7 +297,7 @@ def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str
         if accepted != spec["records"] or stored != expected \
                 or any(inbox.glob("*.spb")) or len(list((inbox / "done").iterdir())) != len(spec["day"]):
             raise SystemExit(f"{k} importers: {accepted} records accepted, {stored} stored: not the serial import's")
-        return elapsed
+        return elapsed, peak
 
 
 def main() -> None:
@@ -350,8 +353,10 @@ def main() -> None:
             out["ratio"] = {"min": min(ratios), "median": statistics.median(ratios), "max": max(ratios)}
             if name == "postgresql":
                 ks = [int(k) for k in a.importers.split(",")]
-                seconds = {k: importers(db, folder, spec, k, *grouping) for k in ks}
+                measured = {k: importers(db, folder, spec, k, *grouping) for k in ks}
+                seconds = {k: t for k, (t, _) in measured.items()}
                 out["importers_seconds"] = seconds
+                out["importers_peak_rss_mib"] = {k: m for k, (_, m) in measured.items()}
                 out["speedup"] = {k: seconds[ks[0]] / s for k, s in seconds.items()}
             report["databases"][name] = out
             if not a.json:

@@ -105,8 +105,9 @@ def process_inbox(engine: Engine, inbox: Inbox, keys: ProcessingKeys, options: I
     """What ``smartpurse process --inbox DIR`` does: the files waiting in the inbox that no other importer
     holds, claimed one by one; with ``watch`` (seconds), again and again until ``stop`` is set.
 
-    ``stop`` is looked at between batches: the batch being imported is finished, the files claimed but not
-    begun are released for other importers. ``on_result`` hears of each batch as it is done."""
+    ``stop`` is looked at between files: the batches claimed are imported (a group being stored and one being
+    verified at most), the files put back and not retaken are released for other importers. ``on_result``
+    hears of each batch as it is done."""
     stop = stop or threading.Event()
     run = _Run(engine, keys, options, progress, on_result)
     while True:

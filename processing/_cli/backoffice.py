@@ -84,8 +84,8 @@ def _summary_text(data: dict[str, Any], look: Presentation, batches: bool = True
               help="Take the batch files waiting in this folder, shared with other importers (on this host or "
               "others); each file is claimed in the database and moved to done/ or rejected/ once imported.")
 @click.option("--watch", type=click.FloatRange(min=0.1), metavar="SECONDS",
-              help="With --inbox: look again every SECONDS until stopped (SIGTERM or Ctrl-C ends it after the "
-              "batch being imported).")
+              help="With --inbox: look again every SECONDS until stopped (SIGTERM or Ctrl-C ends it once the "
+              "batches it has claimed are imported: a group or two at most).")
 @click.option("--lease-minutes", type=click.FloatRange(min=0.1), default=DEFAULT_LEASE_SECONDS / 60,
               show_default=True, help="With --inbox: a claim not finished in this time is taken over (its importer "
               "died).")
@@ -153,7 +153,7 @@ def process(cli: CliContext, files: tuple[Path, ...], inbox: Path | None, watch:
 def _process_inbox(cli: CliContext, engine: Engine, inbox: Inbox, keys: ProcessingKeys, options: ImportOptions,
                    file_progress: ProgressFactory, watch: float | None) -> ProcessingRun:
     """The inbox, once or watched; while watching, each batch is said as it is done and SIGTERM ends the run
-    after the batch being imported, as Ctrl-C does."""
+    once the batches it has claimed are imported, as Ctrl-C does."""
     if watch is None:
         return process_inbox(engine, inbox, keys, options, file_progress)
     stop = threading.Event()
