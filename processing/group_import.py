@@ -173,11 +173,13 @@ def _verified(path: Path, keys: ProcessingKeys, card_macs: CardMacs, chunk_recor
     return m
 
 
+assert ENTRY_ID == BATCH_ID + 1  # StoredRow keeps a record's batch and entry side by side
+
+
 def _with_ids(rows: list[Row], opened: OpenedBatch) -> list[Row]:
     """The rows of a batch verified before it had its row and journal entry, carrying their ids."""
-    head, tail = slice(0, min(BATCH_ID, ENTRY_ID)), slice(max(BATCH_ID, ENTRY_ID) + 1, None)
-    ids = (opened.batch_id, opened.entry_id) if BATCH_ID < ENTRY_ID else (opened.entry_id, opened.batch_id)
-    return [(*r[head], *ids, *r[tail]) for r in rows]
+    ids = (opened.batch_id, opened.entry_id)
+    return [(*r[:BATCH_ID], *ids, *r[ENTRY_ID + 1:]) for r in rows]
 
 
 def _walk(m: VerifiedBatch, stored: Stored, rec: Reconciler) -> None:

@@ -60,18 +60,11 @@ def import_transaction(engine: Engine, batch: BatchLocks | None = None, wait: bo
 
     Without ``batch`` (or for a batch of many cards) the transaction runs alone. Commits at the end,
     rolls back on any exception. ``wait=False``: raise ``BatchBusy`` rather than wait for a batch's locks."""
-    with engine.connect() as conn:
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
-        else:
-            conn.begin()
-            if batch is not None and batch.runs_alongside:
-                conn.execute(text("SELECT pg_advisory_xact_lock_shared(:k)"), {"k": IMPORT_LOCK})
-                if not _lock_batch(conn, batch, wait):
-                    conn.rollback()
-                    raise BatchBusy(batch.digest)
-            else:
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": IMPORT_LOCK})
+    alongside = batch is not None and batch.runs_alongside
+    with _begin(engine, alone=not alongside) as conn:
+        if alongside and conn.dialect.name != "sqlite" and batch is not None and not _lock_batch(conn, batch, wait):
+            conn.rollback()
+            raise BatchBusy(batch.digest)
         with committed(conn):
             yield conn
 
@@ -81,6 +74,14 @@ def group_transaction(engine: Engine, alone: bool) -> Iterator[Connection]:
     """A transaction for a group of batches (processing.group_import). SQLite: its one writer. PostgreSQL:
     ``alone``, the import lock exclusively, for a group of more cards than ``CARD_LOCKS_UP_TO`` (too many
     to lock one by one); else shared, each batch then locked with ``try_lock_batch``."""
+    with _begin(engine, alone) as conn, committed(conn):
+        yield conn
+
+
+@contextmanager
+def _begin(engine: Engine, alone: bool) -> Iterator[Connection]:
+    """A connection in a writing transaction: SQLite's one writer; on PostgreSQL the import lock, exclusively
+    (``alone``) or shared."""
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -88,8 +89,7 @@ def group_transaction(engine: Engine, alone: bool) -> Iterator[Connection]:
             conn.begin()
             take = "pg_advisory_xact_lock" if alone else "pg_advisory_xact_lock_shared"
             conn.execute(text(f"SELECT {take}(:k)"), {"k": IMPORT_LOCK})
-        with committed(conn):
-            yield conn
+        yield conn
 
 
 def try_lock_batch(conn: Connection, batch: BatchLocks, alone: bool) -> bool:

@@ -174,10 +174,7 @@ class _Run:
                 yield from self._group(verifying, put_back)
                 yield from self._group(_Group(group), put_back)
                 verifying, group, records = None, [], 0
-                try:
-                    yield path, self._one(path, wait=False)
-                except BatchBusy:
-                    put_back.append(path)
+                yield from self._unless_busy(path, put_back)
                 continue
             group.append(path)
             records += size
@@ -208,10 +205,7 @@ class _Run:
         if group is None or not group.paths:
             return
         if len(group.paths) == 1:
-            try:
-                yield group.paths[0], self._one(group.paths[0], wait=False)
-            except BatchBusy:
-                put_back.append(group.paths[0])
+            yield from self._unless_busy(group.paths[0], put_back)
             return
         members = worker_answer(group.verifying) if group.verifying is not None else None
         if members is None:  # verified here: a last, partial group, or the worker died (the files are still there)
@@ -221,6 +215,13 @@ class _Run:
         for path, result in outcome.results:
             self._done(result)
             yield path, result
+
+    def _unless_busy(self, path: Path, put_back: list[Path]) -> Iterator[tuple[Path, ImportResult]]:
+        """One batch in its own transaction, or put back if another importer holds its terminal or a card."""
+        try:
+            yield path, self._one(path, wait=False)
+        except BatchBusy:
+            put_back.append(path)
 
     def _one(self, path: Path, wait: bool) -> ImportResult:
         with (self.progress(path) if self.progress is not None else nullcontext()) as advance:
