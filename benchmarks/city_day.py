@@ -25,10 +25,11 @@ For each database, in fresh child processes on a fresh database each:
   speed-up is one importer's time over K's. Each file must be taken once and every record stored once.
 
 After the day, ``check`` runs as an accountant runs it (the history was checked before the clock, so it
-reads the day's records), then ``check --full`` (every record). It prints records/s, the ratio to the bare
-insert, the first and last tenth's mean batch time, the peak memory of the day's import (the setup's peak,
-loading millions of cards, is reported apart), the two checks' seconds and the speed-up of K importers;
-``--json`` prints the measurements as JSON.
+reads the day's records), then ``check --full`` (every record), then each report an accountant runs over the
+whole history (``REPORTS``). It prints records/s, the ratio to the bare insert, the first and last tenth's mean
+batch time, the peak memory of the day's import (the setup's peak, loading millions of cards, is reported
+apart), how many of the machine's cores were busy (the database server's too: what bounds K importers), the
+checks' and the reports' seconds and the speed-up of K importers; ``--json`` prints the measurements as JSON.
 """
 
 from __future__ import annotations
@@ -199,6 +200,7 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | 
     setup_peak = _peak_rss_mib()
     _reset_peak_rss()  # from here the peak is the day's own: the working set of the import, not the setup's
     times, n = [], 0
+    cpu_before = _machine_cpu()
     start = time.perf_counter()
     if mode == "bare":
         n = _bare(engine, [Path(p) for p in spec["day"]])
@@ -220,14 +222,47 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | 
         n = run.accepted
         times = [b - a for a, b in itertools.pairwise(done)]
     elapsed = time.perf_counter() - start
-    checks = {"check_new_s": _check(engine, full=False), "check_full_s": _check(engine, full=True)} \
-        if mode == "import" else {}
+    busy = _cores_busy(cpu_before)
+    checks = {"check_new_s": _check(engine, full=False), "check_full_s": _check(engine, full=True),
+              "reports_s": _reports(engine)} if mode == "import" else {}
     engine.dispose()
     tenth = max(1, len(times) // 10)
     return {"mode": mode, "records": n, "seconds": round(elapsed, 3), "rate": round(n / elapsed),
             "first_tenth_ms": round(1000 * statistics.mean(times[:tenth]), 2) if times else None,
             "last_tenth_ms": round(1000 * statistics.mean(times[-tenth:]), 2) if times else None,
-            "peak_rss_mib": _peak_rss_mib(), "setup_peak_rss_mib": setup_peak, **checks}
+            "peak_rss_mib": _peak_rss_mib(), "setup_peak_rss_mib": setup_peak, "cores_busy": busy, **checks}
+
+
+# The reports an accountant runs over the whole history (``smartpurse report KIND``), timed after the day: those
+# that read aggregates cost the same at any history, those that read ``records`` grow with it.
+REPORTS = ("settlement", "float", "points", "cards", "terminals", "anomalies", "dormant", "trial-balance")
+
+
+def _reports(engine: Any) -> dict[str, float]:
+    """Seconds each of ``REPORTS`` takes over every day stored, as ``smartpurse report KIND`` builds it."""
+    from processing import reports
+
+    seconds = {}
+    with engine.connect() as conn:
+        for kind in REPORTS:
+            start = time.perf_counter()
+            reports.build(conn, kind)
+            seconds[kind] = round(time.perf_counter() - start, 3)
+    return seconds
+
+
+def _machine_cpu() -> tuple[int, int]:
+    """(busy, all) CPU time of the whole machine so far, in clock ticks (/proc/stat): the database server's
+    processes count too, which an importer's own rusage would leave out."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle, iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _cores_busy(before: tuple[int, int]) -> float:
+    """How many of the machine's cores were busy on average since ``before`` (``_machine_cpu``)."""
+    busy, total = (now - then for now, then in zip(_machine_cpu(), before, strict=True))
+    return round(busy / total * (os.cpu_count() or 1), 2) if total else 0.0
 
 
 def _peak_rss_mib() -> float:
@@ -257,7 +292,7 @@ def _run(folder: Path, mode: str, url: str, *options: str) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str) -> tuple[float, float]:
+def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str) -> tuple[float, float, float]:
     """Seconds for K importer processes, started together on one shared inbox holding the day, to import it
     into one prepared database, and the largest peak memory (MiB) of one of them: a fresh process, as a
     ``process --inbox`` run is, so its peak is the import's working set alone. Checks that each file was
@@ -276,6 +311,7 @@ def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str
         inbox.mkdir()
         for path in spec["day"]:
             shutil.copy(path, inbox)
+        cpu_before = _machine_cpu()
         start = time.perf_counter()
         procs = [subprocess.Popen([sys.executable, __file__, "--child", "worker", url, str(folder),
                                    "--inbox", str(inbox), *options],
@@ -289,6 +325,7 @@ def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str
             accepted += said["records"]
             peak = max(peak, said["peak_rss_mib"])
         elapsed = time.perf_counter() - start
+        busy = _cores_busy(cpu_before)
         engine = open_database(url)
         with engine.connect() as conn:
             stored = conn.execute(select(func.count()).select_from(records)).scalar_one()
@@ -297,7 +334,7 @@ def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str
         if accepted != spec["records"] or stored != expected \
                 or any(inbox.glob("*.spb")) or len(list((inbox / "done").iterdir())) != len(spec["day"]):
             raise SystemExit(f"{k} importers: {accepted} records accepted, {stored} stored: not the serial import's")
-        return elapsed, peak
+        return elapsed, peak, busy
 
 
 def main() -> None:
@@ -354,9 +391,10 @@ def main() -> None:
             if name == "postgresql":
                 ks = [int(k) for k in a.importers.split(",")]
                 measured = {k: importers(db, folder, spec, k, *grouping) for k in ks}
-                seconds = {k: t for k, (t, _) in measured.items()}
+                seconds = {k: t for k, (t, _, _) in measured.items()}
                 out["importers_seconds"] = seconds
-                out["importers_peak_rss_mib"] = {k: m for k, (_, m) in measured.items()}
+                out["importers_peak_rss_mib"] = {k: m for k, (_, m, _) in measured.items()}
+                out["importers_cores_busy"] = {k: c for k, (_, _, c) in measured.items()}
                 out["speedup"] = {k: seconds[ks[0]] / s for k, s in seconds.items()}
             report["databases"][name] = out
             if not a.json:
@@ -365,7 +403,10 @@ def main() -> None:
                       f"tenth) -> {imp['last_tenth_ms']} ms (last tenth), peak RSS {imp['peak_rss_mib']} MiB, check "
                       f"{imp['check_new_s']} s (--full {imp['check_full_s']} s) | "
                       f"import/bare {out['ratio']['min']:.2f}/{out['ratio']['median']:.2f}/{out['ratio']['max']:.2f}"
-                      " (min/median/max)" + (f" | importers speed-up {out['speedup']}" if "speedup" in out else ""))
+                      f" (min/median/max), {imp['cores_busy']} cores busy"
+                      + (f" | importers speed-up {out['speedup']}, cores busy {out['importers_cores_busy']}"
+                         if "speedup" in out else ""))
+                print(f"{'':10s} reports over the whole history (s): {imp['reports_s']}")
     if a.json:
         print(json.dumps(report, indent=2))
 
