@@ -22,6 +22,7 @@ from processing.reportfmt import Col, Report
 from processing.schema.desk import DepositMove, card_deposits
 from processing.schema.loads import loads
 from processing.schema.processing import (
+    LOADS_AND_CASH_OUTS,
     anomalies,
     batches,
     card_accounts,
@@ -117,11 +118,7 @@ def settlement_report(conn: Connection, start: dt.date | None, end: dt.date | No
 
 
 def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, rate_pct: Decimal) -> Report:
-    r = records.c
-    per_day = {int(d): (int(lo), int(pu), int(ca), int(co)) for d, lo, pu, ca, co in conn.execute(
-        select(r.day, *[func.sum(case((r.record_type == kind, r.amount), else_=0))
-                        for kind in (RecordType.LOAD, RecordType.PURCHASE, RecordType.CANCEL, RecordType.CASH_OUT)])
-        .group_by(r.day))}
+    per_day = _float_moves(conn)
     # A replaced card's value leaves the float the day processing moves it to replacement_payable, and
     # comes back as a load when a desk puts it on the new card (the old card's records still hold it).
     moved = {day_number(d): int(v) for d, v in conn.execute(
@@ -130,11 +127,12 @@ def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, r
         .where(transfers_posted.c.to_chip.is_(True)).group_by(journal_entries.c.day))}
     # A transfer load puts a replaced card's value on its new card: not money loaded at a desk (the one
     # definition of "loaded": cash taken for a load), but value coming back onto the float.
-    lo_ = loads.c
+    lo_, r = loads.c, records.c
     transfers_in = {int(d): int(v) for d, v in conn.execute(
         select(r.day, func.sum(r.amount))
         .select_from(records.join(loads, (lo_.card_number == r.card_number) & (lo_.counter == r.counter)))
-        .where(r.record_type == RecordType.LOAD, lo_.transfer_id.is_not(None)).group_by(r.day))}
+        .where(LOADS_AND_CASH_OUTS, r.record_type == int(RecordType.LOAD), lo_.transfer_id.is_not(None))
+        .group_by(r.day))}
     for d in moved:
         per_day.setdefault(d, (0, 0, 0, 0))
     if not per_day and (start is None or end is None):
@@ -167,6 +165,26 @@ def float_report(conn: Connection, start: dt.date | None, end: dt.date | None, r
                "meaning": "money paid onto cards in advance is interest-free working capital: borrowing the "
                           "average float at the given annual rate would cost this much (amounts in minor units)"}
     return Report("float", "Card float (issuer liability) per day", _float_cols(), rows, totals, summary)
+
+
+def _float_moves(conn: Connection) -> dict[int, tuple[int, int, int, int]]:
+    """Card day -> loads, purchases, cancellations, cash-outs: what the records of each day moved on the
+    float, read from aggregates, not from the records. Purchases and cancellations come from ``sales``
+    (which ``smartpurse check`` proves equal to their records); loads and cash-outs, a few among the
+    records, from the partial index that holds only them (``ix_records_loads_cash_outs``). So the report
+    costs the days and the loads, whatever a year of purchases stored."""
+    s, r = sales.c, records.c
+    per_day: dict[int, list[int]] = {}
+    for d, purchases, cancels in conn.execute(
+            select(s.day, func.sum(s.purchase_total), func.sum(s.cancel_total)).group_by(s.day)):
+        per_day[int(d)] = [0, int(purchases), int(cancels), 0]
+    for d, loaded, paid_out in conn.execute(
+            select(r.day, *[func.sum(case((r.record_type == int(kind), r.amount), else_=0))
+                            for kind in (RecordType.LOAD, RecordType.CASH_OUT)])
+            .where(LOADS_AND_CASH_OUTS).group_by(r.day)):
+        moves = per_day.setdefault(int(d), [0, 0, 0, 0])
+        moves[0], moves[3] = int(loaded), int(paid_out)
+    return {d: (lo, pu, ca, co) for d, (lo, pu, ca, co) in per_day.items()}
 
 
 def _float_cols() -> list[Col]:
@@ -369,10 +387,11 @@ def payback_inputs(conn: Connection, start: dt.date | None, end: dt.date | None,
     r = records.c
     in_period = _range(r, summary["from"], summary["to"])
     cards_used = int(conn.execute(select(func.count(func.distinct(r.card_number))).where(*in_period)).scalar_one())
-    loads, spent = (int(v or 0) for v in conn.execute(select(
-        func.sum(case((r.record_type == RecordType.LOAD, r.amount), else_=0)),
-        func.sum(case((r.record_type == RecordType.PURCHASE, r.amount),
-                      (r.record_type == RecordType.CANCEL, -r.amount), else_=0))).where(*in_period)).one())
+    moves = _float_moves(conn)  # the aggregates the float report read: loads, purchases, cancellations by day
+    first, last = day_number(summary["from"]), day_number(summary["to"])
+    in_days = [m for d, m in moves.items() if first <= d <= last]
+    loads = sum(lo for lo, _, _, _ in in_days)
+    spent = sum(pu - ca for _, pu, ca, _ in in_days)
     per_month = _MONTH_DAYS / days
     return PaybackInputs(cards=cards_used, average_float=int(summary["average_float"]),
                          monthly_loads=int((loads * per_month).quantize(Decimal(1), ROUND_HALF_UP)),

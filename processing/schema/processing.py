@@ -2,9 +2,9 @@
 aggregates, shadow card accounts, anomalies, the double-entry journal, and merchant settlements.
 
 Money is integer minor units everywhere (BigInteger). The ``records`` table is the
-sub-ledger: one row per certified card transaction, primary key (card, counter) and
-unique (terminal, terminal sequence), so a record can be stored, and hence posted, at
-most once whatever is re-sent (docs/design.md, invariant 3). Each row names the journal
+sub-ledger: one row per certified card transaction, primary key (card, counter), so a
+record can be stored, and hence posted, at most once whatever is re-sent (docs/design.md,
+invariant 3). Each row names the journal
 entry that posted it; ``smartpurse check`` proves the entries and the rows agree.
 """
 
@@ -36,7 +36,13 @@ from sqlalchemy import (
 from sqlalchemy.sql.elements import ColumnElement
 
 from processing.schema import CardNumber, metadata
+from purse.protocol import RecordType
 from purse.records import MONEY_SIGN
+
+# Loads and cash-outs: a few records among the purchases, and the float's movements that ``sales`` does not
+# hold. A literal, not bound parameters, so that SQLite can match a query's condition to the partial index on
+# it (``ix_records_loads_cash_outs``) as PostgreSQL does.
+LOADS_AND_CASH_OUTS = text(f"record_type IN ({int(RecordType.LOAD)}, {int(RecordType.CASH_OUT)})")
 
 batches = Table(
     "batches",
@@ -139,7 +145,8 @@ records = Table(
     # keys on purpose: PostgreSQL checks a foreign key with a trigger per row, which made a bulk COPY
     # three times slower (docs/performance.md); ``smartpurse check`` verifies every reference instead
     # (processing.check, "references"). Settlement does not touch this table: it stamps the per-batch
-    # aggregates in ``sales``, so no index beyond the two unique keys is paid for on every insert.
+    # aggregates in ``sales``, so no index beyond the key, the entry's and the partial one of loads and
+    # cash-outs below is paid for on every insert.
     Column("batch_id", Integer),  # NULL for loads taken from the loads table
     Column("entry_id", Integer, nullable=False),  # the journal entry that posted the record
     # The certified record, byte for byte: every other field (balance, points, time, UID, certificate)
@@ -149,6 +156,12 @@ records = Table(
     # (processing.check). Entry ids rise as batches come, so each insert lands at the index's right
     # edge, not at a random page as the card key does. Migration 0015.
     Index("ix_records_entry", "entry_id"),
+    # The float's movements besides purchases and cancellations (those are in ``sales``), by card day: the
+    # float report sums this index, not the records (a year of purchases leaves it untouched). It holds the
+    # summed columns, so neither database reads the table; a purchase costs the index only the test of its
+    # type. Migration 0017.
+    Index("ix_records_loads_cash_outs", "day", "record_type", "amount",
+          sqlite_where=LOADS_AND_CASH_OUTS, postgresql_where=LOADS_AND_CASH_OUTS),
 )
 
 checked_entries = Table(

@@ -87,6 +87,46 @@ def test_float_report_has_the_seed_economics(processing_db: World) -> None:
     assert rep.rows[0][2] == 1_200_010 and rep.rows[-1][9] == 1_200_000
 
 
+def test_float_report_reads_aggregates_and_equals_its_records(processing_db: World) -> None:
+    """The float's movements come from ``sales`` and the index of loads and cash-outs, not from a scan of
+    the records: every day of the report equals what that day's records sum to, purchases, cancellations,
+    loads at the desk and in a batch, and a card's cash-out at its return included."""
+    from sqlalchemy import case, func, select, text
+
+    from processing.schema.desk import cash_outs
+    from processing.schema.processing import records
+
+    w = processing_db
+    _shop(w)
+    c = w.card(3, load=7_000, when=NOW + 2 * DAY)
+    t = w.terminal(8, 42)
+    t.purchase(c, 2_500, NOW + 2 * DAY + 60)
+    t.add(synthetic.card_record(c, RecordType.LOAD, 900, 8, t.next_seq(), NOW + 3 * DAY))  # a load in a batch
+    assert w.process(t.close(w.tmp / "c.spb")).accepted == 2
+    raw = synthetic.card_record(c, RecordType.CASH_OUT, c.balance, synthetic.CREDIT_TERMINAL, 99, NOW + 4 * DAY)
+    with w.engine.begin() as conn:
+        conn.execute(insert(cash_outs).values(card_number=c.number, counter=c.counter, amount=5_400,
+                                              terminal_id=synthetic.CREDIT_TERMINAL, terminal_seq=99,
+                                              time=NOW + 4 * DAY, record=raw))
+    w.ingest_loads()
+    r = records.c
+    with w.engine.connect() as conn:
+        rep = reports.build(conn, "float")
+        truth = {reports.EPOCH + dt.timedelta(days=int(d)): tuple(int(v) for v in sums) for d, *sums in conn.execute(
+            select(r.day, *[func.sum(case((r.record_type == int(kind), r.amount), else_=0)) for kind in (
+                RecordType.LOAD, RecordType.PURCHASE, RecordType.CANCEL, RecordType.CASH_OUT)]).group_by(r.day))}
+        in_ledger = ledger.card_float(conn)
+        if w.engine.dialect.name == "sqlite":  # the loads and cash-outs are summed from their partial index alone
+            plan = " ".join(str(row[-1]) for row in conn.execute(text(
+                "EXPLAIN QUERY PLAN SELECT day, sum(amount) FROM records WHERE record_type IN (1, 5) GROUP BY day")))
+            assert "USING COVERING INDEX ix_records_loads_cash_outs" in plan, plan
+    shown = {row[0]: (row[2] + row[3], row[4], row[5], row[6]) for row in rep.rows}  # loads + transfer loads
+    assert {d: v for d, v in shown.items() if any(v)} == truth
+    assert truth[D0 + dt.timedelta(days=3)] == (900, 0, 0, 0) and truth[D0 + dt.timedelta(days=4)] == (0, 0, 0, 5_400)
+    # card 1: 100 000 - 12 345 - 5; card 2: 50 000 - 1 000 + 1 000; card 3 returned: 7 000 - 2 500 + 900 - 5 400
+    assert rep.summary["closing_float"] == 137_650 == in_ledger
+
+
 def test_float_report_follows_a_replaced_cards_value(processing_db: World) -> None:
     """The value leaves the float when processing moves it to replacement_payable and comes back with the
     desk's transfer load: the report's closing float is the ledger's at every step."""
