@@ -1,8 +1,10 @@
 """Reports for accountants: settlement, float, card statement, points liability, anomalies, terminals.
 
 Every figure comes from the record sub-ledger, its per-batch daily aggregates (``sales``,
-for the settlement report) or the ledger, grouped in SQL on the ``day`` column (UTC days
-since 1970), so the same query runs on SQLite and PostgreSQL.
+for the settlement, terminals and float reports) or the ledger, grouped in SQL on the ``day``
+column (UTC days since 1970), so the same query runs on SQLite and PostgreSQL. A report run
+every day reads aggregates where they exist, not a year of records (docs/processing.md,
+"What each report reads").
 The float report carries the economics of the seed article: money paid onto cards in
 advance is an interest-free loan to the shop, worth average float x annual rate.
 """
