@@ -46,7 +46,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -292,7 +292,15 @@ def _run(folder: Path, mode: str, url: str, *options: str) -> dict[str, Any]:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str) -> tuple[float, float, float]:
+class ImportersRun(NamedTuple):
+    """K importers on one shared inbox: the wall time, one importer's largest peak memory, the cores busy."""
+
+    seconds: float
+    peak_rss_mib: float
+    cores_busy: float
+
+
+def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str) -> ImportersRun:
     """Seconds for K importer processes, started together on one shared inbox holding the day, to import it
     into one prepared database, and the largest peak memory (MiB) of one of them: a fresh process, as a
     ``process --inbox`` run is, so its peak is the import's working set alone. Checks that each file was
@@ -334,7 +342,7 @@ def importers(db: str, folder: Path, spec: dict[str, Any], k: int, *options: str
         if accepted != spec["records"] or stored != expected \
                 or any(inbox.glob("*.spb")) or len(list((inbox / "done").iterdir())) != len(spec["day"]):
             raise SystemExit(f"{k} importers: {accepted} records accepted, {stored} stored: not the serial import's")
-        return elapsed, peak, busy
+        return ImportersRun(elapsed, peak, busy)
 
 
 def main() -> None:
@@ -391,10 +399,10 @@ def main() -> None:
             if name == "postgresql":
                 ks = [int(k) for k in a.importers.split(",")]
                 measured = {k: importers(db, folder, spec, k, *grouping) for k in ks}
-                seconds = {k: t for k, (t, _, _) in measured.items()}
+                seconds = {k: run.seconds for k, run in measured.items()}
                 out["importers_seconds"] = seconds
-                out["importers_peak_rss_mib"] = {k: m for k, (_, m, _) in measured.items()}
-                out["importers_cores_busy"] = {k: c for k, (_, _, c) in measured.items()}
+                out["importers_peak_rss_mib"] = {k: run.peak_rss_mib for k, run in measured.items()}
+                out["importers_cores_busy"] = {k: run.cores_busy for k, run in measured.items()}
                 out["speedup"] = {k: seconds[ks[0]] / s for k, s in seconds.items()}
             report["databases"][name] = out
             if not a.json:

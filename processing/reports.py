@@ -381,19 +381,18 @@ _MONTH_DAYS = Decimal(365) / 12
 def payback_inputs(conn: Connection, start: dt.date | None, end: dt.date | None, **parameters: Any) -> PaybackInputs:
     """The scheme's own figures over a period, per month: cards in use, the average float (as the float
     report computes it), the loads, and what a card holder spends."""
-    summary = float_report(conn, start, end, Decimal(0)).summary
+    floated = float_report(conn, start, end, Decimal(0))
+    summary = floated.summary
     days = int(summary["days"])
-    if not days:
+    if not days or floated.totals is None:
         raise UserError("no records in the period: the payback needs the scheme's own figures "
                         "(or a scenario: --cards, --monthly-load, --left)")
     r = records.c
     in_period = _range(r, summary["from"], summary["to"])
     cards_used = int(conn.execute(select(func.count(func.distinct(r.card_number))).where(*in_period)).scalar_one())
-    moves = _float_moves(conn)  # the aggregates the float report read: loads, purchases, cancellations by day
-    first, last = day_number(summary["from"]), day_number(summary["to"])
-    in_days = [m for d, m in moves.items() if first <= d <= last]
-    loads = sum(lo for lo, _, _, _ in in_days)
-    spent = sum(pu - ca for _, pu, ca, _ in in_days)
+    total = dict(zip((c.name for c in floated.columns), floated.totals, strict=True))  # the period's, by column
+    loads = total["loads"] + total["transfer_loads"]
+    spent = total["purchases"] - total["cancellations"]
     per_month = _MONTH_DAYS / days
     return PaybackInputs(cards=cards_used, average_float=int(summary["average_float"]),
                          monthly_loads=int((loads * per_month).quantize(Decimal(1), ROUND_HALF_UP)),
