@@ -82,9 +82,24 @@ class Inbox:
             # a copy of a file this importer holds already comes in the same group, to be found a duplicate
             where=c.done_at.is_not(None) | (c.claimed_at < self._stamp(self.now() - self.lease_seconds))
             | (c.claimed_by == self.claimant))
-        with self.engine.begin() as conn:
+        with self.engine.connect() as conn, conn.begin() as claiming:
             won = conn.execute(stmt.returning(c.sha256)).scalar() is not None
-        return digest if won and path.exists() else None
+            if won and not self._still_there(path, digest):
+                # it was read just before its importer moved it away and closed the claim this took over:
+                # that claim is the file's log, and stays as it was
+                claiming.rollback()
+                return None
+        return digest if won else None
+
+    @staticmethod
+    def _still_there(path: Path, digest: str) -> bool:
+        """Whether the file claimed is still in the inbox, with the content claimed. Looked at while the claim's
+        row is held: an importer moves a file away before it closes its claim, so a file found here is a new
+        delivery, not one being finished."""
+        try:
+            return file_digest(path) == digest
+        except OSError:
+            return False
 
     def finish(self, path: Path, digest: str, result: ImportResult) -> Path:
         """Move the imported file out of the way and close its claim; where it went."""

@@ -12,6 +12,7 @@ import pytest
 from sqlalchemy import func, select
 from support.backoffice import NOW, World, processing_home, run_cli, world
 
+from processing import inbox as inbox_module
 from processing.check import run_check
 from processing.importer import ImportResult, ImportStatus
 from processing.inbox import Inbox
@@ -53,6 +54,39 @@ def test_a_file_is_claimed_by_one_importer_and_moved_when_done(tmp_path: Path) -
             rows = {r.file_name: r for r in conn.execute(select(inbox_claims))}
         assert rows["t001-0001.spb"].outcome == "accepted" and rows["t001-0001.spb"].done_at is not None
         assert rows["t001-0002.spb"].claimed_by == "b:2" and rows["t001-0002.spb"].done_at is None
+
+
+def test_a_claim_reached_as_the_file_is_finished_leaves_the_finished_claim_alone(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race three importers ran into: the second read the file just before the first moved it to done/ and
+    closed its claim. The second's claim then found a finished claim, which a new delivery may take over; it must
+    see that the file is gone and leave the first's log as it was, not reopen it for nobody."""
+    with world("sqlite", tmp_path) as w:
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        _day(w, inbox, terminals=1, batches_each=1)
+        first, second = Inbox(w.engine, inbox, claimant="a:1"), Inbox(w.engine, inbox, claimant="b:2")
+        path = first.waiting()[0]
+        digest = first.claim(path)
+        assert digest is not None
+        read_file = inbox_module.file_digest
+        raced = []
+
+        def read_as_the_first_finishes(p: Path) -> str:
+            seen = read_file(p)
+            if not raced:  # the second has read the file; now the first moves it and closes its claim
+                raced.append(first.finish(path, digest, ImportResult(str(path), ImportStatus.ACCEPTED)))
+            return seen
+
+        monkeypatch.setattr(inbox_module, "file_digest", read_as_the_first_finishes)
+        assert second.claim(path) is None
+        assert raced == [inbox / "done" / path.name]
+        with w.engine.connect() as conn:
+            row = conn.execute(select(inbox_claims)).one()
+        assert (row.claimed_by, row.outcome) == ("a:1", "accepted") and row.done_at is not None
+        # the same file delivered again is a new delivery, and the second may take it
+        (inbox / path.name).write_bytes((inbox / "done" / path.name).read_bytes())
+        assert second.claim(inbox / path.name) == digest
 
 
 def test_a_dead_importers_claim_is_taken_over_when_its_lease_ends(tmp_path: Path) -> None:
