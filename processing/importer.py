@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import gc
 import hashlib
+import os
 import time
 import weakref
 from collections.abc import Callable, Iterator, Sequence
@@ -463,6 +464,16 @@ def submit_to_worker(fn: Callable[..., T], *args: Any) -> Future[T]:
             _EXECUTOR.shutdown(wait=False)
             _EXECUTOR = None
     raise WorkerStopped("cannot start the verifying worker process")
+
+
+def start_worker() -> bool:
+    """Start the verifying worker if it is not running; whether it was running already. Starting one takes
+    most of a second (a forkserver, an interpreter, the verifying modules), while ``submit_to_worker`` returns
+    at once: the caller verifies its first group itself meanwhile instead of waiting (processing.run)."""
+    if _EXECUTOR is not None:
+        return True
+    submit_to_worker(os.getpid)
+    return False
 
 
 class WorkerStopped(SmartpurseError):

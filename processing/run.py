@@ -27,7 +27,15 @@ from sqlalchemy import Connection, Engine, insert, select, update
 
 from processing.desk_posting import post_desk_records
 from processing.group_import import VerifiedBatch, import_group, verify_batches
-from processing.importer import ImportOptions, ImportResult, ImportStatus, import_batch, submit_to_worker, worker_answer
+from processing.importer import (
+    ImportOptions,
+    ImportResult,
+    ImportStatus,
+    import_batch,
+    start_worker,
+    submit_to_worker,
+    worker_answer,
+)
 from processing.inbox import Inbox
 from processing.keys import CardMacs, ProcessingKeys
 from processing.locks import CARD_LOCKS_UP_TO, BatchBusy, import_transaction
@@ -179,7 +187,10 @@ class _Run:
             group.append(path)
             records += size
             if records >= self.options.group_records:
-                full = _Group(group, self._verify_in_worker(group) if len(group) > 1 else None)
+                # the worker verifies a full group while the one before is stored; while it starts (most of a
+                # second), the run's first group is verified here instead of waiting for it
+                in_worker = len(group) > 1 and (verifying is not None or start_worker())
+                full = _Group(group, self._verify_in_worker(group) if in_worker else None)
                 yield from self._group(verifying, put_back)
                 verifying, group, records = full, [], 0
         yield from self._group(verifying, put_back)

@@ -235,3 +235,41 @@ def test_a_group_that_fails_leaves_nothing_of_any_of_its_batches(kind: str, tmp_
         with w.engine.connect() as conn:
             assert ledger.balance(conn, ledger.merchant_payable(42)) == -4 * (1 + 2 + 3)
             assert run_check(conn).ok
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_records_arriving_in_any_order_close_every_gap_as_the_serial_import_does(seed: int, tmp_path: Path) -> None:
+    """A few cards used at several terminals, their batches delivered in a shuffled order and imported in
+    groups of random sizes: a gap opened by a late batch is closed by it, whether the records after it came
+    in the same group (the head walks on from storage), in an earlier one (the head moves here and walks on
+    into them) or later (nothing to walk yet). At the end every card's head is at its highest counter, and
+    the books are those of the batches imported one by one in the order they were made."""
+    import random
+
+    rng = random.Random(seed)
+    books, heads = {}, {}
+    for how in ("in order", "shuffled"):
+        (tmp_path / how).mkdir()
+        with world("sqlite", tmp_path / how) as w:
+            w.merchant(42)
+            deck = [w.card(i, load=100_000) for i in range(5)]
+            made: list[Path] = []
+            shops = [w.terminal(t_id, 42) for t_id in range(1, 5)]
+            draw = random.Random(seed)  # the same day in both databases
+            for b in range(12):
+                t = shops[draw.randrange(len(shops))]
+                for card in draw.sample(deck, 3):
+                    t.purchase(card, 1 + draw.randrange(50), NOW + 10 * b)
+                made.append(t.close(tmp_path / how / f"b{b:02d}.spb"))
+            w.ingest_loads()
+            if how == "in order":
+                files, group = made, 0
+            else:
+                files, group = rng.sample(made, len(made)), rng.choice([40, 60, 100])
+            run = process_files(w.engine, files, w.keys, w.options(group_records=group))
+            assert [r.status for r in run.batches] == ["accepted"] * len(made)
+            books[how] = _books(w)
+            heads[how] = {n: (chain, top, gap) for n, (_, chain, _, top, gap) in books[how]["accounts"].items()}
+    assert all(chain == top and gap is None for chain, top, gap in heads["shuffled"].values()), heads
+    assert {k: v for k, v in books["shuffled"].items() if k != "batches"} == \
+        {k: v for k, v in books["in order"].items() if k != "batches"}
