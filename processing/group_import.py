@@ -34,6 +34,7 @@ from sqlalchemy import Engine
 from processing.anomalies import Anomaly
 from processing.batchfile import BatchFile, BatchRejected, open_batch
 from processing.importer import (
+    BatchLookups,
     ImportOptions,
     ImportResult,
     ImportStatus,
@@ -111,15 +112,22 @@ def import_group(engine: Engine, members: list[VerifiedBatch], options: ImportOp
         store = RecordStore(conn, versioned=False)  # counted once, by the cache (CardCache.stage)
         rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, cards=cache.take(conn))
         rec.prepare_cards(cards)
-        booked: list[VerifiedBatch] = []
+        held: list[VerifiedBatch] = []
         for m in ready:
             assert m.batch is not None
             locks = BatchLocks(m.digest, m.batch.header.terminal_id, frozenset(m.cards))
-            if not try_lock_batch(conn, locks, alone):
+            if try_lock_batch(conn, locks, alone):
+                held.append(m)
+            else:
                 busy.append(m.path)
-                continue
+        # read once the files are locked: another importer may have committed one of them just before
+        lookups = BatchLookups.read(conn, [m.digest for m in held],
+                                    [m.batch.header.terminal_id for m in held if m.batch is not None], cards)
+        booked: list[VerifiedBatch] = []
+        for m in held:
+            assert m.batch is not None
             try:
-                m.opened = open_batch_row(conn, m.batch, m.digest, options, m.result)
+                m.opened = open_batch_row(conn, m.batch, m.digest, options, m.result, lookups)
             except BatchRejected as e:
                 m.refuse(e)
                 continue
@@ -137,10 +145,9 @@ def import_group(engine: Engine, members: list[VerifiedBatch], options: ImportOp
             booked[-1].found.extend(replay_cards(conn, touched, options.programs))
             booked[-1].found.extend(open_gaps(conn, now, options.gap_seconds))
         moved = set(touched)
-        accounts: dict[str, int] = {}  # the ledger accounts' ids, read once a group
         for m in booked:
             assert m.batch is not None and m.opened is not None
-            book(conn, m.batch, m.opened, m.posted, m.found, sorted(m.cards & moved), options, m.result, accounts)
+            book(conn, m.batch, m.opened, m.posted, m.found, sorted(m.cards & moved), options, m.result, lookups)
         cache.stage(conn, rec.cards, rec.heads.keys())
     cache.committed()
     for m in members:

@@ -20,7 +20,7 @@ from processing.store import select_in
 from purse.protocol import RecordType
 from purse.records import record_details
 
-__all__ = ["batch_events", "desk_events", "DAY"]
+__all__ = ["batch_events", "card_holders", "desk_events", "DAY"]
 
 DAY = 86_400
 
@@ -28,17 +28,17 @@ DAY = 86_400
 _IN = 500  # card numbers per IN list
 
 
-def _holders(conn: Connection, numbers: Iterable[str]) -> dict[str, int]:
+def card_holders(conn: Connection, numbers: Iterable[str]) -> dict[str, int]:
     """The holder of each of these cards that has one (one query, however many cards: ``select_in``)."""
     return {n: int(h) for n, h in select_in(
         conn, "SELECT number, holder_id FROM cards WHERE holder_id IS NOT NULL AND number", sorted(set(numbers)))}
 
 
-def batch_events(conn: Connection, batch_id: int, touched: Sequence[str], now: int, low_balance: int) -> int:
-    """The events of one accepted batch, for the cards it ``touched`` that have holders: each card-day's
-    purchases (a digest), prizes, blocks at a terminal, and cards that fell below ``low_balance``; how
-    many were new. The records are read by card (the key's prefix), never by scanning the table."""
-    holders = _holders(conn, touched)
+def batch_events(conn: Connection, batch_id: int, holders: dict[str, int], now: int, low_balance: int) -> int:
+    """The events of one accepted batch, for the cards it touched that have ``holders`` (``card_holders``,
+    read once for a whole group of batches): each card-day's purchases (a digest), prizes, blocks at a
+    terminal, and cards that fell below ``low_balance``; how many were new. The records are read by card
+    (the key's prefix), never by scanning the table."""
     if not holders:
         return 0
     r = records.c
@@ -85,7 +85,7 @@ def desk_events(conn: Connection, rows: Sequence[tuple[Any, ...]], transfers: se
     """Loads and cash-outs the desks recorded and processing just posted: a load credited (a replaced
     card's value moved, for a transfer load), a card returned."""
     posted = [StoredRow._make(row) for row in rows]
-    holders = _holders(conn, (p.card_number for p in posted))
+    holders = card_holders(conn, (p.card_number for p in posted))
     new = 0
     for p in posted:
         holder = holders.get(p.card_number)
