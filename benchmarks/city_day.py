@@ -1,7 +1,7 @@
 """A day of a city-sized network: many small batches, many cards, a database that already holds a history.
 
     python benchmarks/city_day.py [--terminals T] [--per-batch R] [--cards C] [--touched N] [--history H]
-                                  [--importers 1,2] [--repeat K] [--db sqlite|URL ...]
+                                  [--importers 1,2] [--repeat K] [--points] [--db sqlite|URL ...]
 
 The issue's full shape is ``--terminals 5000 --per-batch 400 --cards 5000000 --touched 1000000
 --history 20000000``; the defaults are a tenth of the cards and a hundredth of the history, so the script
@@ -56,6 +56,7 @@ from throughput import _fresh_db  # noqa: E402  (the same fresh SQLite file / sc
 NOW = 1_700_000_000
 HISTORY_TERMINALS = 20
 MERCHANT = 42
+POINTS_PROGRAM = 9  # with --points every purchase earns a point of it
 
 
 def generate(folder: Path, a: argparse.Namespace) -> dict[str, Any]:
@@ -70,18 +71,19 @@ def generate(folder: Path, a: argparse.Namespace) -> dict[str, Any]:
             row = synthetic.load_row(card, 1_000_000_000, NOW, i + 1)
             f.write(json.dumps({**row, "record": bytes(row["record"]).hex()}) + "\n")  # type: ignore[call-overload]
     history = []
+    points = {"program_id": POINTS_PROGRAM, "earned": 1} if a.points else {}
     per_history = a.history // HISTORY_TERMINALS
     for t in range(HISTORY_TERMINALS):
         term = synthetic.SynthTerminal(keys, 1 + t, MERCHANT)
         for i in range(per_history):
-            term.purchase(deck[(i * HISTORY_TERMINALS + t) % a.cards], 1 + i % 300, NOW + 60 + i // 50)
+            term.purchase(deck[(i * HISTORY_TERMINALS + t) % a.cards], 1 + i % 300, NOW + 60 + i // 50, **points)
         history.append(str(term.close(folder / f"history-{t}.spb")))
     touched = rng.sample(range(a.cards), a.touched)
     day = []
     for t in range(a.terminals):
         term = synthetic.SynthTerminal(keys, 10_000 + t, MERCHANT)
         for i in range(a.per_batch):
-            term.purchase(deck[touched[rng.randrange(a.touched)]], 1 + i % 500, NOW + 86_400 + i)
+            term.purchase(deck[touched[rng.randrange(a.touched)]], 1 + i % 500, NOW + 86_400 + i, **points)
         day.append(str(term.close(folder / f"day-{t}.spb")))
     return {"history": history, "day": day, "records": a.terminals * a.per_batch, "cards": a.cards,
             "history_records": per_history * HISTORY_TERMINALS,
@@ -356,6 +358,8 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="measure each mode this many times (min/median/max)")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--programs", action="store_true", help="import with a loyalty program (points replayed)")
+    ap.add_argument("--points", action="store_true", help="every purchase earns a point of a loyalty program "
+                    "(the points report then has a program's days to read)")
     ap.add_argument("--db", action="append", help="'sqlite' or a PostgreSQL URL; repeatable")
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--child", nargs=3, metavar=("MODE", "URL", "FOLDER"), help=argparse.SUPPRESS)

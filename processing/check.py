@@ -17,7 +17,9 @@ The invariants (docs/design.md, "Invariants"; docs/processing.md, "Check"):
 7. the replacement payable equals the value of replaced cards not yet loaded onto their
    new cards, and each transfer load paid its transfer exactly;
 8. the card deposits held equal the deposits posted as taken at issue less those refunded at
-   card return.
+   card return;
+9. (``full`` only) the ``points_days`` aggregates the points report reads equal the records the
+   card chains walked, counted again in counter order (processing.points_days).
 Each failure carries its evidence (which entry, card or merchant, expected and found).
 
 What reads the records (invariants 2, 3, 5 and 6) reads, by default, only the records of the journal
@@ -61,6 +63,7 @@ from processing import ledger
 from processing.anomalies import AnomalyKind
 from processing.batchfile import BatchRejected, open_batch
 from processing.db import committed
+from processing.points_days import recount
 from processing.schema.desk import DepositMove, card_deposits, cash_outs
 from processing.schema.loads import loads
 from processing.schema.processing import (
@@ -73,6 +76,7 @@ from processing.schema.processing import (
     checked_sales,
     journal_entries,
     money_effect_sql,
+    points_days,
     postings,
     records,
     sales,
@@ -195,6 +199,7 @@ def run_check(conn: Connection, *, full: bool = True, prove: bool = False) -> Ch
     _held_records(conn, rep)
     if full:
         _proven_unchanged(conn, rep)
+        _points_days(conn, rep)
     if prove and rep.ok:
         rep.figures["entries_proved"] = _prove(conn, scope if not full else _Scope.of(conn, False))
     return rep
@@ -249,6 +254,21 @@ def _proven_unchanged(conn: Connection, rep: CheckReport) -> None:
                  [{"entry_id": e, "proven_records": int(n0), "proven_net": int(s0), "records": int(n1),
                    "records_net": int(s1)} for e, n0, s0, n1, s1 in bad]
                  + [{"card_number": n, "proven_net": int(p), "records_net": int(q)} for n, p, q in cards])
+
+
+def _points_days(conn: Connection, rep: CheckReport) -> None:
+    """The points report's aggregates equal the records walked again (an audit: it reads every purchase)."""
+    pd = points_days.c
+    expected, _ = recount(conn)
+    stored = {(int(day), int(program)): [int(v) for v in rest] for day, program, *rest in conn.execute(
+        select(pd.day, pd.program_id, pd.earned, pd.redeemed, pd.lapsed, pd.to_prizes, pd.held_change))}
+    differ = sorted(key for key in set(expected) | set(stored)
+                    if expected.get(key, [0] * 5) != stored.get(key, [0] * 5))
+    if differ:
+        rep.fail("points_days == the records walked", f"{len(differ)} days' points of a program differ from "
+                 "their records", [{"day": day, "program_id": program, "stored": stored.get((day, program)),
+                                    "records": expected.get((day, program))}
+                                   for day, program in differ[:_EVIDENCE_LIMIT]])
 
 
 def _quarantine(conn: Connection, rep: CheckReport) -> None:

@@ -425,7 +425,7 @@ def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOpti
     walk_here = h.record_count < len(numbers) * options.worker_walk_records_per_card
     job = None if walk_here else WalkJob({n: rec.cards[n] for n in numbers}, rec.hotlist, batch_id, entry_id)
     worker = submit_to_worker(verify_and_walk, str(batch.path), card_macs.keys, options.chunk_records, job)
-    found_before = len(rec.found)
+    found_before, moved_before = len(rec.found), {k: list(v) for k, v in rec.points_moved.items()}
     posted = Posted()
 
     def chunks(first: bool) -> Iterator[EntryColumns]:
@@ -449,9 +449,11 @@ def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOpti
     if all_new:
         rec.cards.update(verdict.cards)
         rec.found.extend(verdict.found)
+        rec.add_points_moved(verdict.points_moved)
         result.accepted += h.record_count
         return posted
     del rec.found[found_before:]
+    rec.points_moved = moved_before
     rec.forget(numbers)  # the database still holds every card's state from before this batch
     rec.prepare_cards(sorted(numbers))
     posted = Posted()

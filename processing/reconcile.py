@@ -24,10 +24,12 @@ from sqlalchemy import Connection, and_, insert, or_, select
 
 from processing.anomalies import Anomaly, AnomalyKind, record_evidence
 from processing.columns import BLOCK, CANCEL, PURCHASE, EntryColumns
+from processing.points_days import PointsMoved, add_points_days, count_record
 from processing.rows import (
     AMOUNT,
     CARD_NUMBER,
     COUNTER,
+    DAY,
     RAW,
     RECORD_TYPE,
     TERMINAL_ID,
@@ -43,7 +45,8 @@ _IN = 500
 # What the walk and a closer step read from a record's raw bytes, by name (purse.records.RECORD_LAYOUT):
 # a plain struct, because these run once per record.
 _WALK = RECORD_LAYOUT.sparse(("balance_after", "program_id", "time"))
-_STEP = RECORD_LAYOUT.sparse(("balance_after", "program_id", "points_before", "points_after", "time"))
+_STEP = RECORD_LAYOUT.sparse(("balance_after", "program_id", "points_before", "points_after", "points_earned",
+                              "points_redeemed", "prizes", "time"))
 
 
 @dataclass(slots=True)
@@ -57,6 +60,7 @@ class CardWalk:
     gap_since: int | None = None
     points: dict[int, int] | None = None  # program -> points at the head; most cards have no program
     points_counter: dict[int, int] | None = None
+    points_prize: dict[int, bool] | None = None  # program -> the head's record turned points into a prize
     delta: int = 0
     detached: bool = False  # a new record did not continue the head: the head stays, the gap may close later
     gap_filled: bool = False  # ... and then the record after the head came: walk on from the database at the end
@@ -66,7 +70,8 @@ class CardWalk:
         """Pickle as the constructor's arguments: a large import sends the states of every card of a
         batch to its worker and back, and the default for a slots class pickles 15 times slower."""
         return CardWalk, (self.number, self.exists, self.chain_counter, self.chain_balance, self.chain_time,
-                          self.max_counter, self.gap_since, self.points, self.points_counter, self.delta,
+                          self.max_counter, self.gap_since, self.points, self.points_counter,
+                          self.points_prize, self.delta,
                           self.detached, self.gap_filled, self.last_seen)
 
 
@@ -97,6 +102,7 @@ class ChainWalker:
         self.cards = cards
         self.hotlist = hotlist
         self.found: list[Anomaly] = []
+        self.points_moved: PointsMoved = {}  # what the records walked did to the points (processing.points_days)
 
     def check_order(self, rows: Sequence[Row]) -> None:
         """Counter rollback within the terminal's chain, and use of a hotlisted card."""
@@ -165,9 +171,16 @@ class ChainWalker:
             else:
                 w.chain_counter, w.chain_balance, w.chain_time = counter, after, times[i]
 
+    def add_points_moved(self, moved: PointsMoved) -> None:
+        """Take in what a walk elsewhere (the verifying worker's) did to the points."""
+        for key, row in moved.items():
+            mine = self.points_moved.setdefault(key, [0] * len(row))
+            for i, n in enumerate(row):
+                mine[i] += n
+
     def _step(self, w: CardWalk, r: Row) -> None:
         kind, counter, terminal = r[RECORD_TYPE], r[COUNTER], r[TERMINAL_ID]
-        after, program, points_before, points_after, when = _STEP.unpack(r[RAW])
+        after, program, points_before, points_after, earned, redeemed, prizes, when = _STEP.unpack(r[RAW])
         before = after - money_effect(kind, r[AMOUNT])
         if before != w.chain_balance:
             self.found.append(Anomaly(
@@ -178,6 +191,8 @@ class ChainWalker:
         if program and kind in (PURCHASE, CANCEL):
             if w.points is None or w.points_counter is None:
                 w.points, w.points_counter = {}, {}
+            if w.points_prize is None:
+                w.points_prize = {}
             previous = w.points.get(program)
             if previous is not None and previous != points_before:
                 self.found.append(Anomaly(
@@ -187,6 +202,9 @@ class ChainWalker:
                     {"record": record_evidence(r), "previous_counter": w.points_counter.get(program),
                      "previous_points_after": previous, "points_before": points_before}, w.number, counter,
                     terminal))
+            w.points_prize[program] = count_record(self.points_moved, r[DAY], program, kind == PURCHASE,
+                                                   points_before, points_after, earned, redeemed, prizes, previous,
+                                                   w.points_prize.get(program, False))
             w.points[program] = points_after
             w.points_counter[program] = counter
         w.chain_counter, w.chain_balance, w.chain_time = counter, after, when
@@ -255,14 +273,15 @@ class Reconciler(ChainWalker):
         for number in numbers:
             if number not in self.cards:
                 self.cards[number] = CardWalk(number, False)
-        for number, program, points, counter in select_in(
-                self.conn, "SELECT card_number, program_id, points, counter FROM card_points WHERE card_number",
-                numbers):
+        for number, program, points, counter, won_prize in select_in(
+                self.conn, "SELECT card_number, program_id, points, counter, won_prize FROM card_points "
+                "WHERE card_number", numbers):
             w = self.cards[number]
-            if w.points is None or w.points_counter is None:
-                w.points, w.points_counter = {}, {}
+            if w.points is None or w.points_counter is None or w.points_prize is None:
+                w.points, w.points_counter, w.points_prize = {}, {}, {}
             w.points[program] = points
             w.points_counter[program] = counter
+            w.points_prize[program] = bool(won_prize)
 
     def _continues_in_storage(self, w: CardWalk) -> bool:
         """Whether the record after the card's head may be stored, so that the head walks on from the database.
@@ -317,10 +336,13 @@ class Reconciler(ChainWalker):
         cp = card_points.c
         for i in range(0, len(numbers), _IN):
             self.conn.execute(card_points.delete().where(cp.card_number.in_(numbers[i : i + _IN])))  # few: programs
-        rows = [{"card_number": w.number, "program_id": p, "points": pts, "counter": (w.points_counter or {})[p]}
+        rows = [{"card_number": w.number, "program_id": p, "points": pts, "counter": (w.points_counter or {})[p],
+                 "won_prize": (w.points_prize or {}).get(p, False)}
                 for w in touched if w.points for p, pts in w.points.items()]
         if rows:
             self.conn.execute(insert(card_points), rows)
+        add_points_days(self.conn, self.points_moved)
+        self.points_moved = {}
 
 
 def open_gaps(conn: Connection, now: int, gap_seconds: int) -> list[Anomaly]:

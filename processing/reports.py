@@ -1,7 +1,8 @@
 """Reports for accountants: settlement, float, card statement, points liability, anomalies, terminals.
 
 Every figure comes from the record sub-ledger, its per-batch daily aggregates (``sales``,
-for the settlement, terminals and float reports) or the ledger, grouped in SQL on the ``day``
+for the settlement, terminals and float reports), the points per day (``points_days``, for the
+points report) or the ledger, grouped in SQL on the ``day``
 column (UTC days since 1970), so the same query runs on SQLite and PostgreSQL. A report run
 every day reads aggregates where they exist, not a year of records (docs/processing.md,
 "What each report reads").
@@ -31,6 +32,7 @@ from processing.schema.processing import (
     card_points,
     journal_entries,
     money_effect_sql,
+    points_days,
     programs,
     records,
     sales,
@@ -224,57 +226,31 @@ def statement_report(conn: Connection, number: str, start: dt.date | None, end: 
 def points_report(conn: Connection, start: dt.date | None, end: dt.date | None) -> Report:
     """Per program: points outstanding now, and the period's reconciliation: the points on cards at its
     opening, earned, redeemed, lapsed (expiry) and turned into prizes, at its closing, and the difference,
-    which is 0 for every card whose records chain (a clone or a missing record shows there)."""
-    cp, r = card_points.c, records.c
+    which is 0 for every card whose records chain (a record whose points before are not what the card's
+    chain left shows there).
+
+    From ``points_days`` (processing.points_days), not records: the few rows of each day and program. The
+    points on cards at a day's end are the sum of every ``held_change`` up to it; the moves are the period's
+    sums. A record counts once its card's chain reaches it: one waiting behind a gap (an anomaly of its own
+    once the gap is old) counts when the gap closes."""
+    cp, pd = card_points.c, points_days.c
     outstanding = {p: (int(n), int(s)) for p, n, s in conn.execute(
         select(cp.program_id, func.count(), func.sum(cp.points)).group_by(cp.program_id))}
-    # What a record took off the card beyond its redemption is before + earned - redeemed - after: lapsed
-    # points when it won no prize (a lapse empties the slot), points turned into prizes when it did; so a
-    # card's points move by exactly earned - redeemed - lapsed - to_prizes from one record to the next.
+
+    def held_until(day: int | None) -> dict[int, int]:
+        """Per program, the points on cards at the end of the days before ``day`` (None: all days)."""
+        upto = [pd.day < day] if day is not None else []
+        return {int(p): int(n) for p, n in conn.execute(
+            select(pd.program_id, func.sum(pd.held_change)).where(*upto).group_by(pd.program_id))}
+
     first = day_number(start) if start is not None else None
-    moved: dict[int, list[int]] = {}
-    # Per program, the points on cards at the period's opening (each card's last record before it) and at its
-    # closing. The scan is ordered by card, so one card's state is held at a time and added in when the next
-    # card begins: memory is the programs, not the cards, and the rows stream (a server-side cursor on
-    # PostgreSQL), not the records (docs/performance.md, "Reports and check").
-    at_opening: dict[int, int] = {}
-    at_closing: dict[int, int] = {}
-    card: str | None = None
-    opening: dict[int, int] = {}  # program -> points after the card's last record before the period
-    closing: dict[int, int] = {}  # ... and at the period's end
-    took_prize: dict[int, bool] = {}  # a cancel gives back what its purchase took: to the prizes column when
-    # that purchase won one (the card's previous record, in this scan ordered by counter), else to lapsed.
-
-    def add_card() -> None:
-        for program, points in opening.items():
-            at_opening[program] = at_opening.get(program, 0) + points
-        for program, points in closing.items():
-            at_closing[program] = at_closing.get(program, 0) + points
-
-    upto = [r.day <= day_number(end)] if end is not None else []
-    scan = (select(r.card_number, r.record_type, r.day, r.raw)
-            .where(r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL]), *upto)
-            .order_by(r.card_number, r.counter).execution_options(yield_per=20_000))
-    for number, kind, day, raw in conn.execute(scan):
-        d = record_details(bytes(raw))
-        if not d.program_id:
-            continue
-        if number != card:
-            add_card()
-            card, opening, closing, took_prize = number, {}, {}, {}
-        program = d.program_id
-        closing[program] = d.points_after
-        prize = bool(d.prizes) if kind == RecordType.PURCHASE else took_prize.get(program, False)
-        took_prize[program] = prize
-        if first is not None and day < first:
-            opening[program] = d.points_after
-            continue
-        m = moved.setdefault(program, [0, 0, 0, 0])
-        taken = d.points_before + d.points_earned - d.points_redeemed - d.points_after
-        m[0] += d.points_earned
-        m[1] += d.points_redeemed
-        m[3 if prize else 2] += taken
-    add_card()
+    last = day_number(end) + 1 if end is not None else None
+    at_opening = held_until(first) if first is not None else {}
+    at_closing = held_until(last)
+    period = [*([pd.day >= first] if first is not None else []), *([pd.day < last] if last is not None else [])]
+    moved = {int(p): [int(e), int(r), int(lp), int(pz)] for p, e, r, lp, pz in conn.execute(
+        select(pd.program_id, func.sum(pd.earned), func.sum(pd.redeemed), func.sum(pd.lapsed),
+               func.sum(pd.to_prizes)).where(*period).group_by(pd.program_id))}
     names = {int(i): n for i, n in conn.execute(select(programs.c.program_id, programs.c.name))}
     rows = []
     for p in sorted(set(outstanding) | set(moved) | set(at_closing)):

@@ -22,6 +22,7 @@ from processing.anomalies import Anomaly
 from processing.batchfile import BatchRejected, open_batch
 from processing.columns import EntryColumns
 from processing.keys import CardMacs, ProcessingKeys
+from processing.points_days import PointsMoved
 from processing.reconcile import CardWalk, ChainWalker
 from processing.verify import BatchVerifier, HeldRecord, check_envelope
 
@@ -45,6 +46,7 @@ class Verdict:
     cards: dict[str, CardWalk]  # the job's states after walking every record
     found: list[Anomaly]
     held: list[HeldRecord] = field(default_factory=list)  # records of a genuine batch whose certificate fails
+    points_moved: PointsMoved = field(default_factory=dict)  # what the walk did to points (processing.points_days)
 
 
 def verify_and_walk(path: str, keys: ProcessingKeys, chunk_records: int, job: WalkJob | None) -> Verdict:
@@ -64,7 +66,7 @@ def verify_and_walk(path: str, keys: ProcessingKeys, chunk_records: int, job: Wa
         return Verdict((e.check, e.detail, e.record), {}, [])
     if walker is None:
         return Verdict(None, {}, [], verifier.held)
-    return Verdict(None, walker.cards, walker.found, verifier.held)
+    return Verdict(None, walker.cards, walker.found, verifier.held, walker.points_moved)
 
 
 def card_macs(keys: ProcessingKeys) -> CardMacs:

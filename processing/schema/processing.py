@@ -246,6 +246,27 @@ card_points = Table(
     Column("program_id", Integer, primary_key=True),
     Column("points", BigInteger, nullable=False),  # points after the card's chained record of this program
     Column("counter", BigInteger, nullable=False),
+    # whether that record turned points into a prize (a purchase that won one, or the cancel of such a
+    # purchase): a cancel gives back what its purchase took, to the prizes or to the lapsed (points_days)
+    Column("won_prize", Boolean, nullable=False, server_default=false()),  # migration 0018
+)
+
+points_days = Table(
+    "points_days",
+    metadata,
+    # Per card day and program, what the records did to the points on cards, counted where the card's chain
+    # walks through each record (processing.reconcile), so each record once, in counter order. The points
+    # report reads these rows, not records (migration 0018). ``held_change`` is each record's points after
+    # less the points its card held before it on the chain: summed up to a day, the points the cards held
+    # at its end; the other columns are the period's moves. ``smartpurse check --full`` proves the rows equal
+    # the records walked again (processing.points_days).
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("program_id", Integer, primary_key=True, autoincrement=False),
+    Column("earned", BigInteger, nullable=False),
+    Column("redeemed", BigInteger, nullable=False),
+    Column("lapsed", BigInteger, nullable=False),
+    Column("to_prizes", BigInteger, nullable=False),
+    Column("held_change", BigInteger, nullable=False),
 )
 
 # Where the points replay of each card stands (processing.importer, "_recompute_points"): the card's

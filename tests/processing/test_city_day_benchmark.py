@@ -21,7 +21,7 @@ def test_city_day_runs_small_on_sqlite_and_postgresql_with_two_importers() -> No
     url = os.environ["SMARTPURSE_TEST_PG"]
     proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "city_day.py"), "--terminals", "24",
                            "--per-batch", "50", "--cards", "3000", "--touched", "600", "--history", "2000",
-                           "--importers", "1,2", "--db", "sqlite", "--db", url, "--json"],
+                           "--importers", "1,2", "--points", "--db", "sqlite", "--db", url, "--json"],
                           capture_output=True, text=True, timeout=600, cwd=REPO)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)

@@ -256,3 +256,32 @@ def test_0016_marks_the_desk_records_already_stored_as_posted(kind: str, tmp_pat
             assert all(bool(f) for (f,) in conn.execute(text("SELECT posted FROM loads")))
             assert ledger.card_float(conn) == 5_700
             assert run_check(conn).ok
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_0018_counts_the_points_of_the_records_walked_before_it(kind: str, tmp_path: Path) -> None:
+    """A database of 0017 holds records with points and no ``points_days``: the upgrade walks them once and
+    the rows it writes are those the importer writes (a full check proves it), the won prizes included."""
+    from test_points_days import _loyalty_days, _report
+
+    from processing.run import process_files
+    from processing.schema.processing import card_points, points_days
+
+    with world(kind, tmp_path) as w:
+        files = _loyalty_days(w, tmp_path / "batches", seed=2)
+        w.ingest_loads()
+        process_files(w.engine, files, w.keys, w.options())
+        with w.engine.connect() as conn:
+            imported = sorted(tuple(r) for r in conn.execute(select(points_days)))
+            prizes = sorted(tuple(r) for r in conn.execute(select(card_points)))
+        expected = _report(w, None, None)
+        _migrate(w.engine, "0017", down=True)
+        with w.engine.connect() as conn:
+            assert "points_days" not in inspect(conn).get_table_names()
+        _migrate(w.engine, "head")
+        with w.engine.connect() as conn:
+            assert sorted(tuple(r) for r in conn.execute(select(points_days))) == imported
+            assert sorted(tuple(r) for r in conn.execute(select(card_points))) == prizes
+            assert any(r[-1] for r in prizes)  # a card's last record won a prize
+            assert run_check(conn, full=True).ok
+        assert _report(w, None, None) == expected
