@@ -35,6 +35,7 @@ from processing.anomalies import Anomaly
 from processing.batchfile import BatchFile, BatchRejected, open_batch
 from processing.importer import (
     BatchLookups,
+    BookWrites,
     ImportOptions,
     ImportResult,
     ImportStatus,
@@ -145,9 +146,12 @@ def import_group(engine: Engine, members: list[VerifiedBatch], options: ImportOp
             booked[-1].found.extend(replay_cards(conn, touched, options.programs))
             booked[-1].found.extend(open_gaps(conn, now, options.gap_seconds))
         moved = set(touched)
+        writes = BookWrites()
         for m in booked:
             assert m.batch is not None and m.opened is not None
-            book(conn, m.batch, m.opened, m.posted, m.found, sorted(m.cards & moved), options, m.result, lookups)
+            book(conn, m.batch, m.opened, m.posted, m.found, sorted(m.cards & moved), options, m.result, lookups,
+                 writes)
+        writes.write(conn)
         cache.stage(conn, rec.cards, rec.heads.keys())
     cache.committed()
     for m in members:

@@ -90,14 +90,19 @@ def post(conn: Connection, entry_id: int, lines: Iterable[tuple[str, int]],
          known: dict[str, int] | None = None) -> None:
     """Write ``(account code, signed amount)`` lines; zero lines are dropped; must balance. ``known``: as
     ``account_id``'s."""
+    rows = posting_rows(conn, entry_id, lines, known)
+    if rows:
+        conn.execute(insert(postings), rows)
+
+
+def posting_rows(conn: Connection, entry_id: int, lines: Iterable[tuple[str, int]],
+                 known: dict[str, int] | None = None) -> list[dict[str, int]]:
+    """The ``postings`` rows of ``post``, checked to balance, for a caller that writes several entries' at once."""
     lines = [(code, amount) for code, amount in lines if amount]
     if sum(amount for _, amount in lines) != 0:
         raise UnbalancedEntry(f"entry {entry_id} does not balance: {lines}")
-    if lines:
-        conn.execute(insert(postings), [
-            {"entry_id": entry_id, "account_id": account_id(conn, code, known),
-             "debit": amount if amount > 0 else 0, "credit": -amount if amount < 0 else 0}
-            for code, amount in lines])
+    return [{"entry_id": entry_id, "account_id": account_id(conn, code, known),
+             "debit": amount if amount > 0 else 0, "credit": -amount if amount < 0 else 0} for code, amount in lines]
 
 
 def balance(conn: Connection, code: str) -> int:

@@ -12,11 +12,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, insert
-
 from processing.columns import CANCEL, PURCHASE
 from processing.rows import AMOUNT, DAY, RECORD_TYPE
-from processing.schema.processing import sales
 
 
 def sales_by_day(rows: Iterable[Sequence[Any]], into: dict[int, list[int]] | None = None) -> dict[int, list[int]]:
@@ -38,12 +35,9 @@ def sales_by_day(rows: Iterable[Sequence[Any]], into: dict[int, list[int]] | Non
     return days
 
 
-def record_sales(conn: Connection, batch_id: int, merchant_id: int, terminal_id: int,
-                 days: Mapping[int, Sequence[int]]) -> None:
-    """Write the batch's rows, one per day, in one statement (nothing when ``days`` is empty)."""
-    if not days:
-        return
-    conn.execute(insert(sales), [
-        {"batch_id": batch_id, "day": day, "merchant_id": merchant_id, "terminal_id": terminal_id,
-         "purchase_count": pc, "purchase_total": pt, "cancel_count": cc, "cancel_total": ct}
-        for day, (pc, pt, cc, ct) in sorted(days.items())])
+def sales_rows(batch_id: int, merchant_id: int, terminal_id: int,
+               days: Mapping[int, Sequence[int]]) -> list[dict[str, int]]:
+    """The batch's ``sales`` rows, one per day (``sales_by_day``), to insert with those of the batches beside it."""
+    return [{"batch_id": batch_id, "day": day, "merchant_id": merchant_id, "terminal_id": terminal_id,
+             "purchase_count": pc, "purchase_total": pt, "cancel_count": cc, "cancel_total": ct}
+            for day, (pc, pt, cc, ct) in sorted(days.items())]

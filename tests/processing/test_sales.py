@@ -16,7 +16,7 @@ from support.backoffice import DAY, NOW, World
 
 from processing.check import run_check
 from processing.rows import ROW_FIELDS
-from processing.sales import record_sales, sales_by_day
+from processing.sales import sales_by_day, sales_rows
 from processing.schema.processing import records, sales
 from processing.synthetic import card_record
 from purse.protocol import RecordType
@@ -80,11 +80,15 @@ def test_import_writes_one_sales_row_per_batch_and_day_equal_to_its_records(proc
         assert rep.ok, rep.failures
 
 
-def test_record_sales_writes_nothing_for_no_days(processing_db: World) -> None:
-    w = processing_db
-    with w.engine.begin() as conn:
-        record_sales(conn, 1, 42, 7, {})
-        assert conn.execute(select(sales)).all() == []
+def test_sales_rows_are_one_per_day_in_day_order_and_none_for_no_days() -> None:
+    days = sales_by_day([_row(RecordType.PURCHASE, 5, 19_001), _row(RecordType.CANCEL, 2, 19_000),
+                         _row(RecordType.PURCHASE, 7, 19_001)])
+    assert sales_rows(3, 42, 7, days) == [
+        {"batch_id": 3, "day": 19_000, "merchant_id": 42, "terminal_id": 7, "purchase_count": 0, "purchase_total": 0,
+         "cancel_count": 1, "cancel_total": 2},
+        {"batch_id": 3, "day": 19_001, "merchant_id": 42, "terminal_id": 7, "purchase_count": 2, "purchase_total": 12,
+         "cancel_count": 0, "cancel_total": 0}]
+    assert sales_rows(3, 42, 7, {}) == []
 
 
 def _check_cli(url: str, home: Path) -> subprocess.CompletedProcess[str]:
