@@ -306,7 +306,8 @@ class Reconciler(ChainWalker):
 
     # -- at the end: write the card accounts back -------------------------------------------------
     def finish(self) -> list[str]:
-        """Walk detached cards from the database, record gaps, write accounts; the touched cards."""
+        """Walk detached cards from the database, record gaps, write accounts and the points the walk counted;
+        the touched cards."""
         cards, heads = self.cards, self.heads
         # Moved: money (delta), a record off the head (detached), a gap, a new card, or records whose money
         # nets to nothing (a purchase and its cancellation): their chain moved all the same.
@@ -327,6 +328,8 @@ class Reconciler(ChainWalker):
             [(w.number, w.delta, w.chain_counter, w.chain_balance, w.chain_time, w.max_counter, w.gap_since)
              for w in touched if w.exists])
         self._write_points(touched)
+        add_points_days(self.conn, self.points_moved)
+        self.points_moved = {}
         for w in touched:
             w.exists, w.delta, w.detached, w.gap_filled = True, 0, False, False
         return [w.number for w in touched]
@@ -341,8 +344,6 @@ class Reconciler(ChainWalker):
                 for w in touched if w.points for p, pts in w.points.items()]
         if rows:
             self.conn.execute(insert(card_points), rows)
-        add_points_days(self.conn, self.points_moved)
-        self.points_moved = {}
 
 
 def open_gaps(conn: Connection, now: int, gap_seconds: int) -> list[Anomaly]:
