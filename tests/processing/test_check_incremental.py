@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
+from typing import Any
 
-from sqlalchemy import func, select, update
-from support.backoffice import NOW, World, processing_home, run_cli, two_merchants_sales
+import pytest
+from sqlalchemy import event, func, select, update
+from support.backoffice import NOW, World, processing_home, run_cli, two_merchants_sales, world
 
 from processing.check import check_snapshot, run_check
 from processing.schema.processing import checked_entries, records, sales
@@ -83,3 +86,30 @@ def test_the_cli_check_proves_once_and_full_reads_all(processing_db: World) -> N
     with w.engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(checked_entries)).scalar_one() == \
             outputs[0]["entries_proved"]
+
+
+@pytest.mark.postgres
+def test_a_check_on_postgresql_reads_the_new_records_through_the_entry_index(tmp_path: Path) -> None:
+    """Each statement of the check that reads the records to prove is planned, in the check's own transaction,
+    as it runs: none may scan ``records`` (a scan made a check after an import cost every record: 19-22 s at
+    2,200,000 records, 1.6 s through the index)."""
+    with world("postgresql", tmp_path) as w:
+        two_merchants_sales(w)
+        assert _check(w)["ok"]
+        _more_sales(w)
+        plans: list[str] = []
+
+        @event.listens_for(w.engine, "before_cursor_execute")
+        def plan(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any, many: bool) -> None:
+            if "FROM records" in statement and "entry_id = ANY" in statement and not many:
+                with cursor.connection.cursor() as explain:
+                    explain.execute(f"EXPLAIN {statement}", parameters)
+                    plans.append("\n".join(row[0] for row in explain.fetchall()))
+
+        try:
+            after = _check(w)
+        finally:
+            event.remove(w.engine, "before_cursor_execute", plan)
+        assert after["ok"] and after["records_read"] == 3
+        assert len(plans) >= 5, plans  # the records' net, per card, per entry, the sales, the references
+        assert not [p for p in plans if "Seq Scan on records" in p], plans
