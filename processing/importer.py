@@ -43,6 +43,7 @@ from processing.desk_posting import post_desk_records
 from processing.holders.events import batch_events, card_holders
 from processing.keys import CardMacs, ProcessingKeys
 from processing.locks import BatchLocks, import_transaction
+from processing.points_days import merge_moves
 from processing.points_replay import replay_cards
 from processing.reconcile import CardCache, Reconciler, open_gaps
 from processing.rows import AMOUNT, RECORD_TYPE, Row, StoredRow
@@ -354,7 +355,8 @@ def book(conn: Connection, batch: BatchFile, opened: OpenedBatch, posted: Posted
 @dataclass
 class BookWrites:
     """The rows ``book`` makes for each batch, written in one statement each for all the batches of a
-    transaction (a group's dozens: a round trip each saved per batch on PostgreSQL)."""
+    transaction (a group's dozens: a round trip each saved per batch on PostgreSQL). One per transaction,
+    written once at its end."""
 
     sales: list[dict[str, int]] = field(default_factory=list)
     postings: list[dict[str, int]] = field(default_factory=list)
@@ -372,7 +374,6 @@ class BookWrites:
         if self.counts:
             conn.execute(update(batches).where(b.id == bindparam("b_id"))
                          .values(accepted=bindparam("n_accepted"), duplicates=bindparam("n_duplicates")), self.counts)
-        self.sales, self.postings, self.counts, self.empty_entries = [], [], [], []
 
 
 @dataclass
@@ -475,7 +476,7 @@ def _post_in_parallel(batch: BatchFile, card_macs: CardMacs, options: ImportOpti
     if all_new:
         rec.cards.update(verdict.cards)
         rec.found.extend(verdict.found)
-        rec.add_points_moved(verdict.points_moved)
+        merge_moves(rec.points_moved, verdict.points_moved)
         result.accepted += h.record_count
         return posted
     del rec.found[found_before:]

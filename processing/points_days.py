@@ -21,7 +21,7 @@ from purse.protocol import RecordType
 from purse.records import RECORD_LAYOUT
 
 __all__ = ["EARNED", "REDEEMED", "LAPSED", "TO_PRIZES", "HELD_CHANGE", "PointsMoved", "add_points_days",
-           "count_record", "recount"]
+           "count_record", "merge_moves", "recount"]
 
 EARNED, REDEEMED, LAPSED, TO_PRIZES, HELD_CHANGE = range(5)  # the columns of a day's moves, in the table's order
 _COLUMNS = ("earned", "redeemed", "lapsed", "to_prizes", "held_change")
@@ -47,6 +47,14 @@ def count_record(moved: PointsMoved, day: int, program: int, purchase: bool, bef
     row[TO_PRIZES if won else LAPSED] += before + earned - redeemed - after
     row[HELD_CHANGE] += after - (held or 0)
     return won
+
+
+def merge_moves(into: PointsMoved, moved: PointsMoved) -> None:
+    """Add the moves counted by another walk (the verifying worker's) to ``into``."""
+    for key, row in moved.items():
+        mine = into.setdefault(key, [0, 0, 0, 0, 0])
+        for i, n in enumerate(row):
+            mine[i] += n
 
 
 def add_points_days(conn: Connection, moved: PointsMoved) -> None:

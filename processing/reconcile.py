@@ -171,13 +171,6 @@ class ChainWalker:
             else:
                 w.chain_counter, w.chain_balance, w.chain_time = counter, after, times[i]
 
-    def add_points_moved(self, moved: PointsMoved) -> None:
-        """Take in what a walk elsewhere (the verifying worker's) did to the points."""
-        for key, row in moved.items():
-            mine = self.points_moved.setdefault(key, [0] * len(row))
-            for i, n in enumerate(row):
-                mine[i] += n
-
     def _step(self, w: CardWalk, r: Row) -> None:
         kind, counter, terminal = r[RECORD_TYPE], r[COUNTER], r[TERMINAL_ID]
         after, program, points_before, points_after, earned, redeemed, prizes, when = _STEP.unpack(r[RAW])
