@@ -19,7 +19,9 @@ The invariants (docs/design.md, "Invariants"; docs/processing.md, "Check"):
 8. the card deposits held equal the deposits posted as taken at issue less those refunded at
    card return;
 9. (``full`` only) the ``points_days`` aggregates the points report reads equal the records the
-   card chains walked, counted again in counter order (processing.points_days).
+   card chains walked, counted again in counter order (processing.points_days);
+10. every card day of use a record says is in ``card_days``, which the cards report and the payback
+   count (processing.card_days); ``full`` also proves the table holds no other day.
 Each failure carries its evidence (which entry, card or merchant, expected and found).
 
 What reads the records (invariants 2, 3, 5 and 6) reads, by default, only the records of the journal
@@ -62,6 +64,7 @@ from sqlalchemy.sql.selectable import Subquery
 from processing import ledger
 from processing.anomalies import AnomalyKind
 from processing.batchfile import BatchRejected, open_batch
+from processing.card_days import USES
 from processing.db import committed
 from processing.points_days import recount
 from processing.schema.desk import DepositMove, card_deposits, cash_outs
@@ -71,6 +74,7 @@ from processing.schema.processing import (
     anomalies,
     batches,
     card_accounts,
+    card_days,
     checked_cards,
     checked_entries,
     checked_sales,
@@ -219,6 +223,8 @@ def run_check(conn: Connection, *, full: bool = True, prove: bool = False) -> Ch
         _sales_ledger(conn, rep, scope)
     with _through_the_entry_index(conn, scope):
         _references(conn, rep, scope)
+    with _through_the_entry_index(conn, scope):
+        _card_days(conn, rep, scope)
     _quarantine(conn, rep)
     _held_records(conn, rep)
     if full:
@@ -295,6 +301,25 @@ def _points_days(conn: Connection, rep: CheckReport) -> None:
                  "their records", [{"day": day, "program_id": program, "stored": stored.get((day, program)),
                                     "records": expected.get((day, program))}
                                    for day, program in differ[:_EVIDENCE_LIMIT]])
+
+
+def _card_days(conn: Connection, rep: CheckReport, scope: _Scope) -> None:
+    """The days of use the records read now say are all in ``card_days``; a full check also finds the rows
+    no record says (a row there counts a card as used that was not)."""
+    d, r = card_days.c, records.c
+    missing = conn.execute(
+        select(r.day, r.card_number).where(scope.records(), r.record_type.in_(USES),
+                                           ~exists().where(d.day == r.day, d.card_number == r.card_number))
+        .distinct().limit(_EVIDENCE_LIMIT)).all()
+    extra = [] if not scope.full else conn.execute(
+        select(d.day, d.card_number).where(~exists().where(r.card_number == d.card_number, r.day == d.day,
+                                                           r.record_type.in_(USES)))
+        .limit(_EVIDENCE_LIMIT)).all()
+    if missing or extra:
+        rep.fail("card_days == the records' days of use", f"{len(missing)} card days of the records are missing "
+                 f"from card_days and {len(extra)} there have no record",
+                 [{"day": int(day), "card_number": n, "problem": "missing"} for day, n in missing]
+                 + [{"day": int(day), "card_number": n, "problem": "no record"} for day, n in extra])
 
 
 def _quarantine(conn: Connection, rep: CheckReport) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, delete, false, select, update
 
 from processing import anomalies as anomaly_store
-from processing import ledger
+from processing import card_days, ledger
 from processing.anomalies import Anomaly, AnomalyKind, clone_anomaly
 from processing.holders.events import desk_events
 from processing.keys import CardMacs
@@ -88,6 +88,9 @@ def _store(conn: Connection, rows: list[StoredRow], found: list[Anomaly], entry_
         rec.found.append(clone_anomaly(received, other))
     rec.walk(stored.new)
     rec.finish()
+    used: set[tuple[int, str]] = set()
+    card_days.of_rows(stored.new, into=used)
+    card_days.write(conn, used)
     anomaly_store.save(conn, rec.found, now=now)
     return list(stored.new)
 

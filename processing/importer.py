@@ -35,7 +35,7 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from processing import anomalies as anomaly_store
-from processing import ledger, lifeline
+from processing import card_days, ledger, lifeline
 from processing.anomalies import Anomaly, AnomalyKind, clone_anomaly, record_evidence
 from processing.batchfile import BatchFile, BatchRejected, open_batch
 from processing.columns import CANCEL, LOAD, PURCHASE, EntryColumns, distinct_card_numbers
@@ -336,6 +336,7 @@ def book(conn: Connection, batch: BatchFile, opened: OpenedBatch, posted: Posted
     The rows every batch has go to ``writes``, which the caller writes once for all its batches."""
     h = batch.header
     writes.sales += sales_rows(opened.batch_id, h.merchant_id, h.terminal_id, posted.days)
+    writes.card_days |= posted.card_days
     unmatched = posted.loads - posted.matched_loads - posted.matched_transfers
     writes.postings += ledger.posting_rows(
         conn, opened.entry_id, ledger.batch_lines(h.merchant_id, posted.purchases, posted.cancellations,
@@ -362,6 +363,7 @@ class BookWrites:
     postings: list[dict[str, int]] = field(default_factory=list)
     counts: list[dict[str, int]] = field(default_factory=list)  # each batch's accepted and duplicate records
     empty_entries: list[int] = field(default_factory=list)  # the entries of batches that added no record
+    card_days: set[tuple[int, str]] = field(default_factory=set)  # (day, card) of their uses (processing.card_days)
 
     def write(self, conn: Connection) -> None:
         b, je = batches.c, journal_entries.c
@@ -371,6 +373,8 @@ class BookWrites:
             conn.execute(insert(postings), self.postings)
         if self.empty_entries:
             conn.execute(delete(journal_entries).where(je.id.in_(self.empty_entries)))
+        if self.card_days:
+            card_days.write(conn, self.card_days)
         if self.counts:
             conn.execute(update(batches).where(b.id == bindparam("b_id"))
                          .values(accepted=bindparam("n_accepted"), duplicates=bindparam("n_duplicates")), self.counts)
@@ -387,6 +391,7 @@ class Posted:
     matched_loads: int = 0  # of ``loads``, those the desk recorded (``match_loads``) ...
     matched_transfers: int = 0  # ... and those that paid a replacement transfer
     days: dict[int, list[int]] = field(default_factory=dict)  # day -> purchases, total, cancels, total
+    card_days: set[tuple[int, str]] = field(default_factory=set)  # (day, card) of each use (processing.card_days)
 
     def add_rows(self, rows: Sequence[Row]) -> None:
         for r in rows:
@@ -399,6 +404,7 @@ class Posted:
                 self.loads += r[AMOUNT]
                 self.load_rows.append(r)
         sales_by_day(rows, into=self.days)
+        card_days.of_rows(rows, into=self.card_days)
 
     def add_columns(self, cols: EntryColumns) -> None:
         purchases, cancellations, loads_total = cols.totals()
@@ -411,6 +417,7 @@ class Posted:
             mine = self.days.setdefault(day, [0, 0, 0, 0])
             for i, v in enumerate(sums):
                 mine[i] += v
+        card_days.of_columns(cols, into=self.card_days)
 
 
 def post_rows(rows: Sequence[Row], store: RecordStore, rec: Reconciler, posted: Posted, result: ImportResult,

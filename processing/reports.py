@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection, case, func, select
 
+from processing import card_days
 from processing.books import BOOK_KINDS, journal_report, ledger_report, trial_balance_report
 from processing.payback import PaybackInputs, payback_lines
 from processing.reportfmt import Col, Report
@@ -55,12 +56,18 @@ def _date(day: int) -> dt.date:
     return EPOCH + dt.timedelta(days=int(day))
 
 
+def _day_range(start: dt.date | None, end: dt.date | None) -> tuple[int | None, int | None]:
+    """The period as card day numbers, None where it is open."""
+    return (None if start is None else day_number(start)), (None if end is None else day_number(end))
+
+
 def _range(r: Any, start: dt.date | None, end: dt.date | None) -> list[Any]:
+    first, last = _day_range(start, end)
     cond = []
-    if start is not None:
-        cond.append(r.day >= day_number(start))
-    if end is not None:
-        cond.append(r.day <= day_number(end))
+    if first is not None:
+        cond.append(r.day >= first)
+    if last is not None:
+        cond.append(r.day <= last)
     return cond
 
 
@@ -331,7 +338,7 @@ def cards_report(conn: Connection, start: dt.date | None, end: dt.date | None) -
     *Used* is a card with at least one purchase, cancellation or load posted on a day of the
     period: the share of issued cards that are really in use is what a loyalty scheme is
     judged by, and cards never used are value the issuer holds with no customer behind it."""
-    c, r = cards.c, records.c
+    c = cards.c
     by_state = {str(state): int(n) for state, n in conn.execute(select(c.state, func.count()).group_by(c.state))}
     issued_cond = []
     if start is not None:
@@ -339,9 +346,7 @@ def cards_report(conn: Connection, start: dt.date | None, end: dt.date | None) -
     if end is not None:
         issued_cond.append(c.issued_at < dt.datetime.combine(end + dt.timedelta(days=1), dt.time(), dt.UTC))
     issued_in_period = int(conn.execute(select(func.count()).select_from(cards).where(*issued_cond)).scalar_one())
-    used = int(conn.execute(select(func.count(func.distinct(r.card_number)))
-                            .where(r.record_type.in_([RecordType.PURCHASE, RecordType.CANCEL, RecordType.LOAD]),
-                                   *_range(r, start, end))).scalar_one())
+    used = card_days.cards_used(conn, *_day_range(start, end))
     rows = [[state, by_state.get(state, 0)] for state in ("issued", "blocked", "replaced")]
     rows += [[state, n] for state, n in sorted(by_state.items()) if state not in ("issued", "blocked", "replaced")]
     total = sum(by_state.values())
@@ -363,9 +368,7 @@ def payback_inputs(conn: Connection, start: dt.date | None, end: dt.date | None,
     if not days or floated.totals is None:
         raise UserError("no records in the period: the payback needs the scheme's own figures "
                         "(or a scenario: --cards, --monthly-load, --left)")
-    r = records.c
-    in_period = _range(r, summary["from"], summary["to"])
-    cards_used = int(conn.execute(select(func.count(func.distinct(r.card_number))).where(*in_period)).scalar_one())
+    cards_used = card_days.cards_used(conn, *_day_range(summary["from"], summary["to"]))
     total = dict(zip((c.name for c in floated.columns), floated.totals, strict=True))  # the period's, by column
     loads = total["loads"] + total["transfer_loads"]
     spent = total["purchases"] - total["cancellations"]

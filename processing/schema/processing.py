@@ -269,6 +269,16 @@ points_days = Table(
     Column("held_change", BigInteger, nullable=False),
 )
 
+card_days = Table(
+    "card_days",
+    metadata,
+    # The card days on which each card was used (a purchase, cancellation or load posted): "cards used in
+    # the period" counts these rows, not the records (processing.card_days). The key leads with the day, so a
+    # period's rows lie together and each day's inserts fill pages of their own. Migration 0019.
+    Column("day", Integer, primary_key=True, autoincrement=False),
+    Column("card_number", CardNumber, primary_key=True),
+)
+
 # Where the points replay of each card stands (processing.importer, "_recompute_points"): the card's
 # records 1..counter have been replayed, and ``state`` holds, per program, the program version it ran
 # and the replay state (purse.loyalty.Replay, hex). The next batch replays only the card's new records

@@ -149,7 +149,7 @@ def test_card_number_columns_collate_c_on_postgresql(tmp_path: Path) -> None:
     """Every card-number column, and only those, collates "C"; joins between them work."""
     declared = {(t.name, c.name) for t in load_all_tables().tables.values() for c in t.columns
                 if c.type in (CardNumber, RegistryCardNumber)}
-    assert len(declared) == 23
+    assert len(declared) == 24
     with database("postgresql", tmp_path) as url:
         engine = open_database(url)
         try:
@@ -285,3 +285,30 @@ def test_0018_counts_the_points_of_the_records_walked_before_it(kind: str, tmp_p
             assert any(r[-1] for r in prizes)  # a card's last record won a prize
             assert run_check(conn, full=True).ok
         assert _report(w, None, None) == expected
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_0019_fills_card_days_from_the_records_stored_before_it(kind: str, tmp_path: Path) -> None:
+    """A database of 0018 holds records and no ``card_days``: the upgrade writes the rows the importer writes,
+    and the cards report counts the same cards as before the downgrade."""
+    from test_card_days import _four_days, _used
+
+    from processing.run import process_files
+    from processing.schema.processing import card_days
+
+    with world(kind, tmp_path) as w:
+        files = _four_days(w, tmp_path / "batches", seed=4)
+        w.ingest_loads()
+        process_files(w.engine, files, w.keys, w.options())
+        with w.engine.connect() as conn:
+            imported = sorted(tuple(r) for r in conn.execute(select(card_days)))
+        used = [_used(w, start, start) for start in (None, dt.date.fromtimestamp(NOW + DAY))]
+        _migrate(w.engine, "0018", down=True)
+        with w.engine.connect() as conn:
+            assert "card_days" not in inspect(conn).get_table_names()
+        _migrate(w.engine, "head")
+        with w.engine.connect() as conn:
+            assert sorted(tuple(r) for r in conn.execute(select(card_days))) == imported
+            assert len(imported) > 12
+            assert run_check(conn, full=True).ok
+        assert [_used(w, start, start) for start in (None, dt.date.fromtimestamp(NOW + DAY))] == used
