@@ -152,6 +152,9 @@ ROOT_COMMANDS = {
     "process": Lazy("processing._cli.backoffice:process",
                     "Import terminal batch FILES (or those waiting in an --inbox): verify, post once, reconcile; bad "
                     "batches go to quarantine."),
+    "inbox": Lazy("processing._cli.inbox:inbox",
+                  "A shared inbox of batch files (`process --inbox`): what it holds, and pruning what is in the "
+                  "books."),
     "check": Lazy("processing._cli.backoffice:check",
                   "Verify the ledger's invariants; exit non-zero with the evidence when one fails."),
     "settle": Lazy("processing._cli.backoffice:settle",
