@@ -17,14 +17,12 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import Connection, func, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from processing.columns import CANCEL, LOAD, PURCHASE, EntryColumns
 from processing.rows import CARD_NUMBER, DAY, RECORD_TYPE
 from processing.schema.processing import card_days
 
 USES = (PURCHASE, CANCEL, LOAD)  # the record types that are a card's use
-_WRITE_ROWS = 5_000  # rows per insert statement
 
 
 def of_rows(rows: Iterable[Sequence[Any]], into: set[tuple[int, str]]) -> None:
@@ -46,12 +44,24 @@ def of_columns(cols: EntryColumns, into: set[tuple[int, str]]) -> None:
 
 
 def write(conn: Connection, days: Iterable[tuple[int, str]]) -> None:
-    """Store the card days not stored yet, in key order (so two importers lock rows in the same order)."""
-    rows = [{"day": day, "card_number": card} for day, card in sorted(days)]
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(card_days).on_conflict_do_nothing(index_elements=["day", "card_number"])
-    for i in range(0, len(rows), _WRITE_ROWS):
-        conn.execute(stmt, rows[i : i + _WRITE_ROWS])
+    """Store the card days not stored yet, in key order (so two importers lock rows in the same order).
+
+    Through the driver, as the card accounts are (processing.store): SQLite binds one prepared ``INSERT OR
+    IGNORE``; PostgreSQL gets the rows as one text parameter split on the server (SQLAlchemy's executemany
+    took 0.35-0.5 s for 15,000 rows there, a third of a day's import)."""
+    rows = sorted(days)
+    if not rows:
+        return
+    dbapi: Any = conn.connection.driver_connection
+    if conn.dialect.name == "sqlite":
+        dbapi.executemany("INSERT OR IGNORE INTO card_days (day, card_number) VALUES (?, ?)", rows)
+        return
+    # every field is an integer or a card number of digits: no separator can occur inside one
+    payload = "\n".join(f"{day},{card}" for day, card in rows)
+    dbapi.cursor().execute(
+        "INSERT INTO card_days (day, card_number) SELECT split_part(line, ',', 1)::int4, "
+        "split_part(line, ',', 2) COLLATE \"C\" FROM unnest(string_to_array(%s, E'\\n')) AS line "
+        "ON CONFLICT DO NOTHING", (payload,))
 
 
 def cards_used(conn: Connection, first_day: int | None, last_day: int | None) -> int:
