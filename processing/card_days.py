@@ -49,15 +49,16 @@ def write(conn: Connection, days: Iterable[tuple[int, str]]) -> None:
     Through the driver, as the card accounts are (processing.store): SQLite binds one prepared ``INSERT OR
     IGNORE``; PostgreSQL gets the rows as one text parameter split on the server (SQLAlchemy's executemany
     took 0.35-0.5 s for 15,000 rows there, a third of a day's import)."""
-    rows = sorted(days)
-    if not rows:
-        return
     dbapi: Any = conn.connection.driver_connection
     if conn.dialect.name == "sqlite":
-        dbapi.executemany("INSERT OR IGNORE INTO card_days (day, card_number) VALUES (?, ?)", rows)
+        dbapi.executemany("INSERT OR IGNORE INTO card_days (day, card_number) VALUES (?, ?)", sorted(days))
         return
-    # every field is an integer or a card number of digits: no separator can occur inside one
-    payload = "\n".join(f"{day},{card}" for day, card in rows)
+    # Every field is an integer or a card number of digits: no separator can occur inside one. Sorted as text,
+    # three times as fast as sorting the tuples: the order only has to be the same in every importer.
+    lines = sorted(f"{day},{card}" for day, card in days)
+    if not lines:
+        return
+    payload = "\n".join(lines)
     dbapi.cursor().execute(
         "INSERT INTO card_days (day, card_number) SELECT split_part(line, ',', 1)::int4, "
         "split_part(line, ',', 2) COLLATE \"C\" FROM unnest(string_to_array(%s, E'\\n')) AS line "
