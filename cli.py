@@ -155,6 +155,8 @@ ROOT_COMMANDS = {
     "inbox": Lazy("processing._cli.inbox:inbox",
                   "A shared inbox of batch files (`process --inbox`): what it holds, and pruning what is in the "
                   "books."),
+    "database": Lazy("processing._cli.database:database",
+                     "The database of the books: copy it into another one (SQLite to PostgreSQL)."),
     "check": Lazy("processing._cli.backoffice:check",
                   "Verify the ledger's invariants; exit non-zero with the evidence when one fails."),
     "settle": Lazy("processing._cli.backoffice:settle",

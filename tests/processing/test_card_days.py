@@ -65,7 +65,8 @@ PERIODS = ((None, None), (D0, D0), (D0 + dt.timedelta(days=1), D0 + dt.timedelta
 
 @pytest.mark.parametrize(("kind", "how"), [("sqlite", "in order"), ("sqlite", "shuffled in groups"),
                                            ("sqlite-worker-walks", "in order"), ("sqlite-here-walks", "shuffled"),
-                                           ("postgresql", "shuffled in groups"), ("postgresql-worker-walks", "in order")])
+                                           ("postgresql", "shuffled in groups"),
+                                           ("postgresql-worker-walks", "in order")])
 def test_cards_used_in_a_period_are_the_distinct_cards_of_its_records(kind: str, how: str, tmp_path: Path) -> None:
     """However the batches come (in order, shuffled, in groups, verified by the worker, a file twice), the rows
     of ``card_days`` are the (day, card) of every purchase, cancel and load stored, and the cards report and
