@@ -31,3 +31,16 @@ def test_city_day_runs_small_on_sqlite_and_postgresql_with_two_importers() -> No
             assert [r["records"] for r in db["runs"][mode]] == [24 * 50], (name, mode)
             assert all(r["peak_rss_mib"] > 0 for r in db["runs"][mode])
     assert set(report["databases"]["postgresql"]["importers_seconds"]) == {"1", "2"}
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_the_copy_benchmark_runs_small_and_copies_every_record() -> None:
+    """``benchmarks/db_copy.py``: a SQLite database filled by real imports, copied into PostgreSQL (check --full
+    passing on the copy, or the benchmark stops), against the records alone sent by COPY."""
+    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "db_copy.py"), "--cards", "300", "--history",
+                           "3000", "--repeat", "1", "--json"], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["records"] == 3300  # each card's load and the history's purchases
+    assert report["rows"] > report["records"]
