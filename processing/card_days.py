@@ -25,22 +25,40 @@ from processing.schema.processing import card_days
 USES = (PURCHASE, CANCEL, LOAD)  # the record types that are a card's use
 
 
-def of_rows(rows: Iterable[Sequence[Any]], into: set[tuple[int, str]]) -> None:
-    """Add the (day, card) of each storage row that is a use (``processing.rows`` order)."""
-    into.update((r[DAY], r[CARD_NUMBER]) for r in rows if r[RECORD_TYPE] in USES)
+class CardDays:
+    """The card days of use among the records a batch posts, collected chunk by chunk.
 
+    Rows (a small batch) add their pairs as they come. A chunk read as columns (a large batch) keeps, per day,
+    its cards as integers (the packed BCD, ``EntryColumns.card_keys``), made distinct once for the whole batch,
+    and strings are made once per card day: 1,000,000 records from 10,000 cards over two days take 0.1 s
+    (``np.unique`` over (day, card) records took 2.5 s there, and a set of strings per chunk 0.3 s)."""
 
-def of_columns(cols: EntryColumns, into: set[tuple[int, str]]) -> None:
-    """``of_rows`` for a chunk read as columns: distinct (day, card) pairs found by numpy first, so the
-    Python objects made are one per card day, not one per record."""
-    use = np.isin(cols.a["record_type"], USES)
-    if not use.any():
-        return
-    pairs = np.empty(int(use.sum()), dtype=[("day", np.int64), ("card", "S16")])
-    pairs["day"] = cols.days[use]
-    pairs["card"] = np.ascontiguousarray(cols.card_ascii[use]).view("S16").ravel()
-    pairs = np.unique(pairs)
-    into.update(zip(pairs["day"].tolist(), pairs["card"].astype("U16").tolist(), strict=True))
+    def __init__(self) -> None:
+        self._pairs: set[tuple[int, str]] = set()
+        self._keys: dict[int, list[np.ndarray]] = {}
+
+    def add_rows(self, rows: Iterable[Sequence[Any]]) -> None:
+        """Storage rows (``processing.rows`` order): the (day, card) of each that is a use."""
+        self._pairs.update((r[DAY], r[CARD_NUMBER]) for r in rows if r[RECORD_TYPE] in USES)
+
+    def add_columns(self, cols: EntryColumns) -> None:
+        use = np.isin(cols.a["record_type"], USES)
+        if not use.any():
+            return
+        days, keys = cols.days[use], cols.card_keys[use]
+        first, last = int(days.min()), int(days.max())
+        if first == last:  # the usual chunk: one day's records; sorted out once, in ``pairs``
+            self._keys.setdefault(first, []).append(keys)
+            return
+        for day in np.unique(days).tolist():
+            self._keys.setdefault(day, []).append(keys[days == day])
+
+    def pairs(self) -> set[tuple[int, str]]:
+        """Every (day, card number) added."""
+        out = set(self._pairs)
+        for day, parts in self._keys.items():
+            out.update((day, f"{key:016x}") for key in np.unique(np.concatenate(parts)).tolist())
+        return out
 
 
 def write(conn: Connection, days: Iterable[tuple[int, str]]) -> None:

@@ -95,6 +95,12 @@ class EntryColumns:
         return out
 
     @cached_property
+    def card_keys(self) -> np.ndarray:
+        """Each card number's packed BCD read as one big-endian integer: its hex digits are the card number
+        (``f"{key:016x}"``), and integers sort and compare far faster than strings."""
+        return np.ascontiguousarray(self._bytes[:, CARD]).view(">u8").ravel()
+
+    @cached_property
     def days(self) -> np.ndarray:
         return (self.a["time"] // 86400).astype(np.int64)
 

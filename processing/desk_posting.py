@@ -88,9 +88,9 @@ def _store(conn: Connection, rows: list[StoredRow], found: list[Anomaly], entry_
         rec.found.append(clone_anomaly(received, other))
     rec.walk(stored.new)
     rec.finish()
-    used: set[tuple[int, str]] = set()
-    card_days.of_rows(stored.new, into=used)
-    card_days.write(conn, used)
+    used = card_days.CardDays()
+    used.add_rows(stored.new)
+    card_days.write(conn, used.pairs())
     anomaly_store.save(conn, rec.found, now=now)
     return list(stored.new)
 

@@ -336,7 +336,7 @@ def book(conn: Connection, batch: BatchFile, opened: OpenedBatch, posted: Posted
     The rows every batch has go to ``writes``, which the caller writes once for all its batches."""
     h = batch.header
     writes.sales += sales_rows(opened.batch_id, h.merchant_id, h.terminal_id, posted.days)
-    writes.card_days |= posted.card_days
+    writes.card_days |= posted.card_days.pairs()
     unmatched = posted.loads - posted.matched_loads - posted.matched_transfers
     writes.postings += ledger.posting_rows(
         conn, opened.entry_id, ledger.batch_lines(h.merchant_id, posted.purchases, posted.cancellations,
@@ -391,7 +391,7 @@ class Posted:
     matched_loads: int = 0  # of ``loads``, those the desk recorded (``match_loads``) ...
     matched_transfers: int = 0  # ... and those that paid a replacement transfer
     days: dict[int, list[int]] = field(default_factory=dict)  # day -> purchases, total, cancels, total
-    card_days: set[tuple[int, str]] = field(default_factory=set)  # (day, card) of each use (processing.card_days)
+    card_days: card_days.CardDays = field(default_factory=card_days.CardDays)  # its cards' days of use
 
     def add_rows(self, rows: Sequence[Row]) -> None:
         for r in rows:
@@ -404,7 +404,7 @@ class Posted:
                 self.loads += r[AMOUNT]
                 self.load_rows.append(r)
         sales_by_day(rows, into=self.days)
-        card_days.of_rows(rows, into=self.card_days)
+        self.card_days.add_rows(rows)
 
     def add_columns(self, cols: EntryColumns) -> None:
         purchases, cancellations, loads_total = cols.totals()
@@ -417,7 +417,7 @@ class Posted:
             mine = self.days.setdefault(day, [0, 0, 0, 0])
             for i, v in enumerate(sums):
                 mine[i] += v
-        card_days.of_columns(cols, into=self.card_days)
+        self.card_days.add_columns(cols)
 
 
 def post_rows(rows: Sequence[Row], store: RecordStore, rec: Reconciler, posted: Posted, result: ImportResult,

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from sqlalchemy import create_engine, text
 from support.postgres import pg_schema
 
+from processing.card_days import CardDays
 from processing.columns import COPY_SIGNATURE, COPY_TRAILER, EntryColumns
 from processing.rows import ROW_FIELDS
 from purse.batch import BatchEntry
@@ -78,6 +79,11 @@ def test_columns_equal_the_construct_parse(entries: list[tuple[TransactionRecord
             d[at] += 1
             d[at + 1] += r.amount
     assert cols.sales_by_day() == days
+    used = CardDays()
+    used.add_columns(cols)
+    used.add_columns(EntryColumns(data, 77, 42, 5, 9))  # a second chunk of the same batch adds nothing new
+    assert used.pairs() == {(r.time // 86400, r.card_number) for r in parsed
+                            if r.record_type in (RecordType.PURCHASE, RecordType.CANCEL, RecordType.LOAD)}
 
 
 def test_a_chunk_of_partial_entries_is_refused() -> None:
