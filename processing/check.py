@@ -24,7 +24,7 @@ The invariants (docs/design.md, "Invariants"; docs/processing.md, "Check"):
    count (processing.card_days); ``full`` also proves the table holds no other day.
 Each failure carries its evidence (which entry, card or merchant, expected and found).
 
-What reads the records (invariants 2, 3, 5 and 6) reads, by default, only the records of the journal
+What reads the records (invariants 2, 3, 5, 6 and 10) reads, by default, only the records of the journal
 entries no check has proven yet, found through their index by entry; the proven entries are kept in
 ``checked_entries`` with what their records net to. A check then costs what was imported since the
 last one, plus the aggregates (postings, card accounts, sales), not the whole history: records are

@@ -2,7 +2,8 @@
 
 Every figure comes from the record sub-ledger, its per-batch daily aggregates (``sales``,
 for the settlement, terminals and float reports), the points per day (``points_days``, for the
-points report) or the ledger, grouped in SQL on the ``day``
+points report), the cards' days of use (``card_days``, for the cards report and the payback) or the
+ledger, grouped in SQL on the ``day``
 column (UTC days since 1970), so the same query runs on SQLite and PostgreSQL. A report run
 every day reads aggregates where they exist, not a year of records (docs/processing.md,
 "What each report reads").
