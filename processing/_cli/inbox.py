@@ -63,10 +63,12 @@ def prune(cli: CliContext, folder: Path, keep_days: int, dry_run: bool) -> None:
 
     def text(d: dict[str, Any]) -> str:
         verb = "would remove" if d["dry_run"] else "removed"
+        days = f"{d['keep_days']} day{'' if d['keep_days'] == 1 else 's'}"
         lines = [f"{verb} {d['removed_files']} files from done/ ({d['removed_bytes']:,} bytes) and "
-                 f"{d['removed_claims']} finished claims, older than {d['keep_days']} days"]
+                 f"{d['removed_claims']} finished claims of batches imported more than {days} ago"]
         if d["kept"]:
-            lines.append("kept in done/: " + ", ".join(f"{n} {why}" for why, n in d["kept"].items()))
+            lines.append("kept in done/: " + ", ".join(f"{n} {'newer than ' + days if why == 'newer' else why}"
+                                                       for why, n in d["kept"].items()))
         for name in d["not_batches"]:
             lines.append(f"  {name}: its content is no accepted batch (put there by hand, or changed): kept")
         return "\n".join(lines)
