@@ -22,7 +22,7 @@ def database() -> None:
 @pass_cli
 def copy(cli: CliContext, target: str) -> None:
     """Copy every table of the database (--db, or the home's SQLite file) into the empty database --to, in one
-    transaction there, and run check --full on the copy before it commits; the source is left as it was."""
+    transaction there, and run check --full on the copy before it commits; nothing is written to the source."""
     source_engine = open_database(cli.db_url)
     target_engine = open_database(target)
     with progress(cli, rows_to_copy(source_engine), "copying rows", at_least=1) as advance:
