@@ -125,7 +125,7 @@ def _upgrade(engine: Engine) -> None:
             if current == head:
                 return
             if current is None and inspect(conn).get_table_names():  # e.g. a terminal's log given as --db
-                raise DatabaseError(f"{_safe(engine)} holds tables but is not a smartpurse database: start "
+                raise DatabaseError(f"{display_url(engine)} holds tables but is not a smartpurse database: start "
                                     "from a new database (or stamp it with alembic if it matches the schema)")
             conn.rollback()
             with migrating(conn):
@@ -172,7 +172,8 @@ def committed(conn: Connection) -> Iterator[Connection]:
         conn.commit()
 
 
-def _safe(engine: Engine) -> str:
+def display_url(engine: Engine) -> str:
+    """The engine's URL as said to people: its password hidden."""
     return engine.url.render_as_string(hide_password=True)
 
 
@@ -185,14 +186,14 @@ def open_database(url: str) -> Engine:
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
         folder = Path(str(engine.url.database)).parent
         if not folder.is_dir():
-            raise DatabaseError(f"cannot open database {_safe(engine)}: there is no folder {folder}")
+            raise DatabaseError(f"cannot open database {display_url(engine)}: there is no folder {folder}")
     try:
         upgrade(engine)
     except SQLAlchemyDatabaseError as e:  # OperationalError among them: unreachable, locked, not a database
-        raise DatabaseError(f"cannot open database {_safe(engine)}: "
+        raise DatabaseError(f"cannot open database {display_url(engine)}: "
                             f"{str(e.orig).strip().splitlines()[0]}") from None
     except OSError as e:  # the SQLite lock file beside the database
-        raise DatabaseError(f"cannot open database {_safe(engine)}: {e.strerror}") from None
+        raise DatabaseError(f"cannot open database {display_url(engine)}: {e.strerror}") from None
     return engine
 
 

@@ -17,7 +17,6 @@ key files, not in the database.
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,9 +27,9 @@ from typing import Any
 from sqlalchemy import JSON, Connection, DateTime, Engine, Integer, Table, func, select, text
 
 from processing.check import run_check
-from processing.db import DatabaseError, committed
+from processing.db import DatabaseError, committed, display_url
 from processing.rows import ROW_FIELDS
-from processing.schema import load_all_tables
+from processing.schema import load_all_tables, stored_utc
 from processing.schema.processing import records
 from processing.store import RecordStore
 from purse.errors import UserError
@@ -70,7 +69,7 @@ def rows_to_copy(source: Engine) -> int:
 
 def copy_database(source: Engine, target: Engine, progress: Callable[[str, int], None] | None = None) -> CopyResult:
     """Copy every table of ``source`` into the empty ``target`` (both opened, so at the same revision)."""
-    result = CopyResult(_name(source), _name(target))
+    result = CopyResult(display_url(source), display_url(target))
     if _same_database(source, target):
         raise CopyRefused("the target is the source database: give another --to")
     tables = list(load_all_tables().sorted_tables)
@@ -145,7 +144,7 @@ def _value_fixers(columns: Sequence[Any], dialect: str) -> list[tuple[int, Calla
     """The columns whose values read from the source must change for the target, and how: SQLite keeps a moment
     without its offset (every moment the books store is UTC), and PostgreSQL's COPY takes JSON as its text."""
     def utc(v: Any) -> Any:
-        return v.replace(tzinfo=dt.UTC) if isinstance(v, dt.datetime) and v.tzinfo is None else v
+        return None if v is None else stored_utc(v)
 
     def json_text(v: Any) -> Any:
         return None if v is None else json.dumps(v)
@@ -193,11 +192,7 @@ def _compare_counts(read: Connection, write: Connection, tables: Sequence[Table]
                              "written")
 
 
-def _name(engine: Engine) -> str:
-    return engine.url.render_as_string(hide_password=True)
-
-
 def _same_database(a: Engine, b: Engine) -> bool:
     if a.dialect.name == b.dialect.name == "sqlite":
         return Path(str(a.url.database)).resolve() == Path(str(b.url.database)).resolve()
-    return _name(a) == _name(b)
+    return display_url(a) == display_url(b)

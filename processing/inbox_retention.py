@@ -24,6 +24,7 @@ from sqlalchemy import Engine, delete, func, select
 
 from processing.importer import file_digest
 from processing.inbox import DONE, REJECTED, Inbox, InboxError
+from processing.schema import stored_utc
 from processing.schema.processing import batches, inbox_claims
 
 _LOOKUP = 500  # digests per query
@@ -63,7 +64,7 @@ def inbox_status(inbox: Inbox) -> InboxStatus:
                                  .order_by(c.claimed_at)).all()
         finished = {str(o): int(n) for o, n in conn.execute(
             select(c.outcome, func.count()).where(c.done_at.is_not(None)).group_by(c.outcome))}
-    claims = [OpenClaim(name, who, _utc(at), _utc(at) < lease_end) for name, who, at in open_rows]
+    claims = [OpenClaim(name, who, stored_utc(at), stored_utc(at) < lease_end) for name, who, at in open_rows]
     return InboxStatus(str(inbox.folder), len(inbox.waiting()), len(_files(inbox.folder / DONE)),
                        len(_files(inbox.folder / REJECTED)), claims, finished)
 
@@ -142,7 +143,7 @@ def _imported_at(engine: Engine, digests: Sequence[str]) -> dict[str, dt.datetim
             part = sorted(set(digests[i : i + _LOOKUP]))
             for digest, at in conn.execute(select(b.sha256, b.imported_at)
                                            .where(b.sha256.in_(part), b.status == "accepted")):
-                out[digest] = _utc(at)
+                out[digest] = stored_utc(at)
     return out
 
 
@@ -153,8 +154,4 @@ def _files(folder: Path) -> list[Path]:
         return []
     except OSError as e:
         raise InboxError(f"cannot read {folder}: {e.strerror}") from None
-
-
-def _utc(at: dt.datetime) -> dt.datetime:
-    return at.replace(tzinfo=dt.UTC) if at.tzinfo is None else at
 

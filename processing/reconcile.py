@@ -36,6 +36,7 @@ from processing.rows import (
     TERMINAL_SEQ,
     Row,
 )
+from processing.schema import stored_utc
 from processing.schema.processing import anomalies, card_accounts, card_points, records
 from processing.schema.registry import cards
 from processing.store import bump_records_version, records_after, records_version, select_in, write_card_accounts
@@ -80,16 +81,12 @@ def hotlist_times(conn: Connection) -> dict[str, int]:
     out: dict[str, int] = {}
     for number, blocked_at in conn.execute(
             select(cards.c.number, cards.c.blocked_at).where(cards.c.blocked_at.is_not(None))):
-        out[number] = int(_as_utc(blocked_at).timestamp())
+        out[number] = int(stored_utc(blocked_at).timestamp())
     for number, detected in conn.execute(select(anomalies.c.card_number, anomalies.c.detected_at)
                                          .where(anomalies.c.kind == AnomalyKind.CLONE)):
-        t = int(_as_utc(detected).timestamp())
+        t = int(stored_utc(detected).timestamp())
         out[number] = min(out.get(number, t), t)
     return out
-
-
-def _as_utc(value: dt.datetime) -> dt.datetime:
-    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 class ChainWalker:

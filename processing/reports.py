@@ -24,6 +24,7 @@ from processing import card_days
 from processing.books import BOOK_KINDS, journal_report, ledger_report, trial_balance_report
 from processing.payback import PaybackInputs, payback_lines
 from processing.reportfmt import Col, Report
+from processing.schema import stored_utc
 from processing.schema.desk import DepositMove, card_deposits
 from processing.schema.loads import loads
 from processing.schema.processing import (
@@ -317,7 +318,7 @@ def terminals_report(conn: Connection, start: dt.date | None, end: dt.date | Non
     rows = []
     for tid, mid, name in conn.execute(select(t.terminal_id, t.merchant_id, t.name).order_by(t.terminal_id)):
         count, seq, at = last.get(int(tid), (0, None, None))
-        at = at.replace(tzinfo=dt.UTC) if at is not None and at.tzinfo is None else at
+        at = None if at is None else stored_utc(at)
         quiet = None if at is None else max(0, (now - at).days)
         purchases, net = activity.get(int(tid), (0, 0))
         rows.append([int(tid), name or "", int(mid), names.get(int(mid), f"merchant {mid}"), count, seq,

@@ -6,6 +6,7 @@ registers them all, which is what Alembic and ``processing.db`` need.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -39,6 +40,12 @@ def card_number_type(length: int) -> TypeEngine[str]:
 
 CardNumber = card_number_type(16)  # processing and loads: the 16 digits a card carries
 RegistryCardNumber = card_number_type(19)  # the registry allows ISO/IEC 7812's longest numbers
+
+
+def stored_utc(moment: dt.datetime) -> dt.datetime:
+    """A moment read back from the books, as UTC: every moment they store is UTC, but SQLite keeps it without
+    its offset."""
+    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
 def insert_once(conn: Connection, table: Table, row: dict[str, Any], key: Sequence[str]) -> bool:
