@@ -38,6 +38,8 @@ RECORD_TYPES = frozenset(int(t) for t in RecordType if t != RecordType.CASH_OUT)
 # What the fast path reads of each entry, by name (purse.batch.ENTRY_LAYOUT); the rest is skipped.
 _VERIFIED = ENTRY_LAYOUT.sparse(("record_type", "key_version", "uid", "card_number", "counter", "amount",
                                  "terminal_id", "terminal_seq", "time", "certificate", "chain_mac"))
+# ... and what it reads first, to derive the keys of a chunk's new cards together (``CardMacs.prepare``)
+_KEYED = ENTRY_LAYOUT.sparse(("key_version", "uid", "flags"))
 _CARD_NUMBER, _COUNTER = RECORD_LAYOUT.at("card_number"), RECORD_LAYOUT.at("counter")
 _FLAGS, _DESFIRE = RECORD_LAYOUT.offset["flags"], int(RecordFlag.DESFIRE)  # a plain int: IntFlag & costs 1 us
 
@@ -122,6 +124,8 @@ class BatchVerifier:
         t = self.totals
         written = self.batch.written
         desfire = self.card_macs.desfire_verifies
+        contexts = self.card_macs.contexts
+        prepared = False
         pos = 0
         for i, (kind, version, uid, bcd, counter, amount, terminal, seq, when, certificate,
                 chain_mac) in enumerate(_VERIFIED.iter_unpack(data), start + 1):
@@ -142,7 +146,12 @@ class BatchVerifier:
             if raw[_FLAGS] & _DESFIRE:  # a DESFire card's record: its certificate is the Transaction MAC
                 verifies = desfire(version, uid, raw, written.get(i - 1))
             else:
-                ctx = card_mac(version, uid)
+                ctx = contexts.get((version, uid))
+                if ctx is None:
+                    if not prepared:  # the first card of the chunk met for the first time: key the rest's too
+                        self._prepare_keys(data[pos - ENTRY_SIZE :])
+                        prepared = True
+                    ctx = card_mac(version, uid)
                 verifies = None if ctx is None else eq(ctx.mac(raw[:CERTIFIED_SIZE]), certificate)
             if verifies is None:
                 raise BatchRejected("key version", f"{_describe(number, counter)}: card key version {version} "
@@ -166,6 +175,16 @@ class BatchVerifier:
         self.prev_mac = prev
         self.seen = start + len(data) // ENTRY_SIZE
         return rows
+
+    def _prepare_keys(self, data: bytes) -> None:
+        """The certificate keys of the cards of these entries, derived together for those not met before
+        (a DESFire card's records are verified with another key, ``CardMacs.desfire_verifies``)."""
+        by_version: dict[int, set[bytes]] = {}
+        for version, uid, flags in _KEYED.iter_unpack(data):
+            if not flags & _DESFIRE:
+                by_version.setdefault(version, set()).add(uid)
+        for version, uids in by_version.items():
+            self.card_macs.prepare(version, uids)
 
     def finish(self) -> None:
         """Trailer checks, once every entry has been verified."""

@@ -10,6 +10,7 @@ import functools
 import hmac
 import os
 import threading
+from collections.abc import Sequence
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.cmac import CMAC
@@ -125,17 +126,41 @@ class An10922:
         self._lock = threading.Lock()
 
     def derive(self, diversification_input: bytes) -> bytes:
+        data, last_key = self._padded(diversification_input)
+        with self._lock:
+            first = self._ecb.update(data[:16])
+            return self._ecb.update(_xor(_xor(data[16:], last_key), first))
+
+    def derive_many(self, inputs: Sequence[bytes]) -> list[bytes]:
+        """``derive`` of each input, in two AES calls for all of them.
+
+        Processing meets tens of thousands of cards for the first time in a day's batches; one by one,
+        the Python around each card's two block encryptions cost more than the encryptions. Here the
+        first blocks go through AES together, the second blocks are XORed with the subkeys and with those
+        outputs as three big integers, and go through together (3.3 -> 1.2 us a card)."""
+        firsts, seconds, subkeys = [], [], []
+        for m in inputs:
+            data, last_key = self._padded(m)
+            firsts.append(data[:16])
+            seconds.append(data[16:])
+            subkeys.append(last_key)
+        size = BLOCK * len(firsts)
+        if not size:
+            return []
+        mixed = int.from_bytes(b"".join(seconds), "big") ^ int.from_bytes(b"".join(subkeys), "big")
+        with self._lock:
+            chained = mixed ^ int.from_bytes(self._ecb.update(b"".join(firsts)), "big")
+            keys = self._ecb.update(chained.to_bytes(size, "big"))
+        return [keys[i : i + BLOCK] for i in range(0, size, BLOCK)]
+
+    def _padded(self, diversification_input: bytes) -> tuple[bytes, bytes]:
+        """D, padded to its two blocks, and the subkey its last block takes."""
         if not 1 <= len(diversification_input) <= 31:
             raise ValueError("AN10922 diversification input must be 1..31 bytes")
         data = bytes([AN10922_AES128_DIV_CONSTANT]) + diversification_input
         if len(data) == 32:
-            last_key = self._k1
-        else:
-            data = data + b"\x80" + bytes(31 - len(data))
-            last_key = self._k2
-        with self._lock:
-            first = self._ecb.update(data[:16])
-            return self._ecb.update(_xor(_xor(data[16:], last_key), first))
+            return data, self._k1
+        return data + b"\x80" + bytes(31 - len(data)), self._k2
 
 
 @functools.lru_cache(maxsize=16)
@@ -148,6 +173,13 @@ def an10922_diversify(master: bytes, diversification_input: bytes) -> bytes:
     if len(master) != KEY_SIZE:
         raise ValueError("AN10922 AES-128 needs a 16-byte master key")
     return _diversifier(bytes(master)).derive(diversification_input)
+
+
+def an10922_diversify_many(master: bytes, inputs: Sequence[bytes]) -> list[bytes]:
+    """``an10922_diversify`` of each of ``inputs``, in one pass (``An10922.derive_many``)."""
+    if len(master) != KEY_SIZE:
+        raise ValueError("AN10922 AES-128 needs a 16-byte master key")
+    return _diversifier(bytes(master)).derive_many(inputs)
 
 
 def card_diversification_input(uid: bytes, aid: bytes, system_identifier: bytes) -> bytes:

@@ -127,6 +127,20 @@ def test_an10922_full_block_input_uses_k1() -> None:
     assert crypto.an10922_diversify(master, m) == (enc.update(data) + enc.finalize())[-16:]
 
 
+def test_an10922_many_derives_what_one_by_one_derives() -> None:
+    """``an10922_diversify_many`` (processing keys a day's new cards together) against the published vector,
+    and against ``an10922_diversify`` over every input length, both paddings (K1 at 31 bytes, K2 below)."""
+    vector = _load("an10922_aes128.json")
+    master = bytes.fromhex(vector["master_key"])
+    m = bytes.fromhex(vector["M"])
+    inputs = [bytes((n * 7 + i) % 256 for i in range(n)) for n in range(1, 32)] * 3 + [m]
+    assert crypto.an10922_diversify_many(master, inputs) == [crypto.an10922_diversify(master, x) for x in inputs]
+    assert crypto.an10922_diversify_many(master, [m])[0].hex() == vector["diversified_key"]
+    assert crypto.an10922_diversify_many(master, []) == []
+    with pytest.raises(ValueError):
+        crypto.an10922_diversify_many(master, [b"x", bytes(32)])
+
+
 def test_an10922_rejects_bad_sizes() -> None:
     with pytest.raises(ValueError):
         crypto.an10922_diversify(bytes(15), b"x")
