@@ -35,8 +35,9 @@ from typing import Any, TypeVar
 from sqlalchemy import Connection, Engine, bindparam, delete, insert, select, update
 
 from processing import anomalies as anomaly_store
-from processing import card_days, ledger, lifeline
+from processing import batch_rows, card_days, ledger, lifeline
 from processing.anomalies import Anomaly, AnomalyKind, clone_anomaly, record_evidence
+from processing.batch_rows import OpenedBatch
 from processing.batchfile import BatchFile, BatchRejected, open_batch
 from processing.columns import CANCEL, LOAD, PURCHASE, EntryColumns, distinct_card_numbers
 from processing.desk_posting import post_desk_records
@@ -268,46 +269,36 @@ class BatchLookups:
         return {n: self.holders[n] for n in touched if n in self.holders}
 
 
-@dataclass
-class OpenedBatch:
-    """A batch's row and journal entry, written once its header fits what is stored."""
-
-    batch_id: int
-    entry_id: int
-    found: list[Anomaly]  # what its header alone says (a batch number sent again, a new terminal log)
-
-
 def open_batch_row(conn: Connection, batch: BatchFile, digest: str, options: ImportOptions,
                    result: ImportResult, lookups: BatchLookups) -> OpenedBatch | None:
     """The batch's ``batches`` row and journal entry; None for a file accepted before (``result`` says so).
 
-    Raises ``BatchRejected`` (an unknown terminal, a broken chain between batches) before writing anything,
-    so a batch of a group can be rejected without undoing the others'. The row opened joins ``lookups``, so
-    a copy of this file later in the same group is found a duplicate."""
-    h = batch.header
-    b = batches.c
-    existing = lookups.imported.get(digest)
-    if existing is not None and existing.status == "accepted":
-        result.status, result.batch_id = ImportStatus.DUPLICATE, existing.id
-        result.reason = f"already imported as batch {existing.id} on {existing.imported_at:%Y-%m-%d %H:%M}: " \
+    Raises ``BatchRejected`` (an unknown terminal, a broken chain between batches) before writing anything."""
+    opened = open_batch_rows(conn, [(batch, digest, result)], options, lookups)[0]
+    if isinstance(opened, BatchRejected):
+        raise opened
+    return opened
+
+
+def open_batch_rows(conn: Connection, files: Sequence[tuple[BatchFile, str, ImportResult]], options: ImportOptions,
+                    lookups: BatchLookups) -> list[OpenedBatch | BatchRejected | None]:
+    """``open_batch_row`` of each file, in order, in one statement each for all (processing.batch_rows): its
+    opened row, the ``BatchRejected`` that refuses it (nothing of it written, so the others of a group go
+    on), or None for a file accepted before (its ``result`` says so). The rows opened join ``lookups``, so a
+    copy of a file later among them is found a duplicate."""
+    verdicts = batch_rows.open_batch_rows(conn, [(batch, digest) for batch, digest, _ in files], lookups.imported,
+                                          lookups.merchants, _stamp(options.now()))
+    out: list[OpenedBatch | BatchRejected | None] = []
+    for (batch, _, result), verdict in zip(files, verdicts, strict=True):
+        if isinstance(verdict, OpenedBatch | BatchRejected):
+            out.append(verdict)
+            continue
+        result.status, result.batch_id = ImportStatus.DUPLICATE, verdict.id
+        result.reason = f"already imported as batch {verdict.id} on {verdict.imported_at:%Y-%m-%d %H:%M}: " \
                         "nothing changed"
-        result.duplicates = h.record_count
-        return None
-    _check_terminal(lookups.merchants.get(h.terminal_id), h)
-    found = _check_continuity(conn, h, batch.trailer.final_chain_mac, digest)
-    if existing is not None:  # quarantined before: try again (a terminal or key may have been added since)
-        conn.execute(delete(batches).where(b.id == existing.id))
-    opened = conn.execute(insert(batches).values(
-        sha256=digest, status="accepted", file_name=batch.path.name, terminal_id=h.terminal_id,
-        merchant_id=h.merchant_id, batch_seq=h.batch_seq, first_index=h.first_index, record_count=h.record_count,
-        created=h.created, prev_chain_mac=h.prev_chain_mac, final_chain_mac=batch.trailer.final_chain_mac,
-        log_id=h.log_id, imported_at=_stamp(options.now()))
-        .returning(b.sha256, b.id, b.status, b.imported_at)).one()
-    lookups.imported[digest] = opened
-    batch_id = opened.id
-    entry_id = ledger.open_entry(conn, "batch", f"batch {h.batch_seq} of terminal {h.terminal_id}",
-                                 ledger.entry_day(h.created), batch_id)
-    return OpenedBatch(batch_id, entry_id, found)
+        result.duplicates = batch.header.record_count
+        out.append(None)
+    return out
 
 
 def match_loads(conn: Connection, posted: Posted, found: list[Anomaly]) -> None:
@@ -581,65 +572,6 @@ def held_anomalies(held: Sequence[HeldRecord], terminal_id: int) -> list[Anomaly
                     f"record {r.index}: {r.reason()}: held, not posted",
                     {"record_index": r.index, "record_type": r.record_type, "amount": r.amount, "record": r.raw.hex()},
                     r.card_number, r.counter, terminal_id) for r in held]
-
-
-def _check_terminal(merchant: int | None, h: Any) -> None:
-    """The header's terminal must be registered (``merchant``: its merchant, None if not), to its merchant."""
-    if merchant is None:
-        raise BatchRejected("terminal", f"terminal {h.terminal_id} is not registered")
-    if merchant != h.merchant_id:
-        raise BatchRejected("terminal", f"header names merchant {h.merchant_id}, terminal {h.terminal_id} "
-                            f"belongs to merchant {merchant}")
-
-
-def _check_continuity(conn: Connection, h: Any, final_mac: bytes, digest: str) -> list[Anomaly]:
-    """The header must continue the previous batch's chain of the same log, and the next must continue ours.
-
-    Batch numbers and the chain count within one terminal log (the header's ``log_id``). A log that
-    starts again begins at batch 1 from a zero chain MAC under a new identity: not a reuse of the old
-    log's numbers, but worth a word, because whatever the old log had not sent is gone with it."""
-    b = batches.c
-    cols = (b.id, b.sha256, b.batch_seq, b.first_index, b.record_count, b.prev_chain_mac, b.final_chain_mac)
-    near = conn.execute(select(*cols).where(b.terminal_id == h.terminal_id, b.log_id == h.log_id,
-                                            b.status == "accepted",
-                                            b.batch_seq.between(h.batch_seq - 1, h.batch_seq + 1))).all()
-    found: list[Anomaly] = []
-    if h.batch_seq == 1 and h.prev_chain_mac != bytes(8):
-        raise BatchRejected("chain continuity", "the first batch of a terminal log must start the chain from zero")
-    for row in near:
-        if row.batch_seq == h.batch_seq - 1 and (bytes(row.final_chain_mac) != h.prev_chain_mac
-                                                 or row.first_index + row.record_count != h.first_index):
-            raise BatchRejected("chain continuity", f"header does not continue batch {row.batch_seq} of terminal "
-                                f"{h.terminal_id} (previous chain MAC or record index differ)")
-        if row.batch_seq == h.batch_seq + 1 and (bytes(row.prev_chain_mac) != final_mac
-                                                 or h.first_index + h.record_count != row.first_index):
-            raise BatchRejected("chain continuity", f"batch {row.batch_seq} of terminal {h.terminal_id}, already "
-                                "imported, does not continue this batch's chain")
-        if row.batch_seq == h.batch_seq and row.sha256 != digest:
-            found.append(Anomaly(
-                AnomalyKind.BATCH_SEQ_REUSED, f"batchseq:{h.terminal_id}:{h.log_id.hex()}:{h.batch_seq}:{digest}",
-                f"terminal {h.terminal_id} batch {h.batch_seq} was already imported with different content",
-                {"imported_batch_id": row.id, "imported_sha256": row.sha256, "imported_records": row.record_count,
-                 "this_sha256": digest, "this_records": h.record_count}, terminal_id=h.terminal_id))
-    if h.batch_seq == 1:
-        found.extend(_log_started(conn, h))
-    return found
-
-
-def _log_started(conn: Connection, h: Any) -> list[Anomaly]:
-    """A terminal log's first batch, from a terminal whose other logs sent batches before: a new log."""
-    b = batches.c
-    last = conn.execute(select(b.log_id, b.batch_seq, b.imported_at)
-                        .where(b.terminal_id == h.terminal_id, b.status == "accepted", b.log_id != h.log_id)
-                        .order_by(b.imported_at.desc(), b.id.desc()).limit(1)).first()
-    if last is None:
-        return []
-    return [Anomaly(AnomalyKind.TERMINAL_LOG_STARTED, f"logstart:{h.terminal_id}:{h.log_id.hex()}",
-                    f"terminal {h.terminal_id} started a new log ({h.log_id.hex()}); its previous log "
-                    f"({bytes(last.log_id).hex()}) last sent batch {last.batch_seq}: records it had not sent are "
-                    "lost unless its file is recovered and exported",
-                    {"log_id": h.log_id.hex(), "previous_log_id": bytes(last.log_id).hex(),
-                     "previous_last_batch": last.batch_seq}, terminal_id=h.terminal_id)]
 
 
 def quarantine(engine: Engine, path: Path, digest: str, header: Any, error: BatchRejected,

@@ -68,6 +68,19 @@ def _mixed_day(w: World, folder: Path) -> list[Path]:
     stranger = w.terminal(8, 42, register=False)
     stranger.purchase(deck[5], 9, NOW + 1100)
     files.append(stranger.close(folder / "t8-1.spb"))
+    # a terminal whose batches 2 and 1 come in that order, then a batch 3 that does not continue 2 (refused), then
+    # the batch 1 of a new log: each is checked against the batches opened before it in the same group
+    restarted = w.terminal(6, 42)
+    for b in (1, 2):
+        restarted.purchase(deck[10], 20 + b, NOW + 1400 + b)
+        files.append(restarted.close(folder / f"t6-{b}.spb"))
+    files[-2:] = files[-1:-3:-1]
+    restarted.prev_mac = restarted._mac = bytes([1] * 8)
+    restarted.purchase(deck[10], 23, NOW + 1403)
+    files.append(restarted.close(folder / "t6-3-broken.spb"))
+    new_log = synthetic.SynthTerminal(w.keys, 6, 42, log_id=b"new-log!")
+    new_log.purchase(deck[10], 24, NOW + 1404)
+    files.append(new_log.close(folder / "t6-new-1.spb"))
     damaged = bytearray(files[0].read_bytes())
     damaged[HEADER_SIZE + 2 * ENTRY_SIZE + 25] ^= 1
     (folder / "t1-1-damaged.spb").write_bytes(bytes(damaged))
@@ -135,17 +148,25 @@ def test_a_day_imported_in_groups_books_what_the_serial_import_books(kind: str, 
                              for r in run.batches]
             books[how] = _books(w)
             shapes[how] = (list(groups), list(in_worker))
-    assert shapes["serial"] == ([], []) and shapes["grouped"] == ([15], [])
+            with w.engine.connect() as conn:  # what a header says of a batch opened in its group names its id
+                ids = {r.file_name: r.id for r in conn.execute(select(batches.c.file_name, batches.c.id))}
+                reused = [e["imported_batch_id"] for (e,) in conn.execute(
+                    select(anomalies.c.evidence).where(anomalies.c.kind == "batch_seq_reused"))]
+            assert reused == [ids["t5-1.spb"]], (how, reused, ids)
+    assert shapes["serial"] == ([], []) and shapes["grouped"] == ([19], [])
     sizes, verified = shapes["pipelined"]
     assert len(sizes) >= 3 and all(n > 1 for n in sizes) and len(verified) >= 2, shapes
     assert outcomes["grouped"] == outcomes["serial"] == outcomes["pipelined"]
     assert [o[1] for o in outcomes["serial"]] == ["accepted", "accepted", "rejected", "duplicate", "accepted",
                                                   "accepted", "accepted", "accepted", "accepted", "accepted",
-                                                  "accepted", "accepted", "accepted", "accepted", "rejected"]
+                                                  "accepted", "accepted", "accepted", "accepted", "rejected",
+                                                  "accepted", "accepted", "rejected", "accepted"]
     assert [o[2:4] for o in outcomes["serial"] if o[0].startswith("t5-1")] == [(2, 0), (1, 2)]
     assert books["grouped"] == books["serial"] == books["pipelined"]
     kinds = {a[0] for a in books["serial"]["anomalies"]}
-    assert {"bad_certificate", "clone", "batch_seq_reused"} <= kinds  # the day had its troubles
+    assert {"bad_certificate", "clone", "batch_seq_reused", "terminal_log_started"} <= kinds  # the day's troubles
+    refused = {o[0]: o[5] for o in outcomes["serial"] if o[1] == "rejected"}
+    assert "does not continue batch 2 of terminal 6" in refused["t6-3-broken.spb"], refused
     keys, _ = synthetic.make_keys()
     deck_numbers = [synthetic.make_card(keys, i).number for i in range(4)]
     accounts = books["serial"]["accounts"]
