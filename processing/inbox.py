@@ -23,7 +23,7 @@ import datetime as dt
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,15 +65,31 @@ class Inbox:
     def claim(self, path: Path) -> str | None:
         """The file's digest if this importer now holds it (or held it already: a copy of a file it is importing);
         None if another does, or it is gone already."""
-        try:
-            digest = file_digest(path)
-        except OSError:
-            return None  # another importer moved it away between the listing and now
+        return self.claim_all([path]).get(path)
+
+    def claim_all(self, paths: Sequence[Path]) -> dict[Path, str]:
+        """``claim`` for several files in one statement: those this importer now holds, with their digests.
+
+        An importer claims a group's files before it imports them; one statement and commit per file cost
+        4-5 ms on PostgreSQL, a tenth of a 400-record batch's import. If a file claimed turns out to have been
+        moved away meanwhile (its importer finishing it), the claims are undone and taken one by one."""
+        digests: dict[Path, str] = {}
+        for path in paths:
+            try:
+                digests[path] = file_digest(path)
+            except OSError:
+                continue  # another importer moved it away between the listing and now
+        if not digests:
+            return {}
+        names: dict[str, str] = {}
+        for path, digest in digests.items():  # a copy of a file is claimed with it (found a duplicate in the group),
+            names[digest] = path.name[:255]  # under the last name, as one claim after the other would leave it
         now = self._stamp(self.now())
         c = inbox_claims.c
         dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(inbox_claims).values(sha256=digest, file_name=path.name[:255],
-                                                   claimed_by=self.claimant, claimed_at=now)
+        stmt = dialect.insert(inbox_claims).values([
+            {"sha256": digest, "file_name": name, "claimed_by": self.claimant, "claimed_at": now}
+            for digest, name in sorted(names.items())])
         stmt = stmt.on_conflict_do_update(
             index_elements=[c.sha256],
             set_={"file_name": stmt.excluded.file_name, "claimed_by": stmt.excluded.claimed_by,
@@ -83,13 +99,16 @@ class Inbox:
             where=c.done_at.is_not(None) | (c.claimed_at < self._stamp(self.now() - self.lease_seconds))
             | (c.claimed_by == self.claimant))
         with self.engine.connect() as conn, conn.begin() as claiming:
-            won = conn.execute(stmt.returning(c.sha256)).scalar() is not None
-            if won and not self._still_there(path, digest):
-                # it was read just before its importer moved it away and closed the claim this took over:
-                # that claim is the file's log, and stays as it was
-                claiming.rollback()
-                return None
-        return digest if won else None
+            won = set(conn.execute(stmt.returning(c.sha256)).scalars())
+            claimed = {path: digest for path, digest in digests.items() if digest in won}
+            if all(self._still_there(path, digest) for path, digest in claimed.items()):
+                return claimed
+            # one was read just before its importer moved it away and closed the claim this took over: that
+            # claim is the file's log, and stays as it was
+            claiming.rollback()
+        if len(digests) == 1:
+            return {}
+        return {path: digest for one in digests for path, digest in self.claim_all([one]).items()}
 
     @staticmethod
     def _still_there(path: Path, digest: str) -> bool:

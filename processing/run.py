@@ -121,7 +121,7 @@ def process_inbox(engine: Engine, inbox: Inbox, keys: ProcessingKeys, options: I
     while True:
         claimed: dict[Path, str] = {}  # path -> digest, until the file is finished
         try:
-            for path, result in run.batches(_claim_each(inbox, stop, claimed), stop):
+            for path, result in run.batches(_claim_each(inbox, stop, claimed, options.group_records), stop):
                 inbox.finish(path, claimed.pop(path), result)
         finally:
             for digest in claimed.values():  # put back and not retaken, or not begun, when the run stopped or failed
@@ -131,15 +131,37 @@ def process_inbox(engine: Engine, inbox: Inbox, keys: ProcessingKeys, options: I
             return ProcessingRun(run.results, run.transfers)
 
 
-def _claim_each(inbox: Inbox, stop: threading.Event, claimed: dict[Path, str]) -> Iterator[Path]:
-    """The waiting files this importer wins, claimed one at a time as the run reaches them (noted in ``claimed``)."""
-    for path in inbox.waiting():
+def _claim_each(inbox: Inbox, stop: threading.Event, claimed: dict[Path, str], group_records: int) -> Iterator[Path]:
+    """The waiting files this importer wins, claimed about a group's worth at a time (``group_records`` records,
+    at least one file) as the run reaches them, and noted in ``claimed``."""
+    waiting = inbox.waiting()
+    start = 0
+    while start < len(waiting):
         if stop.is_set():
             return
-        digest = inbox.claim(path)
-        if digest is not None:
-            claimed[path] = digest
-            yield path
+        end, records = start + 1, _records_in(waiting[start])
+        while end < len(waiting) and records < group_records and end - start < _CLAIM_AT_MOST:
+            records += _records_in(waiting[end])
+            end += 1
+        won = inbox.claim_all(waiting[start:end])
+        claimed.update(won)
+        for path in waiting[start:end]:
+            if path in won:
+                if stop.is_set():
+                    return  # claimed and not begun: released by the caller
+                yield path
+        start = end
+
+
+_CLAIM_AT_MOST = 256  # files claimed in one statement
+
+
+def _records_in(path: Path) -> int:
+    """About how many records a waiting file holds (0 if it is gone already)."""
+    try:
+        return os.path.getsize(path) // ENTRY_SIZE
+    except OSError:
+        return 0
 
 
 @dataclass

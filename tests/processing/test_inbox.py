@@ -89,6 +89,55 @@ def test_a_claim_reached_as_the_file_is_finished_leaves_the_finished_claim_alone
         assert second.claim(inbox / path.name) == digest
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_groups_files_are_claimed_at_once_and_a_file_finished_meanwhile_is_left_alone(
+        kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``claim_all``, as a run claims a group's files: one statement for all, a copy of a file claimed with it,
+    a file another importer holds left out, and the race above in the middle of the group: the claims are
+    undone and taken one by one, so the others are still claimed and the finished one's log stays."""
+    with world(kind, tmp_path) as w:
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        _day(w, inbox, terminals=1, batches_each=4)
+        first, second = Inbox(w.engine, inbox, claimant="a:1"), Inbox(w.engine, inbox, claimant="b:2")
+        waiting = first.waiting()
+        (inbox / "t001-0001-copy.spb").write_bytes(waiting[0].read_bytes())
+        held, raced_path = waiting[3], waiting[1]
+        held_digest, raced_digest = first.claim(held), first.claim(raced_path)
+        assert held_digest is not None and raced_digest is not None
+        read_file = inbox_module.file_digest
+        raced: list[Path] = []
+
+        def read_as_the_first_finishes(p: Path) -> str:
+            seen = read_file(p)
+            if p == raced_path and not raced:  # the first moves it away and closes its claim right after
+                raced.append(first.finish(raced_path, raced_digest, ImportResult(str(p), ImportStatus.ACCEPTED)))
+            return seen
+
+        monkeypatch.setattr(inbox_module, "file_digest", read_as_the_first_finishes)
+        group = second.waiting()
+        assert [p.name for p in group] == ["t001-0001-copy.spb", "t001-0001.spb", "t001-0002.spb", "t001-0003.spb",
+                                           "t001-0004.spb"]
+        claimed = second.claim_all(group)
+        assert sorted(p.name for p in claimed) == ["t001-0001-copy.spb", "t001-0001.spb", "t001-0003.spb"]
+        assert claimed[inbox / "t001-0001-copy.spb"] == claimed[inbox / "t001-0001.spb"]
+        assert raced == [inbox / "done" / raced_path.name]
+        with w.engine.connect() as conn:
+            rows = {r.file_name: r for r in conn.execute(select(inbox_claims))}
+        assert (rows["t001-0002.spb"].claimed_by, rows["t001-0002.spb"].outcome) == ("a:1", "accepted")
+        assert rows["t001-0004.spb"].claimed_by == "a:1" and rows["t001-0004.spb"].done_at is None
+        assert {rows[n].claimed_by for n in ("t001-0001.spb", "t001-0003.spb")} == {"b:2"}
+        assert "t001-0001-copy.spb" not in rows  # one claim per content: the copy rides on its original's
+        # the finished file delivered again, twice over, with nothing racing: claimed in the one statement
+        again = [inbox / "t001-0002-again.spb", inbox / "t001-0002-resent.spb"]
+        for path in again:
+            path.write_bytes((inbox / "done" / raced_path.name).read_bytes())
+        assert second.claim_all(again) == {path: raced_digest for path in again}
+        with w.engine.connect() as conn:
+            row = conn.execute(select(inbox_claims).where(inbox_claims.c.sha256 == raced_digest)).one()
+        assert (row.file_name, row.claimed_by, row.done_at) == ("t001-0002-resent.spb", "b:2", None)
+
+
 def test_a_dead_importers_claim_is_taken_over_when_its_lease_ends(tmp_path: Path) -> None:
     with world("sqlite", tmp_path) as w:
         inbox = tmp_path / "inbox"
