@@ -6,10 +6,11 @@ if it came first, starts where this one ends. Batch numbers count within one log
 
 A group (processing.group_import) opens dozens of small batches in one transaction. Opened one at a time,
 each cost three statements and a log lookup, a round trip each on PostgreSQL: 1.1 s of 7.4 s for a day of
-250 batches of 400 records (docs/performance.md, "Seventh round"). Here the neighbours of every batch are read in one query, the logs that
-came before a new log in another, the checks run in memory over what is stored and what this call has
-opened so far, in the order given (so a batch may continue one opened just before it, and a second copy
-of a file is its duplicate), and the rows and entries are written in one statement each.
+250 batches of 400 records (docs/performance.md, "Seventh round"). Here the neighbours of every batch are
+read in one query, the logs that came before a new log in another, the checks run in memory over what is
+stored and what this call has opened so far, in the order given (so a batch may continue one opened just
+before it, and a second copy of a file is its duplicate), and the rows and entries are written in one
+statement each.
 """
 
 from __future__ import annotations
