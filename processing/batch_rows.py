@@ -26,7 +26,7 @@ from processing import ledger
 from processing.anomalies import Anomaly, AnomalyKind
 from processing.batchfile import BatchFile, BatchRejected, Header
 from processing.schema import stored_utc
-from processing.schema.processing import batches, journal_entries
+from processing.schema.processing import batches
 
 _NEIGHBOURS = (batches.c.id, batches.c.sha256, batches.c.terminal_id, batches.c.log_id, batches.c.batch_seq,
                batches.c.first_index, batches.c.record_count, batches.c.prev_chain_mac, batches.c.final_chain_mac)
@@ -181,7 +181,7 @@ def _write(openings: list[_Opening], conn: Connection) -> None:
     """The rows (replacing the files' quarantined ones) and their journal entries, a statement each."""
     if not openings:
         return
-    b, je = batches.c, journal_entries.c
+    b = batches.c
     stale = [o.stale_id for o in openings if o.stale_id is not None]
     if stale:  # quarantined before: tried again (a terminal or key may have been added since)
         conn.execute(delete(batches).where(b.id.in_(stale)))
@@ -194,10 +194,10 @@ def _write(openings: list[_Opening], conn: Connection) -> None:
          "log_id": o.batch.header.log_id, "imported_at": o.row.imported_at} for o in openings]).all()
     for o, (batch_id,) in zip(openings, rows, strict=True):
         o.row.id = batch_id
-    entries = conn.execute(insert(journal_entries).returning(je.id, sort_by_parameter_order=True), [
-        {"kind": "batch", "description": f"batch {o.batch.header.batch_seq} of terminal {o.batch.header.terminal_id}",
-         "day": ledger.entry_day(o.batch.header.created), "batch_id": o.row.id} for o in openings]).all()
-    for o, (entry_id,) in zip(openings, entries, strict=True):
+    entries = ledger.open_entries(conn, [
+        ("batch", f"batch {o.batch.header.batch_seq} of terminal {o.batch.header.terminal_id}",
+         ledger.entry_day(o.batch.header.created), o.row.id) for o in openings])
+    for o, entry_id in zip(openings, entries, strict=True):
         o.entry_id = entry_id
 
 

@@ -10,7 +10,7 @@ in the ``records`` sub-ledger; the general ledger holds aggregates per batch.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from sqlalchemy import Connection, func, insert, select
 
@@ -81,9 +81,17 @@ def entry_day(unix: int) -> dt.date:
 
 def open_entry(conn: Connection, kind: str, description: str, day: dt.date, batch_id: int | None = None) -> int:
     """Create an entry header; its postings follow with ``post`` in the same transaction."""
-    return int(conn.execute(insert(journal_entries).values(kind=kind, description=description, day=day,
-                                                           batch_id=batch_id).returning(journal_entries.c.id))
-               .scalar_one())
+    return open_entries(conn, [(kind, description, day, batch_id)])[0]
+
+
+def open_entries(conn: Connection, entries: Sequence[tuple[str, str, dt.date, int | None]]) -> list[int]:
+    """``open_entry`` for each ``(kind, description, day, batch_id)`` in one statement (a group's batches,
+    processing.batch_rows); their ids, in order."""
+    je = journal_entries.c
+    rows = conn.execute(insert(journal_entries).returning(je.id, sort_by_parameter_order=True), [
+        {"kind": kind, "description": description, "day": day, "batch_id": batch_id}
+        for kind, description, day, batch_id in entries]).all()
+    return [int(entry_id) for (entry_id,) in rows]
 
 
 def post(conn: Connection, entry_id: int, lines: Iterable[tuple[str, int]],

@@ -139,9 +139,9 @@ def _claim_each(inbox: Inbox, stop: threading.Event, claimed: dict[Path, str], g
     while start < len(waiting):
         if stop.is_set():
             return
-        end, records = start + 1, _records_in(waiting[start])
+        end, records = start + 1, _records_in(waiting[start]) or 0
         while end < len(waiting) and records < group_records and end - start < _CLAIM_AT_MOST:
-            records += _records_in(waiting[end])
+            records += _records_in(waiting[end]) or 0
             end += 1
         won = inbox.claim_all(waiting[start:end])
         claimed.update(won)
@@ -156,12 +156,12 @@ def _claim_each(inbox: Inbox, stop: threading.Event, claimed: dict[Path, str], g
 _CLAIM_AT_MOST = 256  # files claimed in one statement
 
 
-def _records_in(path: Path) -> int:
-    """About how many records a waiting file holds (0 if it is gone already)."""
+def _records_in(path: Path) -> int | None:
+    """About how many records a file holds, from its size; None if it cannot be read (gone already)."""
     try:
         return os.path.getsize(path) // ENTRY_SIZE
     except OSError:
-        return 0
+        return None
 
 
 @dataclass
@@ -225,9 +225,8 @@ class _Run:
     def _small(self, path: Path) -> int | None:
         """About how many records a file holds if it is small enough to go in a group, else None: too many
         to verify before storing (``parallel_min_records``) or to lock card by card, or not readable."""
-        try:
-            records = os.path.getsize(path) // ENTRY_SIZE
-        except OSError:
+        records = _records_in(path)
+        if records is None:
             return None
         return records if records < min(self.options.parallel_min_records, CARD_LOCKS_UP_TO) else None
 
