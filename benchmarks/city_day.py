@@ -35,7 +35,6 @@ checks' and the reports' seconds and the speed-up of K importers; ``--json`` pri
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
 import random
@@ -211,18 +210,18 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | 
         n = run.accepted
         times = [0.0]
     else:  # as ``smartpurse process FILES`` runs: small batches in groups, a transaction each
-        done = [start]
+        heard_at: list[float] = []
 
         def heard(result: Any) -> None:  # the batches of a group are heard of together, when it commits
             if result.status != "accepted":
                 raise SystemExit(f"{result.file}: {result.reason}")
-            done.append(time.perf_counter())
+            heard_at.append(time.perf_counter())
 
         # by name, as an inbox lists them: a card's records from several terminals arrive out of counter order
         arrival = sorted(Path(p) for p in spec["day"])
         run = process_files(engine, arrival, keys, _options(folder, group), on_result=heard)
         n = run.accepted
-        times = [b - a for a, b in itertools.pairwise(done)]
+        times = _batch_seconds(start, heard_at)
     elapsed = time.perf_counter() - start
     busy = _cores_busy(cpu_before)
     checks = {"check_new_s": _check(engine, full=False), "check_full_s": _check(engine, full=True),
@@ -233,6 +232,23 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | 
             "first_tenth_ms": round(1000 * statistics.mean(times[:tenth]), 2) if times else None,
             "last_tenth_ms": round(1000 * statistics.mean(times[-tenth:]), 2) if times else None,
             "peak_rss_mib": _peak_rss_mib(), "setup_peak_rss_mib": setup_peak, "cores_busy": busy, **checks}
+
+
+_SAME_COMMIT = 0.001  # s: results heard closer together than this were told by one commit (a group's)
+
+
+def _batch_seconds(start: float, heard_at: list[float]) -> list[float]:
+    """Each batch's share of the wall time: the batches told together by one group's commit share evenly the
+    time since the commit before. Taken as heard, the first batch of a group carried the whole group and the
+    others nothing, so the last tenth's mean said 0 ms when its groups were as slow as the first's."""
+    times: list[float] = []
+    last, size = start, 0
+    for i, at in enumerate(heard_at):
+        size += 1
+        if i + 1 == len(heard_at) or heard_at[i + 1] - at > _SAME_COMMIT:
+            times += [(at - last) / size] * size
+            last, size = at, 0
+    return times
 
 
 # The reports an accountant runs over the whole history (``smartpurse report KIND``), timed after the day: those
