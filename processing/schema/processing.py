@@ -237,6 +237,7 @@ card_accounts = Table(
     # a handful among millions, are in this index, so the question costs what the gaps are (migration 0012).
     Index("ix_card_accounts_gap_since", "gap_since", sqlite_where=text("gap_since IS NOT NULL"),
           postgresql_where=text("gap_since IS NOT NULL")),
+    sqlite_with_rowid=False,  # one b-tree keyed by the card, not a rowid table and a key index (migration 0020)
 )
 
 card_points = Table(
@@ -249,6 +250,7 @@ card_points = Table(
     # whether that record turned points into a prize (a purchase that won one, or the cancel of such a
     # purchase): a cancel gives back what its purchase took, to the prizes or to the lapsed (points_days)
     Column("won_prize", Boolean, nullable=False, server_default=false()),  # migration 0018
+    sqlite_with_rowid=False,  # migration 0020
 )
 
 points_days = Table(
@@ -277,6 +279,7 @@ card_days = Table(
     # period's rows lie together and each day's inserts fill pages of their own. Migration 0019.
     Column("day", Integer, primary_key=True, autoincrement=False),
     Column("card_number", CardNumber, primary_key=True),
+    sqlite_with_rowid=False,  # migration 0020
 )
 
 # Where the points replay of each card stands (processing.importer, "_recompute_points"): the card's

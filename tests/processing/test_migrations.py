@@ -312,3 +312,51 @@ def test_0019_fills_card_days_from_the_records_stored_before_it(kind: str, tmp_p
             assert len(imported) > 12
             assert run_check(conn, full=True).ok
         assert [_used(w, start, start) for start in (None, dt.date.fromtimestamp(NOW + DAY))] == used
+
+
+# -- 0020: SQLite keeps the card state in WITHOUT ROWID tables ------------------------------------------------
+
+CARD_STATE = ("card_accounts", "card_points", "card_days")
+
+
+def _without_rowid(engine: Engine) -> dict[str, bool]:
+    with engine.connect() as conn:
+        sql = dict(conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")).all())
+    return {name: "WITHOUT ROWID" in sql[name].upper() for name in CARD_STATE}
+
+
+def test_0020_rebuilds_the_card_state_without_rowid_and_back_keeping_every_row(tmp_path: Path) -> None:
+    """The three tables the import writes card by card become one b-tree each on SQLite; their rows, the
+    partial index of open gaps and a full check come through the rebuild both ways."""
+    from test_points_days import _loyalty_days
+
+    from processing.run import process_files
+    from processing.schema.processing import card_accounts, card_days, card_points
+
+    def rows() -> dict[str, list[tuple[object, ...]]]:
+        with w.engine.connect() as conn:
+            return {t.name: sorted(tuple(r) for r in conn.execute(select(t)))
+                    for t in (card_accounts, card_points, card_days)}
+
+    def gap_index() -> list[str]:
+        with w.engine.connect() as conn:
+            return [i["name"] for i in inspect(conn).get_indexes("card_accounts")]
+
+    with world("sqlite", tmp_path) as w:
+        files = _loyalty_days(w, tmp_path / "batches", seed=2)
+        w.ingest_loads()
+        process_files(w.engine, files, w.keys, w.options())
+        assert _without_rowid(w.engine) == dict.fromkeys(CARD_STATE, True)
+        stored = rows()
+        assert all(stored.values()), stored
+        assert gap_index() == ["ix_card_accounts_gap_since"]
+        _migrate(w.engine, "0019", down=True)
+        assert _without_rowid(w.engine) == dict.fromkeys(CARD_STATE, False)
+        assert rows() == stored
+        assert gap_index() == ["ix_card_accounts_gap_since"]
+        _migrate(w.engine, "head")
+        assert _without_rowid(w.engine) == dict.fromkeys(CARD_STATE, True)
+        assert rows() == stored
+        assert gap_index() == ["ix_card_accounts_gap_since"]
+        with w.engine.connect() as conn:
+            assert run_check(conn, full=True).ok
