@@ -122,6 +122,22 @@ class Inbox:
 
     def finish(self, path: Path, digest: str, result: ImportResult) -> Path:
         """Move the imported file out of the way and close its claim; where it went."""
+        return self.finish_all([(path, digest, result)])[0]
+
+    def finish_all(self, imported: Sequence[tuple[Path, str, ImportResult]]) -> list[Path]:
+        """``finish`` for the files one transaction imported (path, digest, result): each moved, then their
+        claims closed in one statement per outcome, where one statement and commit a file cost 2 ms on
+        PostgreSQL, 5 % of a day's import by the inbox. If a file cannot be moved, the claims of those moved
+        before it are closed all the same, and the error is raised."""
+        moved: list[tuple[Path, str, ImportResult]] = []
+        try:
+            for path, digest, result in imported:
+                moved.append((self._move(path, digest, result), digest, result))
+        finally:
+            self._close_claims(moved)
+        return [target for target, _, _ in moved]
+
+    def _move(self, path: Path, digest: str, result: ImportResult) -> Path:
         target_dir = self.folder / (REJECTED if result.status == ImportStatus.REJECTED else DONE)
         target_dir.mkdir(exist_ok=True)
         target = target_dir / path.name
@@ -131,11 +147,20 @@ class Inbox:
             os.replace(path, target)
         except OSError as e:
             raise InboxError(f"cannot move {path} to {target_dir}: {e.strerror}") from None
-        c = inbox_claims.c
-        with self.engine.begin() as conn:
-            conn.execute(update(inbox_claims).where(c.sha256 == digest, c.claimed_by == self.claimant)
-                         .values(done_at=self._stamp(self.now()), outcome=str(result.status)))
         return target
+
+    def _close_claims(self, moved: Sequence[tuple[Path, str, ImportResult]]) -> None:
+        by_outcome: dict[str, list[str]] = {}
+        for _, digest, result in moved:
+            by_outcome.setdefault(str(result.status), []).append(digest)
+        if not by_outcome:
+            return
+        c = inbox_claims.c
+        done_at = self._stamp(self.now())
+        with self.engine.begin() as conn:
+            for outcome, digests in sorted(by_outcome.items()):
+                conn.execute(update(inbox_claims).where(c.sha256.in_(digests), c.claimed_by == self.claimant)
+                             .values(done_at=done_at, outcome=outcome))
 
     def release(self, digest: str) -> None:
         """Give up a claim without importing (the run stops): another importer may take the file at once."""

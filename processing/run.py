@@ -101,7 +101,7 @@ def process_files(engine: Engine, files: Sequence[Path], keys: ProcessingKeys, o
     as it is done (the batches of a group when the group commits).
     """
     run = _Run(engine, keys, options, progress, on_result)
-    for _ in run.batches(files):
+    for _ in run.committed(files):
         pass
     run.end_of_pass()
     return ProcessingRun(run.results, run.transfers)
@@ -111,7 +111,7 @@ def process_inbox(engine: Engine, inbox: Inbox, keys: ProcessingKeys, options: I
                   progress: ProgressFactory | None = None, *, watch: float | None = None,
                   stop: threading.Event | None = None, on_result: OnResult | None = None) -> ProcessingRun:
     """What ``smartpurse process --inbox DIR`` does: the files waiting in the inbox that no other importer
-    holds, claimed one by one; with ``watch`` (seconds), again and again until ``stop`` is set.
+    holds, claimed about a group's worth at a time; with ``watch`` (seconds), again and again until ``stop`` is set.
 
     ``stop`` is looked at between files: the batches claimed are imported (a group being stored and one being
     verified at most), the files put back and not retaken are released for other importers. ``on_result``
@@ -121,8 +121,10 @@ def process_inbox(engine: Engine, inbox: Inbox, keys: ProcessingKeys, options: I
     while True:
         claimed: dict[Path, str] = {}  # path -> digest, until the file is finished
         try:
-            for path, result in run.batches(_claim_each(inbox, stop, claimed, options.group_records), stop):
-                inbox.finish(path, claimed.pop(path), result)
+            for done in run.committed(_claim_each(inbox, stop, claimed, options.group_records), stop):
+                inbox.finish_all([(path, claimed[path], result) for path, result in done])
+                for path, _ in done:
+                    del claimed[path]
         finally:
             for digest in claimed.values():  # put back and not retaken, or not begun, when the run stopped or failed
                 inbox.release(digest)
@@ -164,6 +166,9 @@ def _records_in(path: Path) -> int | None:
         return None
 
 
+Committed = list[tuple[Path, ImportResult]]  # the files one transaction imported, with their results
+
+
 @dataclass
 class _Group:
     """Files to import as one group, and their verification if the worker is doing it."""
@@ -186,9 +191,9 @@ class _Run:
             name_programs(conn, self.options.programs)
             self._post_desk(conn)
 
-    def batches(self, files: Iterable[Path], stop: threading.Event | None = None
-                ) -> Iterator[tuple[Path, ImportResult]]:
-        """Import each file, yielding it with its result; a file busy at another importer comes again at the end.
+    def committed(self, files: Iterable[Path], stop: threading.Event | None = None) -> Iterator[Committed]:
+        """Import each file; yield each transaction's files with their results, once it has committed (a group's
+        together). A file busy at another importer comes again at the end.
 
         Small files go in groups of up to ``ImportOptions.group_records`` records, one transaction each
         (processing.group_import), and a full group is verified by the worker process while the one
@@ -220,7 +225,7 @@ class _Run:
         for path in put_back:
             if stop is not None and stop.is_set():
                 return
-            yield path, self._one(path, wait=True)
+            yield [(path, self._one(path, wait=True))]
 
     def _small(self, path: Path) -> int | None:
         """About how many records a file holds if it is small enough to go in a group, else None: too many
@@ -233,7 +238,7 @@ class _Run:
     def _verify_in_worker(self, paths: list[Path]) -> Future[list[VerifiedBatch]]:
         return submit_to_worker(verify_batches, paths, self.keys, None, self.options.chunk_records)
 
-    def _group(self, group: _Group | None, put_back: list[Path]) -> Iterator[tuple[Path, ImportResult]]:
+    def _group(self, group: _Group | None, put_back: list[Path]) -> Iterator[Committed]:
         if group is None or not group.paths:
             return
         if len(group.paths) == 1:
@@ -244,14 +249,15 @@ class _Run:
             members = verify_batches(group.paths, self.keys, self.macs, self.options.chunk_records)
         outcome = import_group(self.engine, members, self.options)
         put_back += outcome.busy
-        for path, result in outcome.results:
+        for _, result in outcome.results:
             self._done(result)
-            yield path, result
+        if outcome.results:
+            yield outcome.results
 
-    def _unless_busy(self, path: Path, put_back: list[Path]) -> Iterator[tuple[Path, ImportResult]]:
+    def _unless_busy(self, path: Path, put_back: list[Path]) -> Iterator[Committed]:
         """One batch in its own transaction, or put back if another importer holds its terminal or a card."""
         try:
-            yield path, self._one(path, wait=False)
+            yield [(path, self._one(path, wait=False))]
         except BatchBusy:
             put_back.append(path)
 

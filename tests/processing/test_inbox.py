@@ -138,6 +138,34 @@ def test_a_groups_files_are_claimed_at_once_and_a_file_finished_meanwhile_is_lef
         assert (row.file_name, row.claimed_by, row.done_at) == ("t001-0002-resent.spb", "b:2", None)
 
 
+def test_a_transactions_files_are_finished_together_and_a_file_that_cannot_move_stops_at_itself(
+        tmp_path: Path) -> None:
+    """``finish_all`` moves each file and closes the claims of those it moved, in one statement per outcome; a
+    file gone from the inbox stops it with a one-line error, after the files before it are closed, and the
+    files after it keep their open claims (the run then releases them)."""
+    with world("sqlite", tmp_path) as w:
+        inbox = tmp_path / "inbox"
+        inbox.mkdir()
+        _day(w, inbox, terminals=1, batches_each=4)
+        box = Inbox(w.engine, inbox, claimant="a:1")
+        claimed = box.claim_all(box.waiting())
+        paths = sorted(claimed)
+        assert len(paths) == 4
+        results = [ImportResult(str(p), s) for p, s in zip(paths, (ImportStatus.ACCEPTED, ImportStatus.REJECTED,
+                                                                    ImportStatus.ACCEPTED, ImportStatus.ACCEPTED),
+                                                             strict=True)]
+        moved = box.finish_all([(p, claimed[p], r) for p, r in zip(paths[:2], results[:2], strict=True)])
+        assert moved == [inbox / "done" / paths[0].name, inbox / "rejected" / paths[1].name]
+        paths[3].unlink()  # another hand took it away
+        with pytest.raises(inbox_module.InboxError, match="cannot move"):
+            box.finish_all([(p, claimed[p], r) for p, r in zip(paths[2:], results[2:], strict=True)])
+        with w.engine.connect() as conn:
+            outcome = {r.file_name: (r.outcome, r.done_at is not None) for r in conn.execute(select(inbox_claims))}
+        assert outcome == {paths[0].name: ("accepted", True), paths[1].name: ("rejected", True),
+                           paths[2].name: ("accepted", True), paths[3].name: (None, False)}
+        assert (inbox / "done" / paths[2].name).exists()
+
+
 def test_a_dead_importers_claim_is_taken_over_when_its_lease_ends(tmp_path: Path) -> None:
     with world("sqlite", tmp_path) as w:
         inbox = tmp_path / "inbox"
@@ -178,6 +206,12 @@ def test_process_inbox_imports_moves_and_says_the_rejected(tmp_path: Path) -> No
         assert [p.name for p in (inbox / "rejected").iterdir()] == ["garbage.spb"]
         with w.engine.connect() as conn:
             assert conn.execute(select(func.count()).select_from(records)).scalar_one() == expected
+            claims = {r.file_name: r for r in conn.execute(select(inbox_claims))}
+        # the copy and the file have one digest, so one claim, under the last name
+        assert {name: r.outcome for name, r in claims.items()} == {
+            "garbage.spb": "rejected", "t001-0001.spb": "duplicate", "t001-0002.spb": "accepted",
+            "t002-0001.spb": "accepted", "t002-0002.spb": "accepted"}
+        assert all(r.done_at is not None for r in claims.values())
         again = run_cli(home, w.url, "process", "--inbox", str(inbox))
         out, err = again.communicate(timeout=120)
         assert again.returncode == 0, err
