@@ -360,3 +360,32 @@ def test_0020_rebuilds_the_card_state_without_rowid_and_back_keeping_every_row(t
         assert gap_index() == ["ix_card_accounts_gap_since"]
         with w.engine.connect() as conn:
             assert run_check(conn, full=True).ok
+
+
+# -- 0021: PostgreSQL leaves room in the pages of the card state ----------------------------------------------
+
+def _fillfactor(engine: Engine) -> dict[str, list[str] | None]:
+    with engine.connect() as conn:
+        return {name: options for name, options in conn.execute(text(
+            "SELECT relname, reloptions FROM pg_class WHERE relname IN ('card_accounts', 'card_points')"))}
+
+
+@pytest.mark.postgres
+def test_0021_sets_the_card_state_fillfactor_on_postgresql_and_back(tmp_path: Path) -> None:
+    """New databases and upgraded ones get fillfactor 70 on the two tables updated card by card; the
+    downgrade resets it, and the rows stay as they were either way."""
+    from processing.schema.processing import card_accounts
+
+    with world("postgresql", tmp_path) as w:
+        two_merchants_sales(w)
+        with w.engine.connect() as conn:
+            accounts = sorted(tuple(r) for r in conn.execute(select(card_accounts)))
+        assert accounts
+        assert _fillfactor(w.engine) == {"card_accounts": ["fillfactor=70"], "card_points": ["fillfactor=70"]}
+        _migrate(w.engine, "0020", down=True)
+        assert _fillfactor(w.engine) == {"card_accounts": None, "card_points": None}
+        _migrate(w.engine, "head")
+        assert _fillfactor(w.engine) == {"card_accounts": ["fillfactor=70"], "card_points": ["fillfactor=70"]}
+        with w.engine.connect() as conn:
+            assert sorted(tuple(r) for r in conn.execute(select(card_accounts))) == accounts
+            assert run_check(conn, full=True).ok
