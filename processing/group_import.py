@@ -151,7 +151,7 @@ def import_group(engine: Engine, members: list[VerifiedBatch], options: ImportOp
             book(conn, m.batch, m.opened, m.posted, m.found, sorted(m.cards & moved), options, m.result, lookups,
                  writes)
         writes.write(conn)
-        cache.stage(conn, rec.cards, rec.heads.keys())
+        cache.stage(conn, rec.cards, rec.heads.keys(), rec.kept)
     cache.committed()
     for m in members:
         if m.refusal is not None:

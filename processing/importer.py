@@ -239,7 +239,7 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
     writes = BookWrites()
     book(conn, batch, opened, posted, rec.found, touched, options, result, lookups, writes)
     writes.write(conn)
-    cache.stage(conn, rec.cards, rec.heads.keys())
+    cache.stage(conn, rec.cards, rec.heads.keys(), rec.kept)
 
 
 @dataclass

@@ -6,7 +6,8 @@ that continues the head is checked at once (balance before == previous balance a
 points before == previous points after of that program) and moves the head. A record
 beyond the head leaves a gap: it is stored and posted (its certificate proves the card
 did it) and waits; when the missing records arrive, the head walks through the stored
-ones from the database. A gap still open after ``gap_seconds`` is an anomaly.
+ones: from memory, those this process stored while it holds the card's state, else from the
+database. A gap still open after ``gap_seconds`` is an anomaly.
 
 The shadow balance is different on purpose: it is the sum of every posted record of
 the card, in whatever order they came, so money is conserved whatever arrives late
@@ -66,6 +67,13 @@ class CardWalk:
     detached: bool = False  # a new record did not continue the head: the head stays, the gap may close later
     gap_filled: bool = False  # ... and then the record after the head came: walk on from the database at the end
     last_seen: int = -1  # last counter of this card in the current batch, in terminal order
+    # The stored records beyond the head this process knows, in no order, and whether they are all there are:
+    # true of a card read from the database with no gap (nothing stored beyond its head) or walked from storage
+    # with the rest kept, and kept true while the card stays in this process's cache (``CardCache``: no one
+    # else stores a record meanwhile) and ``ChainWalker.KEEP_WAITING`` is not reached. Then a gap closed by a
+    # later batch walks on through these, not through a query.
+    waiting: list[Row] | None = None
+    beyond_known: bool = False
 
     def __reduce__(self) -> tuple[type[CardWalk], tuple[Any, ...]]:
         """Pickle as the constructor's arguments: a large import sends the states of every card of a
@@ -73,7 +81,11 @@ class CardWalk:
         return CardWalk, (self.number, self.exists, self.chain_counter, self.chain_balance, self.chain_time,
                           self.max_counter, self.gap_since, self.points, self.points_counter,
                           self.points_prize, self.delta,
-                          self.detached, self.gap_filled, self.last_seen)
+                          self.detached, self.gap_filled, self.last_seen, self.waiting, self.beyond_known)
+
+
+def _counter(row: Row) -> int:
+    return int(row[COUNTER])
 
 
 def hotlist_times(conn: Connection) -> dict[str, int]:
@@ -95,11 +107,21 @@ class ChainWalker:
     A large import runs them in its verifying worker (processing.worker) while the main process
     stores, and the ``Reconciler`` runs them in line for everything else."""
 
-    def __init__(self, cards: dict[str, CardWalk], hotlist: dict[str, int]) -> None:
+    # Records beyond the heads kept in memory, at most (``CardWalk.waiting``): 550 bytes each as Python
+    # objects, so 55 MB at most. A day's records arriving out of order wait a few groups for the records
+    # before them; a card whose records are not kept is walked from the database, as all were before.
+    KEEP_WAITING = 100_000
+
+    def __init__(self, cards: dict[str, CardWalk], hotlist: dict[str, int], kept: int = 0,
+                 keep: int | None = None) -> None:
+        """``kept``: records in the ``waiting`` lists of ``cards`` already; ``keep``: the most to hold
+        (``KEEP_WAITING``; 0 in a worker, whose states go back to an importer that counts its own)."""
         self.cards = cards
         self.hotlist = hotlist
         self.found: list[Anomaly] = []
         self.points_moved: PointsMoved = {}  # what the records walked did to the points (processing.points_days)
+        self.kept = kept
+        self.keep = self.KEEP_WAITING if keep is None else keep
 
     def check_order(self, rows: Sequence[Row]) -> None:
         """Counter rollback within the terminal's chain, and use of a hotlisted card."""
@@ -161,12 +183,26 @@ class ChainWalker:
                 if counter == w.chain_counter + 1:
                     w.gap_filled = True  # the head stopped at an earlier record's gap, which this one fills
                 w.detached = True
+                if w.beyond_known:
+                    self._keep_waiting(w, [row_of(i)])
                 continue
             after = afters[i]
             if programs[i] or after - signed != w.chain_balance:
                 self._step(w, row_of(i))
             else:
                 w.chain_counter, w.chain_balance, w.chain_time = counter, after, times[i]
+
+    def _keep_waiting(self, w: CardWalk, rows: list[Row]) -> None:
+        """Add ``rows`` to the card's known records beyond its head, or, past the limit, stop knowing them."""
+        if self.kept + len(rows) > self.keep:
+            self.kept = max(0, self.kept - len(w.waiting or ()))
+            w.waiting, w.beyond_known = None, False
+        elif rows:
+            self.kept += len(rows)
+            if w.waiting is None:
+                w.waiting = rows
+            else:
+                w.waiting += rows
 
     def _step(self, w: CardWalk, r: Row) -> None:
         kind, counter, terminal = r[RECORD_TYPE], r[COUNTER], r[TERMINAL_ID]
@@ -204,9 +240,11 @@ class Reconciler(ChainWalker):
     """Chain checks for one import: card states read from the database, then written back in bulk."""
 
     def __init__(self, conn: Connection, *, now: int, gap_seconds: int,
-                 cards: dict[str, CardWalk] | None = None) -> None:
-        """``cards``: chain states known to equal the database's (``CardCache``), not read again."""
-        super().__init__(cards if cards is not None else {}, hotlist_times(conn))
+                 cards: tuple[dict[str, CardWalk], int] | None = None) -> None:
+        """``cards``: chain states known to equal the database's (``CardCache.take``), not read again, and the
+        records their ``waiting`` lists hold."""
+        known, kept = cards if cards is not None else ({}, 0)
+        super().__init__(known, hotlist_times(conn), kept)
         self.conn = conn
         self.now = now
         self.gap_seconds = gap_seconds
@@ -259,10 +297,12 @@ class Reconciler(ChainWalker):
     def _load(self, numbers: list[str]) -> None:
         for row in select_in(self.conn, "SELECT card_number, chain_counter, chain_balance, chain_time, max_counter, "
                              "gap_since FROM card_accounts WHERE card_number", numbers):
-            self.cards[row[0]] = CardWalk(row[0], True, row[1], row[2], row[3], row[4], row[5])
+            # nothing stored beyond the head (no gap): every record beyond it will be this process's
+            self.cards[row[0]] = CardWalk(row[0], True, row[1], row[2], row[3], row[4], row[5],
+                                          beyond_known=row[4] == row[1])
         for number in numbers:
             if number not in self.cards:
-                self.cards[number] = CardWalk(number, False)
+                self.cards[number] = CardWalk(number, False, beyond_known=True)
         for number, program, points, counter, won_prize in select_in(
                 self.conn, "SELECT card_number, program_id, points, counter, won_prize FROM card_points "
                 "WHERE card_number", numbers):
@@ -285,14 +325,38 @@ class Reconciler(ChainWalker):
         old_chain, old_max = self.heads[w.number]
         return w.gap_filled or (w.chain_counter != old_chain and old_max > w.chain_counter)
 
+    def _walk_on(self, touched: list[CardWalk]) -> None:
+        """Continue each head through the stored records that continue it: those this process knows from
+        memory, the others in one query (``_continues_in_storage``)."""
+        self._walk_stored([w for w in touched if not w.beyond_known and self._continues_in_storage(w)])
+        for w in touched:
+            if w.beyond_known and w.waiting:
+                self._walk_waiting(w)
+
+    def _walk_waiting(self, w: CardWalk) -> None:
+        waiting = sorted(w.waiting or (), key=_counter)
+        done = 0  # walked, or not beyond the head any more
+        while done < len(waiting) and waiting[done][COUNTER] <= w.chain_counter + 1:
+            if waiting[done][COUNTER] == w.chain_counter + 1:
+                self._step(w, waiting[done])
+            done += 1
+        self.kept -= done
+        w.waiting = waiting[done:] or None
+
     def _walk_stored(self, walks: list[CardWalk]) -> None:
-        """Continue each head through records that arrived before its gap closed (one query for all)."""
+        """Continue each head through records that arrived before its gap closed (one query for all); what is
+        left beyond the head is then known (``CardWalk.waiting``)."""
         stored = records_after(self.conn, [(w.number, w.chain_counter) for w in walks])
         for w in walks:
-            for r in stored.get(w.number, ()):
+            rows = stored.get(w.number, [])
+            walked = 0
+            for r in rows:
                 if r[COUNTER] != w.chain_counter + 1:
                     break
                 self._step(w, r)
+                walked += 1
+            w.waiting, w.beyond_known = None, True
+            self._keep_waiting(w, rows[walked:])
 
     # -- at the end: write the card accounts back -------------------------------------------------
     def finish(self) -> list[str]:
@@ -304,7 +368,7 @@ class Reconciler(ChainWalker):
         touched = [w for w in (cards[n] for n in sorted(heads)) if w.delta or w.detached
                    or w.max_counter > w.chain_counter or not w.exists
                    or heads.get(w.number) != (w.chain_counter, w.max_counter)]
-        self._walk_stored([w for w in touched if self._continues_in_storage(w)])
+        self._walk_on(touched)
         for w in touched:
             if w.max_counter > w.chain_counter:
                 if w.gap_since is None:
@@ -373,31 +437,35 @@ class CardCache:
     def __init__(self, limit: int = 500_000) -> None:
         self.limit = limit
         self._cards: dict[str, CardWalk] | None = None
+        self._kept = 0  # records in the cached cards' ``waiting`` lists (an upper bound once some are dropped)
         self._token: int | None = None
         self._taken: int | None = None
-        self._staged: tuple[dict[str, CardWalk], int] | None = None
+        self._staged: tuple[dict[str, CardWalk], int, int] | None = None
 
-    def take(self, conn: Connection) -> dict[str, CardWalk]:
-        """The cached states if still valid (else empty); the caller owns them until ``stage``."""
-        cards, token = self._cards, self._token
+    def take(self, conn: Connection) -> tuple[dict[str, CardWalk], int]:
+        """The cached states if still valid (else none), and the records their ``waiting`` lists hold; the caller
+        owns them until ``stage``."""
+        cards, token, kept = self._cards, self._token, self._kept
         self._cards = self._token = self._staged = None
+        self._kept = 0
         self._taken = records_version(conn)
         if cards is None or token != self._taken:
-            return {}
-        return cards
+            return {}, 0
+        return cards, kept
 
-    def stage(self, conn: Connection, cards: dict[str, CardWalk], mine: Iterable[str]) -> None:
-        """Count this transaction's new records version and offer the states as it wrote them.
+    def stage(self, conn: Connection, cards: dict[str, CardWalk], mine: Iterable[str], kept: int) -> None:
+        """Count this transaction's new records version and offer the states as it wrote them (``kept``: the
+        records in their ``waiting`` lists).
 
         ``mine`` are the cards this transaction holds locked (its batch's). If another importer committed
         since ``take``, the other cached states may be stale and only ``mine`` are kept."""
         version = bump_records_version(conn)
         if version != (self._taken or 0) + 1:
             cards = {n: cards[n] for n in mine}
-        self._staged = (cards, version) if len(cards) <= self.limit else None
+        self._staged = (cards, version, kept) if len(cards) <= self.limit else None
 
     def committed(self) -> None:
         """The transaction committed: the staged states are the database's."""
         if self._staged is not None:
-            self._cards, self._token = self._staged
+            self._cards, self._token, self._kept = self._staged
         self._staged = None

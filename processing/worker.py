@@ -52,7 +52,7 @@ class Verdict:
 def verify_and_walk(path: str, keys: ProcessingKeys, chunk_records: int, job: WalkJob | None) -> Verdict:
     """Verify the batch at ``path``, and walk its records from ``job``'s card states (no job: verify only)."""
     macs = card_macs(keys)
-    walker = ChainWalker(job.cards, job.hotlist) if job is not None else None
+    walker = ChainWalker(job.cards, job.hotlist, keep=0) if job is not None else None
     try:
         batch = open_batch(Path(path))
         h = batch.header

@@ -16,6 +16,7 @@ from processing.check import run_check
 from processing.group_import import import_group, verify_batches
 from processing.keys import CardMacs
 from processing.locks import card_keys, group_transaction
+from processing.reconcile import ChainWalker
 from processing.run import process_files
 from processing.schema.processing import anomalies, batches, card_accounts, records, sales
 from purse.batch import ENTRY_SIZE, HEADER_SIZE
@@ -258,15 +259,19 @@ def test_a_group_that_fails_leaves_nothing_of_any_of_its_batches(kind: str, tmp_
             assert run_check(conn).ok
 
 
+@pytest.mark.parametrize("keep", [ChainWalker.KEEP_WAITING, 3], ids=["kept", "mostly from storage"])
 @pytest.mark.parametrize("seed", range(4))
-def test_records_arriving_in_any_order_close_every_gap_as_the_serial_import_does(seed: int, tmp_path: Path) -> None:
+def test_records_arriving_in_any_order_close_every_gap_as_the_serial_import_does(
+        seed: int, keep: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A few cards used at several terminals, their batches delivered in a shuffled order and imported in
     groups of random sizes: a gap opened by a late batch is closed by it, whether the records after it came
-    in the same group (the head walks on from storage), in an earlier one (the head moves here and walks on
-    into them) or later (nothing to walk yet). At the end every card's head is at its highest counter, and
-    the books are those of the batches imported one by one in the order they were made."""
+    in the same group, in an earlier one (the head moves here and walks on into them) or later (nothing to
+    walk yet). The head walks on through the records this run stored beyond it from memory, or from storage
+    for the cards whose records were not kept (``keep`` 3: most of them). At the end every card's head is at
+    its highest counter, and the books are those of the batches imported one by one in the order made."""
     import random
 
+    monkeypatch.setattr(ChainWalker, "KEEP_WAITING", keep)
     rng = random.Random(seed)
     books, heads = {}, {}
     for how in ("in order", "shuffled"):
@@ -286,7 +291,7 @@ def test_records_arriving_in_any_order_close_every_gap_as_the_serial_import_does
             if how == "in order":
                 files, group = made, 0
             else:
-                files, group = rng.sample(made, len(made)), rng.choice([40, 60, 100])
+                files, group = rng.sample(made, len(made)), rng.choice([6, 9, 40])
             run = process_files(w.engine, files, w.keys, w.options(group_records=group))
             assert [r.status for r in run.batches] == ["accepted"] * len(made)
             books[how] = _books(w)
