@@ -9,8 +9,9 @@ when the version fits in the same page and no indexed column changed, the update
 entry in the primary key's index, less to write ahead. With every page full (the default fillfactor, 100)
 the new version goes to another page and the key index gains an entry for it. Measured on the city day
 (250 batches of 400 records, 50,000 of 100,000 cards): 38 % of the card account updates were HOT with full
-pages and 57 % with fillfactor 70 (the others change ``gap_since``, which the open-gaps index holds), and
-the import took 6 % less time (docs/performance.md, "Eighth round").
+pages and 57 % with fillfactor 70 (the others change ``gap_since``, which the open-gaps index holds); the
+day's import alone took 2.90-2.99 s against 3.10-3.36 s, a difference the benchmark's spread hides
+(docs/performance.md, "Eighth round").
 
 The setting applies to pages written from now on: the rows stored already stay packed until the table is
 rewritten (``VACUUM FULL card_accounts``, which locks it; docs/operations.md). SQLite has no such setting
