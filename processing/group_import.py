@@ -151,7 +151,9 @@ def import_group(engine: Engine, members: list[VerifiedBatch], options: ImportOp
             book(conn, m.batch, m.opened, m.posted, m.found, sorted(m.cards & moved), options, m.result, lookups,
                  writes)
         writes.write(conn)
-        cache.stage(conn, rec.cards, rec.heads.keys(), rec.kept)
+        # The states were read before the batches' locks were taken: if another importer committed meanwhile
+        # (``stage`` sees it), any of them may be older than the database's, so none is kept.
+        cache.stage(conn, rec.cards, (), rec.kept)
     cache.committed()
     for m in members:
         if m.refusal is not None:

@@ -457,8 +457,9 @@ class CardCache:
         """Count this transaction's new records version and offer the states as it wrote them (``kept``: the
         records in their ``waiting`` lists).
 
-        ``mine`` are the cards this transaction holds locked (its batch's). If another importer committed
-        since ``take``, the other cached states may be stale and only ``mine`` are kept."""
+        ``mine`` are the cards whose states this transaction read while it held their locks (a batch's, locked
+        before it began). If another importer committed since ``take``, the other cached states may be stale
+        and only ``mine`` are kept."""
         version = bump_records_version(conn)
         if version != (self._taken or 0) + 1:
             cards = {n: cards[n] for n in mine}

@@ -218,6 +218,57 @@ def test_a_batch_another_importer_holds_is_given_back_and_the_rest_imported(tmp_
             assert run_check(conn).ok
 
 
+@pytest.mark.postgres
+def test_card_states_read_before_another_importer_commits_are_not_kept_for_the_next_group(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: a group reads its cards' states before it locks its batches. When another importer
+    imports one of those batches and commits in between, the group finds that batch a duplicate, and the
+    state it read of that batch's card is older than the database's. The importer must not keep it for its
+    next group: there the card's next purchase would look like it came after a gap that is not there."""
+    from processing import group_import
+    from processing.importer import import_batch
+
+    with world("postgresql", tmp_path) as w:
+        w.merchant(42)
+        a, b = w.card(1, load=10_000), w.card(2, load=10_000)
+        t1, t2 = w.terminal(1, 42), w.terminal(2, 42)
+        t1.purchase(a, 100, NOW + 1)
+        first = t1.close(tmp_path / "t1-1.spb")
+        t2.purchase(b, 200, NOW + 2)
+        raced = t2.close(tmp_path / "t2-1.spb")
+        t2.purchase(b, 300, NOW + 3)  # the card's next record, in the terminal's next batch
+        later = t2.close(tmp_path / "t2-2.spb")
+        t1.purchase(a, 400, NOW + 4)
+        other = t1.close(tmp_path / "t1-2.spb")
+        w.ingest_loads()
+        options, macs = w.options(), CardMacs(w.keys)
+        real_try_lock = group_import.try_lock_batch
+        raced_once: list[str] = []
+
+        def another_importer_commits_first(*args: Any, **kwargs: Any) -> bool:
+            if not raced_once:  # between the group's read of the card states and its first lock
+                alongside = dataclasses.replace(options, post_desk=False)  # the desk posting waits for the import lock
+                raced_once.append(import_batch(w.engine, raced, w.keys, alongside).status)
+            return real_try_lock(*args, **kwargs)
+
+        monkeypatch.setattr(group_import, "try_lock_batch", another_importer_commits_first)
+        outcome = import_group(w.engine, verify_batches([first, raced], w.keys, macs, options.chunk_records),
+                               options)
+        monkeypatch.setattr(group_import, "try_lock_batch", real_try_lock)
+        assert raced_once == ["accepted"]
+        assert [(p.name, r.status) for p, r in outcome.results] == [("t1-1.spb", "accepted"),
+                                                                     ("t2-1.spb", "duplicate")]
+        again = import_group(w.engine, verify_batches([other, later], w.keys, macs, options.chunk_records), options)
+        assert [(p.name, r.status) for p, r in again.results] == [("t1-2.spb", "accepted"), ("t2-2.spb", "accepted")]
+        with w.engine.connect() as conn:
+            chain, top, gap = conn.execute(select(card_accounts.c.chain_counter, card_accounts.c.max_counter,
+                                                  card_accounts.c.gap_since)
+                                           .where(card_accounts.c.card_number == b.number)).one()
+            assert (chain, top, gap) == (b.counter, b.counter, None)
+            assert conn.execute(select(anomalies.c.kind)).scalars().all() == []
+            assert run_check(conn).ok
+
+
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_group_that_fails_leaves_nothing_of_any_of_its_batches(kind: str, tmp_path: Path,
                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
