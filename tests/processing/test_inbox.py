@@ -70,7 +70,7 @@ def test_a_claim_reached_as_the_file_is_finished_leaves_the_finished_claim_alone
         digest = first.claim(path)
         assert digest is not None
         read_file = inbox_module.file_digest
-        raced = []
+        raced: list[Path] = []
 
         def read_as_the_first_finishes(p: Path) -> str:
             seen = read_file(p)

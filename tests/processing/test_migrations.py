@@ -321,7 +321,8 @@ CARD_STATE = ("card_accounts", "card_points", "card_days")
 
 def _without_rowid(engine: Engine) -> dict[str, bool]:
     with engine.connect() as conn:
-        sql = dict(conn.execute(text("SELECT name, sql FROM sqlite_master WHERE type = 'table'")).all())
+        sql: dict[str, str] = {name: ddl for name, ddl in conn.execute(
+            text("SELECT name, sql FROM sqlite_master WHERE type = 'table'"))}
     return {name: "WITHOUT ROWID" in sql[name].upper() for name in CARD_STATE}
 
 
