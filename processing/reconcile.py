@@ -65,7 +65,7 @@ class CardWalk:
     points_prize: dict[int, bool] | None = None  # program -> the head's record turned points into a prize
     delta: int = 0
     detached: bool = False  # a new record did not continue the head: the head stays, the gap may close later
-    gap_filled: bool = False  # ... and then the record after the head came: walk on from the database at the end
+    gap_filled: bool = False  # ... and then the record after the head came: walk on at the end
     last_seen: int = -1  # last counter of this card in the current batch, in terminal order
     # The stored records beyond the head this process knows, in no order, and whether they are all there are:
     # true of a card read from the database with no gap (nothing stored beyond its head) or walked from storage
@@ -314,7 +314,8 @@ class Reconciler(ChainWalker):
             w.points_prize[program] = bool(won_prize)
 
     def _continues_in_storage(self, w: CardWalk) -> bool:
-        """Whether the record after the card's head may be stored, so that the head walks on from the database.
+        """Whether the record after the card's head may be stored, so that the head walks on from the database
+        (for a card whose records beyond the head this process does not all know, ``CardWalk.beyond_known``).
 
         Every import ends by walking each head through the stored records that continue it, so none is left
         with the record after its head stored: only this import can have stored it. Either it came after the
