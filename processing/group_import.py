@@ -111,7 +111,7 @@ def import_group(engine: Engine, members: list[VerifiedBatch], options: ImportOp
     alone = len(cards) > CARD_LOCKS_UP_TO
     with group_transaction(engine, alone) as conn, gc_paused():
         store = RecordStore(conn, versioned=False)  # counted once, by the cache (CardCache.stage)
-        rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, cards=cache.take(conn))
+        rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, cached=cache.take(conn))
         rec.prepare_cards(cards)
         held: list[VerifiedBatch] = []
         for m in ready:

@@ -217,7 +217,7 @@ def _import(conn: Connection, batch: BatchFile, digest: str, log_key: bytes, car
         return
     now = int(options.now())
     store = RecordStore(conn, versioned=False)  # counted at the end, by the cache (CardCache.stage)
-    rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, cards=cache.take(conn))
+    rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, cached=cache.take(conn))
     rec.found.extend(opened.found)
     if h.record_count >= options.parallel_min_records:
         posted = _post_in_parallel(batch, card_macs, options, store, rec, result, opened.batch_id, opened.entry_id,

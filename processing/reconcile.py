@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, and_, insert, or_, select
@@ -82,10 +83,6 @@ class CardWalk:
                           self.max_counter, self.gap_since, self.points, self.points_counter,
                           self.points_prize, self.delta,
                           self.detached, self.gap_filled, self.last_seen, self.waiting, self.beyond_known)
-
-
-def _counter(row: Row) -> int:
-    return int(row[COUNTER])
 
 
 def hotlist_times(conn: Connection) -> dict[str, int]:
@@ -240,10 +237,10 @@ class Reconciler(ChainWalker):
     """Chain checks for one import: card states read from the database, then written back in bulk."""
 
     def __init__(self, conn: Connection, *, now: int, gap_seconds: int,
-                 cards: tuple[dict[str, CardWalk], int] | None = None) -> None:
-        """``cards``: chain states known to equal the database's (``CardCache.take``), not read again, and the
-        records their ``waiting`` lists hold."""
-        known, kept = cards if cards is not None else ({}, 0)
+                 cached: tuple[dict[str, CardWalk], int] | None = None) -> None:
+        """``cached``: chain states known to equal the database's, not read again, and the records their
+        ``waiting`` lists hold (``CardCache.take``)."""
+        known, kept = cached if cached is not None else ({}, 0)
         super().__init__(known, hotlist_times(conn), kept)
         self.conn = conn
         self.now = now
@@ -335,7 +332,7 @@ class Reconciler(ChainWalker):
                 self._walk_waiting(w)
 
     def _walk_waiting(self, w: CardWalk) -> None:
-        waiting = sorted(w.waiting or (), key=_counter)
+        waiting = sorted(w.waiting or (), key=itemgetter(COUNTER))
         done = 0  # walked, or not beyond the head any more
         while done < len(waiting) and waiting[done][COUNTER] <= w.chain_counter + 1:
             if waiting[done][COUNTER] == w.chain_counter + 1:

@@ -11,7 +11,7 @@ changes two trees, and each read goes through the key's tree to find the rowid a
 WITHOUT ROWID table is one b-tree keyed by the primary key: one tree to read and write, and fewer pages to
 commit. Nothing reads these tables' rowids. Measured at 200,000 cards, groups of 16,000 cards: the UPDATE
 121-141 ms -> 99-112 ms, the INSERT OR IGNORE 34-39 -> 29-34 ms, the commit 45-55 -> 31-35 ms
-(docs/performance.md, "A day of a city network").
+(docs/performance.md, "Eighth round").
 
 PostgreSQL has no rowid (its heap plus primary-key index is what it is): nothing changes there. On
 SQLite each table is rebuilt (created anew, copied, the old one dropped, the new one renamed), in the
