@@ -107,12 +107,9 @@ def import_group(engine: Engine, members: list[VerifiedBatch], options: ImportOp
     cache = card_cache(engine)
     now = int(options.now())
     ready = [m for m in members if m.batch is not None and m.refusal is None]
-    cards = sorted(set().union(*(m.cards for m in ready)))
-    alone = len(cards) > CARD_LOCKS_UP_TO
+    alone = len(set().union(*(m.cards for m in ready))) > CARD_LOCKS_UP_TO
     with group_transaction(engine, alone) as conn, gc_paused():
         store = RecordStore(conn, versioned=False)  # counted once, by the cache (CardCache.stage)
-        rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, cached=cache.take(conn))
-        rec.prepare_cards(cards)
         held: list[VerifiedBatch] = []
         for m in ready:
             assert m.batch is not None
@@ -121,9 +118,13 @@ def import_group(engine: Engine, members: list[VerifiedBatch], options: ImportOp
                 held.append(m)
             else:
                 busy.append(m.path)
-        # read once the files are locked: another importer may have committed one of them just before
+        # Everything is read once the batches are locked: another importer may have committed one of these files,
+        # or another batch of these cards, just before. The cards' states read now stay theirs to the commit.
+        mine = sorted(set().union(*(m.cards for m in held)))
+        rec = Reconciler(conn, now=now, gap_seconds=options.gap_seconds, cached=cache.take(conn))
+        rec.prepare_cards(mine)
         lookups = BatchLookups.read(conn, [m.digest for m in held],
-                                    [m.batch.header.terminal_id for m in held if m.batch is not None], cards)
+                                    [m.batch.header.terminal_id for m in held if m.batch is not None], mine)
         booked: list[VerifiedBatch] = []
         opened = open_batch_rows(conn, [(m.batch, m.digest, m.result) for m in held if m.batch is not None], options,
                                  lookups)
@@ -151,9 +152,9 @@ def import_group(engine: Engine, members: list[VerifiedBatch], options: ImportOp
             book(conn, m.batch, m.opened, m.posted, m.found, sorted(m.cards & moved), options, m.result, lookups,
                  writes)
         writes.write(conn)
-        # The states were read before the batches' locks were taken: if another importer committed meanwhile
-        # (``stage`` sees it), any of them may be older than the database's, so none is kept.
-        cache.stage(conn, rec.cards, (), rec.kept)
+        # The group's cards were read under their locks and written here; if another importer committed since
+        # (``stage`` sees it), the other cached states may be older than the database's, and only these are kept.
+        cache.stage(conn, rec.cards, mine, rec.kept)
     cache.committed()
     for m in members:
         if m.refusal is not None:

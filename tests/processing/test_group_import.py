@@ -14,6 +14,7 @@ from support.backoffice import NOW, World, world
 from processing import ledger, synthetic
 from processing.check import run_check
 from processing.group_import import import_group, verify_batches
+from processing.importer import ImportOptions
 from processing.keys import CardMacs
 from processing.locks import card_keys, group_transaction
 from processing.reconcile import ChainWalker
@@ -218,16 +219,33 @@ def test_a_batch_another_importer_holds_is_given_back_and_the_rest_imported(tmp_
             assert run_check(conn).ok
 
 
-@pytest.mark.postgres
-def test_card_states_read_before_another_importer_commits_are_not_kept_for_the_next_group(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """PostgreSQL: a group reads its cards' states before it locks its batches. When another importer
-    imports one of those batches and commits in between, the group finds that batch a duplicate, and the
-    state it read of that batch's card is older than the database's. The importer must not keep it for its
-    next group: there the card's next purchase would look like it came after a gap that is not there."""
+def _another_importer_imports_before_the_first_lock(monkeypatch: pytest.MonkeyPatch, w: World, raced: Path,
+                                                     options: ImportOptions) -> list[str]:
+    """Make the next group's first batch lock wait for another importer to import and commit ``raced``:
+    the race two importers run into. Returns that import's status, once it has run."""
     from processing import group_import
     from processing.importer import import_batch
 
+    real_try_lock = group_import.try_lock_batch
+    raced_once: list[str] = []
+
+    def another_importer_commits_first(*args: Any, **kwargs: Any) -> bool:
+        if not raced_once:
+            alongside = dataclasses.replace(options, post_desk=False)  # the desk posting waits for the import lock
+            raced_once.append(import_batch(w.engine, raced, w.keys, alongside).status)
+        return real_try_lock(*args, **kwargs)
+
+    monkeypatch.setattr(group_import, "try_lock_batch", another_importer_commits_first)
+    return raced_once
+
+
+@pytest.mark.postgres
+def test_card_states_read_before_another_importer_commits_are_not_kept_for_the_next_group(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: another importer imports one of a group's batches and commits just before the group locks
+    it, so the group finds that batch a duplicate. The card states the importer keeps for its next group must
+    be the database's after that commit: else the card's next purchase would look like it came after a gap
+    that is not there."""
     with world("postgresql", tmp_path) as w:
         w.merchant(42)
         a, b = w.card(1, load=10_000), w.card(2, load=10_000)
@@ -242,19 +260,10 @@ def test_card_states_read_before_another_importer_commits_are_not_kept_for_the_n
         other = t1.close(tmp_path / "t1-2.spb")
         w.ingest_loads()
         options, macs = w.options(), CardMacs(w.keys)
-        real_try_lock = group_import.try_lock_batch
-        raced_once: list[str] = []
-
-        def another_importer_commits_first(*args: Any, **kwargs: Any) -> bool:
-            if not raced_once:  # between the group's read of the card states and its first lock
-                alongside = dataclasses.replace(options, post_desk=False)  # the desk posting waits for the import lock
-                raced_once.append(import_batch(w.engine, raced, w.keys, alongside).status)
-            return real_try_lock(*args, **kwargs)
-
-        monkeypatch.setattr(group_import, "try_lock_batch", another_importer_commits_first)
+        raced_once = _another_importer_imports_before_the_first_lock(monkeypatch, w, raced, options)
         outcome = import_group(w.engine, verify_batches([first, raced], w.keys, macs, options.chunk_records),
                                options)
-        monkeypatch.setattr(group_import, "try_lock_batch", real_try_lock)
+        monkeypatch.undo()
         assert raced_once == ["accepted"]
         assert [(p.name, r.status) for p, r in outcome.results] == [("t1-1.spb", "accepted"),
                                                                      ("t2-1.spb", "duplicate")]
@@ -266,6 +275,38 @@ def test_card_states_read_before_another_importer_commits_are_not_kept_for_the_n
                                            .where(card_accounts.c.card_number == b.number)).one()
             assert (chain, top, gap) == (b.counter, b.counter, None)
             assert conn.execute(select(anomalies.c.kind)).scalars().all() == []
+            assert run_check(conn).ok
+
+
+@pytest.mark.postgres
+def test_a_card_another_importer_moves_before_the_group_locks_it_is_walked_from_its_new_state(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PostgreSQL: another importer stores a different batch of one of a group's cards and commits just before
+    the group locks its batches. The group must walk the card from the state after that commit, the one it
+    holds the lock on: from an older one its record would look like it came after a gap, and writing that
+    head back would hide the other importer's record behind a gap that is not there."""
+    with world("postgresql", tmp_path) as w:
+        w.merchant(42)
+        a, b = w.card(1, load=10_000), w.card(2, load=10_000)
+        t1, t2, t3 = w.terminal(1, 42), w.terminal(2, 42), w.terminal(3, 42)
+        t1.purchase(a, 100, NOW + 1)
+        first = t1.close(tmp_path / "t1-1.spb")
+        t3.purchase(b, 200, NOW + 2)  # stored by the other importer
+        raced = t3.close(tmp_path / "t3-1.spb")
+        t2.purchase(b, 300, NOW + 3)  # the card's next record, in this group
+        mine = t2.close(tmp_path / "t2-1.spb")
+        w.ingest_loads()
+        options, macs = w.options(), CardMacs(w.keys)
+        raced_once = _another_importer_imports_before_the_first_lock(monkeypatch, w, raced, options)
+        outcome = import_group(w.engine, verify_batches([first, mine], w.keys, macs, options.chunk_records), options)
+        assert raced_once == ["accepted"]
+        assert [(p.name, r.status) for p, r in outcome.results] == [("t1-1.spb", "accepted"),
+                                                                     ("t2-1.spb", "accepted")]
+        with w.engine.connect() as conn:
+            chain, top, gap, balance = conn.execute(
+                select(card_accounts.c.chain_counter, card_accounts.c.max_counter, card_accounts.c.gap_since,
+                       card_accounts.c.chain_balance).where(card_accounts.c.card_number == b.number)).one()
+            assert (chain, top, gap, balance) == (b.counter, b.counter, None, 10_000 - 500)
             assert run_check(conn).ok
 
 
