@@ -12,12 +12,13 @@ records (processing.synthetic), so the import verifies exactly what it verifies 
 For each database, in fresh child processes on a fresh database each:
 
 * **history**: the loads of every card and H purchases (at 20 history terminals) are imported before the
-  clock starts, as ``smartpurse process`` imports them;
-* **import**: the day, T batches of R purchases from N of the C cards, imported as ``smartpurse process``
-  imports them (``processing.run.process_files``: small batches in groups, ``--group-records``), in the
-  order an inbox lists them (by name: a card's records from several terminals arrive out of counter
-  order, as in a real day); the time of each batch is kept as its result comes (a group's together), to
-  compare the first tenth with the last (a cost that grows with the rows stored shows here);
+  clock starts, as ``smartpurse process`` imports them, in a process of their own;
+* **import**: in a fresh process on that database (so its peak memory is the import's), the day, T batches
+  of R purchases from N of the C cards, imported as ``smartpurse process`` imports them
+  (``processing.run.process_files``: small batches in groups, ``--group-records``), in the order an inbox
+  lists them (by name: a card's records from several terminals arrive out of counter order, as in a real
+  day); the time of each batch is kept as its result comes (a group's together), to compare the first
+  tenth with the last (a cost that grows with the rows stored shows here);
 * **bare**: the same day's rows stored by the bulk path alone (``RecordStore.insert_batch``, no MAC,
   reconciliation or posting) into a database holding the same history: the storage limit;
 * **importers K** (PostgreSQL): K importer processes started together, taking the day's files from one
@@ -27,9 +28,10 @@ For each database, in fresh child processes on a fresh database each:
 After the day, ``check`` runs as an accountant runs it (the history was checked before the clock, so it
 reads the day's records), then ``check --full`` (every record), then each report an accountant runs over the
 whole history (``REPORTS``). It prints records/s, the ratio to the bare insert, the first and last tenth's mean
-batch time, the peak memory of the day's import (the setup's peak, loading millions of cards, is reported
-apart), how many of the machine's cores were busy (the database server's too: what bounds K importers), the
-checks' and the reports' seconds and the speed-up of K importers; ``--json`` prints the measurements as JSON.
+batch time, the peak memory of the day's import (a fresh process, as ``smartpurse process`` is: the setup,
+loading millions of cards, ran in another), how many of the machine's cores were busy (the database server's
+too: what bounds K importers), the checks' and the reports' seconds and the speed-up of K importers;
+``--json`` prints the measurements as JSON.
 """
 
 from __future__ import annotations
@@ -185,21 +187,20 @@ def _bare(engine: Any, files: list[Path]) -> int:
 
 def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | None,
           group: int | None) -> dict[str, Any]:
-    """One measurement in this process: ``prepare`` (history only), ``import``, ``bare`` or ``worker``."""
+    """One measurement in this process: ``prepare`` (the loads and history only), then, on the database it
+    filled, ``import`` or ``worker``; or ``bare`` (its own setup, the history stored the bare way too)."""
     from processing import synthetic
     from processing.db import open_database
     from processing.inbox import Inbox
     from processing.run import process_files, process_inbox
 
     keys, _ = synthetic.make_keys()
-    if mode == "worker":  # one of K importers on a prepared database, taking files from the shared inbox
+    if mode in ("import", "worker"):  # a prepared database; a worker is one of K importers on the shared inbox
         engine = open_database(url)
     else:
         engine = _prepare(url, folder, spec, bare=mode == "bare")
     if mode == "prepare":
         return {"mode": mode}
-    setup_peak = _peak_rss_mib()
-    _reset_peak_rss()  # from here the peak is the day's own: the working set of the import, not the setup's
     times, n = [], 0
     cpu_before = _machine_cpu()
     start = time.perf_counter()
@@ -231,7 +232,7 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | 
     return {"mode": mode, "records": n, "seconds": round(elapsed, 3), "rate": round(n / elapsed),
             "first_tenth_ms": round(1000 * statistics.mean(times[:tenth]), 2) if times else None,
             "last_tenth_ms": round(1000 * statistics.mean(times[-tenth:]), 2) if times else None,
-            "peak_rss_mib": _peak_rss_mib(), "setup_peak_rss_mib": setup_peak, "cores_busy": busy, **checks}
+            "peak_rss_mib": _peak_rss_mib(), "cores_busy": busy, **checks}
 
 
 _SAME_COMMIT = 0.001  # s: results heard closer together than this were told by one commit (a group's)
@@ -284,7 +285,7 @@ def _cores_busy(before: tuple[int, int]) -> float:
 
 
 def _peak_rss_mib() -> float:
-    """This process's peak resident memory since start, or since ``_reset_peak_rss``."""
+    """This process's peak resident memory."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -292,14 +293,6 @@ def _peak_rss_mib() -> float:
     except OSError:
         pass
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
-
-
-def _reset_peak_rss() -> None:
-    """Start the peak over from what is resident now (Linux: ``5`` into /proc/self/clear_refs)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
 
 
 def _run(folder: Path, mode: str, url: str, *options: str) -> dict[str, Any]:
@@ -412,6 +405,8 @@ def main() -> None:
             for _ in range(a.repeat):
                 for mode in ("import", "bare"):
                     with _fresh_db(db, folder) as url:
+                        if mode == "import":
+                            _run(folder, "prepare", url)
                         runs[mode].append(_run(folder, mode, url, *grouping))
             out: dict[str, Any] = {"runs": runs}
             ratios = [i["rate"] / b["rate"] for i, b in zip(runs["import"], runs["bare"], strict=True)]
