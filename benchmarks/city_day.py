@@ -225,6 +225,7 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | 
         times = _batch_seconds(start, heard_at)
     elapsed = time.perf_counter() - start
     busy = _cores_busy(cpu_before)
+    peak = _peak_rss_mib()  # the import's, before the checks and reports below read what they read
     checks = {"check_new_s": _check(engine, full=False), "check_full_s": _check(engine, full=True),
               "reports_s": _reports(engine)} if mode == "import" else {}
     engine.dispose()
@@ -232,7 +233,7 @@ def child(mode: str, url: str, folder: Path, spec: dict[str, Any], inbox: str | 
     return {"mode": mode, "records": n, "seconds": round(elapsed, 3), "rate": round(n / elapsed),
             "first_tenth_ms": round(1000 * statistics.mean(times[:tenth]), 2) if times else None,
             "last_tenth_ms": round(1000 * statistics.mean(times[-tenth:]), 2) if times else None,
-            "peak_rss_mib": _peak_rss_mib(), "cores_busy": busy, **checks}
+            "peak_rss_mib": peak, "cores_busy": busy, **checks}
 
 
 _SAME_COMMIT = 0.001  # s: results heard closer together than this were told by one commit (a group's)
