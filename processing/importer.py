@@ -72,8 +72,10 @@ class ImportOptions:
     programs: dict[int, Any] = field(default_factory=dict)  # program id -> purse.loyalty.Program
     parallel_min_records: int = 50_000  # from this size a second process verifies the MACs
     # a ``process`` run imports smaller batches in groups of about this many records, a transaction each
-    # (processing.group_import); 0 imports every batch in its own transaction
-    group_records: int = 20_000
+    # (processing.group_import); 0 imports every batch in its own transaction. A group pays a commit, a read
+    # and a write of each of its cards' states, and a claim: 100,000 records (250 batches of 400) import a day
+    # of a million cards a fifth faster than 20,000, in about 250 MiB more (docs/performance.md, "Ninth round")
+    group_records: int = 100_000
     # ... and walks the card chains too when the batch has at least this many records per card:
     # sending a card's chain state to the worker and back costs about three records' walk
     worker_walk_records_per_card: float = 3.0
