@@ -456,8 +456,8 @@ class CardCache:
         records in their ``waiting`` lists).
 
         ``mine`` are the cards whose states this transaction read while it held their locks (a batch's, locked
-        before it began). If another importer committed since ``take``, the other cached states may be stale
-        and only ``mine`` are kept."""
+        before it began; a group's, read once its batches were locked). If another importer committed since
+        ``take``, the other cached states may be stale and only ``mine`` are kept."""
         version = bump_records_version(conn)
         if version != (self._taken or 0) + 1:
             cards = {n: cards[n] for n in mine}

@@ -240,7 +240,7 @@ def _another_importer_imports_before_the_first_lock(monkeypatch: pytest.MonkeyPa
 
 
 @pytest.mark.postgres
-def test_card_states_read_before_another_importer_commits_are_not_kept_for_the_next_group(
+def test_a_batch_another_importer_imports_first_leaves_the_next_group_the_databases_card_states(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """PostgreSQL: another importer imports one of a group's batches and commits just before the group locks
     it, so the group finds that batch a duplicate. The card states the importer keeps for its next group must
